@@ -1,0 +1,211 @@
+//! The CPU backend: the reference implementation of every primitive.
+//!
+//! Kernels are generic over the element type and dispatched on the dtype here, after
+//! `ir::infer` has checked the operands — so each kernel may assume operands of the right
+//! rank, dtype and compatible shape. Work larger than [`PAR_MIN_ELEMS`] is split over rayon;
+//! smaller work stays on the calling thread, because a fork-join costs microseconds.
+
+use std::sync::OnceLock;
+
+use ir::{DType, InferError, Op, TensorType};
+
+use crate::{Device, DeviceError, DeviceId, HostBuffer, Tensor};
+
+mod cast;
+mod conv;
+mod creation;
+mod elementwise;
+pub mod math;
+mod matmul;
+mod movement;
+mod pool;
+mod reduce;
+pub mod rng;
+pub(crate) mod strided;
+
+/// Below this many elements a kernel runs on one thread.
+pub const PAR_MIN_ELEMS: usize = 1 << 15;
+
+/// Resource limits of a CPU device.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Limits {
+    /// The largest tensor, in bytes, any operation may create. Requests above it are
+    /// refused with [`DeviceError::Alloc`] before any memory is touched.
+    pub max_tensor_bytes: u64,
+}
+
+impl Default for Limits {
+    /// Half of the machine's physical memory (16 GiB where that cannot be read), so that a
+    /// mistaken `zeros([1000000, 1000000])` is an error rather than an out-of-memory kill.
+    fn default() -> Self {
+        Limits {
+            max_tensor_bytes: physical_memory().map_or(16 << 30, |m| m / 2),
+        }
+    }
+}
+
+fn physical_memory() -> Option<u64> {
+    static MEM: OnceLock<Option<u64>> = OnceLock::new();
+    *MEM.get_or_init(|| {
+        let info = std::fs::read_to_string("/proc/meminfo").ok()?;
+        let line = info.lines().find(|l| l.starts_with("MemTotal:"))?;
+        let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+        kb.checked_mul(1024)
+    })
+}
+
+/// The CPU device.
+#[derive(Clone, Debug, Default)]
+pub struct CpuDevice {
+    limits: Limits,
+}
+
+impl CpuDevice {
+    /// A CPU device with the default [`Limits`].
+    pub fn new() -> CpuDevice {
+        CpuDevice::default()
+    }
+
+    /// A CPU device with the given limits.
+    pub fn with_limits(limits: Limits) -> CpuDevice {
+        CpuDevice { limits }
+    }
+
+    /// The device's limits.
+    pub fn limits(&self) -> Limits {
+        self.limits
+    }
+
+    /// Refuses a result that is over the cap or that memory cannot hold.
+    fn check_alloc(
+        &self,
+        op: &'static str,
+        ty: &TensorType,
+        shape: &[usize],
+    ) -> Result<(), DeviceError> {
+        let bytes = shape
+            .iter()
+            .try_fold(ty.dtype.size_of() as u64, |a, &d| a.checked_mul(d as u64))
+            .unwrap_or(u64::MAX);
+        let refuse = |reason: String| DeviceError::Alloc {
+            op,
+            shape: ty.shape.clone(),
+            dtype: ty.dtype,
+            bytes,
+            reason,
+        };
+        if bytes > self.limits.max_tensor_bytes {
+            return Err(refuse(format!(
+                "over the device's cap of {} bytes",
+                self.limits.max_tensor_bytes
+            )));
+        }
+        // Reserving (without touching) a large block asks the allocator up front whether the
+        // memory can be had at all, instead of failing inside a kernel.
+        if bytes > 1 << 30 {
+            let mut probe: Vec<u8> = Vec::new();
+            probe
+                .try_reserve_exact(bytes as usize)
+                .map_err(|e| refuse(format!("out of memory ({e})")))?;
+        }
+        Ok(())
+    }
+}
+
+impl Device for CpuDevice {
+    fn id(&self) -> DeviceId {
+        DeviceId::Cpu
+    }
+
+    fn supports(&self, dtype: DType) -> bool {
+        !matches!(dtype, DType::BF16 | DType::F16)
+    }
+
+    fn exec(&self, op: &Op, inputs: &[&Tensor]) -> Result<Tensor, DeviceError> {
+        let name = op.name();
+        for (i, t) in inputs.iter().enumerate() {
+            if t.device() != DeviceId::Cpu {
+                return Err(DeviceError::WrongDevice {
+                    op: name,
+                    operand: i,
+                    expected: DeviceId::Cpu,
+                    found: t.device(),
+                });
+            }
+        }
+        let types: Vec<TensorType> = inputs.iter().map(|t| t.ttype()).collect();
+        let out = ir::infer(op, &types)?;
+        for dt in types.iter().map(|t| t.dtype).chain([out.dtype]) {
+            if !self.supports(dt) {
+                return Err(DeviceError::UnsupportedDType {
+                    op: name,
+                    dtype: dt,
+                    device: DeviceId::Cpu,
+                });
+            }
+        }
+        let shape = out.shape.to_known().ok_or_else(|| InferError::Attr {
+            prim: name,
+            message: format!(
+                "the result shape {} must be known when the operation runs",
+                out.shape
+            ),
+        })?;
+        self.check_alloc(name, &out, &shape)?;
+        let arg = |i: usize| inputs[i];
+        let result = match op {
+            Op::Unary { op } => elementwise::unary(*op, arg(0)),
+            Op::Binary { op } => elementwise::binary(*op, arg(0), arg(1), &shape),
+            Op::Compare { op } => elementwise::compare(*op, arg(0), arg(1), &shape),
+            Op::Select {} => elementwise::select(arg(0), arg(1), arg(2), &shape),
+            Op::Reduce { op, axes, keepdims } => {
+                reduce::reduce(*op, arg(0), axes, *keepdims, out.dtype)
+            }
+            Op::ArgReduce { op, axis, keepdims } => {
+                reduce::arg_reduce(*op, arg(0), *axis, *keepdims)
+            }
+            Op::MatMul {} => matmul::matmul(arg(0), arg(1), &shape),
+            Op::Reshape { .. } => Ok(arg(0).reshape_view(&shape)),
+            Op::Transpose { perm } => Ok(arg(0).transpose_view(perm)),
+            Op::Broadcast { .. } => Ok(arg(0).broadcast_view(&shape)),
+            Op::Slice { dims } => Ok(arg(0).slice_view(dims)),
+            Op::Concat { axis } => movement::concat(inputs, *axis, &shape),
+            Op::Pad { pads, value } => movement::pad(arg(0), pads, *value, &shape),
+            Op::Gather { axis } => movement::gather(arg(0), arg(1), *axis, &shape),
+            Op::ScatterAdd { axis } => movement::scatter_add(arg(0), arg(1), arg(2), *axis),
+            Op::Conv2d { params } => conv::conv2d(arg(0), arg(1), params, &shape),
+            Op::Conv2dBackwardInput { params, .. } => {
+                conv::conv2d_backward_input(arg(0), arg(1), params, &shape)
+            }
+            Op::Conv2dBackwardFilter { params, .. } => {
+                conv::conv2d_backward_filter(arg(0), arg(1), params, &shape)
+            }
+            Op::Pool2d { op, params } => pool::pool2d(*op, arg(0), params, &shape),
+            Op::Pool2dBackward { op, params } => pool::pool2d_backward(*op, arg(0), arg(1), params),
+            Op::Cast { dtype } => Ok(cast::cast(arg(0), *dtype)),
+            Op::Random { op, .. } => rng::random(*op, arg(0), &shape, out.dtype),
+            Op::Iota { axis, .. } => Ok(creation::iota(&shape, *axis, out.dtype)),
+            Op::Full { value, .. } => Ok(creation::full(&shape, out.dtype, *value)),
+            // The value passes through; showing it is the executor's effect, since devices do
+            // no IO.
+            Op::Print {} => Ok(arg(0).clone()),
+        }?;
+        debug_assert_eq!(result.shape(), &shape[..], "{name} kernel shape");
+        debug_assert_eq!(result.dtype(), out.dtype, "{name} kernel dtype");
+        Ok(result)
+    }
+
+    fn upload(&self, data: HostBuffer, shape: &[usize]) -> Result<Tensor, DeviceError> {
+        Tensor::from_host(data, shape)
+    }
+
+    fn download(&self, t: &Tensor) -> Result<HostBuffer, DeviceError> {
+        let c = t.contiguous();
+        c.host().cloned().ok_or_else(|| DeviceError::WrongDevice {
+            op: "download",
+            operand: 0,
+            expected: DeviceId::Cpu,
+            found: t.device(),
+        })
+    }
+}

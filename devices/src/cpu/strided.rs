@@ -1,0 +1,236 @@
+//! Walking several broadcast, strided operands in lockstep with a C-order output.
+//!
+//! Elementwise kernels see their operands as views broadcast to the output shape (stride 0
+//! on stretched axes). [`RowPlan`] merges adjacent axes that are contiguous for every
+//! operand at once (so `[1000, 1000]` + `[1000, 1000]` is one row of a million), then hands
+//! out rows: for each row, the offset of its first element in every operand, its length and
+//! each operand's stride along it. Kernels specialise the common inner strides (1 and 0) so
+//! the inner loops vectorise.
+
+use rayon::prelude::*;
+
+use super::PAR_MIN_ELEMS;
+use crate::{Elem, Tensor};
+
+/// Rows of an N-operand elementwise walk. Operand layouts are already broadcast to `shape`.
+pub(crate) struct RowPlan<const N: usize> {
+    outer: Vec<usize>,
+    outer_strides: [Vec<isize>; N],
+    offsets: [isize; N],
+    /// Length of each row (the innermost merged axis).
+    pub(crate) inner: usize,
+    /// Each operand's stride along a row.
+    pub(crate) inner_strides: [isize; N],
+}
+
+impl<const N: usize> RowPlan<N> {
+    /// Plans a walk over `shape` for operands with the given strides and offsets.
+    pub(crate) fn new(shape: &[usize], strides: [&[isize]; N], offsets: [usize; N]) -> RowPlan<N> {
+        // Merge axis i into axis i+1 when, for every operand, stepping once along axis i is
+        // the same as stepping `shape[i+1]` times along axis i+1.
+        let mut dims: Vec<usize> = Vec::new();
+        let mut strs: [Vec<isize>; N] = std::array::from_fn(|_| Vec::new());
+        for (ax, &d) in shape.iter().enumerate() {
+            if d == 1 {
+                continue;
+            }
+            let mergeable = !dims.is_empty()
+                && (0..N).all(|k| *strs[k].last().unwrap_or(&0) == strides[k][ax] * d as isize);
+            if mergeable {
+                let last = dims.len() - 1;
+                dims[last] *= d;
+                for k in 0..N {
+                    strs[k][last] = strides[k][ax];
+                }
+            } else {
+                dims.push(d);
+                for k in 0..N {
+                    strs[k].push(strides[k][ax]);
+                }
+            }
+        }
+        let inner = dims.pop().unwrap_or(1);
+        let inner_strides = std::array::from_fn(|k| strs[k].pop().unwrap_or(0));
+        RowPlan {
+            outer: dims,
+            outer_strides: strs,
+            offsets: offsets.map(|o| o as isize),
+            inner,
+            inner_strides,
+        }
+    }
+
+    /// Number of rows.
+    pub(crate) fn rows(&self) -> usize {
+        self.outer.iter().product()
+    }
+
+    /// Offsets of the first element of row `r` in every operand.
+    pub(crate) fn row_offsets(&self, mut r: usize) -> [usize; N] {
+        let mut off = self.offsets;
+        for ax in (0..self.outer.len()).rev() {
+            let i = r % self.outer[ax];
+            r /= self.outer[ax];
+            for (k, o) in off.iter_mut().enumerate() {
+                *o += i as isize * self.outer_strides[k][ax];
+            }
+        }
+        off.map(|o| o as usize)
+    }
+}
+
+/// Applies `f` to two broadcast operands, producing a C-order vector of `shape`.
+pub(crate) fn map2<A: Elem, B: Elem, O: Elem>(
+    a: &Tensor,
+    b: &Tensor,
+    shape: &[usize],
+    f: impl Fn(A, B) -> O + Sync + Send,
+) -> Vec<O> {
+    let (av, bv) = (a.broadcast_view(shape), b.broadcast_view(shape));
+    let (abuf, bbuf) = (
+        av.buffer::<A>().unwrap_or(&[]),
+        bv.buffer::<B>().unwrap_or(&[]),
+    );
+    let plan = RowPlan::new(
+        shape,
+        [&av.layout().strides, &bv.layout().strides],
+        [av.layout().offset, bv.layout().offset],
+    );
+    let n: usize = shape.iter().product();
+    let mut out = vec![O::default(); n];
+    let inner = plan.inner;
+    if inner == 0 || n == 0 {
+        return out;
+    }
+    let [sa, sb] = plan.inner_strides;
+    let row = |r: usize, start: usize, dst: &mut [O]| {
+        let [oa, ob] = plan.row_offsets(r);
+        let len = dst.len();
+        let oa = (oa as isize + start as isize * sa) as usize;
+        let ob = (ob as isize + start as isize * sb) as usize;
+        match (sa, sb) {
+            (1, 1) => {
+                for ((d, &x), &y) in dst
+                    .iter_mut()
+                    .zip(&abuf[oa..oa + len])
+                    .zip(&bbuf[ob..ob + len])
+                {
+                    *d = f(x, y);
+                }
+            }
+            (1, 0) => {
+                let y = bbuf[ob];
+                for (d, &x) in dst.iter_mut().zip(&abuf[oa..oa + len]) {
+                    *d = f(x, y);
+                }
+            }
+            (0, 1) => {
+                let x = abuf[oa];
+                for (d, &y) in dst.iter_mut().zip(&bbuf[ob..ob + len]) {
+                    *d = f(x, y);
+                }
+            }
+            _ => {
+                for (i, d) in dst.iter_mut().enumerate() {
+                    let x = abuf[(oa as isize + i as isize * sa) as usize];
+                    let y = bbuf[(ob as isize + i as isize * sb) as usize];
+                    *d = f(x, y);
+                }
+            }
+        }
+    };
+    for_rows(&mut out, inner, &row);
+    out
+}
+
+/// Applies `f` to three broadcast operands, producing a C-order vector of `shape`.
+pub(crate) fn map3<A: Elem, B: Elem, C: Elem, O: Elem>(
+    a: &Tensor,
+    b: &Tensor,
+    c: &Tensor,
+    shape: &[usize],
+    f: impl Fn(A, B, C) -> O + Sync + Send,
+) -> Vec<O> {
+    let (av, bv, cv) = (
+        a.broadcast_view(shape),
+        b.broadcast_view(shape),
+        c.broadcast_view(shape),
+    );
+    let (abuf, bbuf, cbuf) = (
+        av.buffer::<A>().unwrap_or(&[]),
+        bv.buffer::<B>().unwrap_or(&[]),
+        cv.buffer::<C>().unwrap_or(&[]),
+    );
+    let plan = RowPlan::new(
+        shape,
+        [
+            &av.layout().strides,
+            &bv.layout().strides,
+            &cv.layout().strides,
+        ],
+        [av.layout().offset, bv.layout().offset, cv.layout().offset],
+    );
+    let n: usize = shape.iter().product();
+    let mut out = vec![O::default(); n];
+    let inner = plan.inner;
+    if inner == 0 || n == 0 {
+        return out;
+    }
+    let [sa, sb, sc] = plan.inner_strides;
+    let row = |r: usize, start: usize, dst: &mut [O]| {
+        let [oa, ob, oc] = plan.row_offsets(r);
+        let len = dst.len();
+        let oa = (oa as isize + start as isize * sa) as usize;
+        let ob = (ob as isize + start as isize * sb) as usize;
+        let oc = (oc as isize + start as isize * sc) as usize;
+        if (sa, sb, sc) == (1, 1, 1) {
+            for (((d, &x), &y), &z) in dst
+                .iter_mut()
+                .zip(&abuf[oa..oa + len])
+                .zip(&bbuf[ob..ob + len])
+                .zip(&cbuf[oc..oc + len])
+            {
+                *d = f(x, y, z);
+            }
+        } else {
+            for (i, d) in dst.iter_mut().enumerate() {
+                let i = i as isize;
+                *d = f(
+                    abuf[(oa as isize + i * sa) as usize],
+                    bbuf[(ob as isize + i * sb) as usize],
+                    cbuf[(oc as isize + i * sc) as usize],
+                );
+            }
+        }
+    };
+    for_rows(&mut out, inner, &row);
+    out
+}
+
+/// Runs `row(r, start, dst)` for every row of `out` (rows of length `inner`): `dst` is the
+/// part of row `r` that begins at element `start` of the row. Large outputs run in
+/// parallel; a long row is split into pieces so that one huge row still uses every thread.
+fn for_rows<O: Elem>(out: &mut [O], inner: usize, row: &(impl Fn(usize, usize, &mut [O]) + Sync)) {
+    if out.len() < PAR_MIN_ELEMS {
+        for (r, dst) in out.chunks_mut(inner).enumerate() {
+            row(r, 0, dst);
+        }
+    } else if inner >= PAR_MIN_ELEMS {
+        for (r, dst) in out.chunks_mut(inner).enumerate() {
+            dst.par_chunks_mut(PAR_MIN_ELEMS)
+                .enumerate()
+                .for_each(|(p, piece)| {
+                    row(r, p * PAR_MIN_ELEMS, piece);
+                });
+        }
+    } else {
+        let rows_per_task = (PAR_MIN_ELEMS / inner).max(1);
+        out.par_chunks_mut(inner * rows_per_task)
+            .enumerate()
+            .for_each(|(t, chunk)| {
+                for (i, dst) in chunk.chunks_mut(inner).enumerate() {
+                    row(t * rows_per_task + i, 0, dst);
+                }
+            });
+    }
+}

@@ -1,0 +1,48 @@
+//! The device abstraction.
+
+use std::fmt;
+
+use ir::{DType, Op};
+
+use crate::{DeviceError, HostBuffer, Tensor};
+
+/// Where a tensor lives.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum DeviceId {
+    /// Host memory, computed on by the CPU backend.
+    Cpu,
+    /// An NVIDIA GPU, by ordinal.
+    Cuda(u32),
+}
+
+impl fmt::Display for DeviceId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            DeviceId::Cpu => f.write_str("cpu"),
+            DeviceId::Cuda(i) => write!(f, "cuda:{i}"),
+        }
+    }
+}
+
+/// A device that can hold tensors and run every primitive on them.
+///
+/// The trait does not assume host memory: tensors enter and leave a device only through
+/// [`Device::upload`] and [`Device::download`], so a GPU backend keeps its buffers in
+/// device memory and the CPU backend's are plain vectors.
+pub trait Device: Send + Sync + fmt::Debug {
+    /// This device's identity.
+    fn id(&self) -> DeviceId;
+
+    /// Whether the device computes on elements of `dtype`.
+    fn supports(&self, dtype: DType) -> bool;
+
+    /// Runs one primitive. The operands' types are checked with `ir::infer` first; the result
+    /// has exactly the inferred type.
+    fn exec(&self, op: &Op, inputs: &[&Tensor]) -> Result<Tensor, DeviceError>;
+
+    /// Copies host data in as a tensor of the given shape (C order).
+    fn upload(&self, data: HostBuffer, shape: &[usize]) -> Result<Tensor, DeviceError>;
+
+    /// Copies a tensor out to host memory in C order.
+    fn download(&self, t: &Tensor) -> Result<HostBuffer, DeviceError>;
+}

@@ -1,0 +1,27 @@
+//! `devices` — tensors and the devices that compute on them.
+//!
+//! This is the only crate with kernels. A [`Tensor`] is a shared, immutable buffer plus a
+//! strided layout, a dtype and the device it lives on; clones are cheap, and transpose,
+//! slice and broadcast are views that copy nothing. A [`Device`] runs any `ir::Op` on
+//! tensors of its own. [`cpu::CpuDevice`] is the reference implementation of **every**
+//! primitive (ndarray for strided views, rayon for parallel loops, the `gemm` crate for
+//! matrix products, hand-vectorized polynomial kernels for transcendental functions);
+//! every other backend is tested against it. [`cuda`] is the entry point of the GPU
+//! backend.
+//!
+//! Errors are data ([`DeviceError`]): a kernel never panics on bad operands, and an
+//! allocation over the configured cap or over what the machine can give is an error that
+//! names the operation, the shape, the dtype and the bytes.
+
+pub mod buffer;
+pub mod cpu;
+pub mod cuda;
+pub mod device;
+pub mod error;
+pub mod tensor;
+
+pub use buffer::{Elem, HostBuffer};
+pub use cpu::CpuDevice;
+pub use device::{Device, DeviceId};
+pub use error::DeviceError;
+pub use tensor::{Layout, Tensor};

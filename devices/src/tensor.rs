@@ -1,0 +1,339 @@
+//! Tensors: a shared immutable buffer seen through a strided layout.
+
+use std::fmt;
+use std::sync::Arc;
+
+use ir::{DType, Shape, SliceDim, TensorType};
+use ndarray::{ArrayViewD, Axis, IxDyn, ShapeBuilder};
+
+use crate::{DeviceError, DeviceId, Elem, HostBuffer};
+
+/// How the elements of a tensor sit in its buffer: element `[i0, i1, ...]` is at
+/// `offset + Σ ik * strides[k]` (strides in elements, possibly zero for broadcast axes or
+/// negative for reversed slices).
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct Layout {
+    /// Dims, outermost first.
+    pub shape: Vec<usize>,
+    /// Element strides per dim.
+    pub strides: Vec<isize>,
+    /// Position of element `[0, 0, ...]` in the buffer.
+    pub offset: usize,
+}
+
+impl Layout {
+    /// The C-order (row-major) layout of a shape.
+    pub fn contiguous(shape: &[usize]) -> Layout {
+        Layout {
+            shape: shape.to_vec(),
+            strides: contiguous_strides(shape),
+            offset: 0,
+        }
+    }
+
+    /// Number of elements.
+    pub fn numel(&self) -> usize {
+        self.shape.iter().product()
+    }
+
+    /// True when the elements are the C-order run `offset .. offset + numel` of the buffer.
+    pub fn is_contiguous(&self) -> bool {
+        let mut expected = 1isize;
+        for (&d, &s) in self.shape.iter().zip(&self.strides).rev() {
+            if d != 1 && s != expected {
+                return false;
+            }
+            expected *= d as isize;
+        }
+        true
+    }
+}
+
+/// C-order strides of a shape.
+pub fn contiguous_strides(shape: &[usize]) -> Vec<isize> {
+    let mut strides = vec![0isize; shape.len()];
+    let mut acc = 1isize;
+    for (s, &d) in strides.iter_mut().zip(shape).rev() {
+        *s = acc;
+        acc = acc.saturating_mul(d.max(1) as isize);
+    }
+    strides
+}
+
+/// Where a tensor's elements are kept.
+#[derive(Debug)]
+pub(crate) enum Storage {
+    /// Host memory (the CPU device).
+    Host(HostBuffer),
+}
+
+/// A tensor: shared immutable storage, a strided [`Layout`], a dtype and a device.
+///
+/// Cloning is cheap (the storage is reference counted). Tensors are never mutated after
+/// creation, so a view can share its buffer with the tensor it came from safely.
+#[derive(Clone)]
+pub struct Tensor {
+    storage: Arc<Storage>,
+    layout: Layout,
+    dtype: DType,
+    device: DeviceId,
+}
+
+impl Tensor {
+    /// A contiguous host tensor from a buffer, checking that it fills the shape.
+    pub fn from_host(data: HostBuffer, shape: &[usize]) -> Result<Tensor, DeviceError> {
+        let numel = shape.iter().try_fold(1usize, |a, &d| a.checked_mul(d));
+        if numel != Some(data.len()) {
+            return Err(DeviceError::DataLength {
+                len: data.len(),
+                shape: Shape::known(shape),
+            });
+        }
+        Ok(Tensor::from_host_unchecked(data, shape))
+    }
+
+    /// A contiguous host tensor from a vector of elements.
+    pub fn from_vec<T: Elem>(data: Vec<T>, shape: &[usize]) -> Result<Tensor, DeviceError> {
+        Tensor::from_host(T::into_buffer(data), shape)
+    }
+
+    /// A rank-0 host tensor.
+    pub fn scalar<T: Elem>(v: T) -> Tensor {
+        Tensor::from_host_unchecked(T::into_buffer(vec![v]), &[])
+    }
+
+    pub(crate) fn from_host_unchecked(data: HostBuffer, shape: &[usize]) -> Tensor {
+        debug_assert_eq!(data.len(), shape.iter().product::<usize>());
+        Tensor {
+            dtype: data.dtype(),
+            storage: Arc::new(Storage::Host(data)),
+            layout: Layout::contiguous(shape),
+            device: DeviceId::Cpu,
+        }
+    }
+
+    /// The dims.
+    pub fn shape(&self) -> &[usize] {
+        &self.layout.shape
+    }
+
+    /// The layout.
+    pub fn layout(&self) -> &Layout {
+        &self.layout
+    }
+
+    /// The element type.
+    pub fn dtype(&self) -> DType {
+        self.dtype
+    }
+
+    /// Where the tensor lives.
+    pub fn device(&self) -> DeviceId {
+        self.device
+    }
+
+    /// Number of dims.
+    pub fn rank(&self) -> usize {
+        self.layout.shape.len()
+    }
+
+    /// Number of elements.
+    pub fn numel(&self) -> usize {
+        self.layout.numel()
+    }
+
+    /// True when the elements are a C-order run of the buffer.
+    pub fn is_contiguous(&self) -> bool {
+        self.layout.is_contiguous()
+    }
+
+    /// The abstract type (`f32[2, 3]`).
+    pub fn ttype(&self) -> TensorType {
+        TensorType::known(self.dtype, &self.layout.shape)
+    }
+
+    /// True when both tensors are views of the same buffer.
+    pub fn shares_buffer(&self, other: &Tensor) -> bool {
+        Arc::ptr_eq(&self.storage, &other.storage)
+    }
+
+    pub(crate) fn host(&self) -> Option<&HostBuffer> {
+        match &*self.storage {
+            Storage::Host(b) => Some(b),
+        }
+    }
+
+    /// The whole buffer as `T`, if the tensor is on the host and of that type.
+    pub(crate) fn buffer<T: Elem>(&self) -> Option<&[T]> {
+        self.host().and_then(T::slice)
+    }
+
+    /// The elements in C order as one slice, when the tensor is contiguous host memory of `T`.
+    pub fn as_slice<T: Elem>(&self) -> Option<&[T]> {
+        if !self.is_contiguous() {
+            return None;
+        }
+        let b = self.buffer::<T>()?;
+        b.get(self.layout.offset..self.layout.offset + self.numel())
+    }
+
+    /// An ndarray view of a host tensor of element type `T`.
+    pub fn view<T: Elem>(&self) -> Option<ArrayViewD<'_, T>> {
+        let buf = self.buffer::<T>()?;
+        let l = &self.layout;
+        if l.numel() == 0 {
+            return ArrayViewD::from_shape(IxDyn(&l.shape), &[]).ok();
+        }
+        // ndarray wants non-negative strides from the lowest address: start there, then
+        // flip the axes whose stride was negative.
+        let mut start = l.offset as isize;
+        for (&d, &s) in l.shape.iter().zip(&l.strides) {
+            if s < 0 {
+                start += s * (d as isize - 1);
+            }
+        }
+        let abs: Vec<usize> = l.strides.iter().map(|s| s.unsigned_abs()).collect();
+        let last = start as usize
+            + l.shape
+                .iter()
+                .zip(&abs)
+                .map(|(&d, &s)| (d - 1) * s)
+                .sum::<usize>();
+        if start < 0 || last >= buf.len() {
+            return None;
+        }
+        // SAFETY: every element reachable from `start` with these non-negative strides lies
+        // within `buf` (checked just above), the buffer is immutable and outlives the view.
+        let mut v = unsafe {
+            ArrayViewD::from_shape_ptr(
+                IxDyn(&l.shape).strides(IxDyn(&abs)),
+                buf.as_ptr().add(start as usize),
+            )
+        };
+        for (k, &s) in l.strides.iter().enumerate() {
+            if s < 0 {
+                v.invert_axis(Axis(k));
+            }
+        }
+        Some(v)
+    }
+
+    /// The elements in C order, copied out. `None` if the tensor is not host memory of `T`.
+    pub fn to_vec<T: Elem>(&self) -> Option<Vec<T>> {
+        if let Some(s) = self.as_slice::<T>() {
+            return Some(s.to_vec());
+        }
+        Some(self.view::<T>()?.iter().copied().collect())
+    }
+
+    /// The elements in C order converted to `f64` (for tests and printing).
+    pub fn to_f64_vec(&self) -> Option<Vec<f64>> {
+        crate::with_elem!(self.dtype, T => Some(self.to_vec::<T>()?.into_iter().map(Elem::to_f64).collect()), else None)
+    }
+
+    /// A contiguous tensor with the same elements: `self` when already contiguous and
+    /// starting the buffer, a copy otherwise.
+    pub fn contiguous(&self) -> Tensor {
+        if self.is_contiguous()
+            && self.layout.offset == 0
+            && self.host().is_some_and(|b| b.len() == self.numel())
+        {
+            return self.clone();
+        }
+        let data = crate::with_elem!(self.dtype, T => T::into_buffer(self.to_vec::<T>().unwrap_or_default()), else return self.clone());
+        Tensor::from_host_unchecked(data, &self.layout.shape)
+    }
+
+    /// Axis permutation as a view (no copy). The caller has checked `perm`.
+    pub(crate) fn transpose_view(&self, perm: &[usize]) -> Tensor {
+        let l = &self.layout;
+        self.with_layout(Layout {
+            shape: perm.iter().map(|&p| l.shape[p]).collect(),
+            strides: perm.iter().map(|&p| l.strides[p]).collect(),
+            offset: l.offset,
+        })
+    }
+
+    /// NumPy broadcast as a view: stretched axes get stride 0. The caller has checked the shape.
+    pub(crate) fn broadcast_view(&self, shape: &[usize]) -> Tensor {
+        let l = &self.layout;
+        let off = shape.len() - l.shape.len();
+        let strides = (0..shape.len())
+            .map(|i| {
+                if i < off || l.shape[i - off] != shape[i] {
+                    0
+                } else {
+                    l.strides[i - off]
+                }
+            })
+            .collect();
+        self.with_layout(Layout {
+            shape: shape.to_vec(),
+            strides,
+            offset: l.offset,
+        })
+    }
+
+    /// Strided slice as a view. The caller has checked `dims` against the shape.
+    pub(crate) fn slice_view(&self, dims: &[SliceDim]) -> Tensor {
+        let l = &self.layout;
+        let mut offset = l.offset as isize;
+        let mut shape = Vec::with_capacity(dims.len());
+        let mut strides = Vec::with_capacity(dims.len());
+        for (s, &st) in dims.iter().zip(&l.strides) {
+            if s.len > 0 {
+                offset += s.start as isize * st;
+            }
+            shape.push(s.len);
+            strides.push(st * s.step);
+        }
+        if shape.contains(&0) {
+            offset = l.offset as isize;
+        }
+        self.with_layout(Layout {
+            shape,
+            strides,
+            offset: offset as usize,
+        })
+    }
+
+    /// Reshape: a view when contiguous, otherwise a contiguous copy first.
+    pub(crate) fn reshape_view(&self, shape: &[usize]) -> Tensor {
+        let base = if self.is_contiguous() {
+            self.clone()
+        } else {
+            self.contiguous()
+        };
+        let offset = base.layout.offset;
+        base.with_layout(Layout {
+            shape: shape.to_vec(),
+            strides: contiguous_strides(shape),
+            offset,
+        })
+    }
+
+    fn with_layout(&self, layout: Layout) -> Tensor {
+        Tensor {
+            storage: Arc::clone(&self.storage),
+            layout,
+            dtype: self.dtype,
+            device: self.device,
+        }
+    }
+}
+
+impl fmt::Debug for Tensor {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "Tensor({}{:?} on {}",
+            self.dtype, self.layout.shape, self.device
+        )?;
+        if self.numel() <= 16
+            && let Some(v) = self.to_f64_vec()
+        {
+            write!(f, " {v:?}")?;
+        }
+        f.write_str(")")
+    }
+}
