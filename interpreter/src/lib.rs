@@ -1,1 +1,8 @@
-//! x
+//! `interpreter` — the MindScript session and the `ms` command line.
+//!
+//! This is the only crate that does user IO: it reads files and arguments and prints. The
+//! eager evaluator, the REPL and `Session::eval` arrive with the interpreter issue; today
+//! the crate holds [`demo`], a training run written directly against the primitive table
+//! and the CPU device, which exercises the kernels end to end on the digits data set.
+
+pub mod demo;

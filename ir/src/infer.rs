@@ -88,6 +88,11 @@ pub fn infer(op: &Op, inputs: &[TensorType]) -> Result<TensorType, InferError> {
         Op::Reduce { op, axes, keepdims } => {
             let x = &inputs[0];
             check_axes(name, axes, x.rank())?;
+            if matches!(op, crate::ReduceOp::Max | crate::ReduceOp::Min)
+                && let Some(&a) = axes.iter().find(|&&a| x.shape.0[a] == Dim::Known(0))
+            {
+                return Err(attr_err(name, format!("axis {a} has size 0: there is no {name} of no elements")));
+            }
             let dtype = match (op, x.dtype) {
                 (crate::ReduceOp::Sum | crate::ReduceOp::Prod, DType::Bool) => DType::I64,
                 (_, d) => d,

@@ -19,6 +19,9 @@ pub fn unary_f64(op: UnaryOp, x: &[f64], out: &mut [f64]) {
 fn scalar_f64(op: UnaryOp, x: f64) -> f64 {
     match op {
         UnaryOp::Exp => x.exp(),
+        UnaryOp::Log => x.ln(),
+        UnaryOp::Tanh => x.tanh(),
+        UnaryOp::Neg => -x,
         _ => x,
     }
 }

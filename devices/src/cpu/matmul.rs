@@ -1,5 +1,151 @@
-//! Matmul (placeholder: being written).
-use crate::{DeviceError, Tensor};
-pub(crate) fn matmul(_a: &Tensor, _b: &Tensor, _s: &[usize]) -> Result<Tensor, DeviceError> {
-    Err(DeviceError::Unavailable("pending".into()))
+//! Batched matrix products.
+//!
+//! Floats go to the `gemm` crate, which takes arbitrary row and column strides: transposed
+//! and broadcast operands are multiplied in place, never copied. Integer matrices (rare:
+//! index arithmetic, counting) use a plain loop.
+
+use rayon::prelude::*;
+
+use super::elementwise::Num;
+use crate::{DeviceError, Elem, Tensor};
+
+/// Below this many multiply-adds per matrix, one matrix is not worth splitting over threads.
+const PAR_MIN_MACS: usize = 48 * 48 * 48;
+
+/// `a @ b` with NumPy batching; `shape` is the inferred output shape `[..batch, m, n]`.
+pub(crate) fn matmul(a: &Tensor, b: &Tensor, shape: &[usize]) -> Result<Tensor, DeviceError> {
+    match a.dtype() {
+        ir::DType::F32 => Ok(float_matmul::<f32>(a, b, shape)),
+        ir::DType::F64 => Ok(float_matmul::<f64>(a, b, shape)),
+        ir::DType::I32 => Ok(int_matmul::<i32>(a, b, shape)),
+        ir::DType::I64 => Ok(int_matmul::<i64>(a, b, shape)),
+        dt => Err(DeviceError::UnsupportedDType { op: "matmul", dtype: dt, device: crate::DeviceId::Cpu }),
+    }
+}
+
+/// The operands broadcast over the output's batch dims, with per-matrix offsets.
+struct Batched {
+    m: usize,
+    n: usize,
+    k: usize,
+    a_offsets: Vec<usize>,
+    b_offsets: Vec<usize>,
+    a_rs: isize,
+    a_cs: isize,
+    b_rs: isize,
+    b_cs: isize,
+}
+
+impl Batched {
+    fn new(a: &Tensor, b: &Tensor, shape: &[usize]) -> (Batched, Tensor, Tensor) {
+        let r = shape.len();
+        let (m, n) = (shape[r - 2], shape[r - 1]);
+        let k = a.shape()[a.rank() - 1];
+        let batch = &shape[..r - 2];
+        let mut a_full = batch.to_vec();
+        a_full.extend([m, k]);
+        let mut b_full = batch.to_vec();
+        b_full.extend([k, n]);
+        let (av, bv) = (a.broadcast_view(&a_full), b.broadcast_view(&b_full));
+        let offsets = |t: &Tensor| {
+            let l = t.layout();
+            let mut offs = vec![l.offset as isize];
+            for (ax, &d) in batch.iter().enumerate() {
+                let st = l.strides[ax];
+                offs = offs.iter().flat_map(|&o| (0..d).map(move |i| o + i as isize * st)).collect();
+            }
+            offs.into_iter().map(|o| o as usize).collect::<Vec<_>>()
+        };
+        let (al, bl) = (av.layout(), bv.layout());
+        let plan = Batched {
+            m,
+            n,
+            k,
+            a_offsets: offsets(&av),
+            b_offsets: offsets(&bv),
+            a_rs: al.strides[r - 2],
+            a_cs: al.strides[r - 1],
+            b_rs: bl.strides[r - 2],
+            b_cs: bl.strides[r - 1],
+        };
+        (plan, av, bv)
+    }
+}
+
+fn float_matmul<T: Elem + Num>(a: &Tensor, b: &Tensor, shape: &[usize]) -> Tensor {
+    let (p, av, bv) = Batched::new(a, b, shape);
+    let (abuf, bbuf) = (av.buffer::<T>().unwrap_or(&[]), bv.buffer::<T>().unwrap_or(&[]));
+    let mn = p.m * p.n;
+    let mut out = vec![T::default(); shape.iter().product()];
+    if mn == 0 || p.k == 0 {
+        return Tensor::from_host_unchecked(T::into_buffer(out), shape);
+    }
+    let macs = mn * p.k;
+    let one = T::from_f64(1.0);
+    let run = |i: usize, dst: &mut [T], par: gemm::Parallelism| {
+        // SAFETY: the offsets and strides come from layouts validated against these buffers
+        // (every element of each [m, k] / [k, n] view lies inside its buffer), `dst` is an
+        // exclusive, contiguous m×n block, and the inputs are immutable while we read them.
+        unsafe {
+            gemm::gemm(
+                p.m,
+                p.n,
+                p.k,
+                dst.as_mut_ptr(),
+                1,
+                p.n as isize,
+                false,
+                abuf.as_ptr().add(p.a_offsets[i]),
+                p.a_cs,
+                p.a_rs,
+                bbuf.as_ptr().add(p.b_offsets[i]),
+                p.b_cs,
+                p.b_rs,
+                T::default(),
+                one,
+                false,
+                false,
+                false,
+                par,
+            )
+        }
+    };
+    let batches = p.a_offsets.len();
+    if macs >= PAR_MIN_MACS && (batches == 1 || macs >= 4 * PAR_MIN_MACS) {
+        let threads = gemm::Parallelism::Rayon(rayon::current_num_threads());
+        for (i, dst) in out.chunks_mut(mn).enumerate() {
+            run(i, dst, threads);
+        }
+    } else if batches * macs >= PAR_MIN_MACS {
+        out.par_chunks_mut(mn).enumerate().for_each(|(i, dst)| run(i, dst, gemm::Parallelism::None));
+    } else {
+        for (i, dst) in out.chunks_mut(mn).enumerate() {
+            run(i, dst, gemm::Parallelism::None);
+        }
+    }
+    Tensor::from_host_unchecked(T::into_buffer(out), shape)
+}
+
+fn int_matmul<T: Elem + Num>(a: &Tensor, b: &Tensor, shape: &[usize]) -> Tensor {
+    let (p, av, bv) = Batched::new(a, b, shape);
+    let (abuf, bbuf) = (av.buffer::<T>().unwrap_or(&[]), bv.buffer::<T>().unwrap_or(&[]));
+    let mn = p.m * p.n;
+    let mut out = vec![T::default(); shape.iter().product()];
+    if mn == 0 {
+        return Tensor::from_host_unchecked(T::into_buffer(out), shape);
+    }
+    let at = |o: usize, i: usize, j: usize, rs: isize, cs: isize| (o as isize + i as isize * rs + j as isize * cs) as usize;
+    for (bi, dst) in out.chunks_mut(mn).enumerate() {
+        let (ao, bo) = (p.a_offsets[bi], p.b_offsets[bi]);
+        for i in 0..p.m {
+            for l in 0..p.k {
+                let x = abuf[at(ao, i, l, p.a_rs, p.a_cs)];
+                let row = &mut dst[i * p.n..(i + 1) * p.n];
+                for (j, d) in row.iter_mut().enumerate() {
+                    *d = d.add(x.mul(bbuf[at(bo, l, j, p.b_rs, p.b_cs)]));
+                }
+            }
+        }
+    }
+    Tensor::from_host_unchecked(T::into_buffer(out), shape)
 }

@@ -1,29 +1,134 @@
-//! Movement (placeholder: being written).
-use crate::{DeviceError, Tensor};
-pub(crate) fn concat(_x: &[&Tensor], _axis: usize, _s: &[usize]) -> Result<Tensor, DeviceError> {
-    Err(DeviceError::Unavailable("pending".into()))
+//! Movement kernels that need new memory: concat, pad, gather and scatter-add. (Reshape,
+//! transpose, broadcast and slice are views; see `Tensor`.)
+
+use crate::{DeviceError, Elem, Tensor, with_elem};
+
+use super::elementwise::Num;
+
+/// Splits a shape around `axis` into (outer, size, inner) element counts.
+fn around(shape: &[usize], axis: usize) -> (usize, usize, usize) {
+    (shape[..axis].iter().product(), shape[axis], shape[axis + 1..].iter().product())
 }
-pub(crate) fn pad(
-    _x: &Tensor,
-    _p: &[(usize, usize)],
-    _v: f64,
-    _s: &[usize],
-) -> Result<Tensor, DeviceError> {
-    Err(DeviceError::Unavailable("pending".into()))
+
+/// Joins `inputs` along `axis` into `shape`.
+pub(crate) fn concat(inputs: &[&Tensor], axis: usize, shape: &[usize]) -> Result<Tensor, DeviceError> {
+    let dtype = inputs[0].dtype();
+    with_elem!(dtype, T => {
+        let (outer, _, inner) = around(shape, axis);
+        let parts: Vec<Tensor> = inputs.iter().map(|t| t.contiguous()).collect();
+        let mut out: Vec<T> = Vec::with_capacity(shape.iter().product());
+        for o in 0..outer {
+            for p in &parts {
+                let run = p.shape()[axis] * inner;
+                out.extend_from_slice(&p.as_slice::<T>().unwrap_or(&[])[o * run..(o + 1) * run]);
+            }
+        }
+        Ok(Tensor::from_host_unchecked(T::into_buffer(out), shape))
+    }, else Err(unsupported("concat", dtype)))
 }
-pub(crate) fn gather(
-    _x: &Tensor,
-    _i: &Tensor,
-    _axis: usize,
-    _s: &[usize],
-) -> Result<Tensor, DeviceError> {
-    Err(DeviceError::Unavailable("pending".into()))
+
+fn unsupported(op: &'static str, dtype: ir::DType) -> DeviceError {
+    DeviceError::UnsupportedDType { op, dtype, device: crate::DeviceId::Cpu }
 }
-pub(crate) fn scatter_add(
-    _x: &Tensor,
-    _i: &Tensor,
-    _u: &Tensor,
-    _axis: usize,
-) -> Result<Tensor, DeviceError> {
-    Err(DeviceError::Unavailable("pending".into()))
+
+/// Pads every axis with `value`.
+pub(crate) fn pad(x: &Tensor, pads: &[(usize, usize)], value: f64, shape: &[usize]) -> Result<Tensor, DeviceError> {
+    with_elem!(x.dtype(), T => {
+        let xc = x.contiguous();
+        let src = xc.as_slice::<T>().unwrap_or(&[]);
+        let mut out = vec![T::from_f64(value); shape.iter().product()];
+        if !src.is_empty() {
+            let out_strides = crate::tensor::contiguous_strides(shape);
+            let rank = shape.len();
+            let last = x.shape().last().copied().unwrap_or(1);
+            // Copy each innermost row of the input to its place in the output.
+            let rows = src.len() / last.max(1);
+            let mut idx = vec![0usize; rank.saturating_sub(1)];
+            for r in 0..rows {
+                let mut off: isize = 0;
+                for (ax, &i) in idx.iter().enumerate() {
+                    off += (i + pads[ax].0) as isize * out_strides[ax];
+                }
+                if rank > 0 {
+                    off += pads[rank - 1].0 as isize;
+                }
+                let off = off as usize;
+                out[off..off + last].copy_from_slice(&src[r * last..(r + 1) * last]);
+                for ax in (0..idx.len()).rev() {
+                    idx[ax] += 1;
+                    if idx[ax] < x.shape()[ax] {
+                        break;
+                    }
+                    idx[ax] = 0;
+                }
+            }
+        }
+        Ok(Tensor::from_host_unchecked(T::into_buffer(out), shape))
+    }, else Err(unsupported("pad", x.dtype())))
+}
+
+/// The indices of an integer tensor as in-range `usize`s (negatives count from the end).
+fn indices(op: &'static str, idx: &Tensor, axis: usize, size: usize) -> Result<Vec<usize>, DeviceError> {
+    let raw: Vec<i64> = match idx.dtype() {
+        ir::DType::I32 => idx.to_vec::<i32>().unwrap_or_default().into_iter().map(i64::from).collect(),
+        _ => idx.to_vec::<i64>().unwrap_or_default(),
+    };
+    raw.into_iter()
+        .map(|i| {
+            let j = if i < 0 { i + size as i64 } else { i };
+            if (0..size as i64).contains(&j) {
+                Ok(j as usize)
+            } else {
+                Err(DeviceError::IndexOutOfRange { op, index: i, axis, size })
+            }
+        })
+        .collect()
+}
+
+/// NumPy's `take(x, idx, axis)`.
+pub(crate) fn gather(x: &Tensor, idx: &Tensor, axis: usize, shape: &[usize]) -> Result<Tensor, DeviceError> {
+    let (outer, size, inner) = around(x.shape(), axis);
+    let ids = indices("gather", idx, axis, size)?;
+    with_elem!(x.dtype(), T => {
+        let xc = x.contiguous();
+        let src = xc.as_slice::<T>().unwrap_or(&[]);
+        let mut out: Vec<T> = Vec::with_capacity(shape.iter().product());
+        for o in 0..outer {
+            for &j in &ids {
+                let start = (o * size + j) * inner;
+                out.extend_from_slice(&src[start..start + inner]);
+            }
+        }
+        Ok(Tensor::from_host_unchecked(T::into_buffer(out), shape))
+    }, else Err(unsupported("gather", x.dtype())))
+}
+
+/// `x` with each slice of `upd` added at its index along `axis`, in index order (so the
+/// result is the same on every run).
+pub(crate) fn scatter_add(x: &Tensor, idx: &Tensor, upd: &Tensor, axis: usize) -> Result<Tensor, DeviceError> {
+    let (outer, size, inner) = around(x.shape(), axis);
+    let ids = indices("scatter_add", idx, axis, size)?;
+    match x.dtype() {
+        ir::DType::F32 => Ok(scatter_typed::<f32>(x, upd, &ids, outer, size, inner)),
+        ir::DType::F64 => Ok(scatter_typed::<f64>(x, upd, &ids, outer, size, inner)),
+        ir::DType::I32 => Ok(scatter_typed::<i32>(x, upd, &ids, outer, size, inner)),
+        ir::DType::I64 => Ok(scatter_typed::<i64>(x, upd, &ids, outer, size, inner)),
+        dt => Err(unsupported("scatter_add", dt)),
+    }
+}
+
+fn scatter_typed<T: Num>(x: &Tensor, upd: &Tensor, ids: &[usize], outer: usize, size: usize, inner: usize) -> Tensor {
+    let mut out = x.to_vec::<T>().unwrap_or_default();
+    let u = upd.contiguous();
+    let src = u.as_slice::<T>().unwrap_or(&[]);
+    for o in 0..outer {
+        for (k, &j) in ids.iter().enumerate() {
+            let dst = &mut out[(o * size + j) * inner..][..inner];
+            let from = &src[(o * ids.len() + k) * inner..][..inner];
+            for (d, &v) in dst.iter_mut().zip(from) {
+                *d = d.add(v);
+            }
+        }
+    }
+    Tensor::from_host_unchecked(T::into_buffer(out), x.shape())
 }

@@ -1,20 +1,306 @@
-//! Reductions (placeholder: being written).
-use crate::{DeviceError, Tensor};
+//! Reductions over any set of axes, and arg-reductions along one axis.
+//!
+//! After coalescing adjacent axes, a reduction of a contiguous tensor is one of two shapes:
+//! "rows" (the reduced axes are innermost: each output is the fold of a contiguous run) or
+//! "columns" (kept axes are innermost: each output element folds a strided column, which
+//! is done by accumulating whole rows into a vector so the loop vectorises). Any other
+//! pattern is permuted into rows first. Results are independent of the thread count:
+//! work is split at fixed boundaries and partial results are combined in a fixed order.
+
 use ir::{ArgOp, DType, ReduceOp};
-pub(crate) fn reduce(
-    _op: ReduceOp,
-    _x: &Tensor,
-    _axes: &[usize],
-    _k: bool,
-    _dt: DType,
-) -> Result<Tensor, DeviceError> {
-    Err(DeviceError::Unavailable("pending".into()))
+use rayon::prelude::*;
+
+use super::cast::cast;
+use super::elementwise::Num;
+use super::PAR_MIN_ELEMS;
+use crate::{DeviceError, Elem, Tensor};
+
+/// Elements folded per block before partial results are combined. Blocking keeps float
+/// sums accurate (partials are small sums) and fixes the split points for parallelism.
+const BLOCK: usize = 4096;
+
+/// How one reduction folds elements.
+trait Fold<T>: Copy + Send + Sync {
+    fn identity(self) -> T;
+    fn combine(self, a: T, b: T) -> T;
 }
-pub(crate) fn arg_reduce(
-    _op: ArgOp,
-    _x: &Tensor,
-    _axis: usize,
-    _k: bool,
-) -> Result<Tensor, DeviceError> {
-    Err(DeviceError::Unavailable("pending".into()))
+
+#[derive(Clone, Copy)]
+struct Sum;
+#[derive(Clone, Copy)]
+struct Prod;
+#[derive(Clone, Copy)]
+struct Max;
+#[derive(Clone, Copy)]
+struct Min;
+
+/// Extreme values of an element type, the identities of `max` and `min`.
+pub(crate) trait Bounded {
+    fn lowest() -> Self;
+    fn highest() -> Self;
+}
+impl Bounded for f32 {
+    fn lowest() -> Self { f32::NEG_INFINITY }
+    fn highest() -> Self { f32::INFINITY }
+}
+impl Bounded for f64 {
+    fn lowest() -> Self { f64::NEG_INFINITY }
+    fn highest() -> Self { f64::INFINITY }
+}
+impl Bounded for i32 {
+    fn lowest() -> Self { i32::MIN }
+    fn highest() -> Self { i32::MAX }
+}
+impl Bounded for i64 {
+    fn lowest() -> Self { i64::MIN }
+    fn highest() -> Self { i64::MAX }
+}
+
+impl<T: Num> Fold<T> for Sum {
+    #[inline(always)]
+    fn identity(self) -> T { T::from_f64(0.0) }
+    #[inline(always)]
+    fn combine(self, a: T, b: T) -> T { a.add(b) }
+}
+impl<T: Num> Fold<T> for Prod {
+    #[inline(always)]
+    fn identity(self) -> T { T::from_f64(1.0) }
+    #[inline(always)]
+    fn combine(self, a: T, b: T) -> T { a.mul(b) }
+}
+impl<T: Num + Bounded> Fold<T> for Max {
+    #[inline(always)]
+    fn identity(self) -> T { T::lowest() }
+    #[inline(always)]
+    fn combine(self, a: T, b: T) -> T { a.maximum(b) }
+}
+impl<T: Num + Bounded> Fold<T> for Min {
+    #[inline(always)]
+    fn identity(self) -> T { T::highest() }
+    #[inline(always)]
+    fn combine(self, a: T, b: T) -> T { a.minimum(b) }
+}
+
+/// Reduction of `x` over `axes` (sorted, distinct, checked by `ir::infer`).
+pub(crate) fn reduce(op: ReduceOp, x: &Tensor, axes: &[usize], keepdims: bool, out_dtype: DType) -> Result<Tensor, DeviceError> {
+    // `sum`/`prod` of bool count in i64; `max`/`min` of bool are `any`/`all`, computed on
+    // i64 too and cast back.
+    if x.dtype() == DType::Bool {
+        let wide = cast(x, DType::I64);
+        let r = reduce(op, &wide, axes, keepdims, DType::I64)?;
+        return Ok(if out_dtype == DType::Bool { cast(&r, DType::Bool) } else { r });
+    }
+    let out_shape: Vec<usize> = x
+        .shape()
+        .iter()
+        .enumerate()
+        .filter_map(|(i, &d)| match (axes.contains(&i), keepdims) {
+            (false, _) => Some(d),
+            (true, true) => Some(1),
+            (true, false) => None,
+        })
+        .collect();
+    let data = match x.dtype() {
+        DType::F32 => f32::into_buffer(reduce_typed::<f32>(op, x, axes)),
+        DType::F64 => f64::into_buffer(reduce_typed::<f64>(op, x, axes)),
+        DType::I32 => i32::into_buffer(reduce_typed::<i32>(op, x, axes)),
+        DType::I64 => i64::into_buffer(reduce_typed::<i64>(op, x, axes)),
+        dt => return Err(DeviceError::UnsupportedDType { op: op.name(), dtype: dt, device: crate::DeviceId::Cpu }),
+    };
+    Ok(Tensor::from_host_unchecked(data, &out_shape))
+}
+
+fn reduce_typed<T: Num + Bounded>(op: ReduceOp, x: &Tensor, axes: &[usize]) -> Vec<T> {
+    match op {
+        ReduceOp::Sum => reduce_with::<T, _>(Sum, x, axes),
+        ReduceOp::Prod => reduce_with::<T, _>(Prod, x, axes),
+        ReduceOp::Max => reduce_with::<T, _>(Max, x, axes),
+        ReduceOp::Min => reduce_with::<T, _>(Min, x, axes),
+    }
+}
+
+/// Coalesced runs of axes: `(size, reduced)`.
+fn runs(shape: &[usize], axes: &[usize]) -> Vec<(usize, bool)> {
+    let mut out: Vec<(usize, bool)> = Vec::new();
+    for (i, &d) in shape.iter().enumerate() {
+        if d == 1 {
+            continue;
+        }
+        let red = axes.contains(&i);
+        match out.last_mut() {
+            Some((n, r)) if *r == red => *n *= d,
+            _ => out.push((d, red)),
+        }
+    }
+    out
+}
+
+fn reduce_with<T: Num, F: Fold<T>>(f: F, x: &Tensor, axes: &[usize]) -> Vec<T> {
+    let xc = x.contiguous();
+    let data = xc.as_slice::<T>().unwrap_or(&[]);
+    let runs = runs(x.shape(), axes);
+    let kept: usize = runs.iter().filter(|r| !r.1).map(|r| r.0).product();
+    match runs.as_slice() {
+        // Nothing is reduced (or only size-1 axes): a copy.
+        _ if runs.iter().all(|r| !r.1) => data.to_vec(),
+        // Reduced axes innermost: rows.
+        [.., (_, true)] if runs.iter().filter(|r| r.1).count() == 1 => {
+            let len = runs.last().map_or(1, |r| r.0);
+            fold_rows(f, data, kept, len)
+        }
+        // Kept axes innermost, reduced in the middle: columns.
+        [.., (red, true), (inner, false)] if runs.iter().filter(|r| r.1).count() == 1 => {
+            let outer = kept / inner;
+            fold_columns(f, data, outer, *red, *inner)
+        }
+        // Anything else: permute the reduced axes innermost, then rows.
+        _ => {
+            let rank = x.rank();
+            let mut perm: Vec<usize> = (0..rank).filter(|a| !axes.contains(a)).collect();
+            perm.extend(axes.iter().copied());
+            let moved = x.transpose_view(&perm).contiguous();
+            let len: usize = axes.iter().map(|&a| x.shape()[a]).product();
+            fold_rows(f, moved.as_slice::<T>().unwrap_or(&[]), kept, len)
+        }
+    }
+}
+
+/// Folds a contiguous run with several independent accumulators so the loop vectorises.
+#[inline(always)]
+fn fold_run<T: Num, F: Fold<T>>(f: F, run: &[T]) -> T {
+    const LANES: usize = 16;
+    let mut acc = [f.identity(); LANES];
+    let mut chunks = run.chunks_exact(LANES);
+    for c in &mut chunks {
+        for (a, &v) in acc.iter_mut().zip(c) {
+            *a = f.combine(*a, v);
+        }
+    }
+    let mut total = f.identity();
+    for &v in chunks.remainder() {
+        total = f.combine(total, v);
+    }
+    // Combine lanes pairwise, which keeps float sums balanced.
+    let mut width = LANES;
+    while width > 1 {
+        width /= 2;
+        for i in 0..width {
+            acc[i] = f.combine(acc[i], acc[i + width]);
+        }
+    }
+    f.combine(acc[0], total)
+}
+
+/// Folds a run block by block and combines the block results pairwise.
+fn fold_blocked<T: Num, F: Fold<T>>(f: F, run: &[T]) -> T {
+    if run.len() <= BLOCK {
+        return fold_run(f, run);
+    }
+    let partials: Vec<T> = if run.len() >= PAR_MIN_ELEMS {
+        run.par_chunks(BLOCK).map(|c| fold_run(f, c)).collect()
+    } else {
+        run.chunks(BLOCK).map(|c| fold_run(f, c)).collect()
+    };
+    pairwise(f, &partials)
+}
+
+fn pairwise<T: Num, F: Fold<T>>(f: F, v: &[T]) -> T {
+    match v.len() {
+        0 => f.identity(),
+        1 => v[0],
+        n => f.combine(pairwise(f, &v[..n / 2]), pairwise(f, &v[n / 2..])),
+    }
+}
+
+fn fold_rows<T: Num, F: Fold<T>>(f: F, data: &[T], rows: usize, len: usize) -> Vec<T> {
+    if len == 0 {
+        return vec![f.identity(); rows];
+    }
+    if rows == 1 {
+        return vec![fold_blocked(f, data)];
+    }
+    if data.len() >= PAR_MIN_ELEMS {
+        let per_task = (PAR_MIN_ELEMS / len).max(1);
+        let mut out = vec![f.identity(); rows];
+        out.par_chunks_mut(per_task).enumerate().for_each(|(t, o)| {
+            for (i, d) in o.iter_mut().enumerate() {
+                let r = t * per_task + i;
+                *d = fold_blocked(f, &data[r * len..(r + 1) * len]);
+            }
+        });
+        out
+    } else {
+        data.chunks(len).map(|row| fold_blocked(f, row)).collect()
+    }
+}
+
+fn fold_columns<T: Num, F: Fold<T>>(f: F, data: &[T], outer: usize, red: usize, inner: usize) -> Vec<T> {
+    let mut out = vec![f.identity(); outer * inner];
+    let block = |o: usize, dst: &mut [T], j0: usize| {
+        let w = dst.len();
+        for r in 0..red {
+            let row = &data[(o * red + r) * inner + j0..][..w];
+            for (d, &v) in dst.iter_mut().zip(row) {
+                *d = f.combine(*d, v);
+            }
+        }
+    };
+    if data.len() >= PAR_MIN_ELEMS {
+        // Split each output row into column strips; every strip folds independently.
+        let strip = (PAR_MIN_ELEMS / red.max(1)).clamp(64, inner.max(64));
+        out.par_chunks_mut(inner).enumerate().for_each(|(o, dst)| {
+            dst.par_chunks_mut(strip).enumerate().for_each(|(s, part)| block(o, part, s * strip));
+        });
+    } else {
+        for (o, dst) in out.chunks_mut(inner).enumerate() {
+            block(o, dst, 0);
+        }
+    }
+    out
+}
+
+/// Index of the first maximum (or minimum) along `axis`, as `i64`. NaN counts as the
+/// extreme value (NumPy: the first NaN wins).
+pub(crate) fn arg_reduce(op: ArgOp, x: &Tensor, axis: usize, keepdims: bool) -> Result<Tensor, DeviceError> {
+    let rank = x.rank();
+    let mut perm: Vec<usize> = (0..rank).filter(|&a| a != axis).collect();
+    perm.push(axis);
+    let moved = x.transpose_view(&perm).contiguous();
+    let len = x.shape()[axis];
+    let mut out_shape = x.shape().to_vec();
+    if keepdims {
+        out_shape[axis] = 1;
+    } else {
+        out_shape.remove(axis);
+    }
+    let idx: Vec<i64> = crate::with_elem!(x.dtype(), T => {
+        let data = moved.as_slice::<T>().unwrap_or(&[]);
+        data.chunks(len.max(1)).map(|row| arg_row(op, row)).collect()
+    }, else Vec::new());
+    Ok(Tensor::from_host_unchecked(i64::into_buffer(idx), &out_shape))
+}
+
+fn arg_row<T: Elem>(op: ArgOp, row: &[T]) -> i64 {
+    // `v != v` is true exactly for NaN, and never for integers or bools.
+    #[allow(clippy::eq_op)]
+    let is_nan = |v: T| v != v;
+    let Some(&first) = row.first() else { return 0 };
+    if is_nan(first) {
+        return 0;
+    }
+    let (mut best, mut best_v) = (0usize, first);
+    for (i, &v) in row.iter().enumerate().skip(1) {
+        if is_nan(v) {
+            return i as i64;
+        }
+        let better = match op {
+            ArgOp::ArgMax => v > best_v,
+            ArgOp::ArgMin => v < best_v,
+        };
+        if better {
+            best = i;
+            best_v = v;
+        }
+    }
+    best as i64
 }

@@ -60,11 +60,6 @@ impl<const N: usize> RowPlan<N> {
         }
     }
 
-    /// Number of rows.
-    pub(crate) fn rows(&self) -> usize {
-        self.outer.iter().product()
-    }
-
     /// Offsets of the first element of row `r` in every operand.
     pub(crate) fn row_offsets(&self, mut r: usize) -> [usize; N] {
         let mut off = self.offsets;
