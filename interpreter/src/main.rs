@@ -29,11 +29,15 @@ fn parse(args: &[String]) -> Result<(String, usize, usize), String> {
         Some("--help" | "-h") | None => return Err("no command given".into()),
         Some(other) => return Err(format!("unknown command `{other}`")),
     }
-    let (mut path, mut epochs, mut hidden) = ("samples/data/digits.csv".to_string(), 20usize, 64usize);
+    let (mut path, mut epochs, mut hidden) =
+        ("samples/data/digits.csv".to_string(), 20usize, 64usize);
     while let Some(a) = it.next() {
         let mut number = |name: &str| -> Result<usize, String> {
             let v = it.next().ok_or(format!("{name} needs a value"))?;
-            v.parse().ok().filter(|&n| n > 0).ok_or(format!("{name} takes a positive whole number, not `{v}`"))
+            v.parse()
+                .ok()
+                .filter(|&n| n > 0)
+                .ok_or(format!("{name} takes a positive whole number, not `{v}`"))
         };
         match a.as_str() {
             "--epochs" => epochs = number("--epochs")?,
@@ -47,8 +51,9 @@ fn parse(args: &[String]) -> Result<(String, usize, usize), String> {
 
 fn run(path: &str, epochs: usize, hidden: usize) -> ExitCode {
     let started = std::time::Instant::now();
-    let result = interpreter::demo::load_digits(path)
-        .and_then(|data| interpreter::demo::train(&data, epochs, hidden, |line| println!("{line}")));
+    let result = interpreter::demo::load_digits(path).and_then(|data| {
+        interpreter::demo::train(&data, epochs, hidden, |line| println!("{line}"))
+    });
     match result {
         Ok(report) => {
             println!(

@@ -91,7 +91,10 @@ pub fn infer(op: &Op, inputs: &[TensorType]) -> Result<TensorType, InferError> {
             if matches!(op, crate::ReduceOp::Max | crate::ReduceOp::Min)
                 && let Some(&a) = axes.iter().find(|&&a| x.shape.0[a] == Dim::Known(0))
             {
-                return Err(attr_err(name, format!("axis {a} has size 0: there is no {name} of no elements")));
+                return Err(attr_err(
+                    name,
+                    format!("axis {a} has size 0: there is no {name} of no elements"),
+                ));
             }
             let dtype = match (op, x.dtype) {
                 (crate::ReduceOp::Sum | crate::ReduceOp::Prod, DType::Bool) => DType::I64,
@@ -421,11 +424,11 @@ pub fn infer(op: &Op, inputs: &[TensorType]) -> Result<TensorType, InferError> {
         Op::Conv2dBackwardFilter { params, kernel_hw } => {
             let (x, dy) = (&inputs[0], &inputs[1]);
             conv_common(name, inputs, params)?;
-            for i in 0..2 {
+            for (i, &k) in kernel_hw.iter().enumerate() {
                 let o = conv_out(
                     name,
                     &x.shape.0[2 + i],
-                    &Dim::Known(kernel_hw[i]),
+                    &Dim::Known(k),
                     params.stride[i],
                     params.padding[i],
                     params.dilation[i],

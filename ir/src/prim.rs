@@ -228,6 +228,16 @@ op_family! {
     }
 }
 
+impl PoolOp {
+    /// The name of the pooling's gradient primitive (`max_pool2d_backward`).
+    pub const fn backward_name(self) -> &'static str {
+        match self {
+            PoolOp::Max => "max_pool2d_backward",
+            PoolOp::Avg => "avg_pool2d_backward",
+        }
+    }
+}
+
 /// One axis of a [`Op::Slice`], fully resolved: element `k` of the result (for `k < len`)
 /// is element `start + k * step` of the input.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -400,7 +410,7 @@ pub struct PrimInfo {
 macro_rules! prims {
     ($(
         $(#[doc = $doc:literal])*
-        $var:ident $(($fld:ident : $fam:ident))? = $family:literal,
+        $var:ident $(($fld:ident : $fam:ident $(, name $namefn:path)?))? = $family:literal,
             arity $arity:expr, $cat:ident,
             { $( $(#[doc = $adoc:literal])* $attr:ident : $aty:ty ),* $(,)? }
     );* $(;)?) => {
@@ -430,7 +440,7 @@ macro_rules! prims {
             pub fn info(self) -> PrimInfo {
                 match self {
                     $( Prim::$var $( ($fld) )? => PrimInfo {
-                        name: prims!(@name $family $(, $fld)?),
+                        name: prims!(@name $family $(, $fld $(, $namefn)?)?),
                         family: $family,
                         arity: $arity,
                         category: Category::$cat,
@@ -452,6 +462,7 @@ macro_rules! prims {
     };
     (@name $family:literal) => { $family };
     (@name $family:literal, $fld:ident) => { $fld.name() };
+    (@name $family:literal, $fld:ident, $f:path) => { $f($fld) };
     (@push $v:ident, $var:ident) => { $v.push(Prim::$var) };
     (@push $v:ident, $var:ident, $fam:ident) => { $v.extend($fam::ALL.iter().map(|&o| Prim::$var(o))) };
 }
@@ -554,7 +565,7 @@ prims! {
     };
     /// Gradient of [`Op::Pool2d`]: `(x, dy) -> dx`. Max pooling routes each gradient to the
     /// first maximum of its window.
-    Pool2dBackward(op: PoolOp) = "pool2d_backward", arity Arity::Exact(2), Pooling, {
+    Pool2dBackward(op: PoolOp, name PoolOp::backward_name) = "pool2d_backward", arity Arity::Exact(2), Pooling, {
         /// The forward pooling's parameters.
         params: Pool2dParams,
     };

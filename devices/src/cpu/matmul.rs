@@ -19,7 +19,11 @@ pub(crate) fn matmul(a: &Tensor, b: &Tensor, shape: &[usize]) -> Result<Tensor, 
         ir::DType::F64 => Ok(float_matmul::<f64>(a, b, shape)),
         ir::DType::I32 => Ok(int_matmul::<i32>(a, b, shape)),
         ir::DType::I64 => Ok(int_matmul::<i64>(a, b, shape)),
-        dt => Err(DeviceError::UnsupportedDType { op: "matmul", dtype: dt, device: crate::DeviceId::Cpu }),
+        dt => Err(DeviceError::UnsupportedDType {
+            op: "matmul",
+            dtype: dt,
+            device: crate::DeviceId::Cpu,
+        }),
     }
 }
 
@@ -52,7 +56,10 @@ impl Batched {
             let mut offs = vec![l.offset as isize];
             for (ax, &d) in batch.iter().enumerate() {
                 let st = l.strides[ax];
-                offs = offs.iter().flat_map(|&o| (0..d).map(move |i| o + i as isize * st)).collect();
+                offs = offs
+                    .iter()
+                    .flat_map(|&o| (0..d).map(move |i| o + i as isize * st))
+                    .collect();
             }
             offs.into_iter().map(|o| o as usize).collect::<Vec<_>>()
         };
@@ -74,7 +81,10 @@ impl Batched {
 
 fn float_matmul<T: Elem + Num>(a: &Tensor, b: &Tensor, shape: &[usize]) -> Tensor {
     let (p, av, bv) = Batched::new(a, b, shape);
-    let (abuf, bbuf) = (av.buffer::<T>().unwrap_or(&[]), bv.buffer::<T>().unwrap_or(&[]));
+    let (abuf, bbuf) = (
+        av.buffer::<T>().unwrap_or(&[]),
+        bv.buffer::<T>().unwrap_or(&[]),
+    );
     let mn = p.m * p.n;
     let mut out = vec![T::default(); shape.iter().product()];
     if mn == 0 || p.k == 0 {
@@ -117,7 +127,9 @@ fn float_matmul<T: Elem + Num>(a: &Tensor, b: &Tensor, shape: &[usize]) -> Tenso
             run(i, dst, threads);
         }
     } else if batches * macs >= PAR_MIN_MACS {
-        out.par_chunks_mut(mn).enumerate().for_each(|(i, dst)| run(i, dst, gemm::Parallelism::None));
+        out.par_chunks_mut(mn)
+            .enumerate()
+            .for_each(|(i, dst)| run(i, dst, gemm::Parallelism::None));
     } else {
         for (i, dst) in out.chunks_mut(mn).enumerate() {
             run(i, dst, gemm::Parallelism::None);
@@ -128,13 +140,18 @@ fn float_matmul<T: Elem + Num>(a: &Tensor, b: &Tensor, shape: &[usize]) -> Tenso
 
 fn int_matmul<T: Elem + Num>(a: &Tensor, b: &Tensor, shape: &[usize]) -> Tensor {
     let (p, av, bv) = Batched::new(a, b, shape);
-    let (abuf, bbuf) = (av.buffer::<T>().unwrap_or(&[]), bv.buffer::<T>().unwrap_or(&[]));
+    let (abuf, bbuf) = (
+        av.buffer::<T>().unwrap_or(&[]),
+        bv.buffer::<T>().unwrap_or(&[]),
+    );
     let mn = p.m * p.n;
     let mut out = vec![T::default(); shape.iter().product()];
     if mn == 0 {
         return Tensor::from_host_unchecked(T::into_buffer(out), shape);
     }
-    let at = |o: usize, i: usize, j: usize, rs: isize, cs: isize| (o as isize + i as isize * rs + j as isize * cs) as usize;
+    let at = |o: usize, i: usize, j: usize, rs: isize, cs: isize| {
+        (o as isize + i as isize * rs + j as isize * cs) as usize
+    };
     for (bi, dst) in out.chunks_mut(mn).enumerate() {
         let (ao, bo) = (p.a_offsets[bi], p.b_offsets[bi]);
         for i in 0..p.m {

@@ -7,11 +7,19 @@ use super::elementwise::Num;
 
 /// Splits a shape around `axis` into (outer, size, inner) element counts.
 fn around(shape: &[usize], axis: usize) -> (usize, usize, usize) {
-    (shape[..axis].iter().product(), shape[axis], shape[axis + 1..].iter().product())
+    (
+        shape[..axis].iter().product(),
+        shape[axis],
+        shape[axis + 1..].iter().product(),
+    )
 }
 
 /// Joins `inputs` along `axis` into `shape`.
-pub(crate) fn concat(inputs: &[&Tensor], axis: usize, shape: &[usize]) -> Result<Tensor, DeviceError> {
+pub(crate) fn concat(
+    inputs: &[&Tensor],
+    axis: usize,
+    shape: &[usize],
+) -> Result<Tensor, DeviceError> {
     let dtype = inputs[0].dtype();
     with_elem!(dtype, T => {
         let (outer, _, inner) = around(shape, axis);
@@ -28,11 +36,20 @@ pub(crate) fn concat(inputs: &[&Tensor], axis: usize, shape: &[usize]) -> Result
 }
 
 fn unsupported(op: &'static str, dtype: ir::DType) -> DeviceError {
-    DeviceError::UnsupportedDType { op, dtype, device: crate::DeviceId::Cpu }
+    DeviceError::UnsupportedDType {
+        op,
+        dtype,
+        device: crate::DeviceId::Cpu,
+    }
 }
 
 /// Pads every axis with `value`.
-pub(crate) fn pad(x: &Tensor, pads: &[(usize, usize)], value: f64, shape: &[usize]) -> Result<Tensor, DeviceError> {
+pub(crate) fn pad(
+    x: &Tensor,
+    pads: &[(usize, usize)],
+    value: f64,
+    shape: &[usize],
+) -> Result<Tensor, DeviceError> {
     with_elem!(x.dtype(), T => {
         let xc = x.contiguous();
         let src = xc.as_slice::<T>().unwrap_or(&[]);
@@ -68,9 +85,19 @@ pub(crate) fn pad(x: &Tensor, pads: &[(usize, usize)], value: f64, shape: &[usiz
 }
 
 /// The indices of an integer tensor as in-range `usize`s (negatives count from the end).
-fn indices(op: &'static str, idx: &Tensor, axis: usize, size: usize) -> Result<Vec<usize>, DeviceError> {
+fn indices(
+    op: &'static str,
+    idx: &Tensor,
+    axis: usize,
+    size: usize,
+) -> Result<Vec<usize>, DeviceError> {
     let raw: Vec<i64> = match idx.dtype() {
-        ir::DType::I32 => idx.to_vec::<i32>().unwrap_or_default().into_iter().map(i64::from).collect(),
+        ir::DType::I32 => idx
+            .to_vec::<i32>()
+            .unwrap_or_default()
+            .into_iter()
+            .map(i64::from)
+            .collect(),
         _ => idx.to_vec::<i64>().unwrap_or_default(),
     };
     raw.into_iter()
@@ -79,14 +106,24 @@ fn indices(op: &'static str, idx: &Tensor, axis: usize, size: usize) -> Result<V
             if (0..size as i64).contains(&j) {
                 Ok(j as usize)
             } else {
-                Err(DeviceError::IndexOutOfRange { op, index: i, axis, size })
+                Err(DeviceError::IndexOutOfRange {
+                    op,
+                    index: i,
+                    axis,
+                    size,
+                })
             }
         })
         .collect()
 }
 
 /// NumPy's `take(x, idx, axis)`.
-pub(crate) fn gather(x: &Tensor, idx: &Tensor, axis: usize, shape: &[usize]) -> Result<Tensor, DeviceError> {
+pub(crate) fn gather(
+    x: &Tensor,
+    idx: &Tensor,
+    axis: usize,
+    shape: &[usize],
+) -> Result<Tensor, DeviceError> {
     let (outer, size, inner) = around(x.shape(), axis);
     let ids = indices("gather", idx, axis, size)?;
     with_elem!(x.dtype(), T => {
@@ -105,7 +142,12 @@ pub(crate) fn gather(x: &Tensor, idx: &Tensor, axis: usize, shape: &[usize]) -> 
 
 /// `x` with each slice of `upd` added at its index along `axis`, in index order (so the
 /// result is the same on every run).
-pub(crate) fn scatter_add(x: &Tensor, idx: &Tensor, upd: &Tensor, axis: usize) -> Result<Tensor, DeviceError> {
+pub(crate) fn scatter_add(
+    x: &Tensor,
+    idx: &Tensor,
+    upd: &Tensor,
+    axis: usize,
+) -> Result<Tensor, DeviceError> {
     let (outer, size, inner) = around(x.shape(), axis);
     let ids = indices("scatter_add", idx, axis, size)?;
     match x.dtype() {
@@ -117,7 +159,14 @@ pub(crate) fn scatter_add(x: &Tensor, idx: &Tensor, upd: &Tensor, axis: usize) -
     }
 }
 
-fn scatter_typed<T: Num>(x: &Tensor, upd: &Tensor, ids: &[usize], outer: usize, size: usize, inner: usize) -> Tensor {
+fn scatter_typed<T: Num>(
+    x: &Tensor,
+    upd: &Tensor,
+    ids: &[usize],
+    outer: usize,
+    size: usize,
+    inner: usize,
+) -> Tensor {
     let mut out = x.to_vec::<T>().unwrap_or_default();
     let u = upd.contiguous();
     let src = u.as_slice::<T>().unwrap_or(&[]);

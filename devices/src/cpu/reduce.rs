@@ -10,9 +10,9 @@
 use ir::{ArgOp, DType, ReduceOp};
 use rayon::prelude::*;
 
+use super::PAR_MIN_ELEMS;
 use super::cast::cast;
 use super::elementwise::Num;
-use super::PAR_MIN_ELEMS;
 use crate::{DeviceError, Elem, Tensor};
 
 /// Elements folded per block before partial results are combined. Blocking keeps float
@@ -40,55 +40,97 @@ pub(crate) trait Bounded {
     fn highest() -> Self;
 }
 impl Bounded for f32 {
-    fn lowest() -> Self { f32::NEG_INFINITY }
-    fn highest() -> Self { f32::INFINITY }
+    fn lowest() -> Self {
+        f32::NEG_INFINITY
+    }
+    fn highest() -> Self {
+        f32::INFINITY
+    }
 }
 impl Bounded for f64 {
-    fn lowest() -> Self { f64::NEG_INFINITY }
-    fn highest() -> Self { f64::INFINITY }
+    fn lowest() -> Self {
+        f64::NEG_INFINITY
+    }
+    fn highest() -> Self {
+        f64::INFINITY
+    }
 }
 impl Bounded for i32 {
-    fn lowest() -> Self { i32::MIN }
-    fn highest() -> Self { i32::MAX }
+    fn lowest() -> Self {
+        i32::MIN
+    }
+    fn highest() -> Self {
+        i32::MAX
+    }
 }
 impl Bounded for i64 {
-    fn lowest() -> Self { i64::MIN }
-    fn highest() -> Self { i64::MAX }
+    fn lowest() -> Self {
+        i64::MIN
+    }
+    fn highest() -> Self {
+        i64::MAX
+    }
 }
 
 impl<T: Num> Fold<T> for Sum {
     #[inline(always)]
-    fn identity(self) -> T { T::from_f64(0.0) }
+    fn identity(self) -> T {
+        T::from_f64(0.0)
+    }
     #[inline(always)]
-    fn combine(self, a: T, b: T) -> T { a.add(b) }
+    fn combine(self, a: T, b: T) -> T {
+        a.add(b)
+    }
 }
 impl<T: Num> Fold<T> for Prod {
     #[inline(always)]
-    fn identity(self) -> T { T::from_f64(1.0) }
+    fn identity(self) -> T {
+        T::from_f64(1.0)
+    }
     #[inline(always)]
-    fn combine(self, a: T, b: T) -> T { a.mul(b) }
+    fn combine(self, a: T, b: T) -> T {
+        a.mul(b)
+    }
 }
 impl<T: Num + Bounded> Fold<T> for Max {
     #[inline(always)]
-    fn identity(self) -> T { T::lowest() }
+    fn identity(self) -> T {
+        T::lowest()
+    }
     #[inline(always)]
-    fn combine(self, a: T, b: T) -> T { a.maximum(b) }
+    fn combine(self, a: T, b: T) -> T {
+        a.maximum(b)
+    }
 }
 impl<T: Num + Bounded> Fold<T> for Min {
     #[inline(always)]
-    fn identity(self) -> T { T::highest() }
+    fn identity(self) -> T {
+        T::highest()
+    }
     #[inline(always)]
-    fn combine(self, a: T, b: T) -> T { a.minimum(b) }
+    fn combine(self, a: T, b: T) -> T {
+        a.minimum(b)
+    }
 }
 
 /// Reduction of `x` over `axes` (sorted, distinct, checked by `ir::infer`).
-pub(crate) fn reduce(op: ReduceOp, x: &Tensor, axes: &[usize], keepdims: bool, out_dtype: DType) -> Result<Tensor, DeviceError> {
+pub(crate) fn reduce(
+    op: ReduceOp,
+    x: &Tensor,
+    axes: &[usize],
+    keepdims: bool,
+    out_dtype: DType,
+) -> Result<Tensor, DeviceError> {
     // `sum`/`prod` of bool count in i64; `max`/`min` of bool are `any`/`all`, computed on
     // i64 too and cast back.
     if x.dtype() == DType::Bool {
         let wide = cast(x, DType::I64);
         let r = reduce(op, &wide, axes, keepdims, DType::I64)?;
-        return Ok(if out_dtype == DType::Bool { cast(&r, DType::Bool) } else { r });
+        return Ok(if out_dtype == DType::Bool {
+            cast(&r, DType::Bool)
+        } else {
+            r
+        });
     }
     let out_shape: Vec<usize> = x
         .shape()
@@ -105,7 +147,13 @@ pub(crate) fn reduce(op: ReduceOp, x: &Tensor, axes: &[usize], keepdims: bool, o
         DType::F64 => f64::into_buffer(reduce_typed::<f64>(op, x, axes)),
         DType::I32 => i32::into_buffer(reduce_typed::<i32>(op, x, axes)),
         DType::I64 => i64::into_buffer(reduce_typed::<i64>(op, x, axes)),
-        dt => return Err(DeviceError::UnsupportedDType { op: op.name(), dtype: dt, device: crate::DeviceId::Cpu }),
+        dt => {
+            return Err(DeviceError::UnsupportedDType {
+                op: op.name(),
+                dtype: dt,
+                device: crate::DeviceId::Cpu,
+            });
+        }
     };
     Ok(Tensor::from_host_unchecked(data, &out_shape))
 }
@@ -234,7 +282,13 @@ fn fold_rows<T: Num, F: Fold<T>>(f: F, data: &[T], rows: usize, len: usize) -> V
     }
 }
 
-fn fold_columns<T: Num, F: Fold<T>>(f: F, data: &[T], outer: usize, red: usize, inner: usize) -> Vec<T> {
+fn fold_columns<T: Num, F: Fold<T>>(
+    f: F,
+    data: &[T],
+    outer: usize,
+    red: usize,
+    inner: usize,
+) -> Vec<T> {
     let mut out = vec![f.identity(); outer * inner];
     let block = |o: usize, dst: &mut [T], j0: usize| {
         let w = dst.len();
@@ -249,7 +303,9 @@ fn fold_columns<T: Num, F: Fold<T>>(f: F, data: &[T], outer: usize, red: usize, 
         // Split each output row into column strips; every strip folds independently.
         let strip = (PAR_MIN_ELEMS / red.max(1)).clamp(64, inner.max(64));
         out.par_chunks_mut(inner).enumerate().for_each(|(o, dst)| {
-            dst.par_chunks_mut(strip).enumerate().for_each(|(s, part)| block(o, part, s * strip));
+            dst.par_chunks_mut(strip)
+                .enumerate()
+                .for_each(|(s, part)| block(o, part, s * strip));
         });
     } else {
         for (o, dst) in out.chunks_mut(inner).enumerate() {
@@ -261,7 +317,12 @@ fn fold_columns<T: Num, F: Fold<T>>(f: F, data: &[T], outer: usize, red: usize, 
 
 /// Index of the first maximum (or minimum) along `axis`, as `i64`. NaN counts as the
 /// extreme value (NumPy: the first NaN wins).
-pub(crate) fn arg_reduce(op: ArgOp, x: &Tensor, axis: usize, keepdims: bool) -> Result<Tensor, DeviceError> {
+pub(crate) fn arg_reduce(
+    op: ArgOp,
+    x: &Tensor,
+    axis: usize,
+    keepdims: bool,
+) -> Result<Tensor, DeviceError> {
     let rank = x.rank();
     let mut perm: Vec<usize> = (0..rank).filter(|&a| a != axis).collect();
     perm.push(axis);
@@ -277,7 +338,10 @@ pub(crate) fn arg_reduce(op: ArgOp, x: &Tensor, axis: usize, keepdims: bool) -> 
         let data = moved.as_slice::<T>().unwrap_or(&[]);
         data.chunks(len.max(1)).map(|row| arg_row(op, row)).collect()
     }, else Vec::new());
-    Ok(Tensor::from_host_unchecked(i64::into_buffer(idx), &out_shape))
+    Ok(Tensor::from_host_unchecked(
+        i64::into_buffer(idx),
+        &out_shape,
+    ))
 }
 
 fn arg_row<T: Elem>(op: ArgOp, row: &[T]) -> i64 {

@@ -50,7 +50,10 @@ pub fn philox4x32(ctr: [u32; 4], key: [u32; 2]) -> [u32; 4] {
 
 /// The block of 64-bit index `b` under `seed`.
 fn block(seed: u64, b: u64) -> [u32; 4] {
-    philox4x32([b as u32, (b >> 32) as u32, 0, 0], [seed as u32, (seed >> 32) as u32])
+    philox4x32(
+        [b as u32, (b >> 32) as u32, 0, 0],
+        [seed as u32, (seed >> 32) as u32],
+    )
 }
 
 fn unit24(w: u32) -> f64 {
@@ -77,7 +80,9 @@ fn element(op: RandomOp, dtype: DType, g: u64) -> (u64, impl Fn(&[u32; 4]) -> f6
     let f = move |w: &[u32; 4]| match (op, dtype, per_block) {
         (RandomOp::Uniform, DType::F32, _) => unit24(w[lane]),
         (RandomOp::Uniform, _, _) => unit53(w[2 * lane], w[2 * lane + 1]),
-        (RandomOp::Normal, DType::F32, _) => box_muller(1.0 - unit24(w[2 * lane]), unit24(w[2 * lane + 1])),
+        (RandomOp::Normal, DType::F32, _) => {
+            box_muller(1.0 - unit24(w[2 * lane]), unit24(w[2 * lane + 1]))
+        }
         (RandomOp::Normal, _, _) => box_muller(1.0 - unit53(w[0], w[1]), unit53(w[2], w[3])),
     };
     (g / per_block, f)
@@ -105,9 +110,17 @@ fn fill<T: Elem>(op: RandomOp, dtype: DType, seed: u64, start: u64, out: &mut [T
 }
 
 /// Draws `shape` numbers of `dtype` from distribution `op` under `key = [seed, offset]`.
-pub(crate) fn random(op: RandomOp, key: &Tensor, shape: &[usize], dtype: DType) -> Result<Tensor, DeviceError> {
+pub(crate) fn random(
+    op: RandomOp,
+    key: &Tensor,
+    shape: &[usize],
+    dtype: DType,
+) -> Result<Tensor, DeviceError> {
     let k = key.to_vec::<i64>().unwrap_or_default();
-    let (seed, offset) = (k.first().copied().unwrap_or(0) as u64, k.get(1).copied().unwrap_or(0) as u64);
+    let (seed, offset) = (
+        k.first().copied().unwrap_or(0) as u64,
+        k.get(1).copied().unwrap_or(0) as u64,
+    );
     let n: usize = shape.iter().product();
     let data = crate::with_elem!(dtype, T => {
         let mut out = vec![T::default(); n];
@@ -130,13 +143,19 @@ mod tests {
     /// The known-answer vectors of the Random123 distribution for Philox-4x32-10.
     #[test]
     fn philox_known_answers() {
-        assert_eq!(philox4x32([0, 0, 0, 0], [0, 0]), [0x6627_e8d5, 0xe169_c58d, 0xbc57_ac4c, 0x9b00_dbd8]);
+        assert_eq!(
+            philox4x32([0, 0, 0, 0], [0, 0]),
+            [0x6627_e8d5, 0xe169_c58d, 0xbc57_ac4c, 0x9b00_dbd8]
+        );
         assert_eq!(
             philox4x32([u32::MAX; 4], [u32::MAX; 2]),
             [0x408f_276d, 0x41c8_3b0e, 0xa20b_c7c6, 0x6d54_51fd]
         );
         assert_eq!(
-            philox4x32([0x243f_6a88, 0x85a3_08d3, 0x1319_8a2e, 0x0370_7344], [0xa409_3822, 0x299f_31d0]),
+            philox4x32(
+                [0x243f_6a88, 0x85a3_08d3, 0x1319_8a2e, 0x0370_7344],
+                [0xa409_3822, 0x299f_31d0]
+            ),
             [0xd16c_fe09, 0x94fd_cceb, 0x5001_e420, 0x2412_6ea1]
         );
     }
