@@ -1,1 +1,21 @@
-//! x
+//! `ms-tests` — MindScript's integration test harness.
+//!
+//! The library half holds what the test files share:
+//! - [`reference`]: a deliberately naive `f64` evaluator of every primitive, the oracle of
+//!   the kernel conformance tests;
+//! - [`inputs`]: a seeded SplitMix64 generator, value domains and operand builders (including
+//!   strided, reversed and stretched views);
+//! - [`cases`]: the conformance case table, at least six cases per primitive;
+//! - [`harness`]: runs one case on a device and compares it with the reference, with the
+//!   tolerances stated in its module doc.
+//!
+//! The tests themselves live in `tests/`: `conformance.rs` (the table against the CPU
+//! device, plus a coverage check that no primitive is missing), `laws.rs` (proptest laws:
+//! `ir::infer` agrees with the kernels, round trips, sums over splits and broadcasts),
+//! `rng.rs` (the counter-based generator's guarantees and statistics) and `bad_input.rs`
+//! (errors as data, never a panic).
+
+pub mod cases;
+pub mod harness;
+pub mod inputs;
+pub mod reference;
