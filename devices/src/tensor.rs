@@ -223,7 +223,12 @@ impl Tensor {
         if let Some(s) = self.as_slice::<T>() {
             return Some(s.to_vec());
         }
-        Some(self.view::<T>()?.iter().copied().collect())
+        let view = self.view::<T>()?;
+        let mut out = crate::buffer::zeroed::<T>(self.numel());
+        for (d, &s) in out.iter_mut().zip(view.iter()) {
+            *d = s;
+        }
+        Some(out)
     }
 
     /// The elements in C order converted to `f64` (for tests and printing).

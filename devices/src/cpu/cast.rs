@@ -3,9 +3,7 @@
 //! `bool` is "non-zero".
 
 use ir::DType;
-use rayon::prelude::*;
 
-use super::PAR_MIN_ELEMS;
 use crate::{Elem, Tensor, with_elem};
 
 /// Conversion of one element, written once per pair of element types.
@@ -49,13 +47,6 @@ pub(crate) fn cast(x: &Tensor, dtype: DType) -> Tensor {
 fn cast_typed<S: Elem + CastTo<D>, D: Elem>(x: &Tensor) -> Tensor {
     let src = x.contiguous();
     let s = src.as_slice::<S>().unwrap_or(&[]);
-    let out: Vec<D> = if s.len() >= PAR_MIN_ELEMS {
-        s.par_iter()
-            .with_min_len(PAR_MIN_ELEMS / 4)
-            .map(|&v| v.cast())
-            .collect()
-    } else {
-        s.iter().map(|&v| v.cast()).collect()
-    };
+    let out: Vec<D> = super::elementwise::map_slice(s, |v: S| v.cast());
     Tensor::from_host_unchecked(D::into_buffer(out), x.shape())
 }

@@ -18,5 +18,12 @@ pub(crate) fn iota(shape: &[usize], axis: usize, dtype: DType) -> Tensor {
 /// Every element is `value` converted to `dtype` (as a cast would).
 pub(crate) fn full(shape: &[usize], dtype: DType, value: f64) -> Tensor {
     let n: usize = shape.iter().product();
-    with_elem!(dtype, T => Tensor::from_host_unchecked(T::into_buffer(vec![T::from_f64(value); n]), shape), else Tensor::scalar(0.0f32))
+    with_elem!(dtype, T => {
+        let mut data = crate::buffer::zeroed::<T>(n);
+        let v = T::from_f64(value);
+        if v != T::default() {
+            data.fill(v);
+        }
+        Tensor::from_host_unchecked(T::into_buffer(data), shape)
+    }, else Tensor::scalar(0.0f32))
 }

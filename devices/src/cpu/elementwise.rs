@@ -157,7 +157,9 @@ macro_rules! num_int {
                 if o < 0 {
                     0
                 } else {
-                    self.wrapping_pow(o.min(u32::MAX as $t) as u32)
+                    // Clamp through i64 so the bound is right for both i32 and i64;
+                    // exponents past u32::MAX only matter for |self| <= 1 anyway.
+                    self.wrapping_pow((o as i64).min(u32::MAX as i64) as u32)
                 }
             }
             #[inline(always)]
@@ -185,19 +187,25 @@ num_int!(i64);
 
 /// Maps a contiguous slice through `f` into a new vector, in parallel when large.
 pub(crate) fn map_slice<A: Elem, O: Elem>(src: &[A], f: impl Fn(A) -> O + Sync + Send) -> Vec<O> {
+    let mut out = crate::buffer::zeroed::<O>(src.len());
+    let run = |o: &mut [O], s: &[A]| {
+        for (d, &v) in o.iter_mut().zip(s) {
+            *d = f(v);
+        }
+    };
     if src.len() >= PAR_MIN_ELEMS {
-        src.par_iter()
-            .with_min_len(PAR_MIN_ELEMS / 4)
-            .map(|&v| f(v))
-            .collect()
+        out.par_chunks_mut(PAR_MIN_ELEMS)
+            .zip(src.par_chunks(PAR_MIN_ELEMS))
+            .for_each(|(o, s)| run(o, s));
     } else {
-        src.iter().map(|&v| f(v)).collect()
+        run(&mut out, src);
     }
+    out
 }
 
 /// Runs a slice-to-slice kernel over a contiguous input, in parallel chunks when large.
 fn chunked<T: Elem>(src: &[T], kernel: impl Fn(&[T], &mut [T]) + Sync + Send) -> Vec<T> {
-    let mut out = vec![T::default(); src.len()];
+    let mut out = crate::buffer::zeroed::<T>(src.len());
     if src.len() >= PAR_MIN_ELEMS {
         out.par_chunks_mut(PAR_MIN_ELEMS)
             .zip(src.par_chunks(PAR_MIN_ELEMS))
@@ -313,7 +321,7 @@ fn binary_typed<T: Num>(
     b: &Tensor,
     shape: &[usize],
 ) -> Result<Tensor, DeviceError> {
-    if T::IS_INT {
+    if T::IS_INT && shape.iter().product::<usize>() > 0 {
         let rhs = b.to_vec::<T>().unwrap_or_default();
         match op {
             BinaryOp::Rem | BinaryOp::FloorDiv if rhs.iter().any(|v| v.is_zero()) => {

@@ -86,7 +86,7 @@ fn float_matmul<T: Elem + Num>(a: &Tensor, b: &Tensor, shape: &[usize]) -> Tenso
         bv.buffer::<T>().unwrap_or(&[]),
     );
     let mn = p.m * p.n;
-    let mut out = vec![T::default(); shape.iter().product()];
+    let mut out = crate::buffer::zeroed::<T>(shape.iter().product());
     if mn == 0 || p.k == 0 {
         return Tensor::from_host_unchecked(T::into_buffer(out), shape);
     }
@@ -145,7 +145,7 @@ fn int_matmul<T: Elem + Num>(a: &Tensor, b: &Tensor, shape: &[usize]) -> Tensor 
         bv.buffer::<T>().unwrap_or(&[]),
     );
     let mn = p.m * p.n;
-    let mut out = vec![T::default(); shape.iter().product()];
+    let mut out = crate::buffer::zeroed::<T>(shape.iter().product());
     if mn == 0 {
         return Tensor::from_host_unchecked(T::into_buffer(out), shape);
     }

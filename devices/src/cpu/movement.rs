@@ -24,11 +24,14 @@ pub(crate) fn concat(
     with_elem!(dtype, T => {
         let (outer, _, inner) = around(shape, axis);
         let parts: Vec<Tensor> = inputs.iter().map(|t| t.contiguous()).collect();
-        let mut out: Vec<T> = Vec::with_capacity(shape.iter().product());
+        let mut out = crate::buffer::zeroed::<T>(shape.iter().product());
+        let mut at = 0;
         for o in 0..outer {
             for p in &parts {
                 let run = p.shape()[axis] * inner;
-                out.extend_from_slice(&p.as_slice::<T>().unwrap_or(&[])[o * run..(o + 1) * run]);
+                let part = &p.as_slice::<T>().unwrap_or(&[])[o * run..(o + 1) * run];
+                out[at..at + part.len()].copy_from_slice(part);
+                at += part.len();
             }
         }
         Ok(Tensor::from_host_unchecked(T::into_buffer(out), shape))
@@ -53,7 +56,10 @@ pub(crate) fn pad(
     with_elem!(x.dtype(), T => {
         let xc = x.contiguous();
         let src = xc.as_slice::<T>().unwrap_or(&[]);
-        let mut out = vec![T::from_f64(value); shape.iter().product()];
+        let mut out = crate::buffer::zeroed::<T>(shape.iter().product());
+        if T::from_f64(value) != T::default() {
+            out.fill(T::from_f64(value));
+        }
         if !src.is_empty() {
             let out_strides = crate::tensor::contiguous_strides(shape);
             let rank = shape.len();
@@ -129,11 +135,14 @@ pub(crate) fn gather(
     with_elem!(x.dtype(), T => {
         let xc = x.contiguous();
         let src = xc.as_slice::<T>().unwrap_or(&[]);
-        let mut out: Vec<T> = Vec::with_capacity(shape.iter().product());
+        let mut out = crate::buffer::zeroed::<T>(shape.iter().product());
+        let mut at = 0;
         for o in 0..outer {
             for &j in &ids {
                 let start = (o * size + j) * inner;
-                out.extend_from_slice(&src[start..start + inner]);
+                let part = &src[start..start + inner];
+                out[at..at + part.len()].copy_from_slice(part);
+                at += part.len();
             }
         }
         Ok(Tensor::from_host_unchecked(T::into_buffer(out), shape))

@@ -184,6 +184,18 @@ fn runs(shape: &[usize], axes: &[usize]) -> Vec<(usize, bool)> {
 }
 
 fn reduce_with<T: Num, F: Fold<T>>(f: F, x: &Tensor, axes: &[usize]) -> Vec<T> {
+    if x.numel() == 0 {
+        // Reducing an empty axis gives the identity (0 for sum, 1 for prod); an empty kept
+        // axis gives an empty result. `ir::infer` refuses max/min over an empty axis.
+        let kept: usize = x
+            .shape()
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| !axes.contains(i))
+            .map(|(_, &d)| d)
+            .product();
+        return vec![f.identity(); kept];
+    }
     let xc = x.contiguous();
     let data = xc.as_slice::<T>().unwrap_or(&[]);
     let runs = runs(x.shape(), axes);
@@ -289,28 +301,50 @@ fn fold_columns<T: Num, F: Fold<T>>(
     red: usize,
     inner: usize,
 ) -> Vec<T> {
-    let mut out = vec![f.identity(); outer * inner];
-    let block = |o: usize, dst: &mut [T], j0: usize| {
-        let w = dst.len();
-        for r in 0..red {
-            let row = &data[(o * red + r) * inner + j0..][..w];
+    // Fold `rows` consecutive rows of one outer slice into `dst` (a full-width vector).
+    let fold_into = |dst: &mut [T], o: usize, rows: std::ops::Range<usize>| {
+        for r in rows {
+            let row = &data[(o * red + r) * inner..][..inner];
             for (d, &v) in dst.iter_mut().zip(row) {
                 *d = f.combine(*d, v);
             }
         }
     };
-    if data.len() >= PAR_MIN_ELEMS {
-        // Split each output row into column strips; every strip folds independently.
-        let strip = (PAR_MIN_ELEMS / red.max(1)).clamp(64, inner.max(64));
-        out.par_chunks_mut(inner).enumerate().for_each(|(o, dst)| {
-            dst.par_chunks_mut(strip)
-                .enumerate()
-                .for_each(|(s, part)| block(o, part, s * strip));
-        });
-    } else {
+    let mut out = vec![f.identity(); outer * inner];
+    if data.len() < PAR_MIN_ELEMS {
         for (o, dst) in out.chunks_mut(inner).enumerate() {
-            block(o, dst, 0);
+            fold_into(dst, o, 0..red);
         }
+        return out;
+    }
+    // Split the reduced rows into fixed blocks of about PAR_MIN_ELEMS elements; each block
+    // folds into its own partial vector (sequential, cache-friendly reads), and the
+    // partials are combined pairwise in block order, independently of the thread count.
+    let rows_per_block = PAR_MIN_ELEMS.div_ceil(inner).max(1);
+    let blocks = red.div_ceil(rows_per_block);
+    for (o, dst) in out.chunks_mut(inner).enumerate() {
+        let mut partials = vec![f.identity(); blocks * inner];
+        partials
+            .par_chunks_mut(inner)
+            .enumerate()
+            .for_each(|(b, part)| {
+                let start = b * rows_per_block;
+                fold_into(part, o, start..(start + rows_per_block).min(red));
+            });
+        let mut width = blocks;
+        while width > 1 {
+            let half = width.div_ceil(2);
+            let (lo, hi) = partials.split_at_mut(half * inner);
+            lo.par_chunks_mut(inner)
+                .zip(hi[..(width - half) * inner].par_chunks(inner))
+                .for_each(|(a, b)| {
+                    for (x, &y) in a.iter_mut().zip(b) {
+                        *x = f.combine(*x, y);
+                    }
+                });
+            width = half;
+        }
+        dst.copy_from_slice(&partials[..inner]);
     }
     out
 }

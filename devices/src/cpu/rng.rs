@@ -123,7 +123,7 @@ pub(crate) fn random(
     );
     let n: usize = shape.iter().product();
     let data = crate::with_elem!(dtype, T => {
-        let mut out = vec![T::default(); n];
+        let mut out = crate::buffer::zeroed::<T>(n);
         if n >= PAR_MIN_ELEMS {
             out.par_chunks_mut(PAR_MIN_ELEMS).enumerate().for_each(|(c, part)| {
                 fill(op, dtype, seed, offset.wrapping_add((c * PAR_MIN_ELEMS) as u64), part)

@@ -92,7 +92,7 @@ pub(crate) fn map2<A: Elem, B: Elem, O: Elem>(
         [av.layout().offset, bv.layout().offset],
     );
     let n: usize = shape.iter().product();
-    let mut out = vec![O::default(); n];
+    let mut out = crate::buffer::zeroed::<O>(n);
     let inner = plan.inner;
     if inner == 0 || n == 0 {
         return out;
@@ -166,7 +166,7 @@ pub(crate) fn map3<A: Elem, B: Elem, C: Elem, O: Elem>(
         [av.layout().offset, bv.layout().offset, cv.layout().offset],
     );
     let n: usize = shape.iter().product();
-    let mut out = vec![O::default(); n];
+    let mut out = crate::buffer::zeroed::<O>(n);
     let inner = plan.inner;
     if inner == 0 || n == 0 {
         return out;
