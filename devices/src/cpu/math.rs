@@ -214,6 +214,7 @@ impl Arch for Fused {
 
 /// The baseline: separate multiplies and adds, because `mul_add` without an FMA instruction
 /// is a libm call per element.
+#[cfg_attr(target_arch = "aarch64", allow(dead_code))]
 #[derive(Debug)]
 struct Baseline;
 

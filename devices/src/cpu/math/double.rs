@@ -77,7 +77,7 @@ const LOG_R: [f64; 11] = [
 /// `erf x = x P(x^2)` on `|x| <= 0.85`, relative error 1.5e-19 (a Chebyshev fit).
 #[allow(clippy::excessive_precision)]
 const ERF_P: [f64; 12] = [
-    1.1283791670955126,
+    std::f64::consts::FRAC_2_SQRT_PI,
     -0.3761263890318375,
     0.11283791670954685,
     -0.02686617064501726,

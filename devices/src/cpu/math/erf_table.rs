@@ -1,5 +1,9 @@
 /// `(x, erf(x), gelu(x))`, the last two correctly rounded from 50-digit mpmath values.
-#[allow(clippy::excessive_precision, clippy::unreadable_literal)]
+#[allow(
+    clippy::approx_constant,
+    clippy::excessive_precision,
+    clippy::unreadable_literal
+)]
 const ERF_GELU_TABLE: &[(f64, f64, f64)] = &[
     (-39.900000000000006, -1.0, -0.0),
     (-39.9, -1.0, -0.0),

@@ -21,68 +21,60 @@ const TWO_23: f32 = 8_388_608.0;
 const LOG2_E: f32 = std::f32::consts::LOG2_E;
 /// `ln 2` split so that `n * LN2_HI` is exact for `|n| < 2^15`: `LN2_HI` has 9 significant
 /// bits, and `LN2_HI + LN2_LO` is `ln 2` to about 2^-33 relative.
-const LN2_HI: f32 = 0.693_359_4;
-const LN2_LO: f32 = -2.121_944_4e-4;
+const LN2_HI: f32 = 0.6933594;
+const LN2_LO: f32 = -2.1219444e-4;
 /// The bits of `sqrt(1/2)`, the bottom of the mantissa range `[sqrt(1/2), sqrt(2))` that the
 /// logarithms reduce to.
 const SQRT_HALF_BITS: u32 = 0x3f35_04f3;
 
 /// `e^r = 1 + r + r^2 E(r)` on `|r| <= 1.01 ln(2)/2`, relative error 3.3e-9.
 const EXP_E: [f32; 5] = [
-    0.499_999_94,
-    0.166_665_15,
-    0.041_668_456,
-    0.008_369_419,
-    0.001_381_314_5,
+    0.49999994,
+    0.16666515,
+    0.041668456,
+    0.008369419,
+    0.0013813145,
 ];
 /// `e^r - 1 = r + r^2/2 + r^3 Q(r)` on `|r| <= 1.01 ln(2)/2`, relative error 4.2e-10.
 const EXPM1_Q: [f32; 5] = [
-    0.166_666_66,
-    0.041_666_474,
-    0.008_333_423,
-    0.001_393_413_6,
-    1.982_378_7e-4,
+    0.16666666,
+    0.041666474,
+    0.008333423,
+    0.0013934136,
+    1.9823787e-4,
 ];
 /// `ln(1 + f) = f - f^2/2 + f^3 L(f)` on `f` in `[sqrt(1/2) - 1, sqrt(2) - 1]`, relative
 /// error 5.9e-9.
 const LOG_L: [f32; 8] = [
-    0.333_333_31,
-    -0.250_008_25,
-    0.200_012_36,
-    -0.166_231_44,
-    0.142_013_68,
-    -0.131_620_03,
-    0.127_654_28,
-    -0.076_343_89,
+    0.3333333,
+    -0.25000826,
+    0.20001236,
+    -0.16623144,
+    0.14201368,
+    -0.13162003,
+    0.12765428,
+    -0.07634389,
 ];
 /// `sin r = r + r^3 S(r^2)` on `|r| <= 1.01 pi/4`, relative error 4.1e-9.
-const SIN_S: [f32; 3] = [-0.166_666_54, 0.008_332_113, -1.950_874_1e-4];
+const SIN_S: [f32; 3] = [-0.16666654, 0.008332113, -1.9508741e-4];
 /// `cos r = 1 - r^2/2 + r^4 C(r^2)` on `|r| <= 1.01 pi/4`, relative error 1.3e-10.
-const COS_C: [f32; 3] = [0.041_666_646, -0.001_388_725_1, 2.442_568e-5];
+const COS_C: [f32; 3] = [0.041666646, -0.0013887251, 2.442568e-5];
 /// `erf x = x + x P1(x^2)` on `|x| <= 0.93`, relative error 4.6e-10 (`P1` is the fitted
 /// `P` of `erf x = x P(x^2)` less one).
 const ERF_P1: [f32; 7] = [
-    0.128_379_23,
-    -0.376_126_32,
-    0.112_836_875,
-    -0.026_858_94,
-    0.005_199_907,
-    -8.130_013e-4,
-    8.316_776e-5,
+    0.12837923,
+    -0.37612632,
+    0.112836875,
+    -0.02685894,
+    0.005199907,
+    -8.130013e-4,
+    8.316776e-5,
 ];
 /// `erfc z = t exp(-z^2 + P(t))` with `t = 2 / (2 + z)`, on `z` in `[0.49, 11.5]`; the error
 /// of `P` is 2.2e-9 absolute, so 2.2e-9 relative in `erfc`.
 const ERFC_P: [f32; 10] = [
-    -1.265_531_8,
-    1.000_602_6,
-    0.367_019_12,
-    0.143_421_13,
-    -0.369_777_9,
-    0.728_548_5,
-    -1.826_837,
-    2.136_971_7,
-    -1.160_644_9,
-    0.246_251_63,
+    -1.2655318, 1.0006026, 0.36701912, 0.14342113, -0.3697779, 0.7285485, -1.826837, 2.1369717,
+    -1.1606449, 0.24625163,
 ];
 
 /// [`ERFC_P`] unrounded, for gelu's f64 evaluation.
@@ -102,17 +94,17 @@ const ERFC_P64: [f64; 10] = [
 
 /// `pi/2` in three parts: `PIO2_1` is `pi/2` rounded to f32, the others the successive
 /// remainders, together `pi/2` to about 1e-23.
-const PIO2_1: f32 = 1.570_796_4;
-const PIO2_2: f32 = -4.371_139e-8;
-const PIO2_3: f32 = -1.715_124_5e-15;
+const PIO2_1: f32 = 1.5707964;
+const PIO2_2: f32 = -4.371139e-8;
+const PIO2_3: f32 = -1.7151245e-15;
 /// The fast sine and cosine handle `|x| <= 2^17`: there the first reduction step is exact
 /// and the rest keep the reduced argument to a relative error near 2^-24 (even next to a
 /// multiple of pi/2, where f32 inputs come no closer than about 2^-29). Larger inputs are
-/// reduced in f64 by the standard library.
-const SIN_COS_FAST_MAX: f32 = 131_072.0;
+/// reduced in f64 by the standard library (infinities included).
+const SIN_COS_FAST_MAX: f32 = 1.31072e05;
 
 /// Below this `|x|` erf uses its odd polynomial, above it `1 - erfc`.
-const ERF_SMALL_MAX: f32 = 0.921_875;
+const ERF_SMALL_MAX: f32 = 0.921875;
 /// Below this `|x|` (that is, `|x|/sqrt(2) < 0.5`) gelu uses the erf polynomial, above it erfc.
 const GELU_SMALL_MAX: f32 = std::f32::consts::FRAC_1_SQRT_2;
 
@@ -321,19 +313,20 @@ fn sin_cos<A: Arch, const COS: bool>(x: f32) -> f32 {
 /// most 2^-27 absolute (a quarter ulp of results near 1) next to the zeros.
 ///
 /// The fast kernel runs on blocks that stay in L1; an or-reduction over each block then
-/// finds the rare inputs beyond its range (large, infinite or NaN), which are redone from
+/// finds the rare inputs beyond its range (large or infinite), which are redone from
 /// the standard library's f64 functions (correctly rounded after the narrowing, to 0.5 ulp).
 #[inline(always)]
 pub(super) fn sin_cos_slice<A: Arch, const COS: bool>(x: &[f32], out: &mut [f32]) {
     const BLOCK: usize = 1024;
     for (xb, ob) in x.chunks(BLOCK).zip(out.chunks_mut(BLOCK)) {
         map(xb, ob, sin_cos::<A, COS>);
+        // NaN needs no fallback: it propagates through the fast kernel.
         let far = xb
             .iter()
-            .fold(false, |acc, v| acc | !(v.abs() <= SIN_COS_FAST_MAX));
+            .fold(false, |acc, v| acc | (v.abs() > SIN_COS_FAST_MAX));
         if far {
             for (o, &v) in ob.iter_mut().zip(xb) {
-                if !(v.abs() <= SIN_COS_FAST_MAX) {
+                if v.abs() > SIN_COS_FAST_MAX {
                     let d = f64::from(v);
                     *o = if COS { d.cos() } else { d.sin() } as f32;
                 }
