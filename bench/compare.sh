@@ -45,7 +45,7 @@ mkdir -p "$OUT"
 export CRITERION_HOME="$OUT/criterion"
 # No __pycache__ in the shared baselines folder (common.py is imported from there) or here.
 export PYTHONDONTWRITEBYTECODE=1
-export BASELINES_DIR="${BASELINES_DIR:-/work/shared/baselines}"
+export BASELINES_DIR="${BASELINES_DIR:-$ROOT/../shared/baselines}"
 if [ "$QUICK" = 1 ]; then
   export BASELINE_QUICK=1 BASELINE_WAIT_BUDGET="${BASELINE_WAIT_BUDGET:-0}"
   # Criterion's minimum is 10 samples; shorter warm-up and measurement make it quick.

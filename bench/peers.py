@@ -29,7 +29,7 @@ import traceback
 
 import numpy as np
 
-BASELINES = os.environ.get("BASELINES_DIR", "/work/shared/baselines")
+BASELINES = os.environ.get("BASELINES_DIR", os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "shared", "baselines"))
 sys.path.insert(0, BASELINES)
 import common as C  # noqa: E402  (the path is only known at run time)
 

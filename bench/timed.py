@@ -17,7 +17,7 @@ import subprocess
 import sys
 import time
 
-sys.path.insert(0, os.environ.get("BASELINES_DIR", "/work/shared/baselines"))
+sys.path.insert(0, os.environ.get("BASELINES_DIR", os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "shared", "baselines")))
 import common as C  # noqa: E402  (the path is only known at run time)
 
 
