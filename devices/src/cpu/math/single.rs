@@ -12,7 +12,7 @@
 //! The measure is taken from the unrounded reference, so it includes the half ulp of that
 //! rounding: a correctly rounded kernel would measure 0.5.
 
-use super::{Arch, map};
+use super::Arch;
 
 /// `1.5 * 2^23`: adding it to a value below `2^22` in magnitude rounds that value to an
 /// integer (ties to even) and leaves the integer in the low mantissa bits.
@@ -336,7 +336,7 @@ fn sin_cos<A: Arch, const COS: bool>(x: f32) -> f32 {
 pub(super) fn sin_cos_slice<A: Arch, const COS: bool>(x: &[f32], out: &mut [f32]) {
     const BLOCK: usize = 1024;
     for (xb, ob) in x.chunks(BLOCK).zip(out.chunks_mut(BLOCK)) {
-        map(xb, ob, sin_cos::<A, COS>);
+        map!(xb, ob, sin_cos::<A, COS>);
         // NaN needs no fallback: it propagates through the fast kernel.
         let far = xb
             .iter()
