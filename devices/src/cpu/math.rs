@@ -2,7 +2,7 @@
 //!
 //! Every kernel is a branch-free scalar function (range reduction, a minimax polynomial, bit
 //! tricks for `2^n`, and selects instead of branches) marked `#[inline(always)]`, so that the
-//! plain loop in [`map`] that applies it is vectorised by LLVM. The same generic body is
+//! plain loop in `map!` that applies it is vectorised by LLVM. The same generic body is
 //! compiled three times on x86-64 — for AVX-512, for AVX2 with FMA, and for the SSE2 baseline
 //! — and the widest one the CPU supports is chosen at run time (the choice is cached). Other
 //! architectures compile the body once for their baseline.
@@ -14,6 +14,23 @@
 use std::sync::atomic::{AtomicU8, Ordering};
 
 use ir::UnaryOp;
+
+/// Applies the kernel `$f` to every element of `$x`, writing `$out`. The loop is written
+/// plainly so LLVM's loop vectoriser turns it into full-width vector code; the remainder runs
+/// the same scalar code, so an element's result does not depend on its position.
+///
+/// It is a macro rather than a function taking `impl Fn` so that the kernel (an
+/// `#[inline(always)]` function) is called directly: behind a fn-item or closure shim, LLVM
+/// may decline to inline a large kernel into the target-feature function, which then calls
+/// it once per element, unvectorised and without the target's features (FMA becoming a libm
+/// call).
+macro_rules! map {
+    ($x:expr, $out:expr, $f:expr) => {
+        for (o, &v) in $out.iter_mut().zip($x.iter()) {
+            *o = $f(v);
+        }
+    };
+}
 
 mod double;
 mod single;
@@ -245,44 +262,34 @@ type Native = Fused;
 #[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
 type Native = Baseline;
 
-/// Applies `f` to every element. The loop is written plainly so LLVM's loop vectoriser turns
-/// it into full-width vector code once `f` is inlined; the remainder runs the same scalar
-/// code, so an element's result does not depend on its position.
-#[inline(always)]
-fn map<T: Copy>(x: &[T], out: &mut [T], f: impl Fn(T) -> T) {
-    for (o, &v) in out.iter_mut().zip(x) {
-        *o = f(v);
-    }
-}
-
 /// The f32 kernel body, generic over how it multiplies and adds.
 #[inline(always)]
 fn body_f32<A: Arch>(op: UnaryOp, x: &[f32], out: &mut [f32]) {
     use single as s;
     match op {
-        UnaryOp::Neg => map(x, out, |v| -v),
-        UnaryOp::Abs => map(x, out, f32::abs),
-        UnaryOp::Sign => map(x, out, s::sign),
-        UnaryOp::Floor => map(x, out, s::floor),
-        UnaryOp::Ceil => map(x, out, s::ceil),
-        UnaryOp::Round => map(x, out, s::round),
-        UnaryOp::Relu => map(x, out, s::relu),
-        UnaryOp::Exp => map(x, out, s::exp::<A>),
-        UnaryOp::Log => map(x, out, s::log::<A>),
-        UnaryOp::Log1p => map(x, out, s::log1p::<A>),
-        UnaryOp::Expm1 => map(x, out, s::expm1::<A>),
+        UnaryOp::Neg => map!(x, out, |v: f32| -v),
+        UnaryOp::Abs => map!(x, out, f32::abs),
+        UnaryOp::Sign => map!(x, out, s::sign),
+        UnaryOp::Floor => map!(x, out, s::floor),
+        UnaryOp::Ceil => map!(x, out, s::ceil),
+        UnaryOp::Round => map!(x, out, s::round),
+        UnaryOp::Relu => map!(x, out, s::relu),
+        UnaryOp::Exp => map!(x, out, s::exp::<A>),
+        UnaryOp::Log => map!(x, out, s::log::<A>),
+        UnaryOp::Log1p => map!(x, out, s::log1p::<A>),
+        UnaryOp::Expm1 => map!(x, out, s::expm1::<A>),
         // `sqrtps` is correctly rounded; rsqrt rounds twice (error bound 2 ulp, measured
         // 1.49), as the approximate `rsqrtps` is far too coarse.
-        UnaryOp::Sqrt => map(x, out, f32::sqrt),
-        UnaryOp::Rsqrt => map(x, out, |v| 1.0 / v.sqrt()),
+        UnaryOp::Sqrt => map!(x, out, f32::sqrt),
+        UnaryOp::Rsqrt => map!(x, out, |v: f32| 1.0 / v.sqrt()),
         UnaryOp::Sin => s::sin_cos_slice::<A, false>(x, out),
         UnaryOp::Cos => s::sin_cos_slice::<A, true>(x, out),
-        UnaryOp::Tanh => map(x, out, s::tanh::<A>),
-        UnaryOp::Sigmoid => map(x, out, s::sigmoid::<A>),
-        UnaryOp::Gelu => map(x, out, s::gelu::<A>),
-        UnaryOp::Silu => map(x, out, s::silu::<A>),
-        UnaryOp::Softplus => map(x, out, s::softplus::<A>),
-        UnaryOp::Erf => map(x, out, s::erf::<A>),
+        UnaryOp::Tanh => map!(x, out, s::tanh::<A>),
+        UnaryOp::Sigmoid => map!(x, out, s::sigmoid::<A>),
+        UnaryOp::Gelu => map!(x, out, s::gelu::<A>),
+        UnaryOp::Silu => map!(x, out, s::silu::<A>),
+        UnaryOp::Softplus => map!(x, out, s::softplus::<A>),
+        UnaryOp::Erf => map!(x, out, s::erf::<A>),
         // These take bool inputs or give bool outputs and are handled by the caller.
         UnaryOp::Not | UnaryOp::IsNan | UnaryOp::IsFinite => out.copy_from_slice(x),
     }
@@ -293,27 +300,27 @@ fn body_f32<A: Arch>(op: UnaryOp, x: &[f32], out: &mut [f32]) {
 fn body_f64<A: Arch>(op: UnaryOp, x: &[f64], out: &mut [f64]) {
     use double as d;
     match op {
-        UnaryOp::Neg => map(x, out, |v| -v),
-        UnaryOp::Abs => map(x, out, f64::abs),
-        UnaryOp::Sign => map(x, out, d::sign),
-        UnaryOp::Floor => map(x, out, d::floor),
-        UnaryOp::Ceil => map(x, out, d::ceil),
-        UnaryOp::Round => map(x, out, d::round),
-        UnaryOp::Relu => map(x, out, d::relu),
-        UnaryOp::Exp => map(x, out, d::exp::<A>),
-        UnaryOp::Log => map(x, out, d::log::<A>),
-        UnaryOp::Log1p => map(x, out, f64::ln_1p),
-        UnaryOp::Expm1 => map(x, out, d::expm1::<A>),
-        UnaryOp::Sqrt => map(x, out, f64::sqrt),
-        UnaryOp::Rsqrt => map(x, out, |v| 1.0 / v.sqrt()),
-        UnaryOp::Sin => map(x, out, f64::sin),
-        UnaryOp::Cos => map(x, out, f64::cos),
-        UnaryOp::Tanh => map(x, out, d::tanh::<A>),
-        UnaryOp::Sigmoid => map(x, out, d::sigmoid::<A>),
-        UnaryOp::Gelu => map(x, out, d::gelu::<A>),
-        UnaryOp::Silu => map(x, out, d::silu::<A>),
-        UnaryOp::Softplus => map(x, out, d::softplus::<A>),
-        UnaryOp::Erf => map(x, out, d::erf::<A>),
+        UnaryOp::Neg => map!(x, out, |v: f64| -v),
+        UnaryOp::Abs => map!(x, out, f64::abs),
+        UnaryOp::Sign => map!(x, out, d::sign),
+        UnaryOp::Floor => map!(x, out, d::floor),
+        UnaryOp::Ceil => map!(x, out, d::ceil),
+        UnaryOp::Round => map!(x, out, d::round),
+        UnaryOp::Relu => map!(x, out, d::relu),
+        UnaryOp::Exp => map!(x, out, d::exp::<A>),
+        UnaryOp::Log => map!(x, out, d::log::<A>),
+        UnaryOp::Log1p => map!(x, out, f64::ln_1p),
+        UnaryOp::Expm1 => map!(x, out, d::expm1::<A>),
+        UnaryOp::Sqrt => map!(x, out, f64::sqrt),
+        UnaryOp::Rsqrt => map!(x, out, |v: f64| 1.0 / v.sqrt()),
+        UnaryOp::Sin => map!(x, out, f64::sin),
+        UnaryOp::Cos => map!(x, out, f64::cos),
+        UnaryOp::Tanh => map!(x, out, d::tanh::<A>),
+        UnaryOp::Sigmoid => map!(x, out, d::sigmoid::<A>),
+        UnaryOp::Gelu => map!(x, out, d::gelu::<A>),
+        UnaryOp::Silu => map!(x, out, d::silu::<A>),
+        UnaryOp::Softplus => map!(x, out, d::softplus::<A>),
+        UnaryOp::Erf => map!(x, out, d::erf::<A>),
         // These take bool inputs or give bool outputs and are handled by the caller.
         UnaryOp::Not | UnaryOp::IsNan | UnaryOp::IsFinite => out.copy_from_slice(x),
     }

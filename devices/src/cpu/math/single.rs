@@ -12,7 +12,7 @@
 //! The measure is taken from the unrounded reference, so it includes the half ulp of that
 //! rounding: a correctly rounded kernel would measure 0.5.
 
-use super::{Arch, map};
+use super::Arch;
 
 /// `1.5 * 2^23`: adding it to a value below `2^22` in magnitude rounds that value to an
 /// integer (ties to even) and leaves the integer in the low mantissa bits.
@@ -283,6 +283,20 @@ pub(super) fn log1p<A: Arch>(x: f32) -> f32 {
     if x >= -1.0 { r } else { f32::NAN }
 }
 
+/// `ln(1 + y)` for `y` in `[0, 1]` (or NaN), as [`log1p`] without its special cases: `1 + y`
+/// lies in `[1, 2]`, so the reduction to `[sqrt(1/2), sqrt(2))` is a single halving.
+#[inline(always)]
+fn log1p_unit<A: Arch>(y: f32) -> f32 {
+    let u = 1.0 + y;
+    // The rounding error of `u`, exact because `1 >= y`.
+    let c = y - (u - 1.0);
+    let big = u > std::f32::consts::SQRT_2;
+    let s = if big { 0.5 } else { 1.0 };
+    let k = if big { 1.0 } else { 0.0 };
+    // ln(u + c) = k ln 2 + ln(s u + s c), with s u - 1 exact.
+    log_reduced::<A>(A::mad32(c, s, A::mad32(u, s, -1.0)), k)
+}
+
 /// Sine (`COS = false`) or cosine (`COS = true`) for `|x| <= SIN_COS_FAST_MAX`; other inputs
 /// give garbage that [`sin_cos_slice`] replaces.
 #[inline(always)]
@@ -322,7 +336,7 @@ fn sin_cos<A: Arch, const COS: bool>(x: f32) -> f32 {
 pub(super) fn sin_cos_slice<A: Arch, const COS: bool>(x: &[f32], out: &mut [f32]) {
     const BLOCK: usize = 1024;
     for (xb, ob) in x.chunks(BLOCK).zip(out.chunks_mut(BLOCK)) {
-        map(xb, ob, sin_cos::<A, COS>);
+        map!(xb, ob, sin_cos::<A, COS>);
         // NaN needs no fallback: it propagates through the fast kernel.
         let far = xb
             .iter()
@@ -380,7 +394,7 @@ pub(super) fn silu<A: Arch>(x: f32) -> f32 {
 /// (measured 1.72).
 #[inline(always)]
 pub(super) fn softplus<A: Arch>(x: f32) -> f32 {
-    let l = log1p::<A>(exp::<A>(-x.abs()));
+    let l = log1p_unit::<A>(exp::<A>(-x.abs()));
     let m = if x > 0.0 { x } else { 0.0 };
     m + l
 }
