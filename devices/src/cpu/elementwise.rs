@@ -260,8 +260,27 @@ fn int_unary<T: Num + IntOps>(op: UnaryOp, s: &[T]) -> Vec<T> {
         }),
         UnaryOp::Sign => map_slice(s, |v: T| T::from_f64(v.sign_f64())),
         UnaryOp::Relu => map_slice(s, |v: T| if v.is_negative() { T::from_f64(0.0) } else { v }),
-        // Rounding an integer is the identity; the float-only ops never reach here.
-        _ => s.to_vec(),
+        // Rounding an integer is the identity.
+        UnaryOp::Floor | UnaryOp::Ceil | UnaryOp::Round => s.to_vec(),
+        // `ir::infer` admits only floats for these, and bools for the logical and predicate
+        // ops, so integer tensors never reach them; the identity keeps the match total.
+        UnaryOp::Exp
+        | UnaryOp::Log
+        | UnaryOp::Log1p
+        | UnaryOp::Expm1
+        | UnaryOp::Sqrt
+        | UnaryOp::Rsqrt
+        | UnaryOp::Sin
+        | UnaryOp::Cos
+        | UnaryOp::Tanh
+        | UnaryOp::Sigmoid
+        | UnaryOp::Gelu
+        | UnaryOp::Silu
+        | UnaryOp::Softplus
+        | UnaryOp::Erf
+        | UnaryOp::Not
+        | UnaryOp::IsNan
+        | UnaryOp::IsFinite => s.to_vec(),
     }
 }
 
