@@ -63,7 +63,7 @@ PEER_ENV=(env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE OPENBLAS_NUM_THREADS="$TH
   BENCH_THREADS="$THREADS")
 
 # Record the host's OpenBLAS tuning variables before they are unset for the peers (as
-# /work/shared/baselines/run_all.sh does), and what this run was.
+# ../shared/baselines/run_all.sh does), and what this run was.
 cat > "$OUT/run_meta.json" <<META
 {"started": "$(date -u +%Y-%m-%dT%H:%M:%SZ)", "quick": "$QUICK", "cases": "$CASES",
  "threads": "$THREADS", "rayon_num_threads": "$RAYON_NUM_THREADS",

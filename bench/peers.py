@@ -14,7 +14,7 @@ Honesty rules (the same as the Rust side):
   * every call allocates and returns its result, as `Device::exec` does, and the result of
     the last call of each inner loop is kept alive by the timing helper.
 
-Timing uses `bench()` of /work/shared/baselines/common.py (warm-up, calibrated inner
+Timing uses `bench()` of ../shared/baselines/common.py (warm-up, calibrated inner
 loop, repeated samples, waiting for the shared machine to go quiet, background-load
 accounting), imported from that folder rather than copied.
 Usage: peers.py --cases matmul,unary --out peers.json

@@ -7,7 +7,7 @@ quiet, run it, and record how many cores *other* processes kept busy meanwhile.
 Appends one JSON line {"label", "rc", "wall_s", "bg_cores", "steal_cores", "gate_wait_s",
 "bg_cores_before"} to --log and exits with the command's status. The command's own CPU time
 (with its children's) is taken from getrusage, so it is not counted as background load.
-Uses the quiet gate of /work/shared/baselines/common.py, so both sides wait alike.
+Uses the quiet gate of ../shared/baselines/common.py, so both sides wait alike.
 """
 import argparse
 import json
