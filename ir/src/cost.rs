@@ -67,32 +67,29 @@ pub fn cost(op: &Op, inputs: &[TensorType], output: &TensorType) -> Cost {
         | Op::Pad { .. }
         | Op::Gather { .. } => (0, traffic),
         Op::ScatterAdd { .. } => (inputs[2].shape.numel_lower_bound(), traffic),
-        Op::Conv2d { params } => {
-            let w = &inputs[1].shape;
-            let taps = w.0[1..]
-                .iter()
-                .map(|d| d.known().unwrap_or(1) as u64)
-                .product::<u64>();
-            let _ = params;
-            (out_n.saturating_mul(taps).saturating_mul(2), traffic)
-        }
+        // Every convolution kernel does one multiply-add per (output element of the forward
+        // convolution, weight tap): `dy` has the forward output's size, and the weight shape
+        // (operand or result) gives the taps per output element.
+        Op::Conv2d { .. } => (
+            out_n
+                .saturating_mul(taps(&inputs[1].shape))
+                .saturating_mul(2),
+            traffic,
+        ),
         Op::Conv2dBackwardInput { .. } => {
-            // As many multiply-adds as the forward convolution: every (dy, w) pair once.
             let dy_n = inputs[0].shape.numel_lower_bound();
-            let w = &inputs[1].shape;
-            let taps = w.0[1..]
-                .iter()
-                .map(|d| d.known().unwrap_or(1) as u64)
-                .product::<u64>();
-            (dy_n.saturating_mul(taps).saturating_mul(2), traffic)
+            (
+                dy_n.saturating_mul(taps(&inputs[1].shape))
+                    .saturating_mul(2),
+                traffic,
+            )
         }
         Op::Conv2dBackwardFilter { .. } => {
             let dy_n = inputs[1].shape.numel_lower_bound();
-            let taps = output.shape.0[1..]
-                .iter()
-                .map(|d| d.known().unwrap_or(1) as u64)
-                .product::<u64>();
-            (dy_n.saturating_mul(taps).saturating_mul(2), traffic)
+            (
+                dy_n.saturating_mul(taps(&output.shape)).saturating_mul(2),
+                traffic,
+            )
         }
         Op::Pool2d { params, .. } => {
             let win = (params.window[0] * params.window[1]) as u64;
@@ -111,4 +108,12 @@ pub fn cost(op: &Op, inputs: &[TensorType], output: &TensorType) -> Cost {
         Op::Print {} => (0, in_b),
     };
     Cost { flops, bytes }
+}
+
+/// Weight taps per output element of a convolution: `C/groups · KH · KW` of an OIHW weight.
+fn taps(w: &crate::Shape) -> u64 {
+    w.0.iter()
+        .skip(1)
+        .map(|d| d.known().unwrap_or(1) as u64)
+        .product()
 }

@@ -448,3 +448,48 @@ fn table_is_closed_and_named_once() {
     families.dedup();
     assert!(families.len() <= 40, "{} families", families.len());
 }
+
+#[test]
+fn cost_counts_flops_and_bytes() {
+    let mm = Op::MatMul {};
+    let (a, b) = (ty("f32[2, 3]"), ty("f32[3, 4]"));
+    let out = infer(&mm, &[a.clone(), b.clone()]).expect("fits");
+    assert_eq!(
+        cost(&mm, &[a, b], &out),
+        Cost {
+            flops: 2 * 2 * 4 * 3,
+            bytes: (6 + 12 + 8) * 4
+        }
+    );
+    let conv = Op::Conv2d {
+        params: Conv2dParams {
+            padding: [1, 1],
+            ..Conv2dParams::default()
+        },
+    };
+    let (x, w) = (ty("f32[32, 3, 32, 32]"), ty("f32[16, 3, 3, 3]"));
+    let y = infer(&conv, &[x.clone(), w.clone()]).expect("fits");
+    // The 28.3 MFLOP of the benchmark's forward convolution.
+    assert_eq!(
+        cost(&conv, &[x.clone(), w.clone()], &y).flops,
+        2 * 32 * 16 * 32 * 32 * 27
+    );
+    let dw = Op::Conv2dBackwardFilter {
+        params: Conv2dParams {
+            padding: [1, 1],
+            ..Conv2dParams::default()
+        },
+        kernel_hw: [3, 3],
+    };
+    assert_eq!(
+        cost(&dw, &[x, y.clone()], &w).flops,
+        2 * 32 * 16 * 32 * 32 * 27
+    );
+    let reshape = Op::Reshape {
+        shape: Shape::known(&[4, 3]),
+    };
+    assert_eq!(
+        cost(&reshape, &[ty("f32[3, 4]")], &ty("f32[4, 3]")),
+        Cost::default()
+    );
+}
