@@ -30,8 +30,11 @@ pub enum Ty {
     Str(Option<Arc<str>>),
     /// The unit value `()`.
     Unit,
-    /// An integer range `a..b` (iterated by `for`).
+    /// An integer range `a..b` (iterated by `for`; yields `i64` scalars).
     Range,
+    /// Something else `for` can iterate (`batches(...)`, `progress(...)`), yielding values
+    /// of the inner type.
+    Iter(Box<Ty>),
     /// An imported module, by name.
     Module(Name),
     /// Nothing is known (after an error, or from unchecked code): accepted everywhere.
@@ -205,6 +208,7 @@ impl fmt::Display for Ty {
             Ty::Str(_) => f.write_str("str"),
             Ty::Unit => f.write_str("()"),
             Ty::Range => f.write_str("range"),
+            Ty::Iter(item) => write!(f, "iter[{item}]"),
             Ty::Module(name) => write!(f, "module {name}"),
             Ty::Unknown => f.write_str("?"),
             Ty::Never => f.write_str("!"),
