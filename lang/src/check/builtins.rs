@@ -35,7 +35,7 @@ pub fn call(
     args: &[Typed],
     named: &[(Ident, Typed)],
     call_span: Span,
-) -> Option<Result<Ty, Diagnostic>> {
+) -> Option<Result<Ty, Box<Diagnostic>>> {
     let _ = (name, args, named, call_span);
     None
 }

@@ -40,34 +40,34 @@ pub enum TypedIndex {
 /// `lhs op rhs` for every operator but `&&`/`||` on scalars, which the walker handles, and
 /// `..`. Lifts over tuples and records of the same structure; a tensor broadcasts into
 /// every leaf of a structure.
-pub fn binary(op: BinOp, lhs: &Typed, rhs: &Typed, op_span: Span) -> Result<Ty, Diagnostic> {
+pub fn binary(op: BinOp, lhs: &Typed, rhs: &Typed, op_span: Span) -> Result<Ty, Box<Diagnostic>> {
     let _ = (op, lhs, rhs, op_span);
     Ok(Ty::Unknown)
 }
 
 /// `-x` and `!c` (lifted over structures like [`binary`]).
-pub fn unary(op: UnaryOp, operand: &Typed, op_span: Span) -> Result<Ty, Diagnostic> {
+pub fn unary(op: UnaryOp, operand: &Typed, op_span: Span) -> Result<Ty, Box<Diagnostic>> {
     let _ = (op, operand, op_span);
     Ok(Ty::Unknown)
 }
 
 /// A list literal `[a, b, ...]`: a tensor whose rows must have equal shapes (the error
 /// points at the odd row); weak when every element is weak.
-pub fn list_literal(elems: &[Typed], span: Span) -> Result<Ty, Diagnostic> {
+pub fn list_literal(elems: &[Typed], span: Span) -> Result<Ty, Box<Diagnostic>> {
     let _ = (elems, span);
     Ok(Ty::Unknown)
 }
 
 /// `base[items]`: integer indices drop axes, slices keep them, `...` fills, an integer
 /// tensor gathers. Known out-of-range integer indices are errors.
-pub fn index(base: &Typed, items: &[TypedIndex], span: Span) -> Result<Ty, Diagnostic> {
+pub fn index(base: &Typed, items: &[TypedIndex], span: Span) -> Result<Ty, Box<Diagnostic>> {
     let _ = (base, items, span);
     Ok(Ty::Unknown)
 }
 
 /// A property of a tensor, `x.T`, `x.shape`, `x.dtype`; `None` when `name` is not one
 /// (the walker then tries method sugar or reports an unknown field).
-pub fn property(base: &Typed, name: &Ident) -> Option<Result<Ty, Diagnostic>> {
+pub fn property(base: &Typed, name: &Ident) -> Option<Result<Ty, Box<Diagnostic>>> {
     let _ = (base, name);
     None
 }
