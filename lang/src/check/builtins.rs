@@ -29,13 +29,14 @@ pub fn names() -> &'static [&'static str] {
     HIGHER_ORDER
 }
 
-/// Types the call `name(args, named)`; `None` when `name` is not a first-order builtin.
+/// Types the call `name(args, named)` (`src` is the text the spans index); `None` when `name` is not a first-order builtin.
 pub fn call(
+    src: &str,
     name: &str,
     args: &[Typed],
     named: &[(Ident, Typed)],
     call_span: Span,
 ) -> Option<Result<Ty, Box<Diagnostic>>> {
-    let _ = (name, args, named, call_span);
+    let _ = (src, name, args, named, call_span);
     None
 }

@@ -1,7 +1,9 @@
 //! Typing rules of the operators, literals, indexing and tensor properties.
 //!
 //! Each rule takes the abstract values of the operands with the spans they came from and
-//! returns the result's abstract value or one diagnostic that labels those spans.
+//! returns the result's abstract value or one diagnostic that labels those spans. `src` is
+//! the text those spans index, so that hints can quote the user's own expressions
+//! (`` `x @ w1.T` fits ``).
 
 use crate::ast::{BinOp, Ident, UnaryOp};
 use crate::check::ty::Ty;
@@ -40,34 +42,50 @@ pub enum TypedIndex {
 /// `lhs op rhs` for every operator but `&&`/`||` on scalars, which the walker handles, and
 /// `..`. Lifts over tuples and records of the same structure; a tensor broadcasts into
 /// every leaf of a structure.
-pub fn binary(op: BinOp, lhs: &Typed, rhs: &Typed, op_span: Span) -> Result<Ty, Box<Diagnostic>> {
-    let _ = (op, lhs, rhs, op_span);
+pub fn binary(
+    src: &str,
+    op: BinOp,
+    lhs: &Typed,
+    rhs: &Typed,
+    op_span: Span,
+) -> Result<Ty, Box<Diagnostic>> {
+    let _ = (src, op, lhs, rhs, op_span);
     Ok(Ty::Unknown)
 }
 
 /// `-x` and `!c` (lifted over structures like [`binary`]).
-pub fn unary(op: UnaryOp, operand: &Typed, op_span: Span) -> Result<Ty, Box<Diagnostic>> {
-    let _ = (op, operand, op_span);
+pub fn unary(
+    src: &str,
+    op: UnaryOp,
+    operand: &Typed,
+    op_span: Span,
+) -> Result<Ty, Box<Diagnostic>> {
+    let _ = (src, op, operand, op_span);
     Ok(Ty::Unknown)
 }
 
 /// A list literal `[a, b, ...]`: a tensor whose rows must have equal shapes (the error
 /// points at the odd row); weak when every element is weak.
-pub fn list_literal(elems: &[Typed], span: Span) -> Result<Ty, Box<Diagnostic>> {
-    let _ = (elems, span);
+pub fn list_literal(src: &str, elems: &[Typed], span: Span) -> Result<Ty, Box<Diagnostic>> {
+    let _ = (src, elems, span);
     Ok(Ty::Unknown)
 }
 
 /// `base[items]`: integer indices drop axes, slices keep them, `...` fills, an integer
 /// tensor gathers. Known out-of-range integer indices are errors.
-pub fn index(base: &Typed, items: &[TypedIndex], span: Span) -> Result<Ty, Box<Diagnostic>> {
-    let _ = (base, items, span);
+pub fn index(
+    src: &str,
+    base: &Typed,
+    items: &[TypedIndex],
+    span: Span,
+) -> Result<Ty, Box<Diagnostic>> {
+    let _ = (src, base, items, span);
     Ok(Ty::Unknown)
 }
 
 /// A property of a tensor, `x.T`, `x.shape`, `x.dtype`; `None` when `name` is not one
 /// (the walker then tries method sugar or reports an unknown field).
-pub fn property(base: &Typed, name: &Ident) -> Option<Result<Ty, Box<Diagnostic>>> {
-    let _ = (base, name);
+pub fn property(src: &str, base: &Typed, name: &Ident) -> Option<Result<Ty, Box<Diagnostic>>> {
+    let _ = (src, base, name);
     None
 }

@@ -6,6 +6,8 @@
 //! REPL, the tests), so the same diagnostic can be shown with ariadne, compared in a
 //! golden file or inspected by a test.
 
+use std::sync::Arc;
+
 use crate::span::Span;
 
 /// How bad a diagnostic is.
@@ -53,6 +55,9 @@ pub struct Diagnostic {
     pub hints: Vec<String>,
     /// Further facts that are not fixes.
     pub notes: Vec<String>,
+    /// The file the spans index, when it is not the text being checked (an imported
+    /// file), by the name the import used.
+    pub file: Option<Arc<str>>,
 }
 
 impl Diagnostic {
@@ -66,6 +71,7 @@ impl Diagnostic {
             labels: Vec::new(),
             hints: Vec::new(),
             notes: Vec::new(),
+            file: None,
         }
     }
 
