@@ -39,9 +39,10 @@ pub enum TypedIndex {
     Ellipsis(Span),
 }
 
-/// `lhs op rhs` for every operator but `&&`/`||` on scalars, which the walker handles, and
-/// `..`. Lifts over tuples and records of the same structure; a tensor broadcasts into
-/// every leaf of a structure.
+/// `lhs op rhs` for every binary operator (`..` is the walker's: it makes a range).
+/// `&&` and `||` take scalar bools (the walker evaluates them short-circuit; on tensors the
+/// hint is `logical_and`/`logical_or`). Arithmetic lifts over tuples and records of the same
+/// structure; a tensor broadcasts into every leaf of a structure.
 pub fn binary(
     src: &str,
     op: BinOp,
