@@ -8,6 +8,12 @@
 
 use std::sync::Arc;
 
+pub mod explain;
+pub mod render;
+
+pub use explain::{codes, explain, title};
+pub use render::{RenderOptions, SourceFile, render, render_all};
+
 use crate::span::Span;
 
 /// How bad a diagnostic is.
