@@ -186,7 +186,8 @@ fn reduce_axes(a: &Args<'_>, x: &TensorTy, rank: usize) -> RuleResult<Option<Vec
     };
     let list = match &arg.ty {
         Ty::Tensor(t) if t.is_scalar() => vec![a.known_int(1)?.unwrap_or(0)],
-        _ => a.int_list(1)?.unwrap_or_default(),
+        Ty::Tensor(_) | Ty::Tuple(_) | Ty::Unit => a.int_list(1)?.unwrap_or_default(),
+        _ => return Err(a.wrong_kind(1, arg, "an integer or a tuple of integers")),
     };
     let mut axes = Vec::with_capacity(list.len());
     for v in list {
