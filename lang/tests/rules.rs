@@ -583,3 +583,39 @@ fn unknown_never_raises() {
     }
     assert!(matches!(ty("?"), Ty::Unknown));
 }
+
+/// Every code the rules emit has an explanation file in the agreed format.
+#[test]
+fn every_rule_code_is_explained() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut sources = vec![
+        root.join("src/check/ops.rs"),
+        root.join("src/check/builtins.rs"),
+    ];
+    for e in std::fs::read_dir(root.join("src/check/builtins")).unwrap() {
+        sources.push(e.unwrap().path());
+    }
+    let mut codes = std::collections::BTreeSet::new();
+    for p in sources {
+        let text = std::fs::read_to_string(&p).unwrap();
+        for (i, _) in text.match_indices("\"E0") {
+            let code = &text[i + 1..i + 6];
+            if code[1..].chars().all(|c| c.is_ascii_digit()) {
+                codes.insert(code.to_string());
+            }
+        }
+    }
+    assert!(codes.len() >= 20, "{codes:?}");
+    for code in codes {
+        let path = root.join(format!("explain/{code}.md"));
+        let text =
+            std::fs::read_to_string(&path).unwrap_or_else(|_| panic!("{code} has no explanation"));
+        assert!(
+            text.starts_with(&format!("# {code}: ")),
+            "{code}: title line"
+        );
+        for part in ["\n\n## Example\n", "```ms\n", "\n## Fix\n"] {
+            assert!(text.contains(part), "{code}: missing {part:?}");
+        }
+    }
+}
