@@ -15,12 +15,19 @@ fn main() {
     let mut codes: Vec<(String, String)> = Vec::new();
     for entry in fs::read_dir(&dir).expect("lang/explain exists") {
         let path = entry.expect("readable lang/explain entry").path();
-        let Some(name) = path.file_name().and_then(|n| n.to_str()) else { continue };
-        let Some(code) = name.strip_suffix(".md") else { continue };
+        let Some(name) = path.file_name().and_then(|n| n.to_str()) else {
+            continue;
+        };
+        let Some(code) = name.strip_suffix(".md") else {
+            continue;
+        };
         let well_formed = code.len() == 5
             && code.starts_with('E')
             && code[1..].bytes().all(|b| b.is_ascii_digit());
-        assert!(well_formed, "lang/explain/{name}: explanation files are named EXXXX.md");
+        assert!(
+            well_formed,
+            "lang/explain/{name}: explanation files are named EXXXX.md"
+        );
         println!("cargo:rerun-if-changed={}", path.display());
         codes.push((code.to_string(), path.display().to_string()));
     }

@@ -90,7 +90,10 @@ pub fn render_all(
     imports: &[SourceFile<'_>],
     options: RenderOptions,
 ) -> String {
-    diags.iter().map(|d| render(d, main, imports, options)).collect()
+    diags
+        .iter()
+        .map(|d| render(d, main, imports, options))
+        .collect()
 }
 
 /// One line per diagnostic plus its hints, for when no source text is at hand.
@@ -142,7 +145,10 @@ mod tests {
         let out = plain(&diag, text);
         assert!(out.contains("[E0101] Error: unknown name `x`"), "{out}");
         assert!(out.contains("t.ms:2:9"), "{out}");
-        let line = out.lines().find(|l| l.contains("let y")).unwrap_or_default();
+        let line = out
+            .lines()
+            .find(|l| l.contains("let y"))
+            .unwrap_or_default();
         let caret = out.lines().find(|l| l.contains('┬')).unwrap_or_default();
         let col = |l: &str, c: char| l.chars().position(|x| x == c);
         assert_eq!(col(line, 'x'), col(caret, '┬'), "{out}");
