@@ -2,7 +2,7 @@
 //! their codes and spans, the LANGUAGE.md programs, and robustness on hostile input.
 
 use lang::Diagnostic;
-use lang::syntax::{is_incomplete, parse, parse_expr, sexpr, sexpr_expr};
+use lang::syntax::{MAX_NESTING, is_incomplete, parse, parse_expr, sexpr, sexpr_expr};
 
 /// Parses `src`, asserts that it has no errors and prints as `expect`.
 fn check(src: &str, expect: &str) {
@@ -527,5 +527,201 @@ fn incomplete() {
     ];
     for (src, expect) in cases {
         assert_eq!(is_incomplete(src), expect, "{src:?}");
+    }
+}
+
+/// The depth of the deepest expression in `program`, counted in expressions (blocks and
+/// statements between them do not count), computed without recursion.
+fn max_expr_depth(program: &lang::ast::Program) -> usize {
+    use lang::ast::{ExprKind, IndexItem, StmtKind};
+    enum Node<'a> {
+        Expr(&'a lang::ast::Expr, usize),
+        Stmt(&'a lang::ast::Stmt, usize),
+    }
+    let mut stack: Vec<Node<'_>> = program.stmts.iter().map(|s| Node::Stmt(s, 0)).collect();
+    let mut deepest = 0;
+    while let Some(node) = stack.pop() {
+        match node {
+            Node::Stmt(s, d) => match &s.kind {
+                StmtKind::Let { value, .. } | StmtKind::Assign { value, .. } => {
+                    stack.push(Node::Expr(value, d));
+                }
+                StmtKind::Expr(e) => stack.push(Node::Expr(e, d)),
+                StmtKind::Fn(f) => {
+                    for p in &f.params {
+                        if let Some(default) = &p.default {
+                            stack.push(Node::Expr(default, d));
+                        }
+                    }
+                    stack.extend(f.body.stmts.iter().map(|s| Node::Stmt(s, d)));
+                }
+                StmtKind::TypeAlias { .. } | StmtKind::Import { .. } => {}
+            },
+            Node::Expr(e, d) => {
+                let d = d + 1;
+                deepest = deepest.max(d);
+                match &e.kind {
+                    ExprKind::List(items) | ExprKind::Tuple(items) => {
+                        stack.extend(items.iter().map(|e| Node::Expr(e, d)));
+                    }
+                    ExprKind::Record(fields) => {
+                        stack.extend(fields.iter().map(|f| Node::Expr(&f.value, d)));
+                    }
+                    ExprKind::Unary { operand, .. } => stack.push(Node::Expr(operand, d)),
+                    ExprKind::Binary { lhs, rhs, .. } => {
+                        stack.push(Node::Expr(lhs, d));
+                        stack.push(Node::Expr(rhs, d));
+                    }
+                    ExprKind::Range { start, end } => {
+                        stack.push(Node::Expr(start, d));
+                        stack.push(Node::Expr(end, d));
+                    }
+                    ExprKind::Call { callee: base, args }
+                    | ExprKind::Method {
+                        receiver: base,
+                        args,
+                        ..
+                    } => {
+                        stack.push(Node::Expr(base, d));
+                        stack.extend(args.iter().map(|a| Node::Expr(&a.value, d)));
+                    }
+                    ExprKind::Field { base, .. } | ExprKind::TupleField { base, .. } => {
+                        stack.push(Node::Expr(base, d));
+                    }
+                    ExprKind::Index { base, items } => {
+                        stack.push(Node::Expr(base, d));
+                        for item in items {
+                            match item {
+                                IndexItem::Expr(e) => stack.push(Node::Expr(e, d)),
+                                IndexItem::Slice {
+                                    start, end, step, ..
+                                } => {
+                                    for part in [start, end, step].into_iter().flatten() {
+                                        stack.push(Node::Expr(part, d));
+                                    }
+                                }
+                                IndexItem::Ellipsis(_) => {}
+                            }
+                        }
+                    }
+                    ExprKind::Closure { body, .. } => stack.push(Node::Expr(body, d)),
+                    ExprKind::Block(b) => stack.extend(b.stmts.iter().map(|s| Node::Stmt(s, d))),
+                    ExprKind::If { cond, then, els } => {
+                        stack.push(Node::Expr(cond, d));
+                        stack.extend(then.stmts.iter().map(|s| Node::Stmt(s, d)));
+                        if let Some(els) = els {
+                            stack.push(Node::Expr(els, d));
+                        }
+                    }
+                    ExprKind::For { iter, body, .. } => {
+                        stack.push(Node::Expr(iter, d));
+                        stack.extend(body.stmts.iter().map(|s| Node::Stmt(s, d)));
+                    }
+                    ExprKind::While { cond, body } => {
+                        stack.push(Node::Expr(cond, d));
+                        stack.extend(body.stmts.iter().map(|s| Node::Stmt(s, d)));
+                    }
+                    ExprKind::Return(Some(v)) => stack.push(Node::Expr(v, d)),
+                    _ => {}
+                }
+            }
+        }
+    }
+    deepest
+}
+
+/// Runs `f` on a thread with a 2 MiB stack, like a small worker thread would.
+fn on_small_stack<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
+    std::thread::Builder::new()
+        .stack_size(2 << 20)
+        .spawn(f)
+        .expect("spawning a test thread")
+        .join()
+        .expect("the parse overflowed or panicked")
+}
+
+#[test]
+fn hostile_nesting_is_an_error_not_a_crash() {
+    const N: usize = 100_000;
+    let inputs: Vec<(&str, String)> = vec![
+        ("parens", "(".repeat(N)),
+        (
+            "closed parens",
+            format!("{}x{}", "(".repeat(N), ")".repeat(N)),
+        ),
+        ("brackets", "[".repeat(N)),
+        ("braces", "{".repeat(N)),
+        (
+            "closed braces",
+            format!("{}{}", "{".repeat(N), "}".repeat(N)),
+        ),
+        ("records", "{a: ".repeat(N)),
+        ("minus", format!("{}x", "-".repeat(N))),
+        ("not", format!("{}x", "!".repeat(N))),
+        ("closures", format!("{}x", "|x| ".repeat(N))),
+        ("zero-arg closures", format!("{}x", "|| ".repeat(N))),
+        ("power chain", format!("x{}", " ** x".repeat(N))),
+        (
+            "else if chain",
+            format!("if a {{}}{}", " else if a {}".repeat(N)),
+        ),
+        ("sum chain", format!("1{}", " + 1".repeat(N))),
+        ("field chain", format!("x{}", ".a".repeat(N))),
+        ("call chain", format!("f{}", "()".repeat(N))),
+        ("index chain", format!("x{}", "[0]".repeat(N))),
+        ("returns", format!("{}x", "return ".repeat(N))),
+        ("ifs", format!("{}x", "if ".repeat(N))),
+        (
+            "nested fns",
+            format!("{}{}", "fn f() {".repeat(N), "}".repeat(N)),
+        ),
+        ("tuple types", format!("let x: {}f32 = 1", "(".repeat(N))),
+        (
+            "fn types",
+            format!("let x: {}f32 = 1", "fn() -> ".repeat(N)),
+        ),
+        ("tuple patterns", format!("let {}x = 1", "(".repeat(N))),
+        ("mixed", "-(|x| [".repeat(N / 3)),
+    ];
+    for (what, src) in inputs {
+        let started = std::time::Instant::now();
+        let depth = on_small_stack(move || {
+            let (program, diags) = parse(&src);
+            assert!(
+                diags.iter().any(|d| d.code == "E0010"),
+                "{what}: no nesting error in {:?}",
+                diags.iter().map(|d| d.code).collect::<Vec<_>>()
+            );
+            for d in &diags {
+                let span = d.primary.span;
+                assert!(span.end <= src.len() && src.is_char_boundary(span.start));
+            }
+            let depth = max_expr_depth(&program);
+            drop(program);
+            let _ = parse_expr(&src);
+            let _ = is_incomplete(&src);
+            depth
+        });
+        eprintln!("{what}: {:?}", started.elapsed());
+        assert!(
+            depth <= MAX_NESTING as usize + 1,
+            "{what}: tree is {depth} expressions deep"
+        );
+    }
+}
+
+#[test]
+fn deep_but_legal_nesting_parses() {
+    let n = 100;
+    let cases = [
+        format!("{}x{}", "(".repeat(n), ")".repeat(n)),
+        format!("{}1{}", "[".repeat(n), "]".repeat(n)),
+        format!("{}x", "-".repeat(n)),
+        format!("1{}", " + 1".repeat(n)),
+        format!("if a {{}}{}", " else if a {}".repeat(n)),
+    ];
+    for src in cases {
+        let (_, diags) = on_small_stack(move || parse(&src));
+        assert!(diags.is_empty(), "{diags:?}");
     }
 }

@@ -17,8 +17,8 @@
 //! bracket passes the deepest count reached inside it on to its parent. The count is an
 //! upper bound of the nesting depth of the expression, type or pattern being built: every
 //! tree node with children has one of these tokens. When it passes [`MAX_NESTING`] the
-//! pass reports E0010 and replaces the too-deep region (the bracket group, or the rest of
-//! the item) with one [`Tok::Error`] token, which the parser reads as an error
+//! pass reports E0010 and replaces the too-deep region (the rest of the item, up to the
+//! next `,`, `;`, closing bracket or statement end) with one [`Tok::Error`] token, which the parser reads as an error
 //! expression. Hence the parser's recursion and the tree it returns are at most
 //! `MAX_NESTING + 1` levels deep (counted in expressions), on any input.
 
@@ -85,7 +85,10 @@ pub fn layout(tokens: Vec<(Tok, Span)>, diags: &mut Vec<Diagnostic>) -> Vec<(Tok
             Tok::LParen | Tok::LBracket | Tok::LBrace | Tok::LRecord => {
                 let depth = stack.last().map_or(0, |f| f.cur) + 1;
                 if depth > MAX_NESTING {
-                    let end = matching_closer(&tokens, i);
+                    // The rest of the item goes too: in `f()()()...` every further
+                    // group would be one level deeper again.
+                    let in_block = stack.last().is_some_and(|f| f.ctx == Ctx::Block);
+                    let end = item_end(&tokens, i, in_block);
                     cut(&tokens, i, end, &mut out, diags);
                     i = end;
                     continue;
@@ -243,23 +246,6 @@ fn doc_comment(
         out.push((Tok::Doc(lines.join("\n")), span));
     }
     j
-}
-
-/// The index after the bracket that closes the one opened at `open` (the end of the
-/// tokens when it is never closed).
-fn matching_closer(tokens: &[(Tok, Span)], open: usize) -> usize {
-    let mut depth = 0usize;
-    for (j, (tok, _)) in tokens.iter().enumerate().skip(open) {
-        if tok.is_opener() {
-            depth += 1;
-        } else if tok.is_closer() {
-            depth = depth.saturating_sub(1);
-            if depth == 0 {
-                return j + 1;
-            }
-        }
-    }
-    tokens.len()
 }
 
 /// The end of the item that contains token `from`: the next `,`, `;`, unmatched closer

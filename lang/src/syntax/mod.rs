@@ -152,7 +152,7 @@ fn merge(diags: &mut Vec<Diagnostic>, parse_errors: impl Iterator<Item = Diagnos
 /// Turns a chumsky error into a diagnostic: our own diagnostics pass through, the
 /// expected/found errors become E0001.
 fn to_diagnostic(err: parser::PError<'_>, src: &str) -> Diagnostic {
-    let span = Span::new(err.span().start, err.span().end);
+    let span = parser::sp(*err.span());
     match err.into_reason() {
         RichReason::Custom(diag) => *diag,
         RichReason::ExpectedFound { expected, found } => {

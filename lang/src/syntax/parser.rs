@@ -36,15 +36,22 @@ type Boxed<'s, O> = chumsky::Boxed<'s, 's, TokInput<'s>, O, Extra<'s>>;
 /// identifier can be spelled like this.
 pub const ERROR_TYPE_NAME: &str = "{error}";
 
-fn sp(s: SimpleSpan) -> Span {
-    Span::new(s.start, s.end)
+/// Converts a chumsky span. An empty match between two tokens comes back reversed (from
+/// the next token's start to the previous token's end); it becomes the empty span just
+/// after the previous token, where something was missing.
+pub(crate) fn sp(s: SimpleSpan) -> Span {
+    if s.start <= s.end {
+        Span::new(s.start, s.end)
+    } else {
+        Span::new(s.end, s.end)
+    }
 }
 
 fn mk(kind: ExprKind, span: Span) -> Expr {
     Expr { kind, span }
 }
 
-fn custom<'s>(diag: Diagnostic) -> PError<'s> {
+fn custom_error<'s>(diag: Diagnostic) -> PError<'s> {
     let span = SimpleSpan::from(diag.primary.span.range());
     Rich::custom(span, Box::new(diag))
 }
@@ -117,7 +124,7 @@ pub(crate) fn grammar<'s>(src: &'s str) -> Grammar<'s> {
         .collect::<Vec<_>>()
         .delimited_by(just(Tok::LParen), just(Tok::RParen))
         .validate(|args: Vec<Arg>, _, emitter| {
-            check_arg_order(&args, |d| emitter.emit(custom(d)));
+            check_arg_order(&args, |d| emitter.emit(custom_error(d)));
             args
         })
         .boxed();
@@ -437,7 +444,9 @@ pub(crate) fn grammar<'s>(src: &'s str) -> Grammar<'s> {
                 if let ExprKind::Range { start, end } = &l.kind
                     && unparenthesized(&l, start, end)
                 {
-                    e.emit(custom(chained(src, &l, start, end, "..", op_span, &r)));
+                    e.emit(custom_error(chained(
+                        src, &l, start, end, "..", op_span, &r,
+                    )));
                 }
                 mk(
                     ExprKind::Range {
@@ -468,7 +477,15 @@ pub(crate) fn grammar<'s>(src: &'s str) -> Grammar<'s> {
                     && is_comparison(*first)
                     && unparenthesized(&l, lhs, rhs)
                 {
-                    e.emit(custom(chained(src, &l, lhs, rhs, op.symbol(), op_span, &r)));
+                    e.emit(custom_error(chained(
+                        src,
+                        &l,
+                        lhs,
+                        rhs,
+                        op.symbol(),
+                        op_span,
+                        &r,
+                    )));
                 }
                 fold_bin(l, (op, op_span), r, sp(e.span()))
             },
@@ -579,7 +596,7 @@ pub(crate) fn grammar<'s>(src: &'s str) -> Grammar<'s> {
                     value,
                 },
                 _ => {
-                    emitter.emit(custom(bad_target(src, &lhs, op, op_span)));
+                    emitter.emit(custom_error(bad_target(src, &lhs, op, op_span)));
                     StmtKind::Expr(mk(ExprKind::Error, lhs.span.to(value.span)))
                 }
             },
@@ -634,48 +651,42 @@ fn statements<'s>(
         end(),
     ))
     .rewind();
-    let balanced = recursive(|balanced| {
-        let inside = choice((
-            balanced,
-            any()
-                .filter(|t: &Tok| !t.is_opener() && !t.is_closer())
-                .ignored(),
-        ))
-        .repeated();
-        choice((
-            just(Tok::LParen)
-                .then(inside.clone())
-                .then(just(Tok::RParen))
-                .ignored(),
-            just(Tok::LBracket)
-                .then(inside.clone())
-                .then(just(Tok::RBracket))
-                .ignored(),
-            one_of([Tok::LBrace, Tok::LRecord])
-                .then(inside)
-                .then(just(Tok::RBrace))
-                .ignored(),
-        ))
-    });
-    let skip = choice((
-        balanced,
-        any()
-            .filter(move |t: &Tok| {
-                let ends_item = matches!(t, Tok::Newline | Tok::Semi);
-                let ends_block = in_block && *t == Tok::RBrace;
-                !(ends_item || ends_block)
+    // Skipping is imperative: a combinator that re-tries balanced groups at every token
+    // would be quadratic in the nesting depth of an unclosed region.
+    let skip = custom(
+        move |inp: &mut chumsky::input::InputRef<'s, '_, TokInput<'s>, Extra<'s>>| {
+            let before = inp.cursor();
+            let mut depth = 0usize;
+            let mut skipped = 0usize;
+            while let Some(tok) = inp.peek() {
+                let stop = depth == 0
+                    && (matches!(tok, Tok::Newline | Tok::Semi)
+                        || (in_block && tok == Tok::RBrace));
+                if stop {
+                    break;
+                }
+                if tok.is_opener() {
+                    depth += 1;
+                } else if tok.is_closer() {
+                    depth = depth.saturating_sub(1);
+                }
+                inp.skip();
+                skipped += 1;
+            }
+            let span = inp.span_since(&before);
+            if skipped == 0 {
+                return Err(custom_error(Diagnostic::error(
+                    "E0001",
+                    "expected a statement",
+                    sp(span),
+                )));
+            }
+            Ok(Stmt {
+                kind: StmtKind::Expr(mk(ExprKind::Error, sp(span))),
+                span: sp(span),
             })
-            .ignored(),
-    ))
-    .repeated()
-    .at_least(1)
-    .map_with(|_, e| {
-        let span = sp(e.span());
-        Stmt {
-            kind: StmtKind::Expr(mk(ExprKind::Error, span)),
-            span,
-        }
-    });
+        },
+    );
     sep.clone()
         .repeated()
         .ignore_then(
