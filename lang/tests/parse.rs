@@ -501,6 +501,14 @@ fn error_messages() {
     assert_eq!(diags[0].hints, ["write `0.5`"]);
     let (_, diags) = parse("let x = (1 + )");
     assert_eq!(diags[0].message, "expected an expression, found `)`");
+    let (_, diags) = parse("print(f(1, 2)");
+    assert_eq!(diags[0].message, "expected `,` or `)`, found end of input");
+    assert_eq!(diags[0].labels[0].span, lang::Span::new(5, 6));
+    let (_, diags) = parse("x[0] = 1");
+    assert_eq!(
+        diags[0].message,
+        "cannot assign to `x[0]`: only a variable can be assigned"
+    );
 }
 
 #[test]

@@ -27,7 +27,6 @@ use chumsky::prelude::*;
 
 use crate::ast::{Expr, Program};
 use crate::diagnostics::Diagnostic;
-use crate::span::Span;
 
 pub use layout::MAX_NESTING;
 pub use parser::ERROR_TYPE_NAME;
@@ -116,6 +115,19 @@ pub fn is_incomplete(src: &str) -> bool {
     ) || last.is_some_and(Tok::is_binary_op)
 }
 
+/// The last bracket left open at the end of `src`, if any.
+fn unclosed_opener(src: &str) -> Option<crate::span::Span> {
+    let mut open = Vec::new();
+    for (tok, span) in lexer::lex(src).tokens {
+        if tok.is_opener() {
+            open.push(span);
+        } else if tok.is_closer() {
+            open.pop();
+        }
+    }
+    open.pop()
+}
+
 /// Lexes and lays out `src`, converting spans for chumsky.
 fn tokens_for_parser(src: &str) -> (Vec<(Tok, SimpleSpan)>, Vec<Diagnostic>) {
     let lexed = lexer::lex(src);
@@ -156,8 +168,25 @@ fn to_diagnostic(err: parser::PError<'_>, src: &str) -> Diagnostic {
     match err.into_reason() {
         RichReason::Custom(diag) => *diag,
         RichReason::ExpectedFound { expected, found } => {
+            // After a complete operand, every operator and postfix bracket could follow;
+            // naming them all buries the expectation that matters (`,` or `)`).
+            let continues_operand = |p: &chumsky::error::RichPattern<'_, Tok>| match p {
+                chumsky::error::RichPattern::Token(t) => {
+                    let t: &Tok = t;
+                    t.is_binary_op()
+                        || matches!(t, Tok::LParen | Tok::LBracket | Tok::Dot | Tok::Error)
+                }
+                chumsky::error::RichPattern::Any | chumsky::error::RichPattern::SomethingElse => {
+                    true
+                }
+                _ => false,
+            };
+            let keep_all = expected.iter().all(continues_operand);
             let mut names: Vec<String> = Vec::new();
-            for pattern in &expected {
+            for pattern in expected
+                .iter()
+                .filter(|p| keep_all || !continues_operand(p))
+            {
                 let name = match pattern {
                     chumsky::error::RichPattern::Token(t) => t.to_string(),
                     chumsky::error::RichPattern::Label(l) => l.to_string(),
@@ -175,9 +204,6 @@ fn to_diagnostic(err: parser::PError<'_>, src: &str) -> Diagnostic {
             let found_text = found_tok
                 .as_ref()
                 .map_or_else(|| "end of input".to_string(), Tok::to_string);
-            if names.len() > 1 {
-                names.retain(|n| n != "something else" && n != "something");
-            }
             let expected_text = match names.len() {
                 0 => "something else".to_string(),
                 1 => names.join(""),
@@ -198,8 +224,12 @@ fn to_diagnostic(err: parser::PError<'_>, src: &str) -> Diagnostic {
                         "to compare, write `==`; to bind a new name, write `let x = ...`",
                     );
                 }
-                Some(Tok::Newline) | None if !expected.is_empty() => {
-                    let _ = src;
+                None => {
+                    if let Some(open) = unclosed_opener(src) {
+                        diag = diag
+                            .with_label(open, "this bracket is never closed")
+                            .with_hint("add the missing closing bracket");
+                    }
                 }
                 _ => {}
             }
