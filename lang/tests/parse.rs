@@ -541,6 +541,11 @@ fn incomplete() {
 /// The depth of the deepest expression in `program`, counted in expressions (blocks and
 /// statements between them do not count), computed without recursion.
 fn max_expr_depth(program: &lang::ast::Program) -> usize {
+    walk(program).0
+}
+
+/// The depth of the deepest expression and the spans of every statement and expression.
+fn walk(program: &lang::ast::Program) -> (usize, Vec<lang::Span>) {
     use lang::ast::{ExprKind, IndexItem, StmtKind};
     enum Node<'a> {
         Expr(&'a lang::ast::Expr, usize),
@@ -548,9 +553,10 @@ fn max_expr_depth(program: &lang::ast::Program) -> usize {
     }
     let mut stack: Vec<Node<'_>> = program.stmts.iter().map(|s| Node::Stmt(s, 0)).collect();
     let mut deepest = 0;
+    let mut spans = Vec::new();
     while let Some(node) = stack.pop() {
         match node {
-            Node::Stmt(s, d) => match &s.kind {
+            Node::Stmt(s, d) => match (spans.push(s.span), &s.kind).1 {
                 StmtKind::Let { value, .. } | StmtKind::Assign { value, .. } => {
                     stack.push(Node::Expr(value, d));
                 }
@@ -566,6 +572,7 @@ fn max_expr_depth(program: &lang::ast::Program) -> usize {
                 StmtKind::TypeAlias { .. } | StmtKind::Import { .. } => {}
             },
             Node::Expr(e, d) => {
+                spans.push(e.span);
                 let d = d + 1;
                 deepest = deepest.max(d);
                 match &e.kind {
@@ -635,7 +642,7 @@ fn max_expr_depth(program: &lang::ast::Program) -> usize {
             }
         }
     }
-    deepest
+    (deepest, spans)
 }
 
 /// Runs `f` on a thread with a 2 MiB stack, like a small worker thread would.
@@ -732,4 +739,90 @@ fn deep_but_legal_nesting_parses() {
         let (_, diags) = on_small_stack(move || parse(&src));
         assert!(diags.is_empty(), "{diags:?}");
     }
+}
+
+/// Every span lies inside `src` and on char boundaries.
+fn assert_spans_ok(src: &str, spans: impl IntoIterator<Item = lang::Span>) {
+    for span in spans {
+        assert!(
+            span.start <= span.end
+                && span.end <= src.len()
+                && src.is_char_boundary(span.start)
+                && src.is_char_boundary(span.end),
+            "bad span {span:?} in {src:?}"
+        );
+    }
+}
+
+#[test]
+fn language_reference_programs_parse() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/parse");
+    let mut files: Vec<_> = std::fs::read_dir(&dir)
+        .expect("tests/parse exists")
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|x| x == "ms"))
+        .collect();
+    files.sort();
+    assert!(files.len() >= 8, "{files:?}");
+    for path in files {
+        let src = std::fs::read_to_string(&path).expect("readable test data");
+        let (program, diags) = parse(&src);
+        assert!(diags.is_empty(), "{}: {diags:#?}", path.display());
+        assert!(!program.stmts.is_empty());
+        assert_spans_ok(&src, walk(&program).1);
+    }
+}
+
+#[test]
+fn spans_stay_on_char_boundaries() {
+    let cases = [
+        "// größe\nlet x = )",
+        "let größe = €",
+        "/* ü */ let x = \"ä\" + \0",
+        "let x = 1 + ü +",
+        "f(€, ü: 1",
+        "x[€:ß]",
+        "\"unterminated ü",
+        "/* open ü",
+        "let x = 1 /// doc ü\nfn f() { € }",
+        "{ a: €, b: ü",
+        "é",
+    ];
+    for src in cases {
+        let (program, diags) = parse(src);
+        assert!(!diags.is_empty(), "{src:?}");
+        assert_spans_ok(src, walk(&program).1);
+        assert_spans_ok(
+            src,
+            diags.iter().flat_map(|d| {
+                std::iter::once(d.primary.span).chain(d.labels.iter().map(|l| l.span))
+            }),
+        );
+    }
+}
+
+/// A generated script of about 10,000 lines: functions, loops, records, tensor ops.
+fn big_script() -> String {
+    let mut src = String::new();
+    for i in 0..1000 {
+        src.push_str(&format!(
+            "/// Layer {i}.\n@jit\nfn layer{i}(p: {{w: f32[n, k], b: f32[k]}}, x: f32[b, n]) -> f32[b, k] {{\n    let h = x @ p.w + p.b\n    let (a, c) = (relu(h), h.sum(axis: -1))\n    for j in 0..{i} {{\n        h = h * 0.5 + x[:, 0:k]\n    }}\n    if a.shape.0 > 2 {{ h }} else {{ -h ** 2 }}\n}}\n"
+        ));
+    }
+    src
+}
+
+#[test]
+fn a_big_script_parses_quickly() {
+    let src = big_script();
+    assert!(src.lines().count() >= 10_000);
+    let started = std::time::Instant::now();
+    let (program, diags) = parse(&src);
+    let took = started.elapsed();
+    assert!(diags.is_empty(), "{:?}", diags.first());
+    assert_eq!(program.stmts.len(), 1000);
+    eprintln!("parsed {} lines in {took:?}", src.lines().count());
+    // The budget is 100 ms in release; debug test builds get a generous margin.
+    assert!(took.as_millis() < 2000, "{took:?}");
 }

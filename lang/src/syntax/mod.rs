@@ -219,10 +219,12 @@ fn to_diagnostic(err: parser::PError<'_>, src: &str) -> Diagnostic {
                 Some(_) => format!("unexpected {found_text}"),
             });
             match found_tok {
-                Some(Tok::Assign) => {
-                    diag = diag.with_hint(
-                        "to compare, write `==`; to bind a new name, write `let x = ...`",
-                    );
+                Some(Tok::Assign) if names.iter().any(|n| n == "`{`") => {
+                    diag = diag.with_hint("to compare, write `==`");
+                }
+                Some(_) if names.iter().any(|n| n == "end of line or `;`") => {
+                    diag = diag
+                        .with_hint("put each statement on its own line, or separate them with `;`");
                 }
                 None => {
                     if let Some(open) = unclosed_opener(src) {

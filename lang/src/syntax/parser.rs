@@ -645,11 +645,12 @@ fn statements<'s>(
     sep: Boxed<'s, ()>,
     in_block: bool,
 ) -> Boxed<'s, Vec<Stmt>> {
-    let stmt_end = choice((
-        sep.clone(),
-        just(Tok::RBrace).ignored().filter(move |_| in_block),
-        end(),
-    ))
+    let stmt_end = if in_block {
+        sep.clone().or(just(Tok::RBrace).ignored()).boxed()
+    } else {
+        sep.clone().or(end()).boxed()
+    }
+    .labelled("end of line or `;`")
     .rewind();
     // Skipping is imperative: a combinator that re-tries balanced groups at every token
     // would be quadratic in the nesting depth of an unclosed region.
