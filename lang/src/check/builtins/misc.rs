@@ -1,0 +1,299 @@
+//! Data, summaries, script arguments, devices and the rest.
+
+use ir::{DType, Dim, Shape};
+
+use super::{Args, tensor};
+use crate::ast::BinOp;
+use crate::check::ops::{self, RuleResult, Typed, dim_scalar, shape_tuple};
+use crate::check::ty::{IntVal, TensorTy, Ty};
+use crate::diagnostics::Diagnostic;
+
+/// `print(a, b, ...)`: anything, unit.
+pub(super) fn print(_: &Args<'_>) -> RuleResult<Ty> {
+    Ok(Ty::Unit)
+}
+
+/// `assert(cond, "message")`: a scalar bool.
+pub(super) fn assert(a: &Args<'_>) -> RuleResult<Ty> {
+    let c = a.tensor(0)?;
+    if c.dtype != DType::Bool || c.rank().is_some_and(|r| r > 0) {
+        let mut d = Diagnostic::error(
+            "E0202",
+            format!("`assert` needs a scalar bool, found {c}"),
+            a.span(0),
+        )
+        .with_primary_label(format!("is {c}"));
+        if c.dtype == DType::Bool {
+            d = d.with_hint(format!(
+                "`all({})` is true when every element is",
+                ops::quote(a.src, a.span(0))
+            ));
+        }
+        return Err(d.into());
+    }
+    a.string(1)?;
+    Ok(Ty::Unit)
+}
+
+/// `allclose(a, b, rtol:, atol:)`: `a` and `b` of the same structure; a bool scalar.
+pub(super) fn allclose(a: &Args<'_>) -> RuleResult<Ty> {
+    let (x, y) = (a.req(0)?, a.req(1)?);
+    // The two must combine like `a - b` (same structure, broadcastable leaves).
+    ops::binary(a.src, BinOp::Sub, x, y, a.call)?;
+    a.number(2)?;
+    a.number(3)?;
+    Ok(tensor(DType::Bool, Some(Shape::scalar())))
+}
+
+/// `arg("epochs", 30)`: the default's type (its value is known only at run time).
+pub(super) fn arg(a: &Args<'_>) -> RuleResult<Ty> {
+    a.string(0)?;
+    let d = a.req(1)?;
+    Ok(match &d.ty {
+        Ty::Tensor(t) if t.is_scalar() => Ty::Tensor(TensorTy {
+            value: None,
+            ..t.clone()
+        }),
+        Ty::Str(_) => Ty::Str(None),
+        _ => return Err(a.wrong_kind(1, d, "a number, a bool or a string")),
+    })
+}
+
+/// `shape(x)`: `x.shape`.
+pub(super) fn shape(a: &Args<'_>) -> RuleResult<Ty> {
+    Ok(shape_tuple(a.tensor(0)?))
+}
+
+/// `len(x)`: the size of axis 0 (or a tuple's length), an `i64` scalar.
+pub(super) fn len(a: &Args<'_>) -> RuleResult<Ty> {
+    let x = a.req(0)?;
+    Ok(match &x.ty {
+        Ty::Tensor(t) => match t.shape.as_ref().map(|s| s.dims().first()) {
+            Some(Some(d)) => dim_scalar(d),
+            Some(None) => {
+                return Err(Diagnostic::error(
+                    "E0306",
+                    format!("`len` needs at least one axis, found the scalar {t}"),
+                    x.span,
+                )
+                .with_primary_label(format!("is {t}"))
+                .into());
+            }
+            None => dim_scalar(&Dim::unknown()),
+        },
+        Ty::Tuple(items) => dim_scalar(&Dim::Known(items.len())),
+        Ty::Unit => dim_scalar(&Dim::Known(0)),
+        Ty::Str(_) | Ty::Range | Ty::Iter(_) => dim_scalar(&Dim::unknown()),
+        _ => return Err(a.wrong_kind(0, x, "a tensor, tuple or string")),
+    })
+}
+
+/// `dtype(x)`: `x.dtype`.
+pub(super) fn dtype(a: &Args<'_>) -> RuleResult<Ty> {
+    Ok(Ty::Str(Some(a.tensor(0)?.dtype.name().into())))
+}
+
+/// `time()`: wall-clock seconds.
+pub(super) fn time(_: &Args<'_>) -> RuleResult<Ty> {
+    Ok(tensor(DType::F64, Some(Shape::scalar())))
+}
+
+/// `seed(n)`.
+pub(super) fn seed(a: &Args<'_>) -> RuleResult<Ty> {
+    a.int(0)?;
+    Ok(Ty::Unit)
+}
+
+/// `log_scalar(tag, step, value)`, `log_histogram(tag, step, x)`, `log_text(tag, step, s)`.
+pub(super) fn log_summary(a: &Args<'_>) -> RuleResult<Ty> {
+    a.string(0)?;
+    a.int(1)?;
+    match a.b.name {
+        "log_text" => {
+            a.string(2)?;
+        }
+        "log_scalar" => {
+            a.number(2)?;
+        }
+        _ => {
+            a.tensor(2)?;
+        }
+    }
+    Ok(Ty::Unit)
+}
+
+/// `progress(iterable)`: the same iterable.
+pub(super) fn progress(a: &Args<'_>) -> RuleResult<Ty> {
+    let x = a.req(0)?;
+    match &x.ty {
+        Ty::Range | Ty::Iter(_) => Ok(x.ty.clone()),
+        Ty::Tensor(t) if t.rank().is_none_or(|r| r > 0) => Ok(x.ty.clone()),
+        _ => Err(a.wrong_kind(0, x, "a range, a tensor or `batches(...)`")),
+    }
+}
+
+/// `stop_gradient(x)`: the identity.
+pub(super) fn identity(a: &Args<'_>) -> RuleResult<Ty> {
+    Ok(a.req(0)?.ty.clone())
+}
+
+/// `to(x, "cuda:0")`: the same value elsewhere.
+pub(super) fn to(a: &Args<'_>) -> RuleResult<Ty> {
+    a.string(1)?;
+    identity(a)
+}
+
+/// `shard(x, [2, 2])`: a sharding hint, the identity.
+pub(super) fn shard(a: &Args<'_>) -> RuleResult<Ty> {
+    a.tensor(0)?;
+    a.int_list(1)?;
+    identity(a)
+}
+
+/// `device(x)`: a device name.
+pub(super) fn device(a: &Args<'_>) -> RuleResult<Ty> {
+    a.req(0)?;
+    Ok(Ty::Str(None))
+}
+
+/// `devices()`: the device names, iterable.
+pub(super) fn devices(_: &Args<'_>) -> RuleResult<Ty> {
+    Ok(Ty::Iter(Box::new(Ty::Str(None))))
+}
+
+/// `load_npy(path)`, `load_idx(path)`, `load(path)`: checked when the data arrives.
+pub(super) fn load(a: &Args<'_>) -> RuleResult<Ty> {
+    a.string(0)?;
+    Ok(Ty::Unknown)
+}
+
+/// `load_csv(path, header:, delimiter:, dtype:)`: a matrix of unknown size.
+pub(super) fn load_csv(a: &Args<'_>) -> RuleResult<Ty> {
+    a.string(0)?;
+    a.flag(1)?;
+    a.string(2)?;
+    let dtype = a.dtype(3, DType::F32)?;
+    Ok(tensor(
+        dtype,
+        Some(Shape(vec![Dim::unknown(), Dim::unknown()])),
+    ))
+}
+
+/// `save(value, path)`, `save_npy(x, path)`.
+pub(super) fn save(a: &Args<'_>) -> RuleResult<Ty> {
+    if a.b.name == "save_npy" {
+        a.tensor(0)?;
+    }
+    a.string(1)?;
+    Ok(Ty::Unit)
+}
+
+/// Every tensor leaf of `data` with axis 0 replaced by `dim`; the leaves' axis 0 must
+/// agree (E0307 otherwise). `first` remembers the first leaf's length.
+fn rows(
+    a: &Args<'_>,
+    data: &Typed,
+    t: &Ty,
+    dim: &Dim,
+    first: &mut Option<(Dim, Ty)>,
+) -> RuleResult<Ty> {
+    Ok(match t {
+        Ty::Tensor(x) => {
+            let Some(s) = &x.shape else {
+                return Ok(tensor(x.dtype, None));
+            };
+            let Some(d0) = s.dims().first() else {
+                return Err(Diagnostic::error(
+                    "E0306",
+                    format!("`{}` slices along axis 0, but {x} is a scalar", a.b.name),
+                    data.span,
+                )
+                .with_primary_label(format!("is {}", data.ty))
+                .into());
+            };
+            match first {
+                Some((f, ft)) if !f.may_equal(d0) => {
+                    return Err(Diagnostic::error(
+                        "E0307",
+                        format!(
+                            "`{}` needs every leaf to have the same length: {ft} has {f} rows, {x} has {d0}",
+                            a.b.name
+                        ),
+                        data.span,
+                    )
+                    .with_primary_label(format!("is {}", data.ty))
+                    .into());
+                }
+                Some(_) => {}
+                None => *first = Some((d0.clone(), t.clone())),
+            }
+            let mut dims = s.0.clone();
+            if let Some(slot) = dims.first_mut() {
+                *slot = dim.clone();
+            }
+            tensor(x.dtype, Some(Shape(dims)))
+        }
+        Ty::Tuple(items) => Ty::Tuple(
+            items
+                .iter()
+                .map(|i| rows(a, data, i, dim, first))
+                .collect::<RuleResult<_>>()?,
+        ),
+        Ty::Record(fields) => Ty::Record(
+            fields
+                .iter()
+                .map(|(k, v)| Ok((k.clone(), rows(a, data, v, dim, first)?)))
+                .collect::<RuleResult<_>>()?,
+        ),
+        Ty::Unknown => Ty::Unknown,
+        _ => return Err(a.wrong_kind(0, data, "tensors (or a tuple or record of them)")),
+    })
+}
+
+/// `batches(data, size, shuffle:, drop_last:)`: iterates slices of axis 0; with
+/// `drop_last: true` and a known size every batch has that size.
+pub(super) fn batches(a: &Args<'_>) -> RuleResult<Ty> {
+    let data = a.req(0)?;
+    let size = match a.int(1)? {
+        super::IntArg::Known(IntVal::Lit(n)) if n <= 0 => {
+            return Err(Diagnostic::error(
+                "E0807",
+                format!("`batches` needs a batch size ≥ 1, found {n}"),
+                a.span(1),
+            )
+            .with_primary_label(format!("is {n}"))
+            .into());
+        }
+        super::IntArg::Known(v) => v.to_dim(),
+        _ => None,
+    };
+    a.flag(2)?;
+    let drop_last = a.flag(3)?.unwrap_or(false);
+    let dim = match (drop_last, size) {
+        (true, Some(d)) => d,
+        _ => Dim::unknown(),
+    };
+    let mut first = None;
+    Ok(Ty::Iter(Box::new(rows(
+        a, data, &data.ty, &dim, &mut first,
+    )?)))
+}
+
+/// `shuffle(data)`: the same structure (rows permuted).
+pub(super) fn shuffle(a: &Args<'_>) -> RuleResult<Ty> {
+    let data = a.req(0)?;
+    let mut first = None;
+    rows(a, data, &data.ty, &Dim::unknown(), &mut first)?;
+    Ok(data.ty.clone())
+}
+
+/// `split_train_test(data, test)`: `(train, test)`, each of `data`'s structure with an
+/// unknown number of rows.
+pub(super) fn split_train_test(a: &Args<'_>) -> RuleResult<Ty> {
+    let data = a.req(0)?;
+    a.number(1)?;
+    a.flag(2)?;
+    let mut first = None;
+    let part = rows(a, data, &data.ty, &Dim::unknown(), &mut first)?;
+    Ok(Ty::Tuple(vec![part.clone(), part]))
+}
