@@ -130,7 +130,10 @@ fn programs_that_check() {
                         param("q", Some(ty("f32", Some(&["d"]))), None),
                     ],
                     Some(ty("f32", Some(&["n"]))),
-                    vec![expr(call(name("sum"), vec![pos(name("p")), kw("axis", int(1))]))],
+                    vec![expr(call(
+                        name("sum"),
+                        vec![pos(name("p")), kw("axis", int(1))],
+                    ))],
                 ),
                 let_("y", call_n("first", vec![name("m32"), name("a")])),
             ]),
@@ -850,4 +853,33 @@ fn failed_entries_are_not_kept() {
         .map(|(n, _)| n.to_string())
         .collect();
     assert_eq!(names, vec!["ok1".to_string()]);
+}
+
+#[test]
+fn every_walker_code_is_explained() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut codes = Vec::new();
+    for file in ["walk.rs", "call.rs", "diff.rs", "annot.rs", "mod.rs"] {
+        let text = std::fs::read_to_string(dir.join("src/check").join(file)).unwrap_or_default();
+        for part in text.split('"').skip(1).step_by(2) {
+            let is_code = part.len() == 5
+                && part.starts_with('E')
+                && part[1..].bytes().all(|b| b.is_ascii_digit());
+            if is_code && !codes.contains(&part.to_string()) {
+                codes.push(part.to_string());
+            }
+        }
+    }
+    assert!(codes.len() >= 30, "found only {codes:?}");
+    for code in codes {
+        let path = dir.join("explain").join(format!("{code}.md"));
+        let text = std::fs::read_to_string(&path).unwrap_or_default();
+        assert!(
+            text.starts_with(&format!("# {code}: ")),
+            "{code}: no explanation file"
+        );
+        for section in ["## Example", "## Fix", "```ms"] {
+            assert!(text.contains(section), "{code}: no `{section}`");
+        }
+    }
 }
