@@ -991,14 +991,38 @@ impl Checker {
     }
 
     /// Checks the text of the file module `key` in a unit of its own and returns the
-    /// module's value; its errors name the file.
+    /// module's value; its diagnostics name the file.
     fn check_file(&mut self, key: Name, text: &str, span: Span) -> Ty {
-        let _ = text;
-        self.emit(
-            Diagnostic::error("E0104", format!("cannot import `{key}` yet"), span)
-                .with_primary_label("file imports wait for the parser"),
-        );
-        Ty::Unknown
+        let (program, syntax) = crate::syntax::parse(text);
+        let src = self.add_source(text, &key);
+        for mut d in syntax {
+            d.file = Some(key.clone());
+            self.emit(d);
+        }
+        self.units.push(crate::check::Unit::default());
+        let unit = self.units.len() - 1;
+        self.loading.push(key.clone());
+        let saved_env = std::mem::take(&mut self.env);
+        let saved_cx = std::mem::replace(&mut self.cx, Cx { unit, src });
+        let first_fn = self.fns.len();
+        let mark = self.diags.len();
+        self.top_level(&program.stmts);
+        self.check_uncalled(first_fn);
+        self.cx = saved_cx;
+        self.env = saved_env;
+        self.loading.pop();
+        let failed = self
+            .diags
+            .get(mark..)
+            .is_some_and(|ds| ds.iter().any(Diagnostic::is_error));
+        if failed {
+            let mut d = Diagnostic::error("E0104", format!("`{key}` has errors"), span)
+                .with_primary_label("imported here");
+            d.notes.push(format!("the errors are reported in `{key}`"));
+            self.emit(d);
+        }
+        self.file_units.insert(key.clone(), unit);
+        Ty::Module(key)
     }
 }
 

@@ -65,7 +65,7 @@ struct Source {
 /// A scope of top-level names: the main program (REPL entries accumulate there) or one
 /// imported file.
 #[derive(Clone, Debug, Default)]
-struct Unit {
+pub(crate) struct Unit {
     globals: HashMap<Name, Ty>,
     aliases: HashMap<Name, TypeExpr>,
 }
@@ -132,6 +132,17 @@ pub struct Checker {
     reads: Vec<BTreeMap<(usize, Name), Option<Ty>>>,
     depth: usize,
     entries: usize,
+}
+
+/// Parses and checks `src` with a fresh checker (for `ms check` and tests): syntax errors
+/// and checking errors together, sorted by position.
+pub fn check_source(src: &str) -> (Program, Vec<Diagnostic>) {
+    let (program, mut diags) = crate::syntax::parse(src);
+    let mut checker = Checker::new();
+    diags.extend(checker.check_program(src, &program));
+    // A stable sort keeps syntax errors before checking errors at the same position.
+    diags.sort_by_key(|d| (d.file.is_some(), d.primary.span.start, d.primary.span.end));
+    (program, diags)
 }
 
 impl fmt::Debug for Checker {
