@@ -274,3 +274,44 @@ fn repl_entries_accumulate() {
         assert_eq!(t.to_string(), "f32[2, 2]");
     }
 }
+
+/// A long generated script: functions called many times, loops, records.
+fn long_script(blocks: usize) -> String {
+    let mut s =
+        String::from("let x = randn([64, 32])\nlet p = {w: zeros([32, 8]), b: zeros([8])}\n");
+    for i in 0..blocks {
+        s.push_str(&format!(
+            "fn f{i}(a, q) {{\n    let h = a @ q.w + q.b\n    mean(h ** 2)\n}}\n\
+             let l{i} = f{i}(x, p)\n\
+             let g{i} = grad(f{i}, wrt: 1)(x, p)\n\
+             for k in 0..3 {{\n    p = p - 0.1 * g{i}\n}}\n\
+             let c{i} = if l{i} > 0.0 {{ l{i} }} else {{ 0.0 }}\n"
+        ));
+    }
+    s
+}
+
+#[test]
+fn long_scripts_check_quickly() {
+    let src = long_script(1000);
+    assert!(src.lines().count() >= 10_000);
+    let start = std::time::Instant::now();
+    let (_, diags) = check_source(&src);
+    let took = start.elapsed();
+    assert!(diags.is_empty(), "{:#?}", diags.first());
+    // Debug builds are far slower than the release target of 200 ms; this bound catches
+    // a lost cache (quadratic or exponential checking), not small regressions.
+    assert!(took.as_secs_f64() < 20.0, "checking took {took:?}");
+}
+
+#[test]
+fn truncated_programs_do_not_panic() {
+    let sources = [FIRST_LOOK, MATMUL_ERROR, &long_script(2)];
+    for src in sources {
+        for (i, _) in src.char_indices() {
+            let part = &src[..i];
+            let (_, diags) = check_source(part);
+            assert_spans_inside(part, &diags);
+        }
+    }
+}
