@@ -14,6 +14,7 @@ use std::sync::Arc;
 use ir::{DType, Dim, Shape};
 
 use crate::ast::Name;
+use crate::span::Span;
 
 /// The abstract value of an expression.
 #[derive(Clone, Debug, PartialEq)]
@@ -114,6 +115,47 @@ pub enum FnTy {
         /// Result type.
         ret: Ty,
     },
+    /// `grad(f, wrt: ..)`, `value_and_grad(f, ..)` or `hessian(f)`: takes `f`'s arguments.
+    Derived {
+        /// Which derivative.
+        kind: Deriv,
+        /// The function differentiated.
+        f: Ty,
+        /// The arguments differentiated with respect to.
+        wrt: Wrt,
+        /// The span of the `grad(...)` call (a label when its result is misused).
+        at: Span,
+        /// Which of the checker's texts `at` indexes.
+        at_src: usize,
+    },
+    /// The pullback returned by `vjp(f, x..)`: takes a cotangent of `out`'s type and
+    /// returns `cot` (the cotangent of the inputs).
+    Pullback {
+        /// The type of `f`'s result.
+        out: Ty,
+        /// What the pullback returns.
+        cot: Ty,
+    },
+}
+
+/// Which derivative a [`FnTy::Derived`] computes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Deriv {
+    /// `grad`: the gradient.
+    Grad,
+    /// `value_and_grad`: `(value, gradient)`.
+    ValueAndGrad,
+    /// `hessian`: the second derivative.
+    Hessian,
+}
+
+/// The argument(s) a derivative is taken with respect to.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Wrt {
+    /// One argument (`wrt: 1`, or the default 0): the gradient has its structure.
+    One(usize),
+    /// Several (`wrt: (0, 2)`): the gradient is a tuple.
+    Many(Vec<usize>),
 }
 
 impl Ty {
@@ -204,6 +246,15 @@ impl fmt::Display for Ty {
                     }
                     write!(f, ") -> {ret}")
                 }
+                FnTy::Derived { kind, f: inner, .. } => {
+                    let what = match kind {
+                        Deriv::Grad => "grad",
+                        Deriv::ValueAndGrad => "value_and_grad",
+                        Deriv::Hessian => "hessian",
+                    };
+                    write!(f, "{what}({inner})")
+                }
+                FnTy::Pullback { out, .. } => write!(f, "pullback of {out}"),
             },
             Ty::Str(_) => f.write_str("str"),
             Ty::Unit => f.write_str("()"),
