@@ -5,4 +5,6 @@
 //! the crate holds [`demo`], a training run written directly against the primitive table
 //! and the CPU device, which exercises the kernels end to end on the digits data set.
 
+pub mod check;
+pub mod cli;
 pub mod demo;

@@ -7,7 +7,9 @@
 //!   strided, reversed and stretched views);
 //! - [`cases`]: the conformance case table, at least six cases per primitive;
 //! - [`harness`]: runs one case on a device and compares it with the reference, with the
-//!   tolerances stated in its module doc.
+//!   tolerances stated in its module doc;
+//! - [`programs`]: seeded generators of valid and damaged MindScript programs for the
+//!   front end's robustness tests and benchmark.
 //!
 //! The tests themselves live in `tests/`: `conformance.rs` (the table against the CPU
 //! device, plus a coverage check that no primitive is missing), `laws.rs` (proptest laws:
@@ -18,4 +20,5 @@
 pub mod cases;
 pub mod harness;
 pub mod inputs;
+pub mod programs;
 pub mod reference;

@@ -1,0 +1,80 @@
+//! The `ms` binary's commands and exit statuses (LANGUAGE.md §12): 0 success, 1 an error in
+//! the program, 2 bad usage.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn ms(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_ms"))
+        .args(args)
+        .env("NO_COLOR", "1")
+        .output()
+        .expect("the ms binary runs")
+}
+
+fn ui(case: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../tests/ui")
+        .join(case)
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+#[test]
+fn check_exit_status_says_whether_the_program_is_wrong() {
+    let clean = ms(&["check", &ui("lang_first_look.ms").to_string_lossy()]);
+    assert_eq!(clean.status.code(), Some(0), "{}", text(&clean.stderr));
+    assert!(clean.stderr.is_empty(), "{}", text(&clean.stderr));
+
+    let wrong = ms(&["check", &ui("shape_matmul_mismatch.ms").to_string_lossy()]);
+    assert_eq!(wrong.status.code(), Some(1));
+    let err = text(&wrong.stderr);
+    assert!(
+        err.contains("E0301") && err.contains("f32[32, 784] @ f32[128, 784]"),
+        "{err}"
+    );
+    assert!(err.contains("1 error found"), "{err}");
+    assert!(
+        !err.contains('\u{1b}'),
+        "no colour when not a terminal: {err}"
+    );
+}
+
+#[test]
+fn usage_errors_exit_with_status_2() {
+    for args in [
+        &["check"][..],
+        &["check", "/no/such/file.ms"],
+        &["frobnicate"],
+        &["--nope"],
+        &["explain", "E9999"],
+        &["check", "a.ms", "b.ms"],
+    ] {
+        let out = ms(args);
+        assert_eq!(
+            out.status.code(),
+            Some(2),
+            "ms {args:?}: {}",
+            text(&out.stderr)
+        );
+        assert!(text(&out.stderr).contains("error:"), "ms {args:?}");
+    }
+}
+
+#[test]
+fn explain_prints_the_explanation_of_a_code() {
+    let out = ms(&["explain", "E0301"]);
+    assert_eq!(out.status.code(), Some(0));
+    let body = text(&out.stdout);
+    assert!(body.starts_with("# E0301"), "{body}");
+    assert!(
+        body.contains("## Example") && body.contains("## Fix"),
+        "{body}"
+    );
+
+    let list = text(&ms(&["explain"]).stdout);
+    assert!(list.lines().count() >= 20, "{list}");
+    assert!(list.lines().any(|l| l.starts_with("E0301 ")), "{list}");
+}
