@@ -8,3 +8,4 @@
 pub mod check;
 pub mod cli;
 pub mod demo;
+pub mod print;
