@@ -32,6 +32,10 @@ type Extra<'s> = extra::Err<PError<'s>>;
 
 type Boxed<'s, O> = chumsky::Boxed<'s, 's, TokInput<'s>, O, Extra<'s>>;
 
+/// A handle on a parser built with [`recursive`]: inside the closure that builds the
+/// parser it is a weak back-reference to it; the value `recursive` returns owns it.
+type Rec<'s, O> = Recursive<chumsky::recursive::Direct<'s, 's, TokInput<'s>, O, Extra<'s>>>;
+
 /// The dtype name given to a type that failed to parse (the error is reported). No
 /// identifier can be spelled like this.
 pub const ERROR_TYPE_NAME: &str = "{error}";
@@ -90,6 +94,20 @@ pub(crate) struct Grammar<'s> {
 }
 
 /// Builds the grammar; `src` is the text being parsed, quoted in hints.
+///
+/// Expressions and blocks are mutually recursive: an expression can be a block (or an
+/// `if`, `for` or `while` with one) and a block holds statements made of expressions.
+/// Every back-edge of that recursion must be a handle given by [`recursive`], never a
+/// clone of a [`Recursive::declare`]d parser. A declared parser is an `Rc` that each of
+/// its clones shares as a strong reference, so a parser that contains a clone of itself
+/// is an `Rc` cycle that is never freed: built that way, the grammar leaked several
+/// kilobytes on every call of [`parse`](super::parse), without bound in a REPL. The
+/// handle that `recursive` passes to its closure is a `Weak` reference instead, and only
+/// the value it returns is strong. So `expr` is built with `recursive`, and inside it
+/// `block` with a nested `recursive` that refers to `expr` through the outer closure's
+/// weak handle. The statement parser is built twice by [`statement`]: once inside
+/// `block` from the weak handles, and once for the whole program from the finished
+/// (strong) `expr` and `block`.
 pub(crate) fn grammar<'s>(src: &'s str) -> Grammar<'s> {
     let ident = select! { Tok::Ident(name) = e => Ident { name, span: sp(e.span()) } }
         .labelled("a name")
@@ -102,12 +120,45 @@ pub(crate) fn grammar<'s>(src: &'s str) -> Grammar<'s> {
     let ty = type_parser(ident.clone());
     let pat = pattern_parser(ident.clone());
 
-    let mut expr: Recursive<chumsky::recursive::Indirect<'s, 's, TokInput<'s>, Expr, Extra<'s>>> =
-        Recursive::declare();
-    let mut block: Recursive<chumsky::recursive::Indirect<'s, 's, TokInput<'s>, Block, Extra<'s>>> =
-        Recursive::declare();
+    // The finished block parser, handed out of the closure that builds `expr` so that
+    // top-level function declarations can use it too. This strong handle makes no
+    // cycle: the block parser refers to `expr` and to itself only through weak handles.
+    let mut finished_block = None;
+    let expr: Rec<'s, Expr> = recursive(|expr: Rec<'s, Expr>| {
+        let block: Rec<'s, Block> = recursive(|block: Rec<'s, Block>| {
+            let stmt = statement(src, &ident, &ty, &pat, expr.clone(), block);
+            statements(stmt, sep.clone(), true)
+                .delimited_by(just(Tok::LBrace), just(Tok::RBrace))
+                .map_with(|stmts, e| Block {
+                    stmts,
+                    span: sp(e.span()),
+                })
+        });
+        finished_block = Some(block.clone());
+        expression(src, &ident, &ty, &pat, expr, block)
+    });
+    let block = finished_block.expect("`recursive` calls its closure before returning");
 
-    // Arguments: `name: e` (one token of lookahead after the name) or `e`.
+    let stmt = statement(src, &ident, &ty, &pat, expr.clone(), block);
+    let program = statements(stmt, sep.clone(), false)
+        .then_ignore(end())
+        .boxed();
+    let expr_only = sep
+        .clone()
+        .repeated()
+        .ignore_then(expr)
+        .then_ignore(sep.repeated())
+        .then_ignore(end())
+        .boxed();
+    Grammar {
+        program,
+        expr: expr_only,
+    }
+}
+
+/// Call arguments in parentheses: `name: e` (one token of lookahead after the name) or
+/// `e`, named ones last.
+fn args_parser<'s>(ident: &Boxed<'s, Ident>, expr: Rec<'s, Expr>) -> Boxed<'s, Vec<Arg>> {
     let arg = ident
         .clone()
         .then_ignore(just(Tok::Colon))
@@ -118,8 +169,7 @@ pub(crate) fn grammar<'s>(src: &'s str) -> Grammar<'s> {
         })
         .or(expr.clone().map(|value| Arg { name: None, value }))
         .boxed();
-    let args = arg
-        .separated_by(just(Tok::Comma))
+    arg.separated_by(just(Tok::Comma))
         .allow_trailing()
         .collect::<Vec<_>>()
         .delimited_by(just(Tok::LParen), just(Tok::RParen))
@@ -127,7 +177,20 @@ pub(crate) fn grammar<'s>(src: &'s str) -> Grammar<'s> {
             check_arg_order(&args, |d| emitter.emit(custom_error(d)));
             args
         })
-        .boxed();
+        .boxed()
+}
+
+/// Expressions: operands, then the Pratt parser for the operators of §4. `expr` and
+/// `block` are the handles for nested expressions and blocks.
+fn expression<'s>(
+    src: &'s str,
+    ident: &Boxed<'s, Ident>,
+    ty: &Boxed<'s, TypeExpr>,
+    pat: &Boxed<'s, Pattern>,
+    expr: Rec<'s, Expr>,
+    block: Rec<'s, Block>,
+) -> impl Parser<'s, TokInput<'s>, Expr, Extra<'s>> + Clone + 's {
+    let args = args_parser(ident, expr.clone());
 
     // Index items: `...`, `:b`, `a`, `a:b:s`, decided by the first token.
     let opt_expr = expr.clone().or_not().boxed();
@@ -379,7 +442,7 @@ pub(crate) fn grammar<'s>(src: &'s str) -> Grammar<'s> {
         )
     };
 
-    let pratt = atom.pratt((
+    atom.pratt((
         postfix(10, post_op, |base: Expr, op: Post, e| {
             let span = sp(e.span());
             let base = Box::new(base);
@@ -500,10 +563,21 @@ pub(crate) fn grammar<'s>(src: &'s str) -> Grammar<'s> {
             binop(&[(Tok::OrOr, BinOp::Or)]),
             move |l, op, r, e| fold_bin(l, op, r, sp(e.span())),
         ),
-    ));
-    expr.define(pratt);
+    ))
+}
 
-    // Statements.
+/// One statement. `expr` and `block` are the handles for expressions and blocks: weak
+/// ones inside the block parser, the finished parsers for the program's statements.
+fn statement<'s>(
+    src: &'s str,
+    ident: &Boxed<'s, Ident>,
+    ty: &Boxed<'s, TypeExpr>,
+    pat: &Boxed<'s, Pattern>,
+    expr: Rec<'s, Expr>,
+    block: Rec<'s, Block>,
+) -> Boxed<'s, Stmt> {
+    let args = args_parser(ident, expr.clone());
+
     let let_stmt = just(Tok::Let)
         .ignore_then(pat.clone())
         .then(just(Tok::Colon).ignore_then(ty.clone()).or_not())
@@ -602,38 +676,13 @@ pub(crate) fn grammar<'s>(src: &'s str) -> Grammar<'s> {
             },
         });
 
-    let stmt = choice((let_stmt, fn_decl, type_alias, import, expr_stmt))
+    choice((let_stmt, fn_decl, type_alias, import, expr_stmt))
         .map_with(|kind, e| Stmt {
             kind,
             span: sp(e.span()),
         })
         .labelled("a statement")
-        .boxed();
-
-    let block_stmts = statements(stmt.clone(), sep.clone(), true);
-    block.define(
-        block_stmts
-            .delimited_by(just(Tok::LBrace), just(Tok::RBrace))
-            .map_with(|stmts, e| Block {
-                stmts,
-                span: sp(e.span()),
-            }),
-    );
-
-    let program = statements(stmt, sep.clone(), false)
-        .then_ignore(end())
-        .boxed();
-    let expr_only = sep
-        .clone()
-        .repeated()
-        .ignore_then(expr.clone())
-        .then_ignore(sep.repeated())
-        .then_ignore(end())
-        .boxed();
-    Grammar {
-        program,
-        expr: expr_only,
-    }
+        .boxed()
 }
 
 /// A list of statements separated by newlines or `;`. A statement that fails to parse
