@@ -36,7 +36,10 @@ pub(super) fn reshape(ev: &mut Eval<'_>, c: &Call) -> R<Value> {
             })?);
         }
     }
-    let known: usize = dims.iter().product();
+    // A product that overflows cannot equal the element count of a tensor that exists.
+    let Some(known) = dims.iter().try_fold(1usize, |a, &d| a.checked_mul(d)) else {
+        return Err(count_error(numel, &raw, c.span(1)));
+    };
     if let Some(i) = infer {
         if known == 0 || numel % known != 0 {
             return Err(count_error(numel, &raw, c.span(1)));
