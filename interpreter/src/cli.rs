@@ -10,6 +10,7 @@ use lang::diagnostics::{self, RenderOptions};
 
 /// The usage text printed after a usage error and by `ms --help`.
 pub const USAGE: &str = "usage:
+  ms FILE.ms [--seed N]       check a script, then run it eagerly (also `ms run FILE.ms`)
   ms check FILE.ms            parse and type-check a script without running it
   ms explain [CODE]           explain a diagnostic code (E0301); without CODE, list them
   ms demo [CSV] [--epochs N] [--hidden N]
@@ -34,6 +35,13 @@ pub enum Status {
 pub enum Command {
     /// `ms --help`.
     Help,
+    /// `ms FILE.ms` or `ms run FILE.ms`.
+    Run {
+        /// The script.
+        path: PathBuf,
+        /// The random seed (`--seed N`; LANGUAGE.md §10 defaults it to 0).
+        seed: i64,
+    },
     /// `ms check FILE`.
     Check(PathBuf),
     /// `ms explain [CODE]`.
@@ -67,6 +75,11 @@ impl Command {
                 Ok(Command::Explain(code))
             }
             Some("demo") => parse_demo(it),
+            Some("run") => {
+                let file = it.next().ok_or("`ms run` needs a FILE.ms")?;
+                parse_run(file, it)
+            }
+            Some(other) if other.ends_with(".ms") => parse_run(other, it),
             Some(other) if other.starts_with('-') => Err(format!("unknown flag `{other}`")),
             Some(other) => Err(format!("unknown command `{other}`")),
         }
@@ -79,6 +92,7 @@ impl Command {
                 println!("{USAGE}");
                 Status::Ok
             }
+            Command::Run { path, seed } => run_file(&path, seed),
             Command::Check(path) => check_file(&path),
             Command::Explain(code) => explain(code.as_deref()),
             Command::Demo {
@@ -95,6 +109,25 @@ fn reject_rest<'a>(mut rest: impl Iterator<Item = &'a str>) -> Result<(), String
         Some(extra) => Err(format!("unexpected argument `{extra}`")),
         None => Ok(()),
     }
+}
+
+fn parse_run<'a>(file: &str, mut it: impl Iterator<Item = &'a str>) -> Result<Command, String> {
+    let mut seed = 0;
+    while let Some(a) = it.next() {
+        match a {
+            "--seed" => {
+                let v = it.next().ok_or("--seed needs a value")?;
+                seed = v
+                    .parse()
+                    .map_err(|_| format!("--seed takes a whole number, not `{v}`"))?;
+            }
+            other => return Err(format!("unexpected argument `{other}`")),
+        }
+    }
+    Ok(Command::Run {
+        path: PathBuf::from(file),
+        seed,
+    })
 }
 
 fn parse_demo<'a>(mut it: impl Iterator<Item = &'a str>) -> Result<Command, String> {
@@ -125,6 +158,42 @@ fn parse_demo<'a>(mut it: impl Iterator<Item = &'a str>) -> Result<Command, Stri
 fn render_options() -> RenderOptions {
     let color = std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none();
     RenderOptions { color }
+}
+
+/// Reads a script as UTF-8 text, reporting why it cannot be (status 2 for a missing or
+/// unreadable file, 1 for a file that is not text).
+fn read_script(path: &Path) -> Result<String, Status> {
+    let bytes = std::fs::read(path).map_err(|e| {
+        eprintln!("error: cannot read {}: {e}", path.display());
+        Status::Usage
+    })?;
+    String::from_utf8(bytes).map_err(|_| {
+        eprintln!("error: {} is not UTF-8 text", path.display());
+        Status::ProgramError
+    })
+}
+
+fn run_file(path: &Path, seed: i64) -> Status {
+    let text = match read_script(path) {
+        Ok(text) => text,
+        Err(status) => return status,
+    };
+    let options = crate::Options {
+        seed,
+        ..crate::Options::default()
+    };
+    let mut session = crate::Session::with_options(options);
+    let outcome = session.eval(&text);
+    let name = path.display().to_string();
+    eprint!(
+        "{}",
+        session.render(&outcome, &name, &text, render_options())
+    );
+    if outcome.has_errors() {
+        Status::ProgramError
+    } else {
+        Status::Ok
+    }
 }
 
 fn check_file(path: &Path) -> Status {

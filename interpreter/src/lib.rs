@@ -1,11 +1,17 @@
 //! `interpreter` — the MindScript session and the `ms` command line.
 //!
-//! This is the only crate that does user IO: it reads files and arguments and prints. The
-//! eager evaluator, the REPL and `Session::eval` arrive with the interpreter issue; today
-//! the crate holds [`demo`], a training run written directly against the primitive table
-//! and the CPU device, which exercises the kernels end to end on the digits data set.
+//! This is the only crate that does user IO: it reads files and arguments and prints.
+//! [`Session::eval`] parses, checks and runs one entry with the eager evaluator (`eval`,
+//! private: values in [`value`]); [`demo`] is a training run written directly against the
+//! primitive table and the CPU device.
 
 pub mod check;
 pub mod cli;
 pub mod demo;
+pub(crate) mod eval;
 pub mod print;
+pub mod session;
+pub mod value;
+
+pub use session::{Options, Outcome, Session};
+pub use value::Value;

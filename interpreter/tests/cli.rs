@@ -78,3 +78,36 @@ fn explain_prints_the_explanation_of_a_code() {
     assert!(list.lines().count() >= 20, "{list}");
     assert!(list.lines().any(|l| l.starts_with("E0301 ")), "{list}");
 }
+
+fn run_case(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../tests/run")
+        .join(name)
+}
+
+#[test]
+fn a_script_runs_and_prints_what_the_session_prints() {
+    let script = run_case("matmul.ms");
+    for args in [
+        vec![script.to_string_lossy().into_owned()],
+        vec![
+            "run".into(),
+            script.to_string_lossy().into_owned(),
+            "--seed".into(),
+            "3".into(),
+        ],
+    ] {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let out = ms(&args);
+        assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+        let expected = std::fs::read_to_string(run_case("matmul.stdout")).expect("golden output");
+        assert_eq!(text(&out.stdout), expected);
+    }
+    let failing = ms(&[&run_case("err_int_div_zero.ms").to_string_lossy()]);
+    assert_eq!(failing.status.code(), Some(1));
+    assert!(
+        text(&failing.stderr).contains("E0902"),
+        "{}",
+        text(&failing.stderr)
+    );
+}

@@ -83,7 +83,9 @@ fn every_code_is_shown_by_a_ui_case() {
         shown.extend(rendered(&case).1);
     }
     let missing: Vec<&str> = lang::diagnostics::codes()
-        .filter(|c| *c != "E0000" && !shown.contains(c))
+        // Runtime codes (E09xx) cannot be shown by checking alone: the interpreter's
+        // `tests/run` programs show each of them (`interpreter/tests/run.rs`).
+        .filter(|c| *c != "E0000" && !c.starts_with("E09") && !shown.contains(c))
         .collect();
     assert!(missing.is_empty(), "codes with no UI case: {missing:?}");
 }

@@ -78,6 +78,32 @@ pub fn call(
     Some(apply(b, src, args, named, call_span))
 }
 
+/// The parameters of a first-order builtin, as calls bind them: names in order, how many
+/// leading ones are required, and whether extra positional arguments are accepted.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Signature {
+    /// Parameter names in order (any of them may be given by name).
+    pub params: &'static [&'static str],
+    /// How many leading parameters are required.
+    pub required: usize,
+    /// Whether positional arguments beyond `params` are accepted.
+    pub variadic: bool,
+}
+
+/// The signature of the first-order builtin `name` (the evaluator binds arguments with
+/// it, so that a call accepts exactly what the checker accepts); `None` for other names.
+pub fn signature(name: &str) -> Option<Signature> {
+    let b = TABLE
+        .binary_search_by(|b| b.name.cmp(name))
+        .ok()
+        .and_then(|i| TABLE.get(i))?;
+    Some(Signature {
+        params: b.params,
+        required: b.required,
+        variadic: b.variadic,
+    })
+}
+
 /// The most parameters any builtin has.
 const MAX_PARAMS: usize = 8;
 

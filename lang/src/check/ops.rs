@@ -1095,18 +1095,23 @@ pub(crate) fn sym_note(a: &Dim, b: &Dim) -> Option<String> {
 /// The dtype of `a op b` before the operator's own rule, and whether it is weak; on
 /// failure, the two float dtypes that do not mix.
 pub(crate) fn promote(a: &TensorTy, b: &TensorTy) -> Result<(DType, bool), (DType, DType)> {
-    match (a.weak, b.weak) {
-        (true, true) => Ok((
-            if kind(b.dtype) > kind(a.dtype) {
-                b.dtype
-            } else {
-                a.dtype
-            },
-            true,
-        )),
-        (true, false) => Ok((weak_with_strong(a.dtype, b.dtype), false)),
-        (false, true) => Ok((weak_with_strong(b.dtype, a.dtype), false)),
-        (false, false) => strong_pair(a.dtype, b.dtype).map(|d| (d, false)),
+    promote_dtypes((a.dtype, a.weak), (b.dtype, b.weak))
+}
+
+/// The promotion rule of LANGUAGE.md §3 and §13 on dtypes alone: each operand is its dtype
+/// and whether it is a weak literal. Returns the common dtype and whether the result is
+/// still weak, or the two float dtypes that do not mix.
+///
+/// A weak operand adopts the other's dtype when that one is of the same kind or a higher
+/// one (bool < integer < float); two strong operands of different kinds promote to the
+/// higher kind, two strong integers to `i64`, and two different strong floats are refused.
+/// The checker and the evaluator both call this, so they cannot disagree.
+pub fn promote_dtypes(a: (DType, bool), b: (DType, bool)) -> Result<(DType, bool), (DType, DType)> {
+    match (a.1, b.1) {
+        (true, true) => Ok((if kind(b.0) > kind(a.0) { b.0 } else { a.0 }, true)),
+        (true, false) => Ok((weak_with_strong(a.0, b.0), false)),
+        (false, true) => Ok((weak_with_strong(b.0, a.0), false)),
+        (false, false) => strong_pair(a.0, b.0).map(|d| (d, false)),
     }
 }
 

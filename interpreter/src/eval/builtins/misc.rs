@@ -1,0 +1,451 @@
+//! `print assert allclose len shape dtype time stop_gradient batches`, iteration for
+//! `for`, and the higher-order builtins (`map`, `map2`, `jit`; differentiation is not
+//! available yet).
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::sync::Arc;
+
+use devices::Tensor;
+use ir::{DType, Op, RandomOp, Shape, SliceDim};
+use lang::Span;
+use lang::ast::Name;
+
+use super::{Call, strong};
+use crate::eval::Eval;
+use crate::eval::errors::{self, R};
+use crate::value::{Batches, TensorVal, Value, display};
+
+/// `print(a, b, ...)`: the values separated by spaces, then a newline.
+pub(super) fn print(ev: &mut Eval<'_>, c: &Call) -> R<Value> {
+    let parts: Vec<String> = c.rest.iter().map(|(v, _)| display(v)).collect();
+    let line = parts.join(" ");
+    writeln!(ev.st.out, "{line}")
+        .and_then(|()| ev.st.out.flush())
+        .map_err(|e| errors::bad_value(format!("cannot write the output: {e}"), c.span))?;
+    Ok(Value::Unit)
+}
+
+/// `assert(cond, "message")`: an error at the call when `cond` is false.
+pub(super) fn assert(ev: &mut Eval<'_>, c: &Call) -> R<Value> {
+    let cond = ev.scalar_bool(c.req(0)?, c.span(0))?;
+    if cond {
+        return Ok(Value::Unit);
+    }
+    let message = c.string(1)?;
+    Err(errors::assertion(message, c.span))
+}
+
+/// `allclose(a, b, rtol: 1e-5, atol: 1e-8)`: NumPy's `|a - b| <= atol + rtol * |b|` on
+/// every element (NaN is never close), over structures too.
+pub(super) fn allclose(ev: &mut Eval<'_>, c: &Call) -> R<Value> {
+    let rtol = c.opt_float(ev, 2)?.unwrap_or(1e-5);
+    let atol = c.opt_float(ev, 3)?.unwrap_or(1e-8);
+    let ok = close(ev, c.req(0)?, c.req(1)?, rtol, atol, c.span)?;
+    Ok(strong(Tensor::scalar(ok)))
+}
+
+fn close(ev: &Eval<'_>, a: &Value, b: &Value, rtol: f64, atol: f64, span: Span) -> R<bool> {
+    match (a, b) {
+        (Value::Tensor(x), Value::Tensor(y)) => {
+            let shape = ir::broadcast_shapes(&Shape::known(x.shape()), &Shape::known(y.shape()))
+                .map_err(|_| {
+                    errors::mismatch("the shapes do not broadcast together".to_string(), span)
+                })?;
+            let dims = shape.to_known().unwrap_or_default();
+            let read = |t: &Tensor| -> R<Vec<f64>> {
+                let f = ev.cast(t, DType::F64, span)?;
+                let b = ev.exec(
+                    &Op::Broadcast {
+                        shape: Shape::known(&dims),
+                    },
+                    &[&f],
+                    span,
+                )?;
+                b.to_f64_vec()
+                    .ok_or_else(|| errors::internal("a tensor could not be read", span))
+            };
+            let (xs, ys) = (read(&x.t)?, read(&y.t)?);
+            Ok(xs.iter().zip(&ys).all(|(p, q)| {
+                if p == q {
+                    return true;
+                }
+                (p - q).abs() <= atol + rtol * q.abs()
+            }))
+        }
+        (Value::Tuple(xs), Value::Tuple(ys)) if xs.len() == ys.len() => {
+            for (x, y) in xs.iter().zip(ys.iter()) {
+                if !close(ev, x, y, rtol, atol, span)? {
+                    return Ok(false);
+                }
+            }
+            Ok(true)
+        }
+        (Value::Record(xs), Value::Record(ys)) if xs.len() == ys.len() => {
+            for (k, x) in xs.iter() {
+                let Some(y) = ys.get(k) else { return Ok(false) };
+                if !close(ev, x, y, rtol, atol, span)? {
+                    return Ok(false);
+                }
+            }
+            Ok(true)
+        }
+        (Value::Tuple(xs), Value::Tensor(_)) => {
+            for x in xs.iter() {
+                if !close(ev, x, b, rtol, atol, span)? {
+                    return Ok(false);
+                }
+            }
+            Ok(true)
+        }
+        (Value::Record(xs), Value::Tensor(_)) => {
+            for x in xs.values() {
+                if !close(ev, x, b, rtol, atol, span)? {
+                    return Ok(false);
+                }
+            }
+            Ok(true)
+        }
+        (Value::Tensor(_), Value::Tuple(_) | Value::Record(_)) => close(ev, b, a, rtol, atol, span),
+        _ => Err(errors::mismatch(
+            format!(
+                "`allclose` compares tensors or structures of them, found {} and {}",
+                a.describe(),
+                b.describe()
+            ),
+            span,
+        )),
+    }
+}
+
+/// `len(x)`: the size of axis 0, a tuple's length, a string's characters.
+pub(super) fn len(ev: &mut Eval<'_>, c: &Call) -> R<Value> {
+    let n = match c.req(0)? {
+        Value::Tensor(t) => match t.shape().first() {
+            Some(&n) => n,
+            None => {
+                return Err(errors::mismatch(
+                    "`len` needs at least one axis, found a scalar".to_string(),
+                    c.span(0),
+                ));
+            }
+        },
+        Value::Tuple(items) => items.len(),
+        Value::Unit => 0,
+        Value::Str(s) => s.chars().count(),
+        v @ (Value::Range(..) | Value::Batches(_)) => iter_len(v, c.span(0))?,
+        other => {
+            return Err(errors::mismatch(
+                format!(
+                    "`len` needs a tensor, tuple or string, found {}",
+                    other.describe()
+                ),
+                c.span(0),
+            ));
+        }
+    };
+    let _ = ev;
+    Ok(strong(Tensor::scalar(i64::try_from(n).unwrap_or(i64::MAX))))
+}
+
+/// `shape(x)`: `x.shape`.
+pub(super) fn shape(_: &mut Eval<'_>, c: &Call) -> R<Value> {
+    Ok(crate::eval::shape_value(c.tensor(0)?.shape()))
+}
+
+/// `dtype(x)`: `x.dtype`.
+pub(super) fn dtype(_: &mut Eval<'_>, c: &Call) -> R<Value> {
+    Ok(Value::Str(Arc::from(c.tensor(0)?.dtype.name())))
+}
+
+/// `time()`: wall-clock seconds since the Unix epoch, as an `f64` scalar.
+pub(super) fn time(_: &mut Eval<'_>, _: &Call) -> R<Value> {
+    let secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64());
+    Ok(strong(Tensor::scalar(secs)))
+}
+
+/// `stop_gradient(x)`: the identity when nothing is differentiated.
+pub(super) fn identity(_: &mut Eval<'_>, c: &Call) -> R<Value> {
+    Ok(c.req(0)?.clone())
+}
+
+/// `batches(data, size, shuffle: false, drop_last: false)`: slices of axis 0 of every
+/// leaf; the last batch may be smaller. Shuffling draws one random key per row from the
+/// session's stream and orders the rows by it.
+pub(super) fn batches(ev: &mut Eval<'_>, c: &Call) -> R<Value> {
+    let data = c.req(0)?.clone();
+    let size = c.opt_int(ev, 1)?.unwrap_or(0);
+    let size = usize::try_from(size)
+        .ok()
+        .filter(|&s| s > 0)
+        .ok_or_else(|| {
+            errors::bad_value(
+                format!("`batches` needs a batch size ≥ 1, found {size}"),
+                c.span(1),
+            )
+        })?;
+    let shuffle = c.flag(ev, 2)?.unwrap_or(false);
+    let drop_last = c.flag(ev, 3)?.unwrap_or(false);
+    let mut rows = None;
+    leaf_rows(&data, &mut rows, c.span(0))?;
+    let rows = rows.unwrap_or(0);
+    let order = if shuffle {
+        let keys = super::creation::draw(ev, RandomOp::Uniform, &[rows], DType::F64, c.span)?;
+        let k = keys
+            .to_vec::<f64>()
+            .ok_or_else(|| errors::internal("random keys could not be read", c.span))?;
+        let mut idx: Vec<usize> = (0..rows).collect();
+        idx.sort_by(|&a, &b| {
+            let (x, y) = (
+                k.get(a).copied().unwrap_or(0.0),
+                k.get(b).copied().unwrap_or(0.0),
+            );
+            x.total_cmp(&y).then(a.cmp(&b))
+        });
+        let idx: Vec<i64> = idx
+            .into_iter()
+            .map(|i| i64::try_from(i).unwrap_or(0))
+            .collect();
+        Some(Tensor::from_vec(idx, &[rows]).map_err(|e| ev.device_error(e, c.span))?)
+    } else {
+        None
+    };
+    Ok(Value::Batches(Arc::new(Batches {
+        data,
+        size,
+        rows,
+        drop_last,
+        order,
+    })))
+}
+
+/// The common length of axis 0 of every tensor leaf.
+fn leaf_rows(v: &Value, rows: &mut Option<usize>, span: Span) -> R<()> {
+    match v {
+        Value::Tensor(t) => {
+            let Some(&n) = t.shape().first() else {
+                return Err(errors::mismatch(
+                    "`batches` slices axis 0, found a scalar".to_string(),
+                    span,
+                ));
+            };
+            match rows {
+                Some(r) if *r != n => Err(errors::mismatch(
+                    format!("`batches` needs every leaf to have the same length: {r} and {n} rows"),
+                    span,
+                )),
+                _ => {
+                    *rows = Some(n);
+                    Ok(())
+                }
+            }
+        }
+        Value::Tuple(items) => items.iter().try_for_each(|x| leaf_rows(x, rows, span)),
+        Value::Record(fields) => fields.values().try_for_each(|x| leaf_rows(x, rows, span)),
+        other => Err(errors::mismatch(
+            format!("`batches` needs tensors, found {}", other.describe()),
+            span,
+        )),
+    }
+}
+
+/// How many times `for` runs over `it`.
+pub(crate) fn iter_len(it: &Value, span: Span) -> R<usize> {
+    match it {
+        Value::Range(a, b) => Ok(usize::try_from(b.saturating_sub(*a)).unwrap_or(0)),
+        Value::Tensor(t) => t
+            .shape()
+            .first()
+            .copied()
+            .ok_or_else(|| errors::mismatch("cannot iterate over a scalar".to_string(), span)),
+        Value::Batches(b) => Ok(if b.drop_last {
+            b.rows / b.size
+        } else {
+            b.rows.div_ceil(b.size)
+        }),
+        other => Err(errors::mismatch(
+            format!("cannot iterate over {}", other.describe()),
+            span,
+        )),
+    }
+}
+
+/// The `i`-th item `for` binds when iterating over `it`.
+pub(crate) fn iter_item(ev: &Eval<'_>, it: &Value, i: usize, span: Span) -> R<Value> {
+    match it {
+        Value::Range(a, _) => {
+            let v = a.saturating_add(i64::try_from(i).unwrap_or(i64::MAX));
+            Ok(strong(Tensor::scalar(v)))
+        }
+        Value::Tensor(t) => {
+            let idx = crate::eval::index::Item::Value(
+                strong(Tensor::scalar(i64::try_from(i).unwrap_or(0))),
+                span,
+            );
+            ev.index(it, span, &[idx], span).map(|v| match v {
+                Value::Tensor(row) => Value::Tensor(TensorVal {
+                    weak: t.weak,
+                    ..row
+                }),
+                other => other,
+            })
+        }
+        Value::Batches(b) => {
+            let start = i * b.size;
+            let len = b.size.min(b.rows.saturating_sub(start));
+            batch_of(ev, &b.data, b.order.as_ref(), start, len, span)
+        }
+        other => Err(errors::mismatch(
+            format!("cannot iterate over {}", other.describe()),
+            span,
+        )),
+    }
+}
+
+/// Rows `start..start + len` of every leaf (in the shuffled order when there is one).
+fn batch_of(
+    ev: &Eval<'_>,
+    v: &Value,
+    order: Option<&Tensor>,
+    start: usize,
+    len: usize,
+    span: Span,
+) -> R<Value> {
+    match v {
+        Value::Tensor(t) => {
+            let out = match order {
+                None => {
+                    let mut dims: Vec<SliceDim> =
+                        t.shape().iter().map(|&d| SliceDim::full(d)).collect();
+                    if let Some(d0) = dims.first_mut() {
+                        *d0 = SliceDim {
+                            start,
+                            len,
+                            step: 1,
+                        };
+                    }
+                    ev.exec(&Op::Slice { dims }, &[&t.t], span)?
+                }
+                Some(o) => {
+                    let idx = ev.exec(
+                        &Op::Slice {
+                            dims: vec![SliceDim {
+                                start,
+                                len,
+                                step: 1,
+                            }],
+                        },
+                        &[o],
+                        span,
+                    )?;
+                    ev.exec(&Op::Gather { axis: 0 }, &[&t.t, &idx], span)?
+                }
+            };
+            Ok(Value::Tensor(TensorVal {
+                t: out,
+                ..t.clone()
+            }))
+        }
+        Value::Tuple(items) => {
+            let mut out = Vec::with_capacity(items.len());
+            for x in items.iter() {
+                out.push(batch_of(ev, x, order, start, len, span)?);
+            }
+            Ok(Value::Tuple(out.into()))
+        }
+        Value::Record(fields) => {
+            let mut out = BTreeMap::new();
+            for (k, x) in fields.iter() {
+                out.insert(k.clone(), batch_of(ev, x, order, start, len, span)?);
+            }
+            Ok(Value::Record(Arc::new(out)))
+        }
+        other => Err(errors::mismatch(
+            format!("`batches` needs tensors, found {}", other.describe()),
+            span,
+        )),
+    }
+}
+
+/// The builtins that take functions: `map(f, t)`, `map2(f, a, b)` and `jit(f)` run here;
+/// the differentiation builtins are not available yet. `None` for other builtins.
+pub(super) fn higher_order(
+    ev: &mut Eval<'_>,
+    name: &str,
+    pos: &[(Value, Span)],
+    named: &[(Name, Value, Span)],
+    span: Span,
+) -> Option<R<Value>> {
+    let arg = |i: usize, key: &str| -> Option<Value> {
+        pos.get(i).map(|(v, _)| v.clone()).or_else(|| {
+            named
+                .iter()
+                .find(|(n, _, _)| &**n == key)
+                .map(|(_, v, _)| v.clone())
+        })
+    };
+    Some(match name {
+        "map" => match (arg(0, "f"), arg(1, "t")) {
+            (Some(f), Some(t)) => map_leaves(ev, &f, &[t], span),
+            _ => Err(errors::mismatch(
+                "`map` needs a function and a value".to_string(),
+                span,
+            )),
+        },
+        "map2" => match (arg(0, "f"), arg(1, "a"), arg(2, "b")) {
+            (Some(f), Some(a), Some(b)) => map_leaves(ev, &f, &[a, b], span),
+            _ => Err(errors::mismatch(
+                "`map2` needs a function and two values".to_string(),
+                span,
+            )),
+        },
+        // Eager mode runs a staged function as it is: staging changes speed, not results.
+        "jit" => {
+            arg(0, "f").ok_or_else(|| errors::mismatch("`jit` needs a function".to_string(), span))
+        }
+        "grad" | "value_and_grad" | "vjp" | "jvp" | "hessian" => {
+            Err(errors::not_available(name, span))
+        }
+        _ => return None,
+    })
+}
+
+/// Applies `f` to the tensor leaves of `xs` (all of the same structure).
+fn map_leaves(ev: &mut Eval<'_>, f: &Value, xs: &[Value], span: Span) -> R<Value> {
+    match xs.first() {
+        Some(Value::Tuple(items)) => {
+            let mut out = Vec::with_capacity(items.len());
+            for i in 0..items.len() {
+                let parts: Vec<Value> = xs
+                    .iter()
+                    .map(|x| match x {
+                        Value::Tuple(t) => t.get(i).cloned().unwrap_or(Value::Unit),
+                        other => other.clone(),
+                    })
+                    .collect();
+                out.push(map_leaves(ev, f, &parts, span)?);
+            }
+            Ok(Value::Tuple(out.into()))
+        }
+        Some(Value::Record(fields)) => {
+            let mut out = BTreeMap::new();
+            for k in fields.keys() {
+                let parts: Vec<Value> = xs
+                    .iter()
+                    .map(|x| match x {
+                        Value::Record(r) => r.get(k).cloned().unwrap_or(Value::Unit),
+                        other => other.clone(),
+                    })
+                    .collect();
+                out.insert(k.clone(), map_leaves(ev, f, &parts, span)?);
+            }
+            Ok(Value::Record(Arc::new(out)))
+        }
+        _ => {
+            let args = xs.iter().map(|x| (x.clone(), span)).collect();
+            ev.call(f, args, Vec::new(), span)
+        }
+    }
+}

@@ -1,0 +1,1115 @@
+//! The eager evaluator: walks the checked AST and runs each primitive on the device as it
+//! is reached (MindSpore's PyNative mode, DESIGN.md §1).
+//!
+//! The evaluator only runs programs the checker accepted, so most of what could go wrong
+//! was ruled out before; what remains (an index out of range, an integer division by zero,
+//! a failed `assert`, a tensor too large, runaway recursion, values the checker knew
+//! nothing about) becomes a [`Diagnostic`] with a code in E09xx, the span of the expression
+//! that failed and a note with the MindScript call stack. Nothing here panics on purpose;
+//! the session still catches a panic and reports it as an internal error.
+//!
+//! The concerns are split by file: this module holds the environment, statements and the
+//! expressions that are not operators; [`ops`] the operators and dtype promotion;
+//! [`index`] indexing; [`builtins`] the builtin functions; [`errors`] the runtime
+//! diagnostics.
+
+pub(crate) mod builtins;
+pub(crate) mod errors;
+pub(crate) mod index;
+pub(crate) mod ops;
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::io::Write;
+use std::sync::Arc;
+
+use devices::{Device, DeviceError, Tensor};
+use ir::{DType, Op};
+use lang::Span;
+use lang::ast::{
+    Arg, Block, Expr, ExprKind, FnDecl, ImportSource, IndexItem, Name, Param, Pattern, PatternKind,
+    Stmt, StmtKind, TypeExpr, TypeExprKind,
+};
+
+use crate::value::{FnBody, FnValue, Module, TensorVal, Value};
+pub(crate) use errors::{Flow, R};
+
+/// The state of a session that outlives one entry: top-level values, the device, the
+/// random stream, the output sink and every source text seen.
+pub(crate) struct State {
+    /// Top-level values by name (REPL entries accumulate here).
+    pub globals: HashMap<Name, Value>,
+    /// The device every primitive runs on.
+    pub device: Arc<dyn Device>,
+    /// The seed of the random stream (`seed(n)`).
+    pub seed: i64,
+    /// How many random numbers were drawn since the seed was set: the next draw's offset.
+    pub offset: i64,
+    /// Where `print` writes.
+    pub out: Box<dyn Write + Send>,
+    /// Every text evaluated so far: its name (for diagnostics) and contents.
+    pub sources: Vec<(Arc<str>, Arc<str>)>,
+    /// Closure bodies and block-local functions, copied out of the tree once per place in
+    /// the source (keyed by source and span) so that making one in a loop copies nothing.
+    closures: HashMap<(usize, Span), ClosureCode>,
+    decls: HashMap<(usize, Span), Arc<FnDecl>>,
+    /// The most MindScript calls that may nest.
+    pub max_depth: usize,
+}
+
+impl State {
+    /// A state with no values, writing to `out`.
+    pub fn new(device: Arc<dyn Device>, seed: i64, out: Box<dyn Write + Send>) -> State {
+        State {
+            globals: HashMap::new(),
+            device,
+            seed,
+            offset: 0,
+            out,
+            sources: Vec::new(),
+            closures: HashMap::new(),
+            decls: HashMap::new(),
+            max_depth: 1000,
+        }
+    }
+}
+
+/// A closure's code copied out of the tree: its body, parameters and the names it may
+/// capture.
+type ClosureCode = (Arc<Expr>, Arc<[Param]>, Arc<[Name]>);
+
+/// The functions of one block, what they capture, and the source they are in.
+type Siblings = (Arc<[Arc<FnDecl>]>, Option<Arc<Vec<(Name, Value)>>>, usize);
+
+/// Evaluated call arguments: positional ones with spans, named ones with names and spans.
+type Args = (Vec<(Value, Span)>, Vec<(Name, Value, Span)>);
+
+/// One MindScript call in progress, for call stacks in diagnostics.
+#[derive(Clone, Debug)]
+pub(crate) struct Frame {
+    /// The function called.
+    pub name: Name,
+    /// The call's span.
+    pub call: Span,
+    /// The source the call's span indexes.
+    pub call_src: usize,
+}
+
+/// The variables visible to the code running now.
+#[derive(Clone, Debug, Default)]
+struct Env {
+    /// Local scopes, innermost last; empty at the top level.
+    frames: Vec<Vec<(Name, Value)>>,
+    /// What a closure captured, or what a block-local function sees.
+    captured: Option<Arc<Vec<(Name, Value)>>>,
+    /// Functions declared in the same block as the running one.
+    siblings: Option<Siblings>,
+}
+
+/// Evaluates one entry (or one call of a function value from a builtin) against a state.
+pub(crate) struct Eval<'s> {
+    pub st: &'s mut State,
+    env: Env,
+    pub stack: Vec<Frame>,
+    /// The source the spans of the running code index.
+    pub src: usize,
+    /// The entry being evaluated (diagnostics about it need no file name).
+    pub main_src: usize,
+}
+
+impl<'s> Eval<'s> {
+    /// An evaluator for the top level of source `src`.
+    pub fn new(st: &'s mut State, src: usize) -> Eval<'s> {
+        Eval {
+            st,
+            env: Env::default(),
+            stack: Vec::new(),
+            src,
+            main_src: src,
+        }
+    }
+
+    /// Runs one primitive; a device error becomes a diagnostic at `span`.
+    pub fn exec(&self, op: &Op, inputs: &[&Tensor], span: Span) -> R<Tensor> {
+        self.st
+            .device
+            .exec(op, inputs)
+            .map_err(|e| self.device_error(e, span))
+    }
+
+    /// A device error as a runtime diagnostic at `span`.
+    pub fn device_error(&self, e: DeviceError, span: Span) -> Flow {
+        Flow::error(errors::from_device(e, span))
+    }
+
+    // -----------------------------------------------------------------------------------
+    // Statements.
+
+    /// Runs the statements of a program at the top level; returns the values of its
+    /// expression statements that are not unit.
+    pub fn program(&mut self, stmts: &[Stmt]) -> R<Vec<Value>> {
+        self.hoist(stmts);
+        let mut values = Vec::new();
+        for s in stmts {
+            let v = self.stmt(s)?;
+            if matches!(s.kind, StmtKind::Expr(_)) && !matches!(v, Value::Unit) {
+                values.push(v);
+            }
+        }
+        Ok(values)
+    }
+
+    /// Declares the named functions of `stmts` before they run, so that calls before the
+    /// declaration and recursion work. At the top level they become globals that read
+    /// top-level variables when called; in a block they see the block's variables as they
+    /// are when it starts, and each other.
+    fn hoist(&mut self, stmts: &[Stmt]) {
+        let decls: Vec<&FnDecl> = stmts
+            .iter()
+            .filter_map(|s| match &s.kind {
+                StmtKind::Fn(d) => Some(d),
+                _ => None,
+            })
+            .collect();
+        if decls.is_empty() {
+            return;
+        }
+        let src = self.src;
+        let arcs: Vec<Arc<FnDecl>> = decls
+            .iter()
+            .map(|d| {
+                self.st
+                    .decls
+                    .entry((src, d.span))
+                    .or_insert_with(|| Arc::new((*d).clone()))
+                    .clone()
+            })
+            .collect();
+        if self.env.frames.is_empty() && self.env.captured.is_none() {
+            for d in arcs {
+                let v = Value::Fn(Arc::new(FnValue {
+                    name: d.name.name.clone(),
+                    params: d.params.clone().into(),
+                    body: FnBody::Decl(d.clone()),
+                    captured: None,
+                    siblings: None,
+                    src,
+                }));
+                self.st.globals.insert(d.name.name.clone(), v);
+            }
+            return;
+        }
+        let captured = Some(Arc::new(self.visible_locals()));
+        let siblings: Arc<[Arc<FnDecl>]> = arcs.into();
+        for d in siblings.iter() {
+            let v = block_fn(d, &captured, &siblings, src);
+            self.bind(d.name.name.clone(), v);
+        }
+    }
+
+    /// Every local variable visible now (captured ones first, inner scopes last, so that a
+    /// search from the end finds the innermost).
+    fn visible_locals(&self) -> Vec<(Name, Value)> {
+        let mut all: Vec<(Name, Value)> = Vec::new();
+        if let Some(c) = &self.env.captured {
+            all.extend(c.iter().cloned());
+        }
+        for f in &self.env.frames {
+            all.extend(f.iter().cloned());
+        }
+        all
+    }
+
+    /// Binds `name` in the innermost scope (a global at the top level).
+    fn bind(&mut self, name: Name, v: Value) {
+        match self.env.frames.last_mut() {
+            Some(f) => {
+                if let Some(slot) = f.iter_mut().rev().find(|(n, _)| *n == name) {
+                    slot.1 = v;
+                } else {
+                    f.push((name, v));
+                }
+            }
+            None => {
+                self.st.globals.insert(name, v);
+            }
+        }
+    }
+
+    fn stmt(&mut self, s: &Stmt) -> R<Value> {
+        match &s.kind {
+            StmtKind::Let { pat, ty, value } => {
+                let mut v = self.expr(value)?;
+                if let Some(te) = ty {
+                    v = self.fit_annotation(v, te, value.span)?;
+                }
+                self.bind_pattern(pat, v, value.span)?;
+                Ok(Value::Unit)
+            }
+            StmtKind::Assign { target, op, value } => {
+                let rhs = self.expr(value)?;
+                let Some(old) = self.lookup_var(&target.name) else {
+                    return Err(errors::no_value(&target.name, target.span));
+                };
+                let new = match op {
+                    None => rhs,
+                    Some(op) => {
+                        let op_span =
+                            Span::new(target.span.end, value.span.start.max(target.span.end));
+                        self.binary(*op, &old, &rhs, target.span, value.span, op_span)?
+                    }
+                };
+                // Rebinding keeps the variable's dtype: a literal takes it (`x = 0`).
+                let new = keep_dtype(self, &old, new, value.span)?;
+                self.assign(&target.name, new);
+                Ok(Value::Unit)
+            }
+            StmtKind::Fn(_) | StmtKind::TypeAlias { .. } => Ok(Value::Unit),
+            StmtKind::Import { source, alias } => {
+                match source {
+                    ImportSource::Module(m) => {
+                        let name = alias.as_ref().map_or(&m.name, |a| &a.name).clone();
+                        let module = Value::Module(Arc::new(Module {
+                            name: m.name.clone(),
+                            members: BTreeMap::new(),
+                        }));
+                        self.bind(name, module);
+                    }
+                    ImportSource::File(_, span) => {
+                        return Err(errors::not_available("importing files", *span));
+                    }
+                }
+                Ok(Value::Unit)
+            }
+            StmtKind::Expr(e) => self.expr(e),
+        }
+    }
+
+    /// Rebinds an existing variable where it lives.
+    fn assign(&mut self, name: &Name, v: Value) {
+        for f in self.env.frames.iter_mut().rev() {
+            if let Some(slot) = f.iter_mut().rev().find(|(n, _)| n == name) {
+                slot.1 = v;
+                return;
+            }
+        }
+        self.st.globals.insert(name.clone(), v);
+    }
+
+    /// Binds the names of `pat` to the parts of `v`.
+    fn bind_pattern(&mut self, pat: &Pattern, v: Value, span: Span) -> R<()> {
+        match &pat.kind {
+            PatternKind::Name(id) => {
+                self.bind(id.name.clone(), v);
+                Ok(())
+            }
+            PatternKind::Wildcard => Ok(()),
+            PatternKind::Tuple(pats) => {
+                let items: Vec<Value> = match &v {
+                    Value::Tuple(items) if items.len() == pats.len() => items.to_vec(),
+                    Value::Unit if pats.is_empty() => Vec::new(),
+                    other => {
+                        return Err(errors::mismatch(
+                            format!(
+                                "a pattern of {} elements cannot take apart {}",
+                                pats.len(),
+                                other.describe()
+                            ),
+                            span,
+                        ));
+                    }
+                };
+                for (p, x) in pats.iter().zip(items) {
+                    self.bind_pattern(p, x, span)?;
+                }
+                Ok(())
+            }
+            PatternKind::Record(fields) => {
+                let Value::Record(map) = &v else {
+                    return Err(errors::mismatch(
+                        format!("a record pattern cannot take apart {}", v.describe()),
+                        span,
+                    ));
+                };
+                for fp in fields {
+                    let Some(x) = map.get(&fp.name.name) else {
+                        return Err(errors::mismatch(
+                            format!("the record has no field `{}`", fp.name.name),
+                            fp.name.span,
+                        ));
+                    };
+                    match &fp.pat {
+                        Some(p) => self.bind_pattern(p, x.clone(), span)?,
+                        None => self.bind(fp.name.name.clone(), x.clone()),
+                    }
+                }
+                Ok(())
+            }
+        }
+    }
+
+    /// Applies an annotation to a value: weak literals take the annotated dtype
+    /// (`let x: f64 = 0.1` is the `f64` 0.1). Shapes were checked before the program ran.
+    fn fit_annotation(&mut self, v: Value, te: &TypeExpr, span: Span) -> R<Value> {
+        match (&te.kind, v) {
+            (TypeExprKind::Tensor { dtype, .. }, Value::Tensor(t)) => {
+                match DType::from_name(&dtype.name) {
+                    Some(d) if t.weak && d != t.dtype => Ok(Value::Tensor(TensorVal::strong_of(
+                        self.cast(&t.t, d, span)?,
+                    ))),
+                    _ => Ok(Value::Tensor(t)),
+                }
+            }
+            (TypeExprKind::Tuple(ts), Value::Tuple(items)) if ts.len() == items.len() => {
+                let mut out = Vec::with_capacity(items.len());
+                for (t, x) in ts.iter().zip(items.iter()) {
+                    out.push(self.fit_annotation(x.clone(), t, span)?);
+                }
+                Ok(Value::Tuple(out.into()))
+            }
+            (TypeExprKind::Record(fs), Value::Record(map)) => {
+                let mut out = (*map).clone();
+                for (name, t) in fs {
+                    if let Some(x) = out.get(&name.name).cloned() {
+                        let fitted = self.fit_annotation(x, t, span)?;
+                        out.insert(name.name.clone(), fitted);
+                    }
+                }
+                Ok(Value::Record(Arc::new(out)))
+            }
+            (_, v) => Ok(v),
+        }
+    }
+
+    /// Converts a tensor's storage to `dtype` (a no-op when it already is).
+    pub fn cast(&self, t: &Tensor, dtype: DType, span: Span) -> R<Tensor> {
+        if t.dtype() == dtype {
+            return Ok(t.clone());
+        }
+        self.exec(&Op::Cast { dtype }, &[t], span)
+    }
+
+    /// A block in a new scope: its value is the last statement's when that is an
+    /// expression, unit otherwise.
+    pub fn block(&mut self, b: &Block) -> R<Value> {
+        self.env.frames.push(Vec::new());
+        let r = self.block_body(b);
+        self.env.frames.pop();
+        r
+    }
+
+    fn block_body(&mut self, b: &Block) -> R<Value> {
+        self.hoist(&b.stmts);
+        let mut last = Value::Unit;
+        for s in &b.stmts {
+            let v = self.stmt(s)?;
+            last = if matches!(s.kind, StmtKind::Expr(_)) {
+                v
+            } else {
+                Value::Unit
+            };
+        }
+        Ok(last)
+    }
+
+    // -----------------------------------------------------------------------------------
+    // Names.
+
+    /// A variable's value: locals, captured values, block siblings, then globals.
+    fn lookup_var(&self, name: &str) -> Option<Value> {
+        for f in self.env.frames.iter().rev() {
+            if let Some((_, v)) = f.iter().rev().find(|(n, _)| &**n == name) {
+                return Some(v.clone());
+            }
+        }
+        if let Some(c) = &self.env.captured
+            && let Some((_, v)) = c.iter().rev().find(|(n, _)| &**n == name)
+        {
+            return Some(v.clone());
+        }
+        if let Some((sibs, captured, src)) = &self.env.siblings
+            && let Some(d) = sibs.iter().find(|d| &*d.name.name == name)
+        {
+            return Some(block_fn(d, captured, sibs, *src));
+        }
+        self.st.globals.get(name).cloned()
+    }
+
+    /// A name's value: a variable, or a builtin.
+    pub fn lookup(&self, name: &str, span: Span) -> R<Value> {
+        if let Some(v) = self.lookup_var(name) {
+            return Ok(v);
+        }
+        match builtins::builtin_name(name) {
+            Some(n) => Ok(Value::Builtin(n)),
+            None => Err(errors::no_value(name, span)),
+        }
+    }
+
+    // -----------------------------------------------------------------------------------
+    // Expressions.
+
+    /// Evaluates an expression.
+    pub fn expr(&mut self, e: &Expr) -> R<Value> {
+        match &e.kind {
+            ExprKind::Int(n) => Ok(Value::Tensor(TensorVal {
+                t: Tensor::scalar(*n),
+                dtype: DType::I64,
+                weak: true,
+            })),
+            ExprKind::Float(x) => Ok(Value::Tensor(TensorVal {
+                t: Tensor::scalar(*x),
+                dtype: DType::F32,
+                weak: true,
+            })),
+            ExprKind::Bool(b) => Ok(Value::tensor(Tensor::scalar(*b))),
+            ExprKind::Str(s) => Ok(Value::Str(Arc::from(s.as_str()))),
+            ExprKind::Name(n) => self.lookup(n, e.span),
+            ExprKind::List(items) => {
+                let mut vals = Vec::with_capacity(items.len());
+                for i in items {
+                    vals.push((self.expr(i)?, i.span));
+                }
+                self.list_literal(&vals, e.span)
+            }
+            ExprKind::Tuple(items) => {
+                if items.is_empty() {
+                    return Ok(Value::Unit);
+                }
+                let mut out = Vec::with_capacity(items.len());
+                for i in items {
+                    out.push(self.expr(i)?);
+                }
+                Ok(Value::Tuple(out.into()))
+            }
+            ExprKind::Record(fields) => {
+                let mut out = BTreeMap::new();
+                for f in fields {
+                    let v = self.expr(&f.value)?;
+                    out.entry(f.name.name.clone()).or_insert(v);
+                }
+                Ok(Value::Record(Arc::new(out)))
+            }
+            ExprKind::Unary { op, operand } => {
+                let v = self.expr(operand)?;
+                self.unary(*op, &v, operand.span)
+            }
+            ExprKind::Binary {
+                op,
+                lhs,
+                rhs,
+                op_span,
+            } => {
+                use lang::ast::BinOp;
+                if matches!(op, BinOp::And | BinOp::Or) {
+                    // `&&` and `||` short-circuit on scalar bools.
+                    let l = self.expr(lhs)?;
+                    let lb = self.scalar_bool(&l, lhs.span)?;
+                    if (*op == BinOp::And) != lb {
+                        return Ok(Value::tensor(Tensor::scalar(lb)));
+                    }
+                    let r = self.expr(rhs)?;
+                    let rb = self.scalar_bool(&r, rhs.span)?;
+                    return Ok(Value::tensor(Tensor::scalar(rb)));
+                }
+                let l = self.expr(lhs)?;
+                let r = self.expr(rhs)?;
+                self.binary(*op, &l, &r, lhs.span, rhs.span, *op_span)
+            }
+            ExprKind::Range { start, end } => {
+                let a = self.expr(start)?;
+                let b = self.expr(end)?;
+                let a = self.scalar_int(&a, start.span)?;
+                let b = self.scalar_int(&b, end.span)?;
+                Ok(Value::Range(a, b))
+            }
+            ExprKind::Call { callee, args } => {
+                let f = self.expr(callee)?;
+                let (pos, named) = self.args(args)?;
+                self.call(&f, pos, named, e.span)
+            }
+            ExprKind::Method {
+                receiver,
+                method,
+                args,
+            } => {
+                let r = self.expr(receiver)?;
+                let f = match &r {
+                    Value::Record(fields) if fields.contains_key(&method.name) => {
+                        let f = fields.get(&method.name).cloned().unwrap_or(Value::Unit);
+                        let (pos, named) = self.args(args)?;
+                        return self.call(&f, pos, named, e.span);
+                    }
+                    Value::Module(m) => {
+                        let f = self.member(m, &method.name, method.span)?;
+                        let (pos, named) = self.args(args)?;
+                        return self.call(&f, pos, named, e.span);
+                    }
+                    _ => self.lookup(&method.name, method.span)?,
+                };
+                let (mut pos, named) = self.args(args)?;
+                pos.insert(0, (r, receiver.span));
+                self.call(&f, pos, named, e.span)
+            }
+            ExprKind::Field { base, field } => {
+                let b = self.expr(base)?;
+                self.field(&b, &field.name, base.span, field.span)
+            }
+            ExprKind::TupleField {
+                base,
+                index_span,
+                index,
+                ..
+            } => {
+                let b = self.expr(base)?;
+                match &b {
+                    Value::Tuple(items) => items.get(*index).cloned().ok_or_else(|| {
+                        errors::mismatch(
+                            format!(
+                                "tuple index {index} is out of range: the tuple has {} elements",
+                                items.len()
+                            ),
+                            *index_span,
+                        )
+                    }),
+                    other => Err(errors::mismatch(
+                        format!("`.{index}` needs a tuple, found {}", other.describe()),
+                        *index_span,
+                    )),
+                }
+            }
+            ExprKind::Index { base, items } => {
+                let b = self.expr(base)?;
+                let mut its = Vec::with_capacity(items.len());
+                for it in items {
+                    its.push(match it {
+                        IndexItem::Expr(x) => index::Item::Value(self.expr(x)?, x.span),
+                        IndexItem::Slice {
+                            start,
+                            end,
+                            step,
+                            span,
+                        } => {
+                            let mut part = |p: &Option<Box<Expr>>| -> R<Option<i64>> {
+                                match p {
+                                    None => Ok(None),
+                                    Some(x) => {
+                                        let v = self.expr(x)?;
+                                        self.scalar_int(&v, x.span).map(Some)
+                                    }
+                                }
+                            };
+                            let (a, b2, s) = (part(start)?, part(end)?, part(step)?);
+                            index::Item::Slice(a, b2, s, *span)
+                        }
+                        IndexItem::Ellipsis(_) => index::Item::Ellipsis,
+                    });
+                }
+                self.index(&b, base.span, &its, e.span)
+            }
+            ExprKind::Closure { params, body } => self.closure(params, body, e.span),
+            ExprKind::Block(b) => self.block(b),
+            ExprKind::If { cond, then, els } => {
+                let c = self.expr(cond)?;
+                if self.scalar_bool(&c, cond.span)? {
+                    self.block(then)
+                } else {
+                    match els {
+                        Some(x) => self.expr(x),
+                        None => Ok(Value::Unit),
+                    }
+                }
+            }
+            ExprKind::For { pat, iter, body } => {
+                let it = self.expr(iter)?;
+                self.for_loop(pat, &it, iter.span, body)?;
+                Ok(Value::Unit)
+            }
+            ExprKind::While { cond, body } => {
+                loop {
+                    let c = self.expr(cond)?;
+                    if !self.scalar_bool(&c, cond.span)? {
+                        break;
+                    }
+                    match self.block(body) {
+                        Ok(_) | Err(Flow::Continue) => {}
+                        Err(Flow::Break) => break,
+                        Err(other) => return Err(other),
+                    }
+                }
+                Ok(Value::Unit)
+            }
+            ExprKind::Break => Err(Flow::Break),
+            ExprKind::Continue => Err(Flow::Continue),
+            ExprKind::Return(v) => {
+                let v = match v {
+                    Some(x) => self.expr(x)?,
+                    None => Value::Unit,
+                };
+                Err(Flow::Return(v))
+            }
+            ExprKind::Error => Err(errors::internal(
+                "a part of the program did not parse",
+                e.span,
+            )),
+        }
+    }
+
+    /// Evaluates call arguments: positional ones with their spans, then named ones.
+    fn args(&mut self, args: &[Arg]) -> R<Args> {
+        let mut pos = Vec::new();
+        let mut named = Vec::new();
+        for a in args {
+            let v = self.expr(&a.value)?;
+            match &a.name {
+                Some(n) => named.push((n.name.clone(), v, a.value.span)),
+                None => pos.push((v, a.value.span)),
+            }
+        }
+        Ok((pos, named))
+    }
+
+    /// `base.name`: a record field, a module member or a tensor property.
+    fn field(&mut self, b: &Value, name: &Name, base_span: Span, span: Span) -> R<Value> {
+        match b {
+            Value::Record(fields) => fields
+                .get(name)
+                .cloned()
+                .ok_or_else(|| errors::mismatch(format!("the record has no field `{name}`"), span)),
+            Value::Module(m) => self.member(m, name, span),
+            Value::Tensor(t) => match &**name {
+                "T" => {
+                    let r = t.rank();
+                    if r < 2 {
+                        return Err(errors::mismatch(
+                            format!("`.T` swaps the last two axes, but the tensor has {r}"),
+                            span,
+                        ));
+                    }
+                    let mut perm: Vec<usize> = (0..r).collect();
+                    perm.swap(r - 2, r - 1);
+                    let out = self.exec(&Op::Transpose { perm }, &[&t.t], base_span.to(span))?;
+                    Ok(Value::Tensor(TensorVal {
+                        t: out,
+                        ..t.clone()
+                    }))
+                }
+                "shape" => Ok(shape_value(t.shape())),
+                "dtype" => Ok(Value::Str(Arc::from(t.dtype.name()))),
+                _ => Err(errors::mismatch(
+                    format!("a tensor has no property `{name}`"),
+                    span,
+                )),
+            },
+            other => Err(errors::mismatch(
+                format!("{} has no field `{name}`", other.describe()),
+                span,
+            )),
+        }
+    }
+
+    /// A member of a module.
+    fn member(&self, m: &Module, name: &Name, span: Span) -> R<Value> {
+        match m.members.get(name) {
+            Some(v) => Ok(v.clone()),
+            None => Err(errors::not_available(&format!("`{}.{name}`", m.name), span)),
+        }
+    }
+
+    /// A closure: captures the values of the outer variables its body names, now.
+    fn closure(&mut self, params: &[Param], body: &Expr, span: Span) -> R<Value> {
+        let key = (self.src, span);
+        let (body, params, names) = match self.st.closures.get(&key) {
+            Some(c) => c.clone(),
+            None => {
+                let mut set = HashSet::new();
+                free_names(body, &mut set);
+                for p in params {
+                    set.remove(&p.name.name);
+                }
+                let mut names: Vec<Name> = set.into_iter().collect();
+                names.sort();
+                let entry = (
+                    Arc::new(body.clone()),
+                    Arc::<[Param]>::from(params.to_vec()),
+                    Arc::<[Name]>::from(names),
+                );
+                self.st.closures.insert(key, entry.clone());
+                entry
+            }
+        };
+        let mut captured = Vec::with_capacity(names.len());
+        for n in names.iter() {
+            if let Some(v) = self.lookup_var(n) {
+                captured.push((n.clone(), v));
+            }
+        }
+        Ok(Value::Fn(Arc::new(FnValue {
+            name: Name::from("closure"),
+            params,
+            body: FnBody::Closure(body),
+            captured: Some(Arc::new(captured)),
+            siblings: None,
+            src: self.src,
+        })))
+    }
+
+    /// `for pat in it { body }`.
+    fn for_loop(&mut self, pat: &Pattern, it: &Value, it_span: Span, body: &Block) -> R<()> {
+        let n = builtins::iter_len(it, it_span)?;
+        for i in 0..n {
+            let item = builtins::iter_item(self, it, i, it_span)?;
+            self.env.frames.push(Vec::new());
+            let r = self
+                .bind_pattern(pat, item, it_span)
+                .and_then(|()| self.block(body));
+            self.env.frames.pop();
+            match r {
+                Ok(_) | Err(Flow::Continue) => {}
+                Err(Flow::Break) => break,
+                Err(other) => return Err(other),
+            }
+        }
+        Ok(())
+    }
+
+    // -----------------------------------------------------------------------------------
+    // Calls.
+
+    /// Calls a function value with evaluated arguments.
+    pub fn call(
+        &mut self,
+        f: &Value,
+        pos: Vec<(Value, Span)>,
+        named: Vec<(Name, Value, Span)>,
+        span: Span,
+    ) -> R<Value> {
+        match f {
+            Value::Builtin(name) => builtins::call(self, name, pos, named, span),
+            Value::Fn(func) => self.call_fn(func, pos, named, span),
+            other => Err(errors::mismatch(
+                format!("{} is not a function", other.describe()),
+                span,
+            )),
+        }
+    }
+
+    /// Calls a named function or a closure: binds the arguments (defaults are evaluated
+    /// where the function was declared), runs the body in a new frame.
+    pub fn call_fn(
+        &mut self,
+        func: &Arc<FnValue>,
+        pos: Vec<(Value, Span)>,
+        named: Vec<(Name, Value, Span)>,
+        span: Span,
+    ) -> R<Value> {
+        if self.stack.len() >= self.st.max_depth {
+            return Err(errors::too_deep(self.st.max_depth, &func.name, span));
+        }
+        let n = func.params.len();
+        let mut slots: Vec<Option<Value>> = vec![None; n];
+        if pos.len() > n {
+            return Err(errors::mismatch(
+                format!("`{}` takes {n} arguments, found {}", func.name, pos.len()),
+                span,
+            ));
+        }
+        for (slot, (v, _)) in slots.iter_mut().zip(pos) {
+            *slot = Some(v);
+        }
+        for (name, v, s) in named {
+            match func.params.iter().position(|p| p.name.name == name) {
+                Some(i) => {
+                    if let Some(slot) = slots.get_mut(i) {
+                        *slot = Some(v);
+                    }
+                }
+                None => {
+                    return Err(errors::mismatch(
+                        format!("`{}` has no parameter named `{name}`", func.name),
+                        s,
+                    ));
+                }
+            }
+        }
+        // The new frame's environment: what the function captured, nothing of the caller.
+        let fn_env = Env {
+            frames: vec![Vec::with_capacity(n)],
+            captured: func.captured.clone(),
+            siblings: func
+                .siblings
+                .as_ref()
+                .map(|s| (s.clone(), func.captured.clone(), func.src)),
+        };
+        let saved_env = std::mem::replace(&mut self.env, fn_env);
+        let saved_src = std::mem::replace(&mut self.src, func.src);
+        self.stack.push(Frame {
+            name: func.name.clone(),
+            call: span,
+            call_src: saved_src,
+        });
+        let r = self.run_fn(func, slots, span);
+        let r = match r {
+            Err(Flow::Error(mut e)) => {
+                errors::trace(&mut e, self);
+                Err(Flow::Error(e))
+            }
+            other => other,
+        };
+        self.stack.pop();
+        self.src = saved_src;
+        self.env = saved_env;
+        r
+    }
+
+    fn run_fn(&mut self, func: &Arc<FnValue>, slots: Vec<Option<Value>>, span: Span) -> R<Value> {
+        for (p, slot) in func.params.iter().zip(slots) {
+            let v = match slot {
+                Some(v) => v,
+                None => match &p.default {
+                    // Defaults are evaluated in the declaring scope: only captured values
+                    // and globals are visible, not the other parameters.
+                    Some(d) => {
+                        let frames = std::mem::take(&mut self.env.frames);
+                        let r = self.expr(d);
+                        self.env.frames = frames;
+                        r?
+                    }
+                    None => {
+                        return Err(errors::mismatch(
+                            format!(
+                                "missing argument `{}` in the call of `{}`",
+                                p.name.name, func.name
+                            ),
+                            span,
+                        ));
+                    }
+                },
+            };
+            let v = match &p.ty {
+                Some(te) => self.fit_annotation(v, te, span)?,
+                None => v,
+            };
+            if let Some(f) = self.env.frames.last_mut() {
+                f.push((p.name.name.clone(), v));
+            }
+        }
+        let result = match &func.body {
+            FnBody::Decl(d) => match self.block_body(&d.body) {
+                Ok(v) | Err(Flow::Return(v)) => v,
+                Err(e) => return Err(e),
+            },
+            FnBody::Closure(body) => match self.expr(body) {
+                Ok(v) | Err(Flow::Return(v)) => v,
+                Err(e) => return Err(e),
+            },
+        };
+        match &func.body {
+            FnBody::Decl(d) => match &d.ret {
+                Some(te) => self.fit_annotation(result, te, span),
+                None => Ok(result),
+            },
+            FnBody::Closure(_) => Ok(result),
+        }
+    }
+
+    // -----------------------------------------------------------------------------------
+    // Small conversions.
+
+    /// The value of a scalar bool (conditions).
+    pub fn scalar_bool(&self, v: &Value, span: Span) -> R<bool> {
+        match v {
+            Value::Tensor(t) if t.rank() == 0 && t.dtype == DType::Bool => {
+                t.t.to_vec::<bool>()
+                    .and_then(|v| v.first().copied())
+                    .ok_or_else(|| errors::internal("a bool scalar could not be read", span))
+            }
+            other => Err(errors::mismatch(
+                format!(
+                    "a condition must be a scalar bool, found {}",
+                    other.describe()
+                ),
+                span,
+            )),
+        }
+    }
+
+    /// The value of an integer scalar (range bounds, slice bounds, axes, sizes).
+    pub fn scalar_int(&self, v: &Value, span: Span) -> R<i64> {
+        match v {
+            Value::Tensor(t) if t.rank() == 0 && t.dtype.is_int() => {
+                let c = self.cast(&t.t, DType::I64, span)?;
+                c.to_vec::<i64>()
+                    .and_then(|v| v.first().copied())
+                    .ok_or_else(|| errors::internal("an integer scalar could not be read", span))
+            }
+            other => Err(errors::mismatch(
+                format!("an integer is needed here, found {}", other.describe()),
+                span,
+            )),
+        }
+    }
+}
+
+/// A function declared in a block, as a value.
+fn block_fn(
+    d: &Arc<FnDecl>,
+    captured: &Option<Arc<Vec<(Name, Value)>>>,
+    siblings: &Arc<[Arc<FnDecl>]>,
+    src: usize,
+) -> Value {
+    Value::Fn(Arc::new(FnValue {
+        name: d.name.name.clone(),
+        params: d.params.clone().into(),
+        body: FnBody::Decl(d.clone()),
+        captured: captured.clone(),
+        siblings: Some(siblings.clone()),
+        src,
+    }))
+}
+
+/// `x.shape`: a tuple of `i64` scalars, unit for a scalar.
+pub(crate) fn shape_value(shape: &[usize]) -> Value {
+    if shape.is_empty() {
+        return Value::Unit;
+    }
+    Value::Tuple(
+        shape
+            .iter()
+            .map(|&d| Value::tensor(Tensor::scalar(i64::try_from(d).unwrap_or(i64::MAX))))
+            .collect(),
+    )
+}
+
+/// Rebinding keeps a variable's dtype: a weak new value takes the old value's dtype.
+fn keep_dtype(ev: &Eval<'_>, old: &Value, new: Value, span: Span) -> R<Value> {
+    match (old, new) {
+        (Value::Tensor(o), Value::Tensor(n)) if n.weak && !o.weak && n.dtype != o.dtype => {
+            let t = ev.cast(&n.t, o.dtype, span)?;
+            Ok(Value::Tensor(TensorVal::strong_of(t)))
+        }
+        (_, n) => Ok(n),
+    }
+}
+
+/// Converts a tensor's storage with a CPU device of default limits (for printing, where
+/// no session is at hand).
+pub(crate) fn cast_storage(t: &Tensor, dtype: DType) -> Result<Tensor, DeviceError> {
+    if t.dtype() == dtype {
+        return Ok(t.clone());
+    }
+    devices::CpuDevice::new().exec(&Op::Cast { dtype }, &[t])
+}
+
+/// Every name an expression mentions: an over-approximation of a closure's free
+/// variables (names bound inside shadow the captured ones anyway).
+fn free_names(e: &Expr, out: &mut HashSet<Name>) {
+    match &e.kind {
+        ExprKind::Name(n) => {
+            out.insert(n.clone());
+        }
+        ExprKind::Int(_)
+        | ExprKind::Float(_)
+        | ExprKind::Bool(_)
+        | ExprKind::Str(_)
+        | ExprKind::Break
+        | ExprKind::Continue
+        | ExprKind::Error => {}
+        ExprKind::List(xs) | ExprKind::Tuple(xs) => xs.iter().for_each(|x| free_names(x, out)),
+        ExprKind::Record(fs) => fs.iter().for_each(|f| free_names(&f.value, out)),
+        ExprKind::Unary { operand, .. } => free_names(operand, out),
+        ExprKind::Binary { lhs, rhs, .. } => {
+            free_names(lhs, out);
+            free_names(rhs, out);
+        }
+        ExprKind::Range { start, end } => {
+            free_names(start, out);
+            free_names(end, out);
+        }
+        ExprKind::Call { callee, args } => {
+            free_names(callee, out);
+            args.iter().for_each(|a| free_names(&a.value, out));
+        }
+        ExprKind::Method {
+            receiver,
+            method,
+            args,
+        } => {
+            out.insert(method.name.clone());
+            free_names(receiver, out);
+            args.iter().for_each(|a| free_names(&a.value, out));
+        }
+        ExprKind::Field { base, .. } | ExprKind::TupleField { base, .. } => free_names(base, out),
+        ExprKind::Index { base, items } => {
+            free_names(base, out);
+            for it in items {
+                match it {
+                    IndexItem::Expr(x) => free_names(x, out),
+                    IndexItem::Slice {
+                        start, end, step, ..
+                    } => {
+                        for x in [start, end, step].into_iter().flatten() {
+                            free_names(x, out);
+                        }
+                    }
+                    IndexItem::Ellipsis(_) => {}
+                }
+            }
+        }
+        ExprKind::Closure { params, body } => {
+            for p in params {
+                if let Some(d) = &p.default {
+                    free_names(d, out);
+                }
+            }
+            free_names(body, out);
+        }
+        ExprKind::Block(b) => block_names(b, out),
+        ExprKind::If { cond, then, els } => {
+            free_names(cond, out);
+            block_names(then, out);
+            if let Some(x) = els {
+                free_names(x, out);
+            }
+        }
+        ExprKind::For { iter, body, .. } => {
+            free_names(iter, out);
+            block_names(body, out);
+        }
+        ExprKind::While { cond, body } => {
+            free_names(cond, out);
+            block_names(body, out);
+        }
+        ExprKind::Return(x) => {
+            if let Some(x) = x {
+                free_names(x, out);
+            }
+        }
+    }
+}
+
+fn block_names(b: &Block, out: &mut HashSet<Name>) {
+    for s in &b.stmts {
+        match &s.kind {
+            StmtKind::Let { value, .. } => free_names(value, out),
+            StmtKind::Assign { target, value, .. } => {
+                out.insert(target.name.clone());
+                free_names(value, out);
+            }
+            StmtKind::Fn(d) => {
+                block_names(&d.body, out);
+                for p in &d.params {
+                    if let Some(x) = &p.default {
+                        free_names(x, out);
+                    }
+                }
+            }
+            StmtKind::Expr(e) => free_names(e, out),
+            StmtKind::TypeAlias { .. } | StmtKind::Import { .. } => {}
+        }
+    }
+}
+
+/// Diagnostics use this to name the text a span indexes.
+pub(crate) fn source_name(st: &State, src: usize) -> Option<Arc<str>> {
+    st.sources.get(src).map(|(n, _)| n.clone())
+}

@@ -1,0 +1,270 @@
+//! [`Session`]: the one entry point for running MindScript — the CLI runs a script as one
+//! entry, the REPL runs each entry in turn, the tests run programs and read what they
+//! printed.
+//!
+//! Each entry is parsed and checked with the session's persistent checker first; an entry
+//! with errors runs nothing. A checked entry runs statement by statement on a thread with a
+//! large stack (so that deep MindScript recursion meets the call depth limit, an error,
+//! before the Rust stack), and stops at the first runtime error, keeping what the
+//! statements before it did (like the Python REPL).
+
+use std::io::Write;
+use std::sync::{Arc, Mutex};
+
+use devices::{CpuDevice, Device};
+use lang::check::Checker;
+use lang::diagnostics::{RenderOptions, SourceFile, render};
+use lang::{Diagnostic, Span};
+
+use crate::eval::errors::{Flow, trace};
+use crate::eval::{Eval, State};
+use crate::value::Value;
+
+/// How a session is set up.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// The seed of the random stream (`--seed`; `seed(n)` changes it).
+    pub seed: i64,
+    /// The device every primitive runs on.
+    pub device: Arc<dyn Device>,
+    /// Keep what `print` writes in [`Outcome::output`] instead of writing it to stdout.
+    pub capture_output: bool,
+    /// The most MindScript calls that may nest before it is an error (E0904).
+    pub max_call_depth: usize,
+    /// The stack of the thread that evaluates, in bytes.
+    pub stack_bytes: usize,
+}
+
+impl Default for Options {
+    fn default() -> Options {
+        Options {
+            seed: 0,
+            device: Arc::new(CpuDevice::new()),
+            capture_output: false,
+            max_call_depth: 1000,
+            stack_bytes: 256 << 20,
+        }
+    }
+}
+
+/// What evaluating one entry gave.
+#[derive(Debug, Clone)]
+pub struct Outcome {
+    /// The values of the entry's top-level expression statements that are not unit, in
+    /// order (the REPL echoes them; scripts do not).
+    pub values: Vec<Value>,
+    /// Syntax and type errors (then nothing ran), or the runtime error that stopped the
+    /// entry.
+    pub diagnostics: Vec<Diagnostic>,
+    /// What `print` wrote during this entry, when the session captures output; empty
+    /// otherwise.
+    pub output: String,
+}
+
+impl Outcome {
+    /// True when the entry had an error (before or while running).
+    pub fn has_errors(&self) -> bool {
+        self.diagnostics.iter().any(Diagnostic::is_error)
+    }
+}
+
+/// A sink that keeps what is written (for tests and captured sessions).
+#[derive(Clone, Debug, Default)]
+struct Capture(Arc<Mutex<Vec<u8>>>);
+
+impl Write for Capture {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        match self.0.lock() {
+            Ok(mut v) => {
+                v.extend_from_slice(buf);
+                Ok(buf.len())
+            }
+            Err(_) => Err(std::io::Error::other("the output buffer was poisoned")),
+        }
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// A MindScript session: the checker and the values that persist between entries.
+pub struct Session {
+    checker: Checker,
+    state: State,
+    capture: Option<Capture>,
+    stack_bytes: usize,
+}
+
+impl std::fmt::Debug for Session {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Session")
+            .field("globals", &self.state.globals.len())
+            .field("entries", &self.state.sources.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Default for Session {
+    fn default() -> Session {
+        Session::new()
+    }
+}
+
+impl Session {
+    /// A session on the CPU with seed 0, printing to stdout.
+    pub fn new() -> Session {
+        Session::with_options(Options::default())
+    }
+
+    /// A session set up by `options`.
+    pub fn with_options(options: Options) -> Session {
+        let capture = options.capture_output.then(Capture::default);
+        let out: Box<dyn Write + Send> = match &capture {
+            Some(c) => Box::new(c.clone()),
+            None => Box::new(std::io::stdout()),
+        };
+        let mut state = State::new(options.device, options.seed, out);
+        state.max_depth = options.max_call_depth;
+        Session {
+            checker: Checker::new(),
+            state,
+            capture,
+            stack_bytes: options.stack_bytes,
+        }
+    }
+
+    /// Parses, checks and runs one entry (a whole script, or one REPL entry).
+    pub fn eval(&mut self, src: &str) -> Outcome {
+        let (program, mut diagnostics) = lang::syntax::parse(src);
+        diagnostics.extend(self.checker.check_program(src, &program));
+        diagnostics.sort_by_key(|d| (d.file.is_some(), d.primary.span.start, d.primary.span.end));
+        if diagnostics.iter().any(Diagnostic::is_error) {
+            return Outcome {
+                values: Vec::new(),
+                diagnostics,
+                output: String::new(),
+            };
+        }
+        let name: Arc<str> = Arc::from(format!("<entry {}>", self.state.sources.len() + 1));
+        self.state.sources.push((name, Arc::from(src)));
+        let src_id = self.state.sources.len() - 1;
+        let result = run_on_big_stack(&mut self.state, self.stack_bytes, |st| {
+            let mut ev = Eval::new(st, src_id);
+            match ev.program(&program.stmts) {
+                Ok(values) => Ok(values),
+                Err(Flow::Error(mut e)) => {
+                    trace(&mut e, &ev);
+                    Err(Box::new(e.diag))
+                }
+                // The checker refuses `break`, `continue` and `return` outside their
+                // constructs, so these cannot reach the top level.
+                Err(_) => Err(Box::new(Diagnostic::error(
+                    "E0999",
+                    "internal error of the evaluator: control flow escaped to the top level",
+                    Span::default(),
+                ))),
+            }
+        });
+        let values = match result {
+            Ok(values) => values,
+            Err(d) => {
+                diagnostics.push(*d);
+                Vec::new()
+            }
+        };
+        if let Some(last) = values.last() {
+            self.checker.set_global("_", last.ty());
+            self.state.globals.insert(Arc::from("_"), last.clone());
+        }
+        Outcome {
+            values,
+            diagnostics,
+            output: self.take_output(),
+        }
+    }
+
+    /// What was printed since the last call, when output is captured.
+    fn take_output(&mut self) -> String {
+        let Some(c) = &self.capture else {
+            return String::new();
+        };
+        match c.0.lock() {
+            Ok(mut v) => String::from_utf8_lossy(&std::mem::take(&mut *v)).into_owned(),
+            Err(_) => String::new(),
+        }
+    }
+
+    /// Renders an outcome's diagnostics against the entry's text (`name` is what the
+    /// report calls it, e.g. the script's path) and the earlier entries they may point
+    /// into.
+    pub fn render(
+        &self,
+        outcome: &Outcome,
+        name: &str,
+        src: &str,
+        options: RenderOptions,
+    ) -> String {
+        let main = SourceFile { name, text: src };
+        let imports: Vec<SourceFile<'_>> = self
+            .state
+            .sources
+            .iter()
+            .map(|(n, t)| SourceFile { name: n, text: t })
+            .collect();
+        outcome
+            .diagnostics
+            .iter()
+            .map(|d| render(d, main, &imports, options))
+            .collect()
+    }
+
+    /// The value of a top-level variable, if it has one.
+    pub fn global(&self, name: &str) -> Option<&Value> {
+        self.state.globals.get(name)
+    }
+
+    /// The checker, for `:type` and completion.
+    pub fn checker(&mut self) -> &mut Checker {
+        &mut self.checker
+    }
+}
+
+/// Runs `f` on a thread with a `stack_bytes` stack (an internal error when no such thread
+/// can be made). A panic in `f` is a bug; it becomes an internal error rather than taking
+/// the process down.
+fn run_on_big_stack<T: Send>(
+    state: &mut State,
+    stack_bytes: usize,
+    f: impl FnOnce(&mut State) -> Result<T, Box<Diagnostic>> + Send,
+) -> Result<T, Box<Diagnostic>> {
+    let internal = |what: &str| {
+        Box::new(
+            Diagnostic::error(
+                "E0999",
+                format!("internal error of the evaluator: {what}"),
+                Span::default(),
+            )
+            .with_note("please report this with the program that caused it"),
+        )
+    };
+    std::thread::scope(|scope| {
+        let handle = std::thread::Builder::new()
+            .name("ms-eval".to_string())
+            .stack_size(stack_bytes)
+            .spawn_scoped(scope, || f(state));
+        match handle {
+            Ok(h) => h.join().unwrap_or_else(|p| {
+                let what = p
+                    .downcast_ref::<&str>()
+                    .map(|s| (*s).to_string())
+                    .or_else(|| p.downcast_ref::<String>().cloned())
+                    .unwrap_or_else(|| "a panic".to_string());
+                Err(internal(&what))
+            }),
+            Err(e) => Err(internal(&format!(
+                "cannot start the evaluation thread: {e}"
+            ))),
+        }
+    })
+}

@@ -1,0 +1,133 @@
+//! Programs with expected output, run through [`Session::eval`].
+//!
+//! Each `tests/run/<name>.ms` (at the workspace root) runs in a fresh session that captures
+//! what it prints; the output must equal `<name>.stdout`. A program that stops with an
+//! error also has `<name>.stderr`: its rendered diagnostics (no colour). A program without
+//! a `.stderr` file must run cleanly. A line `//--- next entry` splits a program into
+//! entries evaluated one after another in the same session, like REPL entries. `BLESS=1 cargo test -p interpreter --test run`
+//! rewrites the expected files from the current output; review the diff like code.
+//!
+//! A second test ties the runtime error codes to these programs: every E09xx code that has
+//! an explanation (other than the internal E0999) is shown by at least one program.
+
+use std::collections::BTreeSet;
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use std::sync::Arc;
+
+use devices::CpuDevice;
+use devices::cpu::Limits;
+use interpreter::{Options, Session};
+use lang::diagnostics::RenderOptions;
+
+fn run_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("..")
+        .join("tests")
+        .join("run")
+}
+
+fn programs() -> Vec<PathBuf> {
+    let mut v: Vec<PathBuf> = fs::read_dir(run_dir())
+        .expect("tests/run exists")
+        .map(|e| e.expect("readable tests/run entry").path())
+        .filter(|p| p.extension().is_some_and(|e| e == "ms"))
+        .collect();
+    v.sort();
+    v
+}
+
+/// A line that splits a program into entries run one after another in one session, like
+/// REPL entries.
+const NEXT_ENTRY: &str = "//--- next entry\n";
+
+/// Runs one program: (stdout, rendered diagnostics, codes).
+fn run(path: &Path) -> (String, String, Vec<&'static str>) {
+    let text = fs::read_to_string(path).expect("readable program");
+    let file = path.file_name().and_then(|n| n.to_str()).unwrap_or("?");
+    // A fixed size cap, so that the programs that hit it print the same everywhere.
+    let device = CpuDevice::with_limits(Limits {
+        max_tensor_bytes: 1 << 30,
+    });
+    let mut s = Session::with_options(Options {
+        capture_output: true,
+        device: Arc::new(device),
+        ..Options::default()
+    });
+    let (mut stdout, mut stderr, mut codes) = (String::new(), String::new(), Vec::new());
+    for (i, entry) in text.split(NEXT_ENTRY).enumerate() {
+        let name = if i == 0 {
+            format!("run/{file}")
+        } else {
+            format!("run/{file}#{}", i + 1)
+        };
+        let out = s.eval(entry);
+        stdout.push_str(&out.output);
+        stderr.push_str(&s.render(&out, &name, entry, RenderOptions::default()));
+        codes.extend(out.diagnostics.iter().map(|d| d.code));
+    }
+    (stdout, stderr, codes)
+}
+
+#[test]
+fn programs_print_what_they_should() {
+    let bless = std::env::var_os("BLESS").is_some();
+    let progs = programs();
+    let mut failures = Vec::new();
+    for p in &progs {
+        let (stdout, stderr, _) = run(p);
+        let out_file = p.with_extension("stdout");
+        let err_file = p.with_extension("stderr");
+        if bless {
+            fs::write(&out_file, &stdout).expect("writable .stdout");
+            if stderr.is_empty() {
+                let _ = fs::remove_file(&err_file);
+            } else {
+                fs::write(&err_file, &stderr).expect("writable .stderr");
+            }
+            continue;
+        }
+        let want_out = fs::read_to_string(&out_file).unwrap_or_default();
+        let want_err = fs::read_to_string(&err_file).unwrap_or_default();
+        if want_out != stdout || want_err != stderr {
+            failures.push(format!(
+                "--- {}\n=== expected stdout\n{want_out}=== actual stdout\n{stdout}=== expected stderr\n{want_err}=== actual stderr\n{stderr}",
+                p.display()
+            ));
+        }
+    }
+    assert!(
+        progs.len() >= 40,
+        "only {} programs in tests/run",
+        progs.len()
+    );
+    assert!(
+        failures.is_empty(),
+        "{} of {} programs differ (BLESS=1 to accept):\n{}",
+        failures.len(),
+        progs.len(),
+        failures.join("\n")
+    );
+}
+
+#[test]
+fn every_runtime_code_is_shown_by_a_program() {
+    let mut shown = BTreeSet::new();
+    for p in programs() {
+        shown.extend(run(&p).2);
+    }
+    let missing: Vec<&str> = lang::diagnostics::codes()
+        .filter(|c| c.starts_with("E09") && *c != "E0999" && !shown.contains(c))
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "runtime codes with no program: {missing:?}"
+    );
+    for code in &shown {
+        assert!(
+            lang::diagnostics::explain(code).is_some(),
+            "{code} has no lang/explain/{code}.md"
+        );
+    }
+}
