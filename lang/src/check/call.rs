@@ -670,12 +670,7 @@ impl Checker {
                 }
             }
         }
-        let anns: Vec<&Ann> = def
-            .anns
-            .iter()
-            .flatten()
-            .chain(def.ret.as_ref().map(|(a, _)| a))
-            .collect();
+        let anns = sig_anns(&def);
         let identity = Bindings::identity(&anns);
         let ptys: Vec<Ty> = def
             .anns
@@ -821,12 +816,7 @@ impl Checker {
             .zip(ptys)
             .map(|(p, t)| (p.name.name.clone(), t))
             .collect();
-        let anns: Vec<&Ann> = def
-            .anns
-            .iter()
-            .flatten()
-            .chain(def.ret.as_ref().map(|(a, _)| a))
-            .collect();
+        let anns = sig_anns(def);
         let ret = RetCx {
             name: def.name.clone(),
             ann: def.ret.clone(),
@@ -1075,4 +1065,14 @@ fn is_int_scalar(t: &Ty) -> bool {
         Ty::Tensor(t) => t.dtype.is_int() && t.rank().is_none_or(|r| r == 0),
         _ => false,
     }
+}
+
+/// The annotations of a function's signature, parameters then result, left out where
+/// none was written. Instantiating and checking a body both bind their symbols.
+fn sig_anns(def: &FnDef) -> Vec<&Ann> {
+    def.anns
+        .iter()
+        .flatten()
+        .chain(def.ret.as_ref().map(|(a, _)| a))
+        .collect()
 }
