@@ -5,6 +5,7 @@
 
 #[path = "check/build.rs"]
 mod build;
+mod common;
 
 use build::*;
 use lang::ast::{ImportSource, Program, StmtKind};
@@ -53,14 +54,7 @@ fn check_ok(case: &str, prog: Program, expect: &[(&str, &str)]) {
         diags.is_empty(),
         "{case}: unexpected diagnostics {diags:#?}"
     );
-    let globals = c.globals();
-    for (name, want) in expect {
-        let got = globals
-            .iter()
-            .find(|(n, _)| &**n == *name)
-            .map(|(_, t)| t.to_string());
-        assert_eq!(got.as_deref(), Some(*want), "{case}: type of `{name}`");
-    }
+    common::assert_globals(&c, expect, &format!("{case}:"));
 }
 
 /// Checks `prog` and asserts the codes of its diagnostics, and that the first one's

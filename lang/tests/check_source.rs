@@ -1,6 +1,8 @@
 //! The checker on source text (parser + rules + walker): the programs of LANGUAGE.md
 //! check clean, wrong programs give their codes, and spans stay inside the source.
 
+mod common;
+
 use lang::check::{Checker, ModuleLoader, check_source};
 use lang::syntax::parse;
 
@@ -53,14 +55,7 @@ fn check_ok(src: &str, expect: &[(&str, &str)]) {
     let mut c = Checker::new();
     let diags = c.check_program(src, &program);
     assert!(diags.is_empty(), "{src}\n{diags:#?}");
-    let globals = c.globals();
-    for (name, want) in expect {
-        let got = globals
-            .iter()
-            .find(|(n, _)| &**n == *name)
-            .map(|(_, t)| t.to_string());
-        assert_eq!(got.as_deref(), Some(*want), "{src}\n type of `{name}`");
-    }
+    common::assert_globals(&c, expect, &format!("{src}\n"));
 }
 
 /// Checks `src` and asserts the diagnostic codes, and that the first message contains

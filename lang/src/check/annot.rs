@@ -9,7 +9,7 @@ use ir::{DType, Dim, Shape};
 
 use crate::ast::{DimExprKind, Name, TypeExpr, TypeExprKind};
 use crate::check::Checker;
-use crate::check::ty::{FnTy, TensorTy, Ty};
+use crate::check::ty::{FnTy, TensorTy, Ty, write_list, write_record, write_tuple};
 use crate::diagnostics::Diagnostic;
 
 /// A type annotation after alias expansion: what a value must look like.
@@ -74,37 +74,11 @@ impl fmt::Display for Ann {
                 }
                 f.write_str("]")
             }
-            Ann::Tuple(items) => {
-                f.write_str("(")?;
-                for (i, t) in items.iter().enumerate() {
-                    if i > 0 {
-                        f.write_str(", ")?;
-                    }
-                    write!(f, "{t}")?;
-                }
-                if items.len() == 1 {
-                    f.write_str(",")?;
-                }
-                f.write_str(")")
-            }
-            Ann::Record(fields) => {
-                f.write_str("{")?;
-                for (i, (n, t)) in fields.iter().enumerate() {
-                    if i > 0 {
-                        f.write_str(", ")?;
-                    }
-                    write!(f, "{n}: {t}")?;
-                }
-                f.write_str("}")
-            }
+            Ann::Tuple(items) => write_tuple(f, items),
+            Ann::Record(fields) => write_record(f, fields),
             Ann::Fn { params, ret } => {
                 f.write_str("fn(")?;
-                for (i, t) in params.iter().enumerate() {
-                    if i > 0 {
-                        f.write_str(", ")?;
-                    }
-                    write!(f, "{t}")?;
-                }
+                write_list(f, params)?;
                 write!(f, ") -> {ret}")
             }
             Ann::Str => f.write_str("str"),

@@ -145,12 +145,7 @@ impl Checker {
                     }
                 },
                 "devices" => {
-                    let ok = match &v.ty {
-                        Ty::Unknown => true,
-                        Ty::Tensor(t) => t.dtype.is_int() && t.rank().is_none_or(|r| r == 0),
-                        _ => false,
-                    };
-                    if !ok {
+                    if !is_int_scalar(&v.ty) {
                         self.emit(
                             Diagnostic::error(
                                 "E0412",
@@ -163,14 +158,9 @@ impl Checker {
                     }
                 }
                 "batch" => {
-                    let is_int = |t: &Ty| match t {
-                        Ty::Unknown => true,
-                        Ty::Tensor(t) => t.dtype.is_int() && t.rank().is_none_or(|r| r == 0),
-                        _ => false,
-                    };
                     let ok = match &v.ty {
-                        Ty::Tuple(ts) => ts.iter().all(is_int),
-                        t => is_int(t),
+                        Ty::Tuple(ts) => ts.iter().all(is_int_scalar),
+                        t => is_int_scalar(t),
                     };
                     if !ok {
                         self.emit(
@@ -680,12 +670,7 @@ impl Checker {
                 }
             }
         }
-        let anns: Vec<&Ann> = def
-            .anns
-            .iter()
-            .flatten()
-            .chain(def.ret.as_ref().map(|(a, _)| a))
-            .collect();
+        let anns = sig_anns(&def);
         let identity = Bindings::identity(&anns);
         let ptys: Vec<Ty> = def
             .anns
@@ -831,12 +816,7 @@ impl Checker {
             .zip(ptys)
             .map(|(p, t)| (p.name.name.clone(), t))
             .collect();
-        let anns: Vec<&Ann> = def
-            .anns
-            .iter()
-            .flatten()
-            .chain(def.ret.as_ref().map(|(a, _)| a))
-            .collect();
+        let anns = sig_anns(def);
         let ret = RetCx {
             name: def.name.clone(),
             ann: def.ret.clone(),
@@ -1074,4 +1054,25 @@ fn ty_nodes(t: &Ty, limit: usize) -> usize {
         Ty::Iter(i) => 1 + ty_nodes(i, limit),
         _ => 1,
     }
+}
+
+/// True for what may stand where `@jit` wants an integer (`devices:`, each index of
+/// `batch:`): an integer tensor that is, or may be, a scalar, or an unknown type, which
+/// fits anything. Both arguments share it so that they accept the same values.
+fn is_int_scalar(t: &Ty) -> bool {
+    match t {
+        Ty::Unknown => true,
+        Ty::Tensor(t) => t.dtype.is_int() && t.rank().is_none_or(|r| r == 0),
+        _ => false,
+    }
+}
+
+/// The annotations of a function's signature, parameters then result, left out where
+/// none was written. Instantiating and checking a body both bind their symbols.
+fn sig_anns(def: &FnDef) -> Vec<&Ann> {
+    def.anns
+        .iter()
+        .flatten()
+        .chain(def.ret.as_ref().map(|(a, _)| a))
+        .collect()
 }

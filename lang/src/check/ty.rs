@@ -205,45 +205,57 @@ impl TensorTy {
     }
 }
 
+/// Writes `items` separated by `, `. Types and annotations print their tuples and
+/// function parameters alike, and through these helpers they cannot drift apart.
+pub(crate) fn write_list<T: fmt::Display>(f: &mut fmt::Formatter<'_>, items: &[T]) -> fmt::Result {
+    for (i, t) in items.iter().enumerate() {
+        if i > 0 {
+            f.write_str(", ")?;
+        }
+        write!(f, "{t}")?;
+    }
+    Ok(())
+}
+
+/// Writes a tuple: `(a, b)`, and `(a,)` for one item so that it does not read as a
+/// parenthesized `a`.
+pub(crate) fn write_tuple<T: fmt::Display>(f: &mut fmt::Formatter<'_>, items: &[T]) -> fmt::Result {
+    f.write_str("(")?;
+    write_list(f, items)?;
+    if items.len() == 1 {
+        f.write_str(",")?;
+    }
+    f.write_str(")")
+}
+
+/// Writes a record: `{name: t, ...}` in the map's (sorted) order.
+pub(crate) fn write_record<T: fmt::Display>(
+    f: &mut fmt::Formatter<'_>,
+    fields: &BTreeMap<Name, T>,
+) -> fmt::Result {
+    f.write_str("{")?;
+    for (i, (name, t)) in fields.iter().enumerate() {
+        if i > 0 {
+            f.write_str(", ")?;
+        }
+        write!(f, "{name}: {t}")?;
+    }
+    f.write_str("}")
+}
+
 impl fmt::Display for Ty {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Ty::Tensor(t) => write!(f, "{t}"),
-            Ty::Tuple(items) => {
-                f.write_str("(")?;
-                for (i, t) in items.iter().enumerate() {
-                    if i > 0 {
-                        f.write_str(", ")?;
-                    }
-                    write!(f, "{t}")?;
-                }
-                if items.len() == 1 {
-                    f.write_str(",")?;
-                }
-                f.write_str(")")
-            }
-            Ty::Record(fields) => {
-                f.write_str("{")?;
-                for (i, (name, t)) in fields.iter().enumerate() {
-                    if i > 0 {
-                        f.write_str(", ")?;
-                    }
-                    write!(f, "{name}: {t}")?;
-                }
-                f.write_str("}")
-            }
+            Ty::Tuple(items) => write_tuple(f, items),
+            Ty::Record(fields) => write_record(f, fields),
             Ty::Fn(func) => match &**func {
                 FnTy::Builtin(name) => write!(f, "fn {name}"),
                 FnTy::User { name, .. } => write!(f, "fn {name}"),
                 FnTy::Closure(_) => f.write_str("closure"),
                 FnTy::Sig { params, ret } => {
                     f.write_str("fn(")?;
-                    for (i, t) in params.iter().enumerate() {
-                        if i > 0 {
-                            f.write_str(", ")?;
-                        }
-                        write!(f, "{t}")?;
-                    }
+                    write_list(f, params)?;
                     write!(f, ") -> {ret}")
                 }
                 FnTy::Derived { kind, f: inner, .. } => {

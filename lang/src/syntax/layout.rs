@@ -159,24 +159,9 @@ fn next_non_newline(tokens: &[(Tok, Span)], from: usize) -> Option<&Tok> {
 
 /// True when a line ending with `tok` must continue on the next line.
 fn continues_line(tok: &Tok) -> bool {
-    tok.is_binary_op()
-        || matches!(
-            tok,
-            Tok::Comma
-                | Tok::Assign
-                | Tok::PlusEq
-                | Tok::MinusEq
-                | Tok::StarEq
-                | Tok::SlashEq
-                | Tok::Pipe
-                | Tok::Dot
-                | Tok::Arrow
-                | Tok::Bang
-                | Tok::Else
-                | Tok::Newline
-                | Tok::Semi
-                | Tok::Doc(_)
-        )
+    // After a newline, a `;` or a doc comment what came before is already ended or
+    // separated, so another newline would add nothing.
+    tok.expects_more() || matches!(tok, Tok::Newline | Tok::Semi | Tok::Doc(_))
 }
 
 /// True for the tokens that can add a level to the tree.

@@ -97,22 +97,7 @@ pub fn is_incomplete(src: &str) -> bool {
         .rev()
         .map(|(t, _)| t)
         .find(|t| !matches!(t, Tok::Newline | Tok::Doc(_)));
-    matches!(
-        last,
-        Some(
-            Tok::Comma
-                | Tok::Assign
-                | Tok::PlusEq
-                | Tok::MinusEq
-                | Tok::StarEq
-                | Tok::SlashEq
-                | Tok::Pipe
-                | Tok::Arrow
-                | Tok::Dot
-                | Tok::Bang
-                | Tok::Else
-        )
-    ) || last.is_some_and(Tok::is_binary_op)
+    last.is_some_and(Tok::expects_more)
 }
 
 /// The last bracket left open at the end of `src`, if any.

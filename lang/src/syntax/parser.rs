@@ -51,6 +51,47 @@ pub(crate) fn sp(s: SimpleSpan) -> Span {
     }
 }
 
+/// What [`parenthesized`] read: a single item without a trailing comma is only grouping,
+/// anything else is a tuple (`()` the empty one).
+enum Paren<T> {
+    Group(T),
+    Tuple(Vec<T>),
+}
+
+/// `()`, `(a)`, `(a,)` and `(a, b, ...)` over `item`. Expressions, types and patterns all
+/// read parentheses this way, so the rule lives here once: the comma after the first item
+/// decides between grouping and a tuple, looking one token ahead.
+fn parenthesized<'s, T, P>(item: P) -> impl Parser<'s, TokInput<'s>, Paren<T>, Extra<'s>> + Clone
+where
+    P: Parser<'s, TokInput<'s>, T, Extra<'s>> + Clone,
+{
+    just(Tok::LParen)
+        .ignore_then(
+            item.clone()
+                .then(
+                    just(Tok::Comma)
+                        .ignore_then(
+                            item.separated_by(just(Tok::Comma))
+                                .allow_trailing()
+                                .collect::<Vec<_>>(),
+                        )
+                        .or_not(),
+                )
+                .or_not(),
+        )
+        .then_ignore(just(Tok::RParen))
+        .map(|inner| match inner {
+            None => Paren::Tuple(Vec::new()),
+            Some((first, None)) => Paren::Group(first),
+            Some((first, Some(rest))) => {
+                let mut items = Vec::with_capacity(rest.len() + 1);
+                items.push(first);
+                items.extend(rest);
+                Paren::Tuple(items)
+            }
+        })
+}
+
 fn mk(kind: ExprKind, span: Span) -> Expr {
     Expr { kind, span }
 }
@@ -260,35 +301,13 @@ fn expression<'s>(
     .map_with(|kind, e| mk(kind, sp(e.span())));
 
     // `()`, `(e)`, `(e,)`, `(e, f)`: the comma after the first element decides.
-    let paren = just(Tok::LParen)
-        .ignore_then(
-            expr.clone()
-                .then(
-                    just(Tok::Comma)
-                        .ignore_then(
-                            expr.clone()
-                                .separated_by(just(Tok::Comma))
-                                .allow_trailing()
-                                .collect::<Vec<_>>(),
-                        )
-                        .or_not(),
-                )
-                .or_not(),
-        )
-        .then_ignore(just(Tok::RParen))
-        .map_with(|inner, e| {
-            let span = sp(e.span());
-            match inner {
-                None => mk(ExprKind::Tuple(Vec::new()), span),
-                Some((first, None)) => mk(first.kind, span),
-                Some((first, Some(rest))) => {
-                    let mut items = Vec::with_capacity(rest.len() + 1);
-                    items.push(first);
-                    items.extend(rest);
-                    mk(ExprKind::Tuple(items), span)
-                }
-            }
-        });
+    let paren = parenthesized(expr.clone()).map_with(|inner, e| {
+        let span = sp(e.span());
+        match inner {
+            Paren::Group(first) => mk(first.kind, span),
+            Paren::Tuple(items) => mk(ExprKind::Tuple(items), span),
+        }
+    });
 
     let list = expr
         .clone()
@@ -779,34 +798,10 @@ fn type_parser<'s>(ident: Boxed<'s, Ident>) -> Boxed<'s, TypeExpr> {
                     TypeExprKind::Tensor { dtype, dims }
                 }
             });
-        let paren = just(Tok::LParen)
-            .ignore_then(
-                ty.clone()
-                    .then(
-                        just(Tok::Comma)
-                            .ignore_then(
-                                ty.clone()
-                                    .separated_by(just(Tok::Comma))
-                                    .allow_trailing()
-                                    .collect::<Vec<_>>(),
-                            )
-                            .or_not(),
-                    )
-                    .or_not(),
-            )
-            .then_ignore(just(Tok::RParen))
-            .map(|inner| match inner {
-                None => TypeExprKind::Tuple(Vec::new()),
-                Some((first, None)) => {
-                    let first: TypeExpr = first;
-                    first.kind
-                }
-                Some((first, Some(rest))) => {
-                    let mut items = vec![first];
-                    items.extend(rest);
-                    TypeExprKind::Tuple(items)
-                }
-            });
+        let paren = parenthesized(ty.clone()).map(|inner: Paren<TypeExpr>| match inner {
+            Paren::Group(first) => first.kind,
+            Paren::Tuple(items) => TypeExprKind::Tuple(items),
+        });
         let record = one_of([Tok::LRecord, Tok::LBrace])
             .ignore_then(
                 ident
@@ -863,34 +858,10 @@ fn pattern_parser<'s>(ident: Boxed<'s, Ident>) -> Boxed<'s, Pattern> {
                 PatternKind::Name(id)
             }
         });
-        let paren = just(Tok::LParen)
-            .ignore_then(
-                pat.clone()
-                    .then(
-                        just(Tok::Comma)
-                            .ignore_then(
-                                pat.clone()
-                                    .separated_by(just(Tok::Comma))
-                                    .allow_trailing()
-                                    .collect::<Vec<_>>(),
-                            )
-                            .or_not(),
-                    )
-                    .or_not(),
-            )
-            .then_ignore(just(Tok::RParen))
-            .map(|inner| match inner {
-                None => PatternKind::Tuple(Vec::new()),
-                Some((first, None)) => {
-                    let first: Pattern = first;
-                    first.kind
-                }
-                Some((first, Some(rest))) => {
-                    let mut items = vec![first];
-                    items.extend(rest);
-                    PatternKind::Tuple(items)
-                }
-            });
+        let paren = parenthesized(pat.clone()).map(|inner: Paren<Pattern>| match inner {
+            Paren::Group(first) => first.kind,
+            Paren::Tuple(items) => PatternKind::Tuple(items),
+        });
         let field = ident
             .then(just(Tok::Colon).ignore_then(pat).or_not())
             .map(|(name, pat)| FieldPattern { name, pat });

@@ -155,6 +155,27 @@ impl Tok {
         })
     }
 
+    /// True for the tokens that cannot end an expression or statement: binary operators,
+    /// `,`, the assignments, `|`, `.`, `->`, `!` and `else`. The layout pass joins the next
+    /// line after them and the REPL asks for another line, so both use this one list.
+    pub fn expects_more(&self) -> bool {
+        self.is_binary_op()
+            || matches!(
+                self,
+                Tok::Comma
+                    | Tok::Assign
+                    | Tok::PlusEq
+                    | Tok::MinusEq
+                    | Tok::StarEq
+                    | Tok::SlashEq
+                    | Tok::Pipe
+                    | Tok::Dot
+                    | Tok::Arrow
+                    | Tok::Bang
+                    | Tok::Else
+            )
+    }
+
     /// True for the tokens of binary operators (`-` and `||` included, which are also
     /// prefix forms).
     pub fn is_binary_op(&self) -> bool {

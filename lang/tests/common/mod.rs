@@ -301,6 +301,19 @@ pub fn summary(src: &Src, d: &lang::Diagnostic) -> String {
     s
 }
 
+/// Asserts that each named global of `c` prints as the given type. `context` starts each
+/// failure message (the case's name or source), so that a failing table row is found.
+pub fn assert_globals(c: &lang::check::Checker, expect: &[(&str, &str)], context: &str) {
+    let globals = c.globals();
+    for (name, want) in expect {
+        let got = globals
+            .iter()
+            .find(|(n, _)| &**n == *name)
+            .map(|(_, t)| t.to_string());
+        assert_eq!(got.as_deref(), Some(*want), "{context} type of `{name}`");
+    }
+}
+
 /// Checks that every span of a diagnostic lies inside the source on char boundaries.
 pub fn spans_inside(src: &Src, d: &lang::Diagnostic) {
     for s in std::iter::once(d.primary.span).chain(d.labels.iter().map(|l| l.span)) {
