@@ -76,7 +76,10 @@ fn weak_floats_keep_their_precision_until_they_meet_a_dtype() {
     // 0.1 multiplies an f64 as the f64 0.1, not as 0.1 rounded to f32.
     assert_eq!(printed("print(f64(1.0) * 0.1 == f64(0.1))"), "true\n");
     // Alone, a float literal is f32.
-    assert_eq!(printed("print(0.1 + 0.2, dtype(0.1 + 0.2))"), "0.3000 f32\n");
+    assert_eq!(
+        printed("print(0.1 + 0.2, dtype(0.1 + 0.2))"),
+        "0.3000 f32\n"
+    );
 }
 
 #[test]
@@ -129,7 +132,10 @@ fn deep_recursion_is_an_error_not_a_crash() {
 
 #[test]
 fn printing_goes_to_the_sink_of_the_session() {
-    assert_eq!(printed("print(\"a\", 1, [1.5, 2.0])"), "a 1 [1.5000, 2.0000]\n");
+    assert_eq!(
+        printed("print(\"a\", 1, [1.5, 2.0])"),
+        "a 1 [1.5000, 2.0000]\n"
+    );
 }
 
 /// Every program of the golden UI cases that checks clean runs without an internal error
