@@ -351,12 +351,33 @@ impl<'s> Eval<'s> {
     /// (`let x: f64 = 0.1` is the `f64` 0.1). Shapes were checked before the program ran.
     fn fit_annotation(&mut self, v: Value, te: &TypeExpr, span: Span) -> R<Value> {
         match (&te.kind, v) {
-            (TypeExprKind::Tensor { dtype, .. }, Value::Tensor(t)) => {
+            (TypeExprKind::Tensor { dtype, dims }, Value::Tensor(t)) => {
                 match DType::from_name(&dtype.name) {
                     Some(d) if t.weak && d != t.dtype => Ok(Value::Tensor(TensorVal::strong_of(
                         self.cast(&t.t, d, span)?,
                     ))),
-                    _ => Ok(Value::Tensor(t)),
+                    Some(d) => {
+                        // The checker proved what it could; a value whose type it did not
+                        // know (data from a file, `?` dims) is checked here, where it
+                        // arrives, against the annotation (LANGUAGE.md §6).
+                        if let Some(why) = annotation_misfit(d, dims.as_deref(), &t) {
+                            let found = crate::value::tensor_type_text(t.dtype, t.shape());
+                            return Err(Flow::error(
+                                lang::Diagnostic::error(
+                                    "E0907",
+                                    format!(
+                                        "the value is {found}, but the annotation says {}: {why}",
+                                        annotation_text(te)
+                                    ),
+                                    te.span,
+                                )
+                                .with_primary_label("expected because of this annotation")
+                                .with_label(span, format!("this is {found}")),
+                            ));
+                        }
+                        Ok(Value::Tensor(t))
+                    }
+                    None => Ok(Value::Tensor(t)),
                 }
             }
             (TypeExprKind::Tuple(ts), Value::Tuple(items)) if ts.len() == items.len() => {
@@ -1112,4 +1133,78 @@ fn block_names(b: &Block, out: &mut HashSet<Name>) {
 /// Diagnostics use this to name the text a span indexes.
 pub(crate) fn source_name(st: &State, src: usize) -> Option<Arc<str>> {
     st.sources.get(src).map(|(n, _)| n.clone())
+}
+
+/// Why a tensor does not fit an annotated dtype and dims, or `None` when it fits. Known
+/// sizes must match, a symbolic name must stand for one size throughout the annotation,
+/// `_` and `?` match any size, and `...` any number of leading dims.
+fn annotation_misfit(
+    dtype: DType,
+    dims: Option<&[lang::ast::DimExpr]>,
+    t: &TensorVal,
+) -> Option<String> {
+    use lang::ast::DimExprKind;
+    if dtype != t.dtype {
+        return Some(format!("the dtype is {}, not {dtype}", t.dtype));
+    }
+    let shape = t.shape();
+    let dims = dims.unwrap_or(&[]);
+    let ellipsis = dims.iter().position(|d| d.kind == DimExprKind::Ellipsis);
+    let (head, tail) = match ellipsis {
+        Some(i) => (&dims[..i], &dims[i + 1..]),
+        None => (dims, &[][..]),
+    };
+    let fixed = head.len() + tail.len();
+    if (ellipsis.is_none() && shape.len() != dims.len()) || shape.len() < fixed {
+        return Some(format!(
+            "it has {} axes, the annotation {}",
+            shape.len(),
+            fixed
+        ));
+    }
+    let pairs = head.iter().zip(shape.iter().enumerate()).chain(
+        tail.iter()
+            .zip(shape.iter().enumerate().skip(shape.len() - tail.len())),
+    );
+    let mut bound: HashMap<&str, usize> = HashMap::new();
+    for (d, (axis, &size)) in pairs {
+        match &d.kind {
+            DimExprKind::Known(n) if *n != size as u64 => {
+                return Some(format!("axis {axis} is {size}, not {n}"));
+            }
+            DimExprKind::Sym(name) => match bound.insert(name, size) {
+                Some(before) if before != size => {
+                    return Some(format!("`{name}` is {before} and {size}"));
+                }
+                _ => {}
+            },
+            _ => {}
+        }
+    }
+    None
+}
+
+/// The annotation as written, for messages.
+fn annotation_text(te: &TypeExpr) -> String {
+    use lang::ast::DimExprKind;
+    match &te.kind {
+        TypeExprKind::Tensor {
+            dtype,
+            dims: Some(dims),
+        } => {
+            let dims: Vec<String> = dims
+                .iter()
+                .map(|d| match &d.kind {
+                    DimExprKind::Known(n) => n.to_string(),
+                    DimExprKind::Sym(s) => s.to_string(),
+                    DimExprKind::Any => "_".into(),
+                    DimExprKind::Unknown => "?".into(),
+                    DimExprKind::Ellipsis => "...".into(),
+                })
+                .collect();
+            format!("{}[{}]", dtype.name, dims.join(", "))
+        }
+        TypeExprKind::Tensor { dtype, dims: None } => dtype.name.to_string(),
+        _ => "another type".into(),
+    }
 }
