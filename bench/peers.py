@@ -36,7 +36,7 @@ import common as C  # noqa: E402  (the path is only known at run time)
 THREADS = int(os.environ.get("BENCH_THREADS", "2"))  # compare.sh passes its own
 N_ELEMS = 10_000_000
 REDUCE_SHAPE = (10_000, 1_000)
-MATMUL_SIZES = (64, 256, 1024, 2048)
+MATMUL_SIZES = (64, 256, 512, 1024, 2048)
 GOLDEN = np.uint64(0x9E3779B97F4A7C15)
 
 

@@ -34,7 +34,7 @@ const N_ELEMS: usize = 10_000_000;
 /// Shape of the reduction input: 10M elements, so "sum over the last axis" has work per row.
 const REDUCE_SHAPE: [usize; 2] = [10_000, 1_000];
 /// Matrix sizes (square `n × n @ n × n`).
-const MATMUL_SIZES: [usize; 4] = [64, 256, 1024, 2048];
+const MATMUL_SIZES: [usize; 5] = [64, 256, 512, 1024, 2048];
 
 /// The SplitMix64 increment (2^64 / golden ratio).
 const GOLDEN: u64 = 0x9E37_79B9_7F4A_7C15;

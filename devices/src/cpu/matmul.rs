@@ -1,8 +1,10 @@
 //! Batched matrix products.
 //!
 //! Floats go to the `gemm` crate, which takes arbitrary row and column strides: transposed
-//! and broadcast operands are multiplied in place, never copied. Integer matrices (rare:
-//! index arithmetic, counting) use a plain loop.
+//! and broadcast operands are multiplied in place, never copied. Large `f32` products on
+//! AVX2 + FMA CPUs without AVX-512 go to our own blocked GEMM instead (`super::gemm`), which
+//! packs its operands from any strides. Integer matrices (rare: index arithmetic, counting)
+//! use a plain loop.
 
 use rayon::prelude::*;
 
@@ -15,7 +17,7 @@ const PAR_MIN_MACS: usize = 48 * 48 * 48;
 /// `a @ b` with NumPy batching; `shape` is the inferred output shape `[..batch, m, n]`.
 pub(crate) fn matmul(a: &Tensor, b: &Tensor, shape: &[usize]) -> Result<Tensor, DeviceError> {
     match a.dtype() {
-        ir::DType::F32 => Ok(float_matmul::<f32>(a, b, shape)),
+        ir::DType::F32 => Ok(f32_matmul(a, b, shape)),
         ir::DType::F64 => Ok(float_matmul::<f64>(a, b, shape)),
         ir::DType::I32 => Ok(int_matmul::<i32>(a, b, shape)),
         ir::DType::I64 => Ok(int_matmul::<i64>(a, b, shape)),
@@ -77,6 +79,58 @@ impl Batched {
         };
         (plan, av, bv)
     }
+}
+
+/// `f32` products: our blocked GEMM where it is the faster one, else the `gemm` crate.
+fn f32_matmul(a: &Tensor, b: &Tensor, shape: &[usize]) -> Tensor {
+    #[cfg(target_arch = "x86_64")]
+    {
+        let r = shape.len();
+        let (m, n, k) = (shape[r - 2], shape[r - 1], a.shape()[a.rank() - 1]);
+        if let Some(isa) = super::gemm::choose(m, n, k) {
+            return blocked_matmul(isa, a, b, shape);
+        }
+    }
+    float_matmul::<f32>(a, b, shape)
+}
+
+/// Batched `f32` matmul on our blocked GEMM. Every matrix that reaches it is large enough to
+/// be split over all threads on its own, so the batch runs one matrix after another.
+#[cfg(target_arch = "x86_64")]
+fn blocked_matmul(isa: super::gemm::Avx2Fma, a: &Tensor, b: &Tensor, shape: &[usize]) -> Tensor {
+    use super::gemm::{BLOCKING, MatRef, Product, sgemm};
+    let (p, av, bv) = Batched::new(a, b, shape);
+    let (abuf, bbuf) = (
+        av.buffer::<f32>().unwrap_or(&[]),
+        bv.buffer::<f32>().unwrap_or(&[]),
+    );
+    let mut out = crate::buffer::zeroed::<f32>(shape.iter().product());
+    let mn = p.m * p.n;
+    if mn > 0 {
+        for (i, dst) in out.chunks_mut(mn).enumerate() {
+            let a = MatRef {
+                data: abuf,
+                offset: p.a_offsets[i],
+                rs: p.a_rs,
+                cs: p.a_cs,
+            };
+            let b = MatRef {
+                data: bbuf,
+                offset: p.b_offsets[i],
+                rs: p.b_rs,
+                cs: p.b_cs,
+            };
+            let prod = Product {
+                m: p.m,
+                n: p.n,
+                k: p.k,
+                a,
+                b,
+            };
+            sgemm(isa, BLOCKING, &prod, dst, true);
+        }
+    }
+    Tensor::from_host_unchecked(f32::into_buffer(out), shape)
 }
 
 fn float_matmul<T: Elem + Num>(a: &Tensor, b: &Tensor, shape: &[usize]) -> Tensor {

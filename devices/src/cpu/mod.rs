@@ -15,6 +15,8 @@ mod cast;
 mod conv;
 mod creation;
 mod elementwise;
+#[cfg(target_arch = "x86_64")]
+mod gemm;
 pub mod math;
 mod matmul;
 mod movement;
