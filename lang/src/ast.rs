@@ -8,6 +8,7 @@
 //! assignment, `x.T`), so that errors can point at what the user typed; the checker and the
 //! evaluator give it its meaning.
 
+use std::collections::HashSet;
 use std::sync::Arc;
 
 use crate::span::Span;
@@ -487,4 +488,115 @@ pub enum DimExprKind {
     Unknown,
     /// `...`: any number of leading dimensions.
     Ellipsis,
+}
+
+/// Every name an expression mentions: an over-approximation of its free variables (names
+/// bound inside shadow the captured ones anyway), which is what both the checker and the
+/// evaluator need to decide what a closure captures.
+pub fn free_names(e: &Expr, out: &mut HashSet<Name>) {
+    match &e.kind {
+        ExprKind::Name(n) => {
+            out.insert(n.clone());
+        }
+        ExprKind::Int(_)
+        | ExprKind::Float(_)
+        | ExprKind::Bool(_)
+        | ExprKind::Str(_)
+        | ExprKind::Break
+        | ExprKind::Continue
+        | ExprKind::Error => {}
+        ExprKind::List(xs) | ExprKind::Tuple(xs) => xs.iter().for_each(|x| free_names(x, out)),
+        ExprKind::Record(fs) => fs.iter().for_each(|f| free_names(&f.value, out)),
+        ExprKind::Unary { operand, .. } => free_names(operand, out),
+        ExprKind::Binary { lhs, rhs, .. } => {
+            free_names(lhs, out);
+            free_names(rhs, out);
+        }
+        ExprKind::Range { start, end } => {
+            free_names(start, out);
+            free_names(end, out);
+        }
+        ExprKind::Call { callee, args } => {
+            free_names(callee, out);
+            args.iter().for_each(|a| free_names(&a.value, out));
+        }
+        ExprKind::Method {
+            receiver,
+            method,
+            args,
+        } => {
+            out.insert(method.name.clone());
+            free_names(receiver, out);
+            args.iter().for_each(|a| free_names(&a.value, out));
+        }
+        ExprKind::Field { base, .. } | ExprKind::TupleField { base, .. } => free_names(base, out),
+        ExprKind::Index { base, items } => {
+            free_names(base, out);
+            for it in items {
+                match it {
+                    IndexItem::Expr(x) => free_names(x, out),
+                    IndexItem::Slice {
+                        start, end, step, ..
+                    } => {
+                        for x in [start, end, step].into_iter().flatten() {
+                            free_names(x, out);
+                        }
+                    }
+                    IndexItem::Ellipsis(_) => {}
+                }
+            }
+        }
+        ExprKind::Closure { params, body } => {
+            for p in params {
+                if let Some(d) = &p.default {
+                    free_names(d, out);
+                }
+            }
+            free_names(body, out);
+        }
+        ExprKind::Block(b) => block_names(b, out),
+        ExprKind::If { cond, then, els } => {
+            free_names(cond, out);
+            block_names(then, out);
+            if let Some(x) = els {
+                free_names(x, out);
+            }
+        }
+        ExprKind::For { iter, body, .. } => {
+            free_names(iter, out);
+            block_names(body, out);
+        }
+        ExprKind::While { cond, body } => {
+            free_names(cond, out);
+            block_names(body, out);
+        }
+        ExprKind::Return(x) => {
+            if let Some(x) = x {
+                free_names(x, out);
+            }
+        }
+    }
+}
+
+/// Every name the statements of a block mention (see [`free_names`]).
+pub fn block_names(b: &Block, out: &mut HashSet<Name>) {
+    for s in &b.stmts {
+        match &s.kind {
+            StmtKind::Let { value, .. } => free_names(value, out),
+            StmtKind::Assign { target, value, .. } => {
+                out.insert(target.name.clone());
+                free_names(value, out);
+            }
+            StmtKind::Fn(d) => {
+                block_names(&d.body, out);
+                for p in &d.params {
+                    if let Some(x) = &p.default {
+                        free_names(x, out);
+                    }
+                }
+            }
+            StmtKind::Expr(e) => free_names(e, out),
+            StmtKind::TypeAlias { .. } | StmtKind::Import { .. } => {}
+        }
+    }
 }

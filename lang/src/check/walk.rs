@@ -955,7 +955,7 @@ impl Checker {
     /// names, as they are now.
     fn closure(&mut self, params: &[crate::ast::Param], body: &Expr, span: Span) -> Ty {
         let mut names = HashSet::new();
-        free_names(body, &mut names);
+        crate::ast::free_names(body, &mut names);
         let mut captured: BTreeMap<Name, Ty> = BTreeMap::new();
         let mut sorted: Vec<&Name> = names.iter().collect();
         sorted.sort();
@@ -992,108 +992,5 @@ impl Checker {
         let idx = self.declare_closure(params, body, captured.into_iter().collect());
         self.closure_ids.insert(key, idx);
         Ty::Fn(Arc::new(crate::check::FnTy::Closure(idx)))
-    }
-}
-
-/// Every name an expression mentions (an over-approximation of its free variables: names
-/// bound inside shadow the captured ones anyway).
-fn free_names(e: &Expr, out: &mut HashSet<Name>) {
-    let mut visit = |x: &Expr| free_names(x, out);
-    match &e.kind {
-        ExprKind::Name(n) => {
-            out.insert(n.clone());
-        }
-        ExprKind::Int(_)
-        | ExprKind::Float(_)
-        | ExprKind::Bool(_)
-        | ExprKind::Str(_)
-        | ExprKind::Break
-        | ExprKind::Continue
-        | ExprKind::Error => {}
-        ExprKind::List(xs) | ExprKind::Tuple(xs) => xs.iter().for_each(visit),
-        ExprKind::Record(fs) => fs.iter().for_each(|f| visit(&f.value)),
-        ExprKind::Unary { operand, .. } => visit(operand),
-        ExprKind::Binary { lhs, rhs, .. } => {
-            visit(lhs);
-            visit(rhs);
-        }
-        ExprKind::Range { start, end } => {
-            visit(start);
-            visit(end);
-        }
-        ExprKind::Call { callee, args } => {
-            visit(callee);
-            args.iter().for_each(|a| visit(&a.value));
-        }
-        ExprKind::Method {
-            receiver,
-            method,
-            args,
-        } => {
-            out.insert(method.name.clone());
-            free_names(receiver, out);
-            args.iter().for_each(|a| free_names(&a.value, out));
-        }
-        ExprKind::Field { base, .. } | ExprKind::TupleField { base, .. } => visit(base),
-        ExprKind::Index { base, items } => {
-            free_names(base, out);
-            for it in items {
-                match it {
-                    IndexItem::Expr(x) => free_names(x, out),
-                    IndexItem::Slice {
-                        start, end, step, ..
-                    } => {
-                        for x in [start, end, step].into_iter().flatten() {
-                            free_names(x, out);
-                        }
-                    }
-                    IndexItem::Ellipsis(_) => {}
-                }
-            }
-        }
-        ExprKind::Closure { params, body } => {
-            for p in params {
-                if let Some(d) = &p.default {
-                    free_names(d, out);
-                }
-            }
-            free_names(body, out);
-        }
-        ExprKind::Block(b) => block_names(b, out),
-        ExprKind::If { cond, then, els } => {
-            free_names(cond, out);
-            block_names(then, out);
-            if let Some(x) = els {
-                free_names(x, out);
-            }
-        }
-        ExprKind::For { iter, body, .. } => {
-            free_names(iter, out);
-            block_names(body, out);
-        }
-        ExprKind::While { cond, body } => {
-            free_names(cond, out);
-            block_names(body, out);
-        }
-        ExprKind::Return(x) => {
-            if let Some(x) = x {
-                free_names(x, out);
-            }
-        }
-    }
-}
-
-fn block_names(b: &Block, out: &mut HashSet<Name>) {
-    for s in &b.stmts {
-        match &s.kind {
-            StmtKind::Let { value, .. } => free_names(value, out),
-            StmtKind::Assign { target, value, .. } => {
-                out.insert(target.name.clone());
-                free_names(value, out);
-            }
-            StmtKind::Fn(d) => block_names(&d.body, out),
-            StmtKind::Expr(e) => free_names(e, out),
-            StmtKind::TypeAlias { .. } | StmtKind::Import { .. } => {}
-        }
     }
 }
