@@ -111,3 +111,30 @@ fn a_script_runs_and_prints_what_the_session_prints() {
         text(&failing.stderr)
     );
 }
+
+#[test]
+fn every_sample_runs_clean() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../samples");
+    let mut ran = 0;
+    for entry in std::fs::read_dir(&dir).expect("samples/ exists") {
+        let path = entry.expect("readable samples entry").path();
+        if path.extension().is_some_and(|e| e == "ms") {
+            let out = ms(&[&path.to_string_lossy()]);
+            assert_eq!(
+                out.status.code(),
+                Some(0),
+                "{}: {}",
+                path.display(),
+                text(&out.stderr)
+            );
+            assert!(
+                out.stderr.is_empty(),
+                "{}: {}",
+                path.display(),
+                text(&out.stderr)
+            );
+            ran += 1;
+        }
+    }
+    assert!(ran >= 1, "no samples found in {}", dir.display());
+}
