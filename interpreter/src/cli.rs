@@ -10,6 +10,7 @@ use lang::diagnostics::{self, RenderOptions};
 
 /// The usage text printed after a usage error and by `ms --help`.
 pub const USAGE: &str = "usage:
+  ms                          the REPL (:help inside it lists its commands)
   ms FILE.ms [--seed N]       check a script, then run it eagerly (also `ms run FILE.ms`)
   ms check FILE.ms            parse and type-check a script without running it
   ms explain [CODE]           explain a diagnostic code (E0301); without CODE, list them
@@ -33,6 +34,8 @@ pub enum Status {
 /// A parsed command line.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Command {
+    /// `ms` alone: the REPL.
+    Repl,
     /// `ms --help`.
     Help,
     /// `ms FILE.ms` or `ms run FILE.ms`.
@@ -62,7 +65,7 @@ impl Command {
     pub fn parse(args: &[String]) -> Result<Command, String> {
         let mut it = args.iter().map(String::as_str);
         match it.next() {
-            None => Err("no command given (the REPL arrives in a later release)".into()),
+            None => Ok(Command::Repl),
             Some("--help" | "-h" | "help") => Ok(Command::Help),
             Some("check") => {
                 let file = it.next().ok_or("`ms check` needs a FILE.ms")?;
@@ -88,6 +91,7 @@ impl Command {
     /// Runs the command, printing its output, and returns the exit status.
     pub fn run(self) -> Status {
         match self {
+            Command::Repl => crate::repl::run(),
             Command::Help => {
                 println!("{USAGE}");
                 Status::Ok

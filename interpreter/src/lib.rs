@@ -10,6 +10,7 @@ pub mod cli;
 pub mod demo;
 pub(crate) mod eval;
 pub mod print;
+pub mod repl;
 pub mod session;
 pub mod value;
 

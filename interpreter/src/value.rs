@@ -196,6 +196,18 @@ pub fn tensor_type_text(dtype: DType, shape: &[usize]) -> String {
     format!("{}[{}]", dtype.name(), dims.join(", "))
 }
 
+/// How the REPL echoes a value: tensors with their type header (`f32[2, 3]` and then the
+/// values, like NumPy's `repr`), everything else as `print` shows it.
+pub fn repr(v: &Value) -> String {
+    match v {
+        Value::Tensor(t) => {
+            let shown = crate::eval::cast_storage(&t.t, t.dtype).unwrap_or_else(|_| t.t.clone());
+            crate::print::format_tensor(&shown)
+        }
+        other => display(other),
+    }
+}
+
 /// How `print` shows a value: strings without quotes, tensors by the tensor printer,
 /// structures with their elements (record fields in sorted order).
 pub fn display(v: &Value) -> String {

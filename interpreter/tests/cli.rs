@@ -138,3 +138,31 @@ fn every_sample_runs_clean() {
     }
     assert!(ran >= 1, "no samples found in {}", dir.display());
 }
+
+#[test]
+fn the_repl_over_a_pipe_echoes_values_and_keeps_state() {
+    use std::io::Write as _;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_ms"))
+        .env("NO_COLOR", "1")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("the ms binary starts");
+    let input = "let x = [[1.0, 2.0], [3.0, 4.0]]\nfn f(a,\n  b) { a + b }\nf(x, 1.0)\n\
+                 let y = x @ zeros([3, 3])\nsum(x)\n_ * 2\n:type x.T\n:quit\nprint(\"unreached\")\n";
+    child
+        .stdin
+        .take()
+        .expect("stdin is piped")
+        .write_all(input.as_bytes())
+        .expect("the REPL reads its input");
+    let out = child.wait_with_output().expect("the REPL exits");
+    assert_eq!(out.status.code(), Some(0));
+    assert_eq!(
+        text(&out.stdout),
+        "f32[2, 2]\n[[2.0000, 3.0000],\n [4.0000, 5.0000]]\nf32 10.0000\nf32 20.0000\nf32[2, 2]\n"
+    );
+    let err = text(&out.stderr);
+    assert!(err.contains("E0301") && err.contains("<repl>"), "{err}");
+}
