@@ -994,6 +994,21 @@ pub(crate) fn float_of(d: DType) -> DType {
     if d.is_float() { d } else { DType::F32 }
 }
 
+/// Folds one more operand into the common dtype of several (`concat`, `stack`, `einsum`):
+/// weak literals adopt the others' dtype, ints promote to floats; `Err` names the two float
+/// dtypes that do not mix, for the caller's diagnostic.
+pub(super) fn join_dtype(acc: Option<TensorTy>, t: &TensorTy) -> Result<TensorTy, (DType, DType)> {
+    match acc {
+        None => Ok(t.clone()),
+        Some(acc) => crate::check::ops::promote(&acc, t).map(|(dtype, weak)| TensorTy {
+            dtype,
+            shape: None,
+            weak,
+            value: None,
+        }),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -2,7 +2,7 @@
 
 use ir::{Conv2dParams, DType, Dim, Op, Pool2dParams, PoolOp, Shape};
 
-use super::{Args, float_of, ir_ty, tensor};
+use super::{Args, float_of, ir_ty, join_dtype, tensor};
 use crate::ast::BinOp;
 use crate::check::ops::{self, BinCtx, Elementwise, RuleResult, promote, quote};
 use crate::check::ty::{TensorTy, Ty};
@@ -505,25 +505,17 @@ pub(super) fn einsum(a: &Args<'_>) -> RuleResult<Ty> {
                 .into());
             }
         };
-        dtype = Some(match dtype {
-            None => t.clone(),
-            Some(acc) => match promote(&acc, t) {
-                Ok((d, w)) => TensorTy {
-                    dtype: d,
-                    shape: None,
-                    weak: w,
-                    value: None,
-                },
-                Err((x, y)) => {
-                    return Err(Diagnostic::error(
-                        "E0201",
-                        format!("dtypes do not mix in `einsum`: {x} and {y}"),
-                        op.span,
-                    )
-                    .with_primary_label(format!("is {t}"))
-                    .into());
-                }
-            },
+        dtype = Some(match join_dtype(dtype, t) {
+            Ok(joined) => joined,
+            Err((x, y)) => {
+                return Err(Diagnostic::error(
+                    "E0201",
+                    format!("dtypes do not mix in `einsum`: {x} and {y}"),
+                    op.span,
+                )
+                .with_primary_label(format!("is {t}"))
+                .into());
+            }
         });
         let Some(shape) = &t.shape else { continue };
         if shape.rank() != term.len() {

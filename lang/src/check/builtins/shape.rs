@@ -3,8 +3,8 @@
 
 use ir::{DType, Dim, Op, Shape};
 
-use super::{Args, ir_ty, tensor};
-use crate::check::ops::{RuleResult, promote, quote};
+use super::{Args, ir_ty, join_dtype, tensor};
+use crate::check::ops::{RuleResult, quote};
 use crate::check::ty::{TensorTy, Ty};
 use crate::diagnostics::Diagnostic;
 
@@ -232,26 +232,18 @@ fn pieces(a: &Args<'_>) -> RuleResult<Option<Vec<TensorTy>>> {
 fn pieces_dtype(a: &Args<'_>, ps: &[TensorTy]) -> RuleResult<DType> {
     let mut acc: Option<TensorTy> = None;
     for p in ps {
-        acc = Some(match acc {
-            None => p.clone(),
-            Some(t) => match promote(&t, p) {
-                Ok((d, w)) => TensorTy {
-                    dtype: d,
-                    shape: None,
-                    weak: w,
-                    value: None,
-                },
-                Err((x, y)) => {
-                    return Err(Diagnostic::error(
-                        "E0201",
-                        format!("dtypes do not mix in `{}`: {x} and {y}", a.b.name),
-                        a.span(0),
-                    )
-                    .with_primary_label(format!("is {}", a.req(0)?.ty))
-                    .with_hint(format!("cast the pieces to one dtype: `{}(...)`", x.name()))
-                    .into());
-                }
-            },
+        acc = Some(match join_dtype(acc, p) {
+            Ok(joined) => joined,
+            Err((x, y)) => {
+                return Err(Diagnostic::error(
+                    "E0201",
+                    format!("dtypes do not mix in `{}`: {x} and {y}", a.b.name),
+                    a.span(0),
+                )
+                .with_primary_label(format!("is {}", a.req(0)?.ty))
+                .with_hint(format!("cast the pieces to one dtype: `{}(...)`", x.name()))
+                .into());
+            }
         });
     }
     Ok(acc.map_or(DType::F32, |t| t.dtype))
