@@ -33,6 +33,12 @@ pub struct Options {
     pub max_call_depth: usize,
     /// The stack of the thread that evaluates, in bytes.
     pub stack_bytes: usize,
+    /// The words given after the script's name (`ms train.ms --epochs 5`), which `arg`
+    /// reads.
+    pub script_args: Vec<String>,
+    /// The script being run, when there is one: `import "file.ms"` resolves relative to
+    /// its folder (the REPL resolves relative to the working directory).
+    pub script_path: Option<std::path::PathBuf>,
 }
 
 impl Default for Options {
@@ -43,6 +49,8 @@ impl Default for Options {
             capture_output: false,
             max_call_depth: 1000,
             stack_bytes: 256 << 20,
+            script_args: Vec::new(),
+            script_path: None,
         }
     }
 }
