@@ -5,8 +5,15 @@ use std::sync::Arc;
 
 use ir::{DType, Shape, SliceDim, TensorType};
 use ndarray::{ArrayViewD, Axis, IxDyn, ShapeBuilder};
+use smallvec::SmallVec;
 
 use crate::{DeviceError, DeviceId, Elem, HostBuffer};
+
+/// The dims of a layout: inline up to rank 4, so that making or cloning the tensors of
+/// everyday ranks allocates nothing for their shape.
+pub type Dims = SmallVec<[usize; 4]>;
+/// The strides of a layout, inline like [`Dims`].
+pub type Strides = SmallVec<[isize; 4]>;
 
 /// How the elements of a tensor sit in its buffer: element `[i0, i1, ...]` is at
 /// `offset + Σ ik * strides[k]` (strides in elements, possibly zero for broadcast axes or
@@ -14,9 +21,9 @@ use crate::{DeviceError, DeviceId, Elem, HostBuffer};
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct Layout {
     /// Dims, outermost first.
-    pub shape: Vec<usize>,
+    pub shape: Dims,
     /// Element strides per dim.
-    pub strides: Vec<isize>,
+    pub strides: Strides,
     /// Position of element `[0, 0, ...]` in the buffer.
     pub offset: usize,
 }
@@ -25,7 +32,7 @@ impl Layout {
     /// The C-order (row-major) layout of a shape.
     pub fn contiguous(shape: &[usize]) -> Layout {
         Layout {
-            shape: shape.to_vec(),
+            shape: Dims::from_slice(shape),
             strides: contiguous_strides(shape),
             offset: 0,
         }
@@ -50,8 +57,8 @@ impl Layout {
 }
 
 /// C-order strides of a shape.
-pub fn contiguous_strides(shape: &[usize]) -> Vec<isize> {
-    let mut strides = vec![0isize; shape.len()];
+pub fn contiguous_strides(shape: &[usize]) -> Strides {
+    let mut strides = Strides::from_elem(0, shape.len());
     let mut acc = 1isize;
     for (s, &d) in strides.iter_mut().zip(shape).rev() {
         *s = acc;
@@ -69,12 +76,16 @@ pub(crate) enum Storage {
 
 /// A tensor: shared immutable storage, a strided [`Layout`], a dtype and a device.
 ///
-/// Cloning is cheap (the storage is reference counted). Tensors are never mutated after
-/// creation, so a view can share its buffer with the tensor it came from safely.
+/// Cloning is cheap: the storage and the layout are reference counted, so a clone
+/// allocates and copies nothing (the eager interpreter clones a tensor on every variable
+/// read), and the tensor itself stays small to move. A layout of rank ≤ 4 keeps its dims
+/// inline, so making a tensor costs one allocation for the layout and one for the storage.
+/// Tensors are never mutated after creation, so a view can share its buffer with the
+/// tensor it came from safely.
 #[derive(Clone)]
 pub struct Tensor {
     storage: Arc<Storage>,
-    layout: Layout,
+    layout: Arc<Layout>,
     dtype: DType,
     device: DeviceId,
 }
@@ -107,7 +118,7 @@ impl Tensor {
         Tensor {
             dtype: data.dtype(),
             storage: Arc::new(Storage::Host(data)),
-            layout: Layout::contiguous(shape),
+            layout: Arc::new(Layout::contiguous(shape)),
             device: DeviceId::Cpu,
         }
     }
@@ -273,7 +284,7 @@ impl Tensor {
             })
             .collect();
         self.with_layout(Layout {
-            shape: shape.to_vec(),
+            shape: Dims::from_slice(shape),
             strides,
             offset: l.offset,
         })
@@ -283,8 +294,8 @@ impl Tensor {
     pub(crate) fn slice_view(&self, dims: &[SliceDim]) -> Tensor {
         let l = &self.layout;
         let mut offset = l.offset as isize;
-        let mut shape = Vec::with_capacity(dims.len());
-        let mut strides = Vec::with_capacity(dims.len());
+        let mut shape = Dims::with_capacity(dims.len());
+        let mut strides = Strides::with_capacity(dims.len());
         for (s, &st) in dims.iter().zip(&l.strides) {
             if s.len > 0 {
                 offset += s.start as isize * st;
@@ -311,7 +322,7 @@ impl Tensor {
         };
         let offset = base.layout.offset;
         base.with_layout(Layout {
-            shape: shape.to_vec(),
+            shape: Dims::from_slice(shape),
             strides: contiguous_strides(shape),
             offset,
         })
@@ -320,7 +331,7 @@ impl Tensor {
     fn with_layout(&self, layout: Layout) -> Tensor {
         Tensor {
             storage: Arc::clone(&self.storage),
-            layout,
+            layout: Arc::new(layout),
             dtype: self.dtype,
             device: self.device,
         }

@@ -22,48 +22,15 @@ pub fn infer(op: &Op, inputs: &[TensorType]) -> Result<TensorType, InferError> {
     let out = match op {
         Op::Unary { op } => {
             let x = &inputs[0];
-            let (accepted, ok) = match op.kind() {
-                UnaryKind::Numeric | UnaryKind::Predicate => {
-                    ("a numeric dtype", x.dtype.is_numeric())
-                }
-                UnaryKind::Float => ("a float dtype", x.dtype.is_float()),
-                UnaryKind::Logical => ("bool", x.dtype == DType::Bool),
-            };
-            if !ok {
-                return Err(dtype_err(name, 0, accepted, x.dtype));
-            }
-            let dtype = if op.kind() == UnaryKind::Predicate {
-                DType::Bool
-            } else {
-                x.dtype
-            };
-            TensorType::new(dtype, x.shape.clone())
+            TensorType::new(unary_dtype(name, *op, x.dtype)?, x.shape.clone())
         }
         Op::Binary { op } => {
-            same_dtype(name, inputs, 0, 1)?;
-            let dt = inputs[0].dtype;
-            if op.is_logical() {
-                if dt != DType::Bool {
-                    return Err(dtype_err(name, 0, "bool", dt));
-                }
-            } else if *op == crate::BinaryOp::Div {
-                if !dt.is_float() {
-                    return Err(dtype_err(
-                        name,
-                        0,
-                        "a float dtype (cast integers first)",
-                        dt,
-                    ));
-                }
-            } else if !dt.is_numeric() {
-                return Err(dtype_err(name, 0, "a numeric dtype", dt));
-            }
-            let shape = broadcast_pair(name, inputs, 0, 1)?;
-            TensorType::new(dt, shape)
+            let dt = binary_dtype(name, *op, inputs[0].dtype, inputs[1].dtype)?;
+            TensorType::new(dt, broadcast_pair(name, inputs, 0, 1)?)
         }
         Op::Compare { .. } => {
-            same_dtype(name, inputs, 0, 1)?;
-            TensorType::new(DType::Bool, broadcast_pair(name, inputs, 0, 1)?)
+            let dt = compare_dtype(name, inputs[0].dtype, inputs[1].dtype)?;
+            TensorType::new(dt, broadcast_pair(name, inputs, 0, 1)?)
         }
         Op::Select {} => {
             if inputs[0].dtype != DType::Bool {
@@ -569,6 +536,88 @@ fn broadcast_pair(
             rhs_shape: inputs[r].shape.clone(),
         }
     })
+}
+
+/// The result dtype of an elementwise primitive (unary, binary or comparison) from its
+/// operands' dtypes, checked exactly as [`infer`] checks them; `None` for every other
+/// primitive. For operands that all have one shape this is the whole rule (the result has
+/// that shape), so a device can run the small same-shape operations eager code is made of
+/// without building [`TensorType`]s.
+pub fn elementwise_dtype(op: &Op, dtypes: &[DType]) -> Option<Result<DType, InferError>> {
+    let name = op.prim().name();
+    let result = match (op, dtypes) {
+        (Op::Unary { op }, &[x]) => unary_dtype(name, *op, x),
+        (Op::Binary { op }, &[l, r]) => binary_dtype(name, *op, l, r),
+        (Op::Compare { .. }, &[l, r]) => compare_dtype(name, l, r),
+        (Op::Unary { .. } | Op::Binary { .. } | Op::Compare { .. }, _) => Err(InferError::Arity {
+            prim: name,
+            expected: op.prim().info().arity,
+            found: dtypes.len(),
+        }),
+        _ => return None,
+    };
+    Some(result)
+}
+
+/// The dtype rule of a unary primitive, by its kind.
+fn unary_dtype(name: &'static str, op: crate::UnaryOp, x: DType) -> Result<DType, InferError> {
+    let (accepted, ok) = match op.kind() {
+        UnaryKind::Numeric | UnaryKind::Predicate => ("a numeric dtype", x.is_numeric()),
+        UnaryKind::Float => ("a float dtype", x.is_float()),
+        UnaryKind::Logical => ("bool", x == DType::Bool),
+    };
+    if !ok {
+        return Err(dtype_err(name, 0, accepted, x));
+    }
+    Ok(if op.kind() == UnaryKind::Predicate {
+        DType::Bool
+    } else {
+        x
+    })
+}
+
+/// The dtype rule of binary arithmetic: one dtype for both operands, bool for the logical
+/// operators, float for true division, numeric otherwise.
+fn binary_dtype(
+    name: &'static str,
+    op: crate::BinaryOp,
+    l: DType,
+    r: DType,
+) -> Result<DType, InferError> {
+    dtypes_match(name, l, r)?;
+    if op.is_logical() {
+        if l != DType::Bool {
+            return Err(dtype_err(name, 0, "bool", l));
+        }
+    } else if op == crate::BinaryOp::Div {
+        if !l.is_float() {
+            return Err(dtype_err(name, 0, "a float dtype (cast integers first)", l));
+        }
+    } else if !l.is_numeric() {
+        return Err(dtype_err(name, 0, "a numeric dtype", l));
+    }
+    Ok(l)
+}
+
+/// The dtype rule of a comparison: one dtype for both operands, a bool result.
+fn compare_dtype(name: &'static str, l: DType, r: DType) -> Result<DType, InferError> {
+    dtypes_match(name, l, r)?;
+    Ok(DType::Bool)
+}
+
+/// Operands 0 and 1 of `name` must have one dtype.
+fn dtypes_match(name: &'static str, l: DType, r: DType) -> Result<(), InferError> {
+    if l == r {
+        Ok(())
+    } else {
+        Err(InferError::DTypeMismatch {
+            prim: name,
+            lhs: 0,
+            rhs: 1,
+            lhs_dtype: l,
+            rhs_dtype: r,
+        })
+    }
 }
 
 fn same_dtype(

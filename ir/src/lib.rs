@@ -24,7 +24,7 @@ pub mod shape;
 pub use cost::{Cost, cost};
 pub use dtype::DType;
 pub use error::InferError;
-pub use infer::{broadcast_shapes, infer};
+pub use infer::{broadcast_shapes, elementwise_dtype, infer};
 pub use prim::{
     ArgOp, Arity, BinaryOp, Category, CmpOp, Conv2dParams, Op, Pool2dParams, PoolOp, Prim,
     PrimInfo, RandomOp, ReduceOp, SliceDim, UnaryKind, UnaryOp,

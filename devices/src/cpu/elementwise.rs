@@ -340,7 +340,8 @@ fn binary_typed<T: Num>(
     b: &Tensor,
     shape: &[usize],
 ) -> Result<Tensor, DeviceError> {
-    if T::IS_INT && shape.iter().product::<usize>() > 0 {
+    let checked = matches!(op, BinaryOp::Rem | BinaryOp::FloorDiv | BinaryOp::Pow);
+    if T::IS_INT && checked && shape.iter().product::<usize>() > 0 {
         let rhs = b.to_vec::<T>().unwrap_or_default();
         match op {
             BinaryOp::Rem | BinaryOp::FloorDiv if rhs.iter().any(|v| v.is_zero()) => {

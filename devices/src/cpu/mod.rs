@@ -79,6 +79,41 @@ impl CpuDevice {
     }
 
     /// Refuses a result that is over the cap or that memory cannot hold.
+    /// Elementwise primitives whose operands all have one shape: the result has that shape,
+    /// so only the dtype rule applies ([`ir::elementwise_dtype`]), and no [`TensorType`] is
+    /// built — the fixed cost that dominates the small operations of eager code. The result
+    /// is never larger than an operand, so the allocation cap holds already. `None` when
+    /// this is not such an operation; the general path then runs it.
+    fn exec_same_shape(&self, op: &Op, inputs: &[&Tensor]) -> Option<Result<Tensor, DeviceError>> {
+        let (first, rest) = inputs.split_first()?;
+        if rest.iter().any(|t| t.shape() != first.shape()) {
+            return None;
+        }
+        let mut dtypes = [DType::Bool; 2];
+        for (d, t) in dtypes.iter_mut().zip(inputs) {
+            *d = t.dtype();
+        }
+        let dtypes = dtypes.get(..inputs.len())?;
+        let dtype = match ir::elementwise_dtype(op, dtypes)? {
+            Ok(d) => d,
+            Err(e) => return Some(Err(e.into())),
+        };
+        if let Some(&dt) = dtypes.iter().chain([&dtype]).find(|&&d| !self.supports(d)) {
+            return Some(Err(DeviceError::UnsupportedDType {
+                op: op.name(),
+                dtype: dt,
+                device: DeviceId::Cpu,
+            }));
+        }
+        let shape = first.shape();
+        Some(match (op, rest) {
+            (Op::Unary { op }, []) => elementwise::unary(*op, first),
+            (Op::Binary { op }, [y]) => elementwise::binary(*op, first, y, shape),
+            (Op::Compare { op }, [y]) => elementwise::compare(*op, first, y, shape),
+            _ => return None,
+        })
+    }
+
     fn check_alloc(
         &self,
         op: &'static str,
@@ -134,6 +169,9 @@ impl Device for CpuDevice {
                     found: t.device(),
                 });
             }
+        }
+        if let Some(result) = self.exec_same_shape(op, inputs) {
+            return result;
         }
         let types: Vec<TensorType> = inputs.iter().map(|t| t.ttype()).collect();
         let out = ir::infer(op, &types)?;

@@ -81,6 +81,9 @@ pub(crate) fn map2<A: Elem, B: Elem, O: Elem>(
     shape: &[usize],
     f: impl Fn(A, B) -> O + Sync + Send,
 ) -> Vec<O> {
+    if let Some(out) = map2_small(a, b, shape, &f) {
+        return out;
+    }
     let (av, bv) = (a.broadcast_view(shape), b.broadcast_view(shape));
     let (abuf, bbuf) = (
         av.buffer::<A>().unwrap_or(&[]),
@@ -136,6 +139,38 @@ pub(crate) fn map2<A: Elem, B: Elem, O: Elem>(
     };
     for_rows(&mut out, inner, &row);
     out
+}
+
+/// `map2` without views or a row plan, for small contiguous operands that have the
+/// result's shape or are a single element: the eager interpreter's usual case (`acc + b`,
+/// `x * 0.5`), where those fixed costs would outweigh the arithmetic. `None` otherwise.
+fn map2_small<A: Elem, B: Elem, O: Elem>(
+    a: &Tensor,
+    b: &Tensor,
+    shape: &[usize],
+    f: &impl Fn(A, B) -> O,
+) -> Option<Vec<O>> {
+    let n = shape.iter().product::<usize>();
+    if n >= PAR_MIN_ELEMS {
+        return None;
+    }
+    let (x, y) = (small_operand::<A>(a, shape)?, small_operand::<B>(b, shape)?);
+    Some(match (x.len() == n, y.len() == n) {
+        (true, true) => x.iter().zip(y).map(|(&x, &y)| f(x, y)).collect(),
+        (true, false) => x.iter().map(|&x| f(x, y[0])).collect(),
+        (false, true) => y.iter().map(|&y| f(x[0], y)).collect(),
+        (false, false) => vec![f(x[0], y[0]); n],
+    })
+}
+
+/// The elements of a contiguous operand of `map2_small` that has the result's shape or a
+/// single element.
+fn small_operand<'t, T: Elem>(t: &'t Tensor, shape: &[usize]) -> Option<&'t [T]> {
+    if t.shape() == shape || t.numel() == 1 {
+        t.as_slice()
+    } else {
+        None
+    }
 }
 
 /// Applies `f` to three broadcast operands, producing a C-order vector of `shape`.

@@ -36,8 +36,10 @@ pub(crate) use errors::{Flow, R};
 /// The state of a session that outlives one entry: top-level values, the device, the
 /// random stream, the output sink and every source text seen.
 pub(crate) struct State {
-    /// Top-level values by name (REPL entries accumulate here).
-    pub globals: HashMap<Name, Value>,
+    /// Top-level values by name (REPL entries accumulate here). Hashed with foldhash: a
+    /// loop at the top level reads its variables here on every iteration, and SipHash
+    /// (the default) cost more than the addition being looped over.
+    pub globals: HashMap<Name, Value, foldhash::fast::RandomState>,
     /// The device every primitive runs on.
     pub device: Arc<dyn Device>,
     /// The seed of the random stream (`seed(n)`).
@@ -60,7 +62,7 @@ impl State {
     /// A state with no values, writing to `out`.
     pub fn new(device: Arc<dyn Device>, seed: i64, out: Box<dyn Write + Send>) -> State {
         State {
-            globals: HashMap::new(),
+            globals: HashMap::default(),
             device,
             seed,
             offset: 0,
