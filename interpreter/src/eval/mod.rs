@@ -54,6 +54,8 @@ pub(crate) struct State {
     decls: HashMap<(usize, Span), Arc<FnDecl>>,
     /// The most MindScript calls that may nest.
     pub max_depth: usize,
+    /// The prelude's functions, swapped with `globals` while one runs.
+    pub prelude: builtins::prelude::Scope,
 }
 
 impl State {
@@ -69,6 +71,7 @@ impl State {
             closures: HashMap::new(),
             decls: HashMap::new(),
             max_depth: 1000,
+            prelude: builtins::prelude::Scope::default(),
         }
     }
 }
