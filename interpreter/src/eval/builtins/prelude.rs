@@ -111,7 +111,10 @@ pub(super) fn call(ev: &mut Eval<'_>, c: Call) -> R<Value> {
         ids_first(&mut slots);
     }
     // Every argument goes by its parameter's name; the prelude's defaults fill the rest.
-    let spans: Vec<Option<Span>> = slots.iter().map(|s| s.as_ref().map(|(_, sp)| *sp)).collect();
+    let spans: Vec<Option<Span>> = slots
+        .iter()
+        .map(|s| s.as_ref().map(|(_, sp)| *sp))
+        .collect();
     let named: Vec<(Name, Value, Span)> = sig
         .params
         .iter()
@@ -170,7 +173,10 @@ fn at_call(
     d.file = None;
     let precondition = d.code == "E0903";
     if precondition {
-        let text = d.message.strip_prefix("assertion failed: ").unwrap_or(&d.message);
+        let text = d
+            .message
+            .strip_prefix("assertion failed: ")
+            .unwrap_or(&d.message);
         d.message = format!("`{name}`: {text}");
         d.code = "E0909";
         d.hints.clear();
@@ -184,10 +190,7 @@ fn at_call(
         .filter_map(|w| params.iter().position(|p| *p == w))
         .find_map(|i| spans.get(i).copied().flatten());
     match arg {
-        Some(span) if precondition => {
-            d.primary = Label::new(span, "this argument");
-            d.labels.push(Label::new(call, format!("in this call of `{name}`")));
-        }
+        Some(span) if precondition => d.primary = Label::new(span, "this argument"),
         _ => d.primary = Label::new(call, format!("failed inside `{name}`")),
     }
     d.notes.push(format!(
@@ -260,7 +263,10 @@ mod tests {
         assert!(d.is_empty(), "{expr}");
         let e = e.expect("an expression");
         let (ty, d) = c.type_of(expr, &e);
-        let shown: Vec<String> = d.iter().map(|d| format!("{}: {}", d.code, d.message)).collect();
+        let shown: Vec<String> = d
+            .iter()
+            .map(|d| format!("{}: {}", d.code, d.message))
+            .collect();
         format!("{ty} {shown:?}")
     }
 
@@ -309,6 +315,39 @@ mod tests {
             let composed = type_of(true, setup, expr);
             assert_eq!(composed, builtin, "{expr}");
         }
+    }
+
+    #[test]
+    fn the_session_never_sees_the_prelude_as_variables() {
+        let mut s = crate::Session::with_options(crate::Options {
+            capture_output: true,
+            ..crate::Options::default()
+        });
+        let out = s.eval("let p = softmax([1.0, 2.0])\nlet l = cross_entropy([[1.0, 2.0]], [0])");
+        assert!(!out.has_errors(), "{:?}", out.diagnostics);
+        // An error inside the prelude leaves the session's variables in place too.
+        let out = s.eval("let a = 1.0\nlet b = cross_entropy([[1.0, 2.0]], [5])");
+        assert_eq!(
+            out.diagnostics.iter().map(|d| d.code).collect::<Vec<_>>(),
+            ["E0909"]
+        );
+        for name in ["softmax", "shifted", "scalar_of", "nll", "log_softmax", "b"] {
+            assert!(
+                s.global(name).is_none(),
+                "`{name}` is a variable of the session"
+            );
+        }
+        for name in ["p", "l", "a"] {
+            assert!(s.global(name).is_some(), "`{name}` was lost");
+        }
+        let vars: Vec<String> = s
+            .checker()
+            .globals()
+            .into_iter()
+            .map(|(n, _)| n.to_string())
+            .collect();
+        // `b` is declared though its value never arrived (E0910 if it is used).
+        assert_eq!(vars, ["a", "b", "l", "p"]);
     }
 
     #[test]
