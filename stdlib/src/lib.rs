@@ -1,8 +1,14 @@
 //! `stdlib` — the MindScript sources of the prelude (softmax, losses, layer norm...) and of
 //! the `nn` module, embedded with `include_str!` so the `ms` binary needs no files at run
 //! time. Compositions live here rather than in the primitive table so that the core stays
-//! small and every composite op reads as teaching material. The sources arrive with the
-//! interpreter and `nn` issues; until then the library is empty.
+//! small and every composite op reads as teaching material. The crate is pure: it holds
+//! text, and the interpreter parses, checks and runs it.
 
-/// The standard modules as `(name, source)` pairs; empty until the interpreter can run them.
+/// The prelude: the builtins of LANGUAGE.md §10 that are compositions of primitives
+/// (`softmax`, the losses, `layer_norm`, `attention`, ...), as MindScript functions with
+/// the parameter names of the checker's signatures. Its header comment says how the
+/// interpreter runs it and which conventions it follows.
+pub const PRELUDE: &str = include_str!("prelude.ms");
+
+/// The standard modules as `(name, source)` pairs; empty until the `nn` module arrives.
 pub const MODULES: &[(&str, &str)] = &[];

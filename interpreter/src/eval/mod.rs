@@ -56,6 +56,8 @@ pub(crate) struct State {
     decls: HashMap<(usize, Span), Arc<FnDecl>>,
     /// The most MindScript calls that may nest.
     pub max_depth: usize,
+    /// The prelude's functions, swapped with `globals` while one runs.
+    pub prelude: builtins::prelude::Scope,
 }
 
 impl State {
@@ -71,6 +73,7 @@ impl State {
             closures: HashMap::new(),
             decls: HashMap::new(),
             max_depth: 1000,
+            prelude: builtins::prelude::Scope::default(),
         }
     }
 }

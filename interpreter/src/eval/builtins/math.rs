@@ -1,4 +1,5 @@
-//! Elementwise functions, casts, `where`, `clip`, reductions and softmax.
+//! Elementwise functions, casts, `where`, `clip` and reductions (`softmax` and
+//! `log_softmax` are MindScript, in the prelude).
 //!
 //! Float functions of integer or bool tensors compute in `f32` (the checker's rule). A
 //! unary function of a weak literal stays weak, as in the checker; reductions give strong
@@ -322,24 +323,4 @@ pub(super) fn arg_reduce(ev: &mut Eval<'_>, c: &Call) -> R<Value> {
         t
     };
     Ok(strong(t))
-}
-
-/// `softmax(x, axis: -1)` and `log_softmax`, with the maximum taken out first so that
-/// large inputs do not overflow.
-pub(super) fn softmax(ev: &mut Eval<'_>, c: &Call) -> R<Value> {
-    let x = ev.strong(c.tensor(0)?, c.span(0))?;
-    let xf = to_float(ev, &x, c.span)?;
-    let axis = norm_axis(c.opt_int(ev, 1)?.unwrap_or(-1), xf.rank(), c.span(1))?;
-    let span = c.span;
-    let m = safe_max(ev, &xf, &[axis], span)?;
-    let shifted = ev.exec(&Op::Binary { op: BinaryOp::Sub }, &[&xf, &m], span)?;
-    let e = ev.exec(&Op::Unary { op: UnaryOp::Exp }, &[&shifted], span)?;
-    let s = reduce_prim(ev, ReduceOp::Sum, &e, &[axis], true, span)?;
-    let out = if c.name == "softmax" {
-        ev.exec(&Op::Binary { op: BinaryOp::Div }, &[&e, &s], span)?
-    } else {
-        let l = ev.exec(&Op::Unary { op: UnaryOp::Log }, &[&s], span)?;
-        ev.exec(&Op::Binary { op: BinaryOp::Sub }, &[&shifted, &l], span)?
-    };
-    Ok(strong(out))
 }

@@ -4,14 +4,17 @@
 //! ([`lang::check::builtins::signature`]): positional arguments in order, named ones by the
 //! same parameter names, so a call accepts exactly what the checker accepts. Defaults are
 //! the implementations' (they follow LANGUAGE.md §10 and NumPy). The table maps each name
-//! to a Rust function; a builtin the checker knows but the table lacks is a clear runtime
-//! error (E0906), never a panic. The families live in submodules: [`creation`], [`math`]
-//! (elementwise, casts, reductions, softmax), [`shape`] (shape functions and linear
-//! algebra) and [`misc`] (printing, asserts, iteration and the rest).
+//! to a Rust function; the compositions (`softmax`, the losses, `layer_norm`, ...) are
+//! MindScript functions of the prelude instead ([`prelude`]). A builtin the checker knows
+//! but neither implements is a clear runtime error (E0906), never a panic. The Rust
+//! families live in submodules: [`creation`], [`math`] (elementwise, casts, reductions),
+//! [`shape`] (shape functions and linear algebra) and [`misc`] (printing, asserts,
+//! iteration and the rest).
 
 mod creation;
 mod math;
 mod misc;
+pub(crate) mod prelude;
 mod shape;
 
 use devices::Tensor;
@@ -67,7 +70,6 @@ static TABLE: &[(&str, Imp)] = &[
     ("linspace", creation::linspace),
     ("log", math::unary),
     ("log1p", math::unary),
-    ("log_softmax", math::softmax),
     ("logical_and", math::binary),
     ("logical_not", math::unary),
     ("logical_or", math::binary),
@@ -97,7 +99,6 @@ static TABLE: &[(&str, Imp)] = &[
     ("sign", math::unary),
     ("silu", math::unary),
     ("sin", math::unary),
-    ("softmax", math::softmax),
     ("softplus", math::unary),
     ("split", shape::split),
     ("sqrt", math::unary),
@@ -150,12 +151,14 @@ pub(crate) fn call(
     let Some(sig) = lang::check::builtins::signature(name) else {
         return Err(errors::not_available(name, span));
     };
-    let Ok(i) = TABLE.binary_search_by(|(n, _)| n.cmp(&name)) else {
+    let imp = TABLE
+        .binary_search_by(|(n, _)| n.cmp(&name))
+        .ok()
+        .and_then(|i| TABLE.get(i))
+        .map(|(_, imp)| *imp);
+    if imp.is_none() && !prelude::implements(name) {
         return Err(errors::not_available(name, span));
-    };
-    let Some((_, imp)) = TABLE.get(i) else {
-        return Err(errors::not_available(name, span));
-    };
+    }
     let mut slots: Vec<Option<(Value, Span)>> = vec![None; sig.params.len()];
     let mut rest = Vec::new();
     for (k, a) in pos.into_iter().enumerate() {
@@ -194,7 +197,10 @@ pub(crate) fn call(
         rest,
         span,
     };
-    imp(ev, &c)
+    match imp {
+        Some(imp) => imp(ev, &c),
+        None => prelude::call(ev, c),
+    }
 }
 
 impl Call {
