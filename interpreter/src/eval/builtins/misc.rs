@@ -265,6 +265,8 @@ pub(crate) fn iter_len(it: &Value, span: Span) -> R<usize> {
         } else {
             b.rows.div_ceil(b.size)
         }),
+        // Only `devices()` makes a tuple the checker lets `for` iterate (an `iter[str]`).
+        Value::Tuple(items) => Ok(items.len()),
         other => Err(errors::mismatch(
             format!("cannot iterate over {}", other.describe()),
             span,
@@ -297,6 +299,10 @@ pub(crate) fn iter_item(ev: &Eval<'_>, it: &Value, i: usize, span: Span) -> R<Va
             let len = b.size.min(b.rows.saturating_sub(start));
             batch_of(ev, &b.data, b.order.as_ref(), start, len, span)
         }
+        Value::Tuple(items) => items
+            .get(i)
+            .cloned()
+            .ok_or_else(|| errors::internal("a tuple item out of range", span)),
         other => Err(errors::mismatch(
             format!("cannot iterate over {}", other.describe()),
             span,

@@ -8,12 +8,16 @@
 //! MindScript functions of the prelude instead ([`prelude`]). A builtin the checker knows
 //! but neither implements is a clear runtime error (E0906), never a panic. The Rust
 //! families live in submodules: [`creation`], [`math`] (elementwise, casts, reductions),
-//! [`shape`] (shape functions and linear algebra) and [`misc`] (printing, asserts,
-//! iteration and the rest).
+//! [`shape`] (shape functions, selection and linear algebra), [`einsum`], [`neural`]
+//! (convolution and pooling), [`device`] (`device devices to`) and [`misc`] (printing,
+//! asserts, iteration and the rest).
 
 mod creation;
+mod device;
+mod einsum;
 mod math;
 mod misc;
+mod neural;
 pub(crate) mod prelude;
 mod shape;
 
@@ -41,15 +45,20 @@ static TABLE: &[(&str, Imp)] = &[
     ("argmax", math::arg_reduce),
     ("argmin", math::arg_reduce),
     ("assert", misc::assert),
+    ("avg_pool2d", neural::pool2d),
     ("batches", misc::batches),
     ("bool", math::cast),
     ("broadcast_to", shape::broadcast_to),
     ("ceil", math::unary),
     ("clip", math::clip),
     ("concat", shape::concat),
+    ("conv2d", neural::conv2d),
     ("cos", math::unary),
+    ("device", device::device),
+    ("devices", device::devices),
     ("dot", shape::matmul),
     ("dtype", misc::dtype),
+    ("einsum", einsum::einsum),
     ("erf", math::unary),
     ("exp", math::unary),
     ("expand_dims", shape::expand_dims),
@@ -61,6 +70,7 @@ static TABLE: &[(&str, Imp)] = &[
     ("floor", math::unary),
     ("floor_div", math::binary),
     ("full", creation::full),
+    ("gather", shape::gather),
     ("gelu", math::unary),
     ("i32", math::cast),
     ("i64", math::cast),
@@ -76,14 +86,17 @@ static TABLE: &[(&str, Imp)] = &[
     ("logsumexp", math::reduce),
     ("matmul", shape::matmul),
     ("max", math::reduce),
+    ("max_pool2d", neural::pool2d),
     ("maximum", math::binary),
     ("mean", math::reduce),
     ("min", math::reduce),
     ("minimum", math::binary),
     ("neg", math::unary),
+    ("one_hot", shape::one_hot),
     ("ones", creation::filled),
     ("ones_like", creation::like),
     ("outer", shape::outer),
+    ("pad", shape::pad),
     ("print", misc::print),
     ("prod", math::reduce),
     ("rand", creation::random),
@@ -107,8 +120,10 @@ static TABLE: &[(&str, Imp)] = &[
     ("std", math::reduce),
     ("stop_gradient", misc::identity),
     ("sum", math::reduce),
+    ("take", shape::take),
     ("tanh", math::unary),
     ("time", misc::time),
+    ("to", device::to),
     ("transpose", shape::transpose),
     ("var", math::reduce),
     ("where", math::where_),

@@ -1,10 +1,11 @@
 //! Shape functions (`reshape transpose expand_dims squeeze concat stack split flatten
-//! broadcast_to`) and linear algebra (`matmul dot outer`).
+//! broadcast_to pad`), selection (`one_hot take gather`) and linear algebra (`matmul dot
+//! outer`; `einsum` is in [`super::einsum`]).
 //!
 //! Shape functions keep a weak tensor weak: they move elements, they do not compute.
 
 use devices::Tensor;
-use ir::{Op, Shape, SliceDim};
+use ir::{DType, Op, Shape, SliceDim};
 use lang::Span;
 use lang::check::ops::promote_dtypes;
 
@@ -293,4 +294,189 @@ pub(super) fn outer(ev: &mut Eval<'_>, c: &Call) -> R<Value> {
         c.span,
     )?;
     Ok(Value::Tensor(out))
+}
+
+/// Every integer of a `pads` argument in order: nested tuples and integer tensors of any
+/// rank are flattened, so `((0, 0), (1, 1))`, `[[0, 0], [1, 1]]` and `[0, 0, 1, 1]` agree.
+fn flat_ints(ev: &Eval<'_>, v: &Value, span: Span, out: &mut Vec<i64>) -> R<()> {
+    match v {
+        Value::Tuple(items) => {
+            for it in items.iter() {
+                flat_ints(ev, it, span, out)?;
+            }
+            Ok(())
+        }
+        Value::Tensor(t) if t.dtype.is_int() => {
+            let c = ev.cast(&t.t, DType::I64, span)?;
+            out.extend(
+                c.to_vec::<i64>()
+                    .ok_or_else(|| errors::internal("padding could not be read", span))?,
+            );
+            Ok(())
+        }
+        other => Err(errors::mismatch(
+            format!(
+                "`pad` needs (before, after) pairs of integers, found {}",
+                other.describe()
+            ),
+            span,
+        )),
+    }
+}
+
+/// `pad(x, pads, value: 0)`: `pads` is one `(before, after)` pair for every axis or one
+/// pair per axis (nested or flat), as the checker reads it.
+pub(super) fn pad(ev: &mut Eval<'_>, c: &Call) -> R<Value> {
+    let x = c.tensor(0)?;
+    let span = c.span(1);
+    let mut flat = Vec::new();
+    flat_ints(ev, c.req(1)?, span, &mut flat)?;
+    let r = x.rank();
+    let pairs: Vec<(i64, i64)> = match flat.as_slice() {
+        [b, e] => vec![(*b, *e); r],
+        v if v.len() == 2 * r => v
+            .chunks(2)
+            .map(|p| {
+                (
+                    p.first().copied().unwrap_or(0),
+                    p.get(1).copied().unwrap_or(0),
+                )
+            })
+            .collect(),
+        v => {
+            return Err(errors::bad_value(
+                format!(
+                    "`pad` needs one (before, after) pair or {r} of them for a tensor of rank {r}, found {} numbers",
+                    v.len()
+                ),
+                span,
+            ));
+        }
+    };
+    let pads = pairs
+        .into_iter()
+        .map(|(b, e)| match (usize::try_from(b), usize::try_from(e)) {
+            (Ok(b), Ok(e)) => Ok((b, e)),
+            _ => Err(errors::bad_value(
+                format!("`pad` cannot take negative padding, found ({b}, {e})"),
+                span,
+            )),
+        })
+        .collect::<R<Vec<_>>>()?;
+    let value = c.opt_float(ev, 2)?.unwrap_or(0.0);
+    Ok(with(x, ev.exec(&Op::Pad { pads, value }, &[&x.t], c.span)?))
+}
+
+/// `one_hot(labels, n, dtype: "f32")`: `[..labels, n]`, 1 where the last index equals the
+/// label. A label outside `0..n` is an error (E0901) naming it, the class axis and `n`.
+pub(super) fn one_hot(ev: &mut Eval<'_>, c: &Call) -> R<Value> {
+    let labels = c.tensor(0)?;
+    if !labels.dtype.is_int() {
+        return Err(errors::mismatch(
+            format!(
+                "`one_hot` needs integer class labels, found {}",
+                Value::Tensor(labels.clone()).describe()
+            ),
+            c.span(0),
+        ));
+    }
+    let raw_n = c.opt_int(ev, 1)?.unwrap_or(0);
+    let n = usize::try_from(raw_n).map_err(|_| {
+        errors::bad_value(
+            format!("`one_hot` needs a class count n ≥ 0, found {raw_n}"),
+            c.span(1),
+        )
+    })?;
+    let dtype = c.dtype(2, DType::F32)?;
+    let ids = ev.cast(&labels.t, DType::I64, c.span(0))?;
+    let vals = ids
+        .to_vec::<i64>()
+        .ok_or_else(|| errors::internal("labels could not be read", c.span(0)))?;
+    let axis = labels.rank();
+    if let Some(&bad) = vals.iter().find(|&&v| !(0..raw_n).contains(&v)) {
+        let d = lang::Diagnostic::error(
+            "E0901",
+            format!(
+                "label {bad} is out of range for axis {axis} of size {n} (the classes of `one_hot`)"
+            ),
+            c.span(0),
+        )
+        .with_primary_label(format!("holds the label {bad}"))
+        .with_note(if n == 0 {
+            "with n = 0 there are no classes: no label is valid".to_string()
+        } else {
+            format!("valid labels are 0 to {}", n - 1)
+        });
+        return Err(crate::eval::Flow::error(d));
+    }
+    // Compare each label with the class indices 0..n: `labels[..., None] == iota(n)`.
+    let mut col = labels.shape().to_vec();
+    col.push(1);
+    let ids = ev.reshape(&ids, &col, c.span)?;
+    let classes = ev.exec(
+        &Op::Iota {
+            shape: Shape::known(&[n]),
+            axis: 0,
+            dtype: DType::I64,
+        },
+        &[],
+        c.span,
+    )?;
+    let hit = ev.exec(
+        &Op::Compare { op: ir::CmpOp::Eq },
+        &[&ids, &classes],
+        c.span,
+    )?;
+    let t = ev.cast(&hit, dtype, c.span)?;
+    Ok(Value::Tensor(TensorVal {
+        t,
+        dtype,
+        weak: false,
+    }))
+}
+
+/// `take(x, idx, axis?)`: NumPy's take, of the flattened `x` without `axis`.
+pub(super) fn take(ev: &mut Eval<'_>, c: &Call) -> R<Value> {
+    gather_like(ev, c, None)
+}
+
+/// `gather(x, idx, axis: 0)`: `take` along an axis.
+pub(super) fn gather(ev: &mut Eval<'_>, c: &Call) -> R<Value> {
+    gather_like(ev, c, Some(0))
+}
+
+/// The `gather` primitive along `axis` (of the flattened `x` when there is none); an index
+/// out of range is E0901 with the index, the axis and its size, at the index argument.
+fn gather_like(ev: &mut Eval<'_>, c: &Call, default_axis: Option<i64>) -> R<Value> {
+    let x = c.tensor(0)?;
+    let idx = c.tensor(1)?;
+    if !idx.dtype.is_int() {
+        return Err(errors::mismatch(
+            format!(
+                "`{}` needs integer indices, found {}",
+                c.name,
+                Value::Tensor(idx.clone()).describe()
+            ),
+            c.span(1),
+        ));
+    }
+    let (base, axis, flattened) = match c.opt_int(ev, 2)?.or(default_axis) {
+        Some(a) => (x.t.clone(), norm_axis(a, x.rank(), c.span(2))?, false),
+        None => (ev.reshape(&x.t, &[x.t.numel()], c.span(0))?, 0, true),
+    };
+    let t = ev
+        .st
+        .device
+        .exec(&Op::Gather { axis }, &[&base, &idx.t])
+        .map_err(|e| {
+            let mut d = crate::eval::errors::from_device(e, c.span(1));
+            if flattened && d.code == "E0901" {
+                d.notes.push(format!(
+                    "`take` without `axis` indexes the {} elements of the flattened tensor",
+                    x.t.numel()
+                ));
+            }
+            crate::eval::Flow::error(d)
+        })?;
+    Ok(with(x, t))
 }

@@ -1,0 +1,150 @@
+//! The device builtins (`device devices to`; LANGUAGE.md §8).
+//!
+//! This build computes on the CPU only: `to(x, "cpu")` works (a copy through the host for
+//! a tensor that lives elsewhere, nothing for one already there), and a CUDA device name
+//! is an error that says why it is not available (`devices::cuda::open`), never a silent
+//! fall back to the CPU. `shard` is the auto-parallel issue's and stays unavailable.
+
+use std::sync::Arc;
+
+use devices::{CpuDevice, Device, DeviceId, Tensor};
+use lang::Span;
+
+use super::Call;
+use crate::eval::Eval;
+use crate::eval::errors::{self, R};
+use crate::value::{TensorVal, Value};
+
+/// The device a name names: `cpu`, `cuda` (ordinal 0) or `cuda:N`.
+fn parse(name: &str, span: Span) -> R<DeviceId> {
+    let unknown = || {
+        errors::bad_value(
+            format!("`{name}` is not a device name: use \"cpu\", \"cuda\" or \"cuda:N\""),
+            span,
+        )
+    };
+    match name.trim() {
+        "cpu" | "cpu:0" => Ok(DeviceId::Cpu),
+        "cuda" => Ok(DeviceId::Cuda(0)),
+        other => match other.strip_prefix("cuda:") {
+            Some(n) => n.parse::<u32>().map(DeviceId::Cuda).map_err(|_| unknown()),
+            None => Err(unknown()),
+        },
+    }
+}
+
+/// The device object for `id`, opening it if the session does not compute there.
+fn open(ev: &Eval<'_>, id: DeviceId, span: Span) -> R<Arc<dyn Device>> {
+    if ev.st.device.id() == id {
+        return Ok(ev.st.device.clone());
+    }
+    match id {
+        DeviceId::Cpu => Ok(Arc::new(CpuDevice::new())),
+        DeviceId::Cuda(n) => match devices::cuda::open(n) {
+            Ok(never) => match never {},
+            // The error names the device and why it is missing.
+            Err(e) => Err(errors::bad_value(
+                format!("cannot move a value to {e}"),
+                span,
+            )),
+        },
+    }
+}
+
+/// `to(x, device)`: `x` with every tensor in it on `device`.
+pub(super) fn to(ev: &mut Eval<'_>, c: &Call) -> R<Value> {
+    let name = c.string(1)?.unwrap_or("");
+    let id = parse(name, c.span(1))?;
+    let dev = open(ev, id, c.span(1))?;
+    move_value(ev, &dev, c.req(0)?, c.span)
+}
+
+/// `v` with its tensors on `dev`; other values are where they are.
+fn move_value(ev: &Eval<'_>, dev: &Arc<dyn Device>, v: &Value, span: Span) -> R<Value> {
+    Ok(match v {
+        Value::Tensor(t) => Value::Tensor(TensorVal {
+            t: move_tensor(ev, dev, &t.t, span)?,
+            ..t.clone()
+        }),
+        Value::Tuple(items) => Value::Tuple(
+            items
+                .iter()
+                .map(|x| move_value(ev, dev, x, span))
+                .collect::<R<Vec<_>>>()?
+                .into(),
+        ),
+        Value::Record(fields) => {
+            let mut out = std::collections::BTreeMap::new();
+            for (k, x) in fields.iter() {
+                out.insert(k.clone(), move_value(ev, dev, x, span)?);
+            }
+            Value::Record(Arc::new(out))
+        }
+        other => other.clone(),
+    })
+}
+
+/// One tensor on `dev`: itself when it is already there, else a copy through the host.
+fn move_tensor(ev: &Eval<'_>, dev: &Arc<dyn Device>, t: &Tensor, span: Span) -> R<Tensor> {
+    if t.device() == dev.id() {
+        return Ok(t.clone());
+    }
+    if t.device() != ev.st.device.id() {
+        return Err(errors::internal(
+            &format!(
+                "a tensor on {} is neither on the session's device nor on {}",
+                t.device(),
+                dev.id()
+            ),
+            span,
+        ));
+    }
+    let host = ev
+        .st
+        .device
+        .download(t)
+        .map_err(|e| ev.device_error(e, span))?;
+    dev.upload(host, t.shape())
+        .map_err(|e| ev.device_error(e, span))
+}
+
+/// The device of the first tensor in `v`, if it holds one.
+fn first_device(v: &Value) -> Option<DeviceId> {
+    match v {
+        Value::Tensor(t) => Some(t.t.device()),
+        Value::Tuple(items) => items.iter().find_map(first_device),
+        Value::Record(fields) => fields.values().find_map(first_device),
+        _ => None,
+    }
+}
+
+/// `device(x)`: where `x`'s tensors live (the session's device for a value without any).
+pub(super) fn device(ev: &mut Eval<'_>, c: &Call) -> R<Value> {
+    let id = first_device(c.req(0)?).unwrap_or_else(|| ev.st.device.id());
+    Ok(Value::Str(id.to_string().into()))
+}
+
+/// `devices()`: the devices present, the session's first; always the CPU.
+pub(super) fn devices(ev: &mut Eval<'_>, _c: &Call) -> R<Value> {
+    let mut names = vec![Value::Str(ev.st.device.id().to_string().into())];
+    if ev.st.device.id() != DeviceId::Cpu {
+        names.push(Value::Str(DeviceId::Cpu.to_string().into()));
+    }
+    Ok(Value::Tuple(names.into()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn device_names() {
+        let s = Span::new(0, 0);
+        assert!(matches!(parse("cpu", s), Ok(DeviceId::Cpu)));
+        assert!(matches!(parse("cuda", s), Ok(DeviceId::Cuda(0))));
+        assert!(matches!(parse("cuda:3", s), Ok(DeviceId::Cuda(3))));
+        for bad in ["gpu", "cuda:", "cuda:-1", "cuda:x", ""] {
+            assert!(parse(bad, s).is_err(), "{bad}");
+        }
+    }
+}
