@@ -7,9 +7,11 @@
 //! to a Rust function; a builtin the checker knows but the table lacks is a clear runtime
 //! error (E0906), never a panic. The families live in submodules: [`creation`], [`math`]
 //! (elementwise, casts, reductions, softmax), [`shape`] (shape functions and linear
-//! algebra) and [`misc`] (printing, asserts, iteration and the rest).
+//! algebra), [`data`] (files, shuffling, script arguments) and [`misc`] (printing, asserts,
+//! iteration and the rest).
 
 mod creation;
+pub(crate) mod data;
 mod math;
 mod misc;
 mod shape;
@@ -35,6 +37,7 @@ static TABLE: &[(&str, Imp)] = &[
     ("allclose", misc::allclose),
     ("any", math::reduce),
     ("arange", creation::arange),
+    ("arg", data::arg),
     ("argmax", math::arg_reduce),
     ("argmin", math::arg_reduce),
     ("assert", misc::assert),
@@ -65,6 +68,7 @@ static TABLE: &[(&str, Imp)] = &[
     ("isnan", math::unary),
     ("len", misc::len),
     ("linspace", creation::linspace),
+    ("load_csv", data::load_csv),
     ("log", math::unary),
     ("log1p", math::unary),
     ("log_softmax", math::softmax),
@@ -93,6 +97,7 @@ static TABLE: &[(&str, Imp)] = &[
     ("rsqrt", math::unary),
     ("seed", creation::seed),
     ("shape", misc::shape),
+    ("shuffle", data::shuffle),
     ("sigmoid", math::unary),
     ("sign", math::unary),
     ("silu", math::unary),
@@ -100,6 +105,7 @@ static TABLE: &[(&str, Imp)] = &[
     ("softmax", math::softmax),
     ("softplus", math::unary),
     ("split", shape::split),
+    ("split_train_test", data::split_train_test),
     ("sqrt", math::unary),
     ("squeeze", shape::squeeze),
     ("stack", shape::stack),
