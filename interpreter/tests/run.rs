@@ -155,3 +155,44 @@ fn every_runtime_code_is_shown_by_a_program() {
         );
     }
 }
+
+/// The k-nearest-neighbour sample classifies the held-out digits with at least 97%
+/// accuracy for several k, and says so on its last line.
+#[test]
+fn the_knn_sample_is_accurate() {
+    enter_run_dir();
+    let root = run_dir().join("..").join("..");
+    let sample = root.join("samples").join("knn_digits.ms");
+    let text = fs::read_to_string(&sample).expect("samples/knn_digits.ms exists");
+    let data = root.join("samples").join("data").join("digits.csv");
+    for k in ["1", "3", "5"] {
+        let mut s = Session::with_options(Options {
+            capture_output: true,
+            script_args: vec![
+                "--k".to_string(),
+                k.to_string(),
+                "--data".to_string(),
+                data.to_string_lossy().into_owned(),
+            ],
+            script_path: Some(sample.clone()),
+            ..Options::default()
+        });
+        let out = s.eval(&text);
+        assert!(
+            !out.has_errors(),
+            "{}",
+            s.render(&out, "knn_digits.ms", &text, RenderOptions::default())
+        );
+        let last = out.output.lines().last().unwrap_or_default();
+        let accuracy: f64 = last
+            .strip_prefix("test accuracy ")
+            .and_then(|a| a.trim().parse().ok())
+            .unwrap_or_else(|| panic!("k = {k}: the last line is {last:?}"));
+        assert!(accuracy >= 0.97, "k = {k}: accuracy {accuracy}");
+        assert!(
+            out.output.contains(&format!("k = {k}")),
+            "k = {k}: {}",
+            out.output
+        );
+    }
+}

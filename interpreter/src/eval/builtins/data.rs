@@ -213,7 +213,7 @@ pub(crate) enum CsvError {
     },
     /// The table would hold more cells than `room` allowed (or memory could hold).
     TooLarge {
-        /// The number of cells that was refused.
+        /// How many cells were read before one more was refused.
         cells: usize,
     },
 }
@@ -348,9 +348,19 @@ fn end_cell(
         )));
     }
     if cells.len() == cells.capacity() {
-        let want = cells.len().saturating_mul(2).max(1024);
-        if !room(want) || !cells.try_reserve(want - cells.len()) {
-            return Err(CsvError::TooLarge { cells: want });
+        // Room doubles while the cap allows; near the cap it grows by the one cell needed,
+        // so that a table just under the cap still reads.
+        let have = cells.len();
+        let want = have.saturating_mul(2).max(1024);
+        let target = if room(want) {
+            want
+        } else if room(have + 1) {
+            have + 1
+        } else {
+            return Err(CsvError::TooLarge { cells: have });
+        };
+        if !cells.try_reserve(target - have) {
+            return Err(CsvError::TooLarge { cells: have });
         }
     }
     cells.push(&text).map_err(bad)?;
@@ -439,12 +449,24 @@ pub(super) fn load_csv(ev: &mut Eval<'_>, c: &Call) -> R<Value> {
             ));
         }
         Err(CsvError::TooLarge { cells }) => {
-            return Err(refused.unwrap_or_else(|| {
-                errors::bad_value(
-                    format!("`{path}` has more than {cells} cells, more than memory can hold"),
-                    c.span,
-                )
-            }));
+            // The device's refusal names the probe; the message names the file instead.
+            let mut d = Diagnostic::error(
+                "E0905",
+                format!("`{path}` holds more than {cells} values, more than one tensor may hold"),
+                c.span,
+            )
+            .with_primary_label("this file is too large");
+            match refused {
+                Some(Flow::Error(e)) => {
+                    d = d.with_note(e.diag.message);
+                    for n in e.diag.notes {
+                        d = d.with_note(n);
+                    }
+                }
+                Some(other) => return Err(other),
+                None => d = d.with_note("memory could not hold them"),
+            }
+            return Err(Flow::error(d));
         }
     };
     let t = table
@@ -834,7 +856,7 @@ mod tests {
         let many = "1,".repeat(5000);
         let r = read_csv(many.as_bytes(), format, &mut |n| n <= 2048);
         assert!(
-            matches!(r, Err(CsvError::TooLarge { cells: 4096 })),
+            matches!(r, Err(CsvError::TooLarge { cells: 2048 })),
             "{r:?}"
         );
     }
@@ -862,5 +884,43 @@ mod tests {
         assert_eq!(find_arg(&args, "missing", false), None);
         let last = vec!["--k".to_string(), "1".to_string(), "--k".to_string()];
         assert_eq!(find_arg(&last, "k", false).as_deref(), Some(""));
+    }
+
+    #[test]
+    fn a_file_over_the_device_cap_is_refused_before_it_is_read_whole() {
+        use devices::CpuDevice;
+        use devices::cpu::Limits;
+        let dir = std::env::temp_dir().join(format!("ms-load-csv-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        let file = dir.join("big.csv");
+        std::fs::write(&file, "1,2,3,4\n".repeat(2000)).expect("write");
+        let device = CpuDevice::with_limits(Limits {
+            max_tensor_bytes: 16 << 10,
+        });
+        let mut s = crate::Session::with_options(crate::Options {
+            capture_output: true,
+            device: Arc::new(device),
+            ..crate::Options::default()
+        });
+        let src = format!("let t = load_csv({:?})\nprint(t.shape)", file.display());
+        let out = s.eval(&src);
+        let codes: Vec<&str> = out.diagnostics.iter().map(|d| d.code).collect();
+        assert_eq!(codes, ["E0905"], "{:?}", out.diagnostics);
+        assert!(
+            out.diagnostics[0]
+                .message
+                .contains("big.csv` holds more than"),
+            "{:?}",
+            out.diagnostics
+        );
+        // The same file under a cap it fits reads in full.
+        let mut s = crate::Session::with_options(crate::Options {
+            capture_output: true,
+            ..crate::Options::default()
+        });
+        let out = s.eval(&src);
+        assert!(!out.has_errors(), "{:?}", out.diagnostics);
+        assert_eq!(out.output, "(2000, 4)\n");
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }
