@@ -60,22 +60,60 @@ impl CheckReport {
     }
 }
 
+/// The files a [`FileLoader`] read: each path as written in its import, and the text.
+pub type ReadFiles = Rc<RefCell<Vec<(String, String)>>>;
+
+/// The largest file an import reads: a program is far smaller, and a limit keeps a
+/// mistaken `import "data.csv"` from reading gigabytes.
+const MAX_SOURCE_BYTES: u64 = 16 << 20;
+
 /// Reads imported files relative to a folder and remembers what it read.
+///
+/// Paths resolve against the one folder (the main script's), also for an import written
+/// inside an imported file: the checker asks for a file by its path alone and keys the
+/// module by it, so one path means one module throughout a program.
 #[derive(Debug)]
 pub struct FileLoader {
     base: PathBuf,
-    read: Rc<RefCell<Vec<(String, String)>>>,
+    read: ReadFiles,
+}
+
+impl FileLoader {
+    /// A loader reading relative to `base` (the empty path: the working directory), and
+    /// the list it records every text it reads in.
+    pub fn new(base: PathBuf) -> (FileLoader, ReadFiles) {
+        let read = ReadFiles::default();
+        (
+            FileLoader {
+                base,
+                read: Rc::clone(&read),
+            },
+            read,
+        )
+    }
 }
 
 impl ModuleLoader for FileLoader {
     fn load(&mut self, path: &str) -> Result<String, String> {
+        use std::io::Read as _;
         let full = self.base.join(path);
         // The message names no absolute path: it is shown beside the import's own span,
         // which already says which file was meant.
-        let text = std::fs::read_to_string(&full).map_err(|e| match e.kind() {
+        let reason = |e: std::io::Error| match e.kind() {
             std::io::ErrorKind::NotFound => "no such file".to_string(),
             _ => e.to_string(),
-        })?;
+        };
+        let file = std::fs::File::open(&full).map_err(reason)?;
+        let mut text = String::new();
+        file.take(MAX_SOURCE_BYTES + 1)
+            .read_to_string(&mut text)
+            .map_err(reason)?;
+        if text.len() as u64 > MAX_SOURCE_BYTES {
+            return Err(format!(
+                "the file is larger than {} MiB, too large for a program",
+                MAX_SOURCE_BYTES >> 20
+            ));
+        }
         self.read
             .borrow_mut()
             .push((path.to_string(), text.clone()));
@@ -85,11 +123,7 @@ impl ModuleLoader for FileLoader {
 
 /// Parses and checks `text` (shown as `name`), reading imports relative to `base`.
 pub fn check_text(name: &str, text: &str, base: Option<&Path>) -> CheckReport {
-    let read = Rc::new(RefCell::new(Vec::new()));
-    let loader = FileLoader {
-        base: base.map_or_else(PathBuf::new, Path::to_path_buf),
-        read: Rc::clone(&read),
-    };
+    let (loader, read) = FileLoader::new(base.map_or_else(PathBuf::new, Path::to_path_buf));
     let mut checker = Checker::with_loader(Box::new(loader));
     let (program, mut diagnostics) = lang::syntax::parse(text);
     diagnostics.extend(checker.check_program(text, &program));

@@ -57,40 +57,55 @@ pub struct Digits {
 }
 
 /// Reads the digits CSV: 64 pixel values (0–16) then the label (0–9) per row, no header.
+/// The file is read by the same reader as `load_csv`, so its errors name `file:line:col`.
 pub fn load_digits(path: &str) -> Result<Digits, DemoError> {
-    let text = std::fs::read_to_string(path).map_err(|e| DemoError::Io(path.to_string(), e))?;
-    let (mut xs, mut ys) = (Vec::new(), Vec::new());
-    for (ln, line) in text
-        .lines()
-        .enumerate()
-        .filter(|(_, l)| !l.trim().is_empty())
-    {
-        let fields: Vec<&str> = line.split(',').collect();
-        if fields.len() != 65 {
-            return Err(DemoError::Csv {
-                path: path.to_string(),
-                line: ln + 1,
-                col: 1,
-                message: format!("expected 65 fields, found {}", fields.len()),
-            });
-        }
-        let mut col = 1;
-        for (i, f) in fields.iter().enumerate() {
-            let v: f32 = f.trim().parse().map_err(|_| DemoError::Csv {
-                path: path.to_string(),
-                line: ln + 1,
-                col,
-                message: format!("`{f}` is not a number"),
-            })?;
-            if i < 64 {
-                xs.push(v / 16.0);
-            } else {
-                ys.push(v as i64);
-            }
-            col += f.len() + 1;
-        }
+    use crate::eval::builtins::data::{CellKind, Cells, CsvError, CsvFormat, read_csv};
+    let file = std::fs::File::open(path).map_err(|e| DemoError::Io(path.to_string(), e))?;
+    let format = CsvFormat {
+        delimiter: b',',
+        header: false,
+        kind: CellKind::F32,
+    };
+    // The digits are 117 thousand cells; a file a hundred times larger is not them.
+    let table = read_csv(file, format, &mut |n| n <= 1 << 24).map_err(|e| match e {
+        CsvError::Io(e) => DemoError::Io(path.to_string(), e),
+        CsvError::At { line, col, message } => DemoError::Csv {
+            path: path.to_string(),
+            line,
+            col,
+            message,
+        },
+        CsvError::TooLarge { cells } => DemoError::Csv {
+            path: path.to_string(),
+            line: 1,
+            col: 1,
+            message: format!("more than {cells} cells: not the digits data"),
+        },
+    })?;
+    if table.cols != 65 {
+        return Err(DemoError::Csv {
+            path: path.to_string(),
+            line: 1,
+            col: 1,
+            message: format!("expected 65 fields, found {}", table.cols),
+        });
     }
-    let n = ys.len();
+    let Cells::F32(cells) = table.cells else {
+        return Err(DemoError::Csv {
+            path: path.to_string(),
+            line: 1,
+            col: 1,
+            message: "the cells were not read as numbers".to_string(),
+        });
+    };
+    let n = table.rows;
+    let mut xs = Vec::with_capacity(n * 64);
+    let mut ys = Vec::with_capacity(n);
+    for row in cells.chunks_exact(65) {
+        let (pixels, label) = row.split_at(64);
+        xs.extend(pixels.iter().map(|v| v / 16.0));
+        ys.extend(label.iter().map(|&v| v as i64));
+    }
     Ok(Digits {
         x: Tensor::from_vec(xs, &[n, 64])?,
         y: Tensor::from_vec(ys, &[n])?,

@@ -99,6 +99,8 @@ impl Write for Capture {
 /// A MindScript session: the checker and the values that persist between entries.
 pub struct Session {
     checker: Checker,
+    /// The files the checker's loader read and the evaluator has not taken yet.
+    imports: crate::check::ReadFiles,
     state: State,
     capture: Option<Capture>,
     stack_bytes: usize,
@@ -134,8 +136,19 @@ impl Session {
         };
         let mut state = State::new(options.device, options.seed, out);
         state.max_depth = options.max_call_depth;
+        state.script_args = options.script_args;
+        // `import "file.ms"` resolves against the script's folder; in the REPL (no
+        // script) against the working directory.
+        let base = options
+            .script_path
+            .as_deref()
+            .and_then(std::path::Path::parent)
+            .map(std::path::Path::to_path_buf)
+            .unwrap_or_default();
+        let (loader, imports) = crate::check::FileLoader::new(base);
         Session {
-            checker: Checker::new(),
+            checker: Checker::with_loader(Box::new(loader)),
+            imports,
             state,
             capture,
             stack_bytes: options.stack_bytes,
@@ -147,6 +160,15 @@ impl Session {
         let (program, mut diagnostics) = lang::syntax::parse(src);
         diagnostics.extend(self.checker.check_program(src, &program));
         diagnostics.sort_by_key(|d| (d.file.is_some(), d.primary.span.start, d.primary.span.end));
+        // The files the entry imports join the sources whether or not it checks: the
+        // diagnostics may point into them, and the evaluator runs the texts checked.
+        for (path, text) in self.imports.borrow_mut().drain(..) {
+            self.state
+                .sources
+                .push((Arc::from(path.as_str()), Arc::from(text)));
+            let id = self.state.sources.len() - 1;
+            self.state.file_sources.insert(Arc::from(path.as_str()), id);
+        }
         if diagnostics.iter().any(Diagnostic::is_error) {
             return Outcome {
                 values: Vec::new(),
@@ -154,7 +176,8 @@ impl Session {
                 output: String::new(),
             };
         }
-        let name: Arc<str> = Arc::from(format!("<entry {}>", self.state.sources.len() + 1));
+        let entries = self.state.sources.len() - self.state.file_sources.len();
+        let name: Arc<str> = Arc::from(format!("<entry {}>", entries + 1));
         self.state.sources.push((name, Arc::from(src)));
         let src_id = self.state.sources.len() - 1;
         let result = run_on_big_stack(&mut self.state, self.stack_bytes, |st| {

@@ -4,8 +4,14 @@
 //! what it prints; the output must equal `<name>.stdout`. A program that stops with an
 //! error also has `<name>.stderr`: its rendered diagnostics (no colour). A program without
 //! a `.stderr` file must run cleanly. A line `//--- next entry` splits a program into
-//! entries evaluated one after another in the same session, like REPL entries. `BLESS=1 cargo test -p interpreter --test run`
-//! rewrites the expected files from the current output; review the diff like code.
+//! entries evaluated one after another in the same session, like REPL entries. A first
+//! line `//--- args: --epochs 5 --name x` gives the words after the script's name (what
+//! `arg` reads; split at spaces). Programs run as scripts would from `tests/run/`: the
+//! working directory is that folder (so `load_csv("data/small.csv")` reads
+//! `tests/run/data/small.csv`), and the script path is the program's, so that
+//! `import "lib/util.ms" as util` reads `tests/run/lib/util.ms`. `BLESS=1 cargo test -p
+//! interpreter --test run` rewrites the expected files from the current output; review the
+//! diff like code.
 //!
 //! A second test ties the runtime error codes to these programs: every E09xx code that has
 //! an explanation (other than the internal E0999) is shown by at least one program.
@@ -42,9 +48,25 @@ fn programs() -> Vec<PathBuf> {
 /// REPL entries.
 const NEXT_ENTRY: &str = "//--- next entry\n";
 
+/// A first line that gives the program its script arguments.
+const ARGS: &str = "//--- args:";
+
+/// Makes `tests/run/` the working directory, as for a script run there. Every test of this
+/// file sets the same folder, so running them in parallel is safe.
+fn enter_run_dir() {
+    std::env::set_current_dir(run_dir()).expect("tests/run can be entered");
+}
+
 /// Runs one program: (stdout, rendered diagnostics, codes).
 fn run(path: &Path) -> (String, String, Vec<&'static str>) {
+    enter_run_dir();
     let text = fs::read_to_string(path).expect("readable program");
+    let script_args: Vec<String> = text
+        .lines()
+        .next()
+        .and_then(|l| l.strip_prefix(ARGS))
+        .map(|a| a.split_whitespace().map(str::to_string).collect())
+        .unwrap_or_default();
     let file = path.file_name().and_then(|n| n.to_str()).unwrap_or("?");
     // A fixed size cap, so that the programs that hit it print the same everywhere.
     let device = CpuDevice::with_limits(Limits {
@@ -53,6 +75,8 @@ fn run(path: &Path) -> (String, String, Vec<&'static str>) {
     let mut s = Session::with_options(Options {
         capture_output: true,
         device: Arc::new(device),
+        script_args,
+        script_path: Some(path.to_path_buf()),
         ..Options::default()
     });
     let (mut stdout, mut stderr, mut codes) = (String::new(), String::new(), Vec::new());
@@ -128,6 +152,47 @@ fn every_runtime_code_is_shown_by_a_program() {
         assert!(
             lang::diagnostics::explain(code).is_some(),
             "{code} has no lang/explain/{code}.md"
+        );
+    }
+}
+
+/// The k-nearest-neighbour sample classifies the held-out digits with at least 97%
+/// accuracy for several k, and says so on its last line.
+#[test]
+fn the_knn_sample_is_accurate() {
+    enter_run_dir();
+    let root = run_dir().join("..").join("..");
+    let sample = root.join("samples").join("knn_digits.ms");
+    let text = fs::read_to_string(&sample).expect("samples/knn_digits.ms exists");
+    let data = root.join("samples").join("data").join("digits.csv");
+    for k in ["1", "3", "5"] {
+        let mut s = Session::with_options(Options {
+            capture_output: true,
+            script_args: vec![
+                "--k".to_string(),
+                k.to_string(),
+                "--data".to_string(),
+                data.to_string_lossy().into_owned(),
+            ],
+            script_path: Some(sample.clone()),
+            ..Options::default()
+        });
+        let out = s.eval(&text);
+        assert!(
+            !out.has_errors(),
+            "{}",
+            s.render(&out, "knn_digits.ms", &text, RenderOptions::default())
+        );
+        let last = out.output.lines().last().unwrap_or_default();
+        let accuracy: f64 = last
+            .strip_prefix("test accuracy ")
+            .and_then(|a| a.trim().parse().ok())
+            .unwrap_or_else(|| panic!("k = {k}: the last line is {last:?}"));
+        assert!(accuracy >= 0.97, "k = {k}: accuracy {accuracy}");
+        assert!(
+            out.output.contains(&format!("k = {k}")),
+            "k = {k}: {}",
+            out.output
         );
     }
 }

@@ -16,7 +16,7 @@
 //! | E0909 | an argument whose value is invalid (`arange` step 0, uneven `split`, ...) |
 //! | E0910 | a name with no value (the entry that defined it stopped with an error) |
 //! | E0911 | (reserved) the computation was interrupted (Ctrl-C) |
-//! | E0912 | (reserved) a file that cannot be read or parsed as data (`load_csv`, file imports) |
+//! | E0912 | a data file that cannot be read or parsed (`load_csv`), an import cycle at run time |
 //! | E0999 | an internal error of the evaluator |
 
 use devices::DeviceError;

@@ -33,13 +33,16 @@ use lang::ast::{
 use crate::value::{FnBody, FnValue, Module, TensorVal, Value};
 pub(crate) use errors::{Flow, R};
 
+/// Variables by name at a top level (the session's, a module's, the prelude's). Hashed with
+/// foldhash: a loop at the top level reads its variables here on every iteration, and
+/// SipHash (the default) cost more than the addition being looped over.
+pub(crate) type Globals = HashMap<Name, Value, foldhash::fast::RandomState>;
+
 /// The state of a session that outlives one entry: top-level values, the device, the
 /// random stream, the output sink and every source text seen.
 pub(crate) struct State {
-    /// Top-level values by name (REPL entries accumulate here). Hashed with foldhash: a
-    /// loop at the top level reads its variables here on every iteration, and SipHash
-    /// (the default) cost more than the addition being looped over.
-    pub globals: HashMap<Name, Value, foldhash::fast::RandomState>,
+    /// Top-level values by name (REPL entries accumulate here).
+    pub globals: Globals,
     /// The device every primitive runs on.
     pub device: Arc<dyn Device>,
     /// The seed of the random stream (`seed(n)`).
@@ -58,6 +61,17 @@ pub(crate) struct State {
     pub max_depth: usize,
     /// The prelude's functions, swapped with `globals` while one runs.
     pub prelude: builtins::prelude::Scope,
+    /// The words after the script's name, which `arg` reads.
+    pub script_args: Vec<String>,
+    /// Imported files by path as written in the import: their source in `sources`.
+    pub file_sources: HashMap<Name, usize>,
+    /// Imported files that have run, by path: each runs once, however often imported.
+    modules: HashMap<Name, Arc<Module>>,
+    /// The top-level variables of each imported file, by its source: a module's functions
+    /// read (and its top level writes) these rather than the importer's globals.
+    namespaces: HashMap<usize, Globals>,
+    /// The files being imported, innermost last (a cycle is an error, not a hang).
+    importing: Vec<Name>,
 }
 
 impl State {
@@ -74,6 +88,11 @@ impl State {
             decls: HashMap::new(),
             max_depth: 1000,
             prelude: builtins::prelude::Scope::default(),
+            script_args: Vec::new(),
+            file_sources: HashMap::new(),
+            modules: HashMap::new(),
+            namespaces: HashMap::new(),
+            importing: Vec::new(),
         }
     }
 }
@@ -199,7 +218,7 @@ impl<'s> Eval<'s> {
                     siblings: None,
                     src,
                 }));
-                self.st.globals.insert(d.name.name.clone(), v);
+                self.globals_mut().insert(d.name.name.clone(), v);
             }
             return;
         }
@@ -235,7 +254,7 @@ impl<'s> Eval<'s> {
                 }
             }
             None => {
-                self.st.globals.insert(name, v);
+                self.globals_mut().insert(name, v);
             }
         }
     }
@@ -279,8 +298,11 @@ impl<'s> Eval<'s> {
                         }));
                         self.bind(name, module);
                     }
-                    ImportSource::File(_, span) => {
-                        return Err(errors::not_available("importing files", *span));
+                    ImportSource::File(path, span) => {
+                        let module = self.import_file(path, *span)?;
+                        if let Some(a) = alias {
+                            self.bind(a.name.clone(), Value::Module(module));
+                        }
                     }
                 }
                 Ok(Value::Unit)
@@ -297,7 +319,90 @@ impl<'s> Eval<'s> {
                 return;
             }
         }
-        self.st.globals.insert(name.clone(), v);
+        self.globals_mut().insert(name.clone(), v);
+    }
+
+    /// Runs the file imported as `path` and returns its module: the file's top-level
+    /// variables and functions, which read the file's own top level when called. A file
+    /// runs once per session however often it is imported (its `print`s show once, like a
+    /// Python module). The checker read and checked the file before anything ran; the text
+    /// run is the one it checked, kept in `sources`.
+    fn import_file(&mut self, path: &str, span: Span) -> R<Arc<Module>> {
+        if let Some(m) = self.st.modules.get(path) {
+            return Ok(m.clone());
+        }
+        let key: Name = Name::from(path);
+        if self.st.importing.contains(&key) {
+            let chain: Vec<&str> = self.st.importing.iter().map(|n| &**n).collect();
+            return Err(Flow::error(
+                lang::Diagnostic::error("E0912", format!("`{path}` imports itself"), span)
+                    .with_primary_label("import cycle")
+                    .with_note(format!("the chain is {} -> {path}", chain.join(" -> "))),
+            ));
+        }
+        let Some(&src) = self.st.file_sources.get(path) else {
+            return Err(errors::internal(
+                &format!("the imported file `{path}` was not read before the program ran"),
+                span,
+            ));
+        };
+        let text = self
+            .st
+            .sources
+            .get(src)
+            .map(|(_, t)| t.clone())
+            .unwrap_or_else(|| Arc::from(""));
+        let (program, syntax) = lang::syntax::parse(&text);
+        if syntax.iter().any(lang::Diagnostic::is_error) {
+            return Err(errors::internal(
+                &format!("the imported file `{path}` does not parse"),
+                span,
+            ));
+        }
+        let (line, col) = errors::line_col(
+            self.st.sources.get(self.src).map_or("", |(_, t)| t),
+            span.start,
+        );
+        let here = match (self.src == self.main_src, source_name(self.st, self.src)) {
+            (false, Some(name)) => format!("{name}:{line}:{col}"),
+            _ => format!("{line}:{col}"),
+        };
+        self.st.namespaces.insert(src, Globals::default());
+        self.st.importing.push(key.clone());
+        let saved_env = std::mem::take(&mut self.env);
+        let saved_src = std::mem::replace(&mut self.src, src);
+        let r = match self.program(&program.stmts) {
+            Ok(_) => Ok(()),
+            Err(Flow::Error(mut e)) => {
+                // Traced here, where the running source is the file, so that the error
+                // names it and renders against its text.
+                errors::trace(&mut e, self);
+                e.diag
+                    .notes
+                    .push(format!("while running `{path}`, imported at {here}"));
+                Err(Flow::Error(e))
+            }
+            Err(_) => Err(errors::internal(
+                "control flow escaped the top level of an imported file",
+                span,
+            )),
+        };
+        self.src = saved_src;
+        self.env = saved_env;
+        self.st.importing.pop();
+        r?;
+        let members: BTreeMap<Name, Value> = self
+            .st
+            .namespaces
+            .get(&src)
+            .map(|ns| ns.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
+            .unwrap_or_default();
+        let module = Arc::new(Module {
+            name: key.clone(),
+            members,
+        });
+        self.st.modules.insert(key, module.clone());
+        Ok(module)
     }
 
     /// Binds the names of `pat` to the parts of `v`.
@@ -457,7 +562,28 @@ impl<'s> Eval<'s> {
         {
             return Some(block_fn(d, captured, sibs, *src));
         }
-        self.st.globals.get(name).cloned()
+        self.globals().get(name).cloned()
+    }
+
+    /// The top-level variables the running code sees: those of the file it is in when
+    /// that is an imported one, the session's otherwise.
+    fn globals(&self) -> &Globals {
+        if !self.st.namespaces.is_empty()
+            && let Some(ns) = self.st.namespaces.get(&self.src)
+        {
+            return ns;
+        }
+        &self.st.globals
+    }
+
+    /// [`Eval::globals`], to change.
+    fn globals_mut(&mut self) -> &mut Globals {
+        let src = self.src;
+        if self.st.namespaces.contains_key(&src) {
+            self.st.namespaces.entry(src).or_default()
+        } else {
+            &mut self.st.globals
+        }
     }
 
     /// A name's value: a variable, or a builtin.

@@ -7,7 +7,7 @@ use std::io::Write;
 use std::sync::Arc;
 
 use devices::Tensor;
-use ir::{DType, Op, RandomOp, Shape, SliceDim};
+use ir::{DType, Op, Shape};
 use lang::Span;
 use lang::ast::Name;
 
@@ -188,27 +188,9 @@ pub(super) fn batches(ev: &mut Eval<'_>, c: &Call) -> R<Value> {
         })?;
     let shuffle = c.flag(ev, 2)?.unwrap_or(false);
     let drop_last = c.flag(ev, 3)?.unwrap_or(false);
-    let mut rows = None;
-    leaf_rows(&data, &mut rows, c.span(0))?;
-    let rows = rows.unwrap_or(0);
+    let rows = super::data::leaf_rows(&data, "batches", c.span(0))?;
     let order = if shuffle {
-        let keys = super::creation::draw(ev, RandomOp::Uniform, &[rows], DType::F64, c.span)?;
-        let k = keys
-            .to_vec::<f64>()
-            .ok_or_else(|| errors::internal("random keys could not be read", c.span))?;
-        let mut idx: Vec<usize> = (0..rows).collect();
-        idx.sort_by(|&a, &b| {
-            let (x, y) = (
-                k.get(a).copied().unwrap_or(0.0),
-                k.get(b).copied().unwrap_or(0.0),
-            );
-            x.total_cmp(&y).then(a.cmp(&b))
-        });
-        let idx: Vec<i64> = idx
-            .into_iter()
-            .map(|i| i64::try_from(i).unwrap_or(0))
-            .collect();
-        Some(Tensor::from_vec(idx, &[rows]).map_err(|e| ev.device_error(e, c.span))?)
+        Some(super::data::permutation(ev, rows, c.span)?)
     } else {
         None
     };
@@ -219,36 +201,6 @@ pub(super) fn batches(ev: &mut Eval<'_>, c: &Call) -> R<Value> {
         drop_last,
         order,
     })))
-}
-
-/// The common length of axis 0 of every tensor leaf.
-fn leaf_rows(v: &Value, rows: &mut Option<usize>, span: Span) -> R<()> {
-    match v {
-        Value::Tensor(t) => {
-            let Some(&n) = t.shape().first() else {
-                return Err(errors::mismatch(
-                    "`batches` slices axis 0, found a scalar".to_string(),
-                    span,
-                ));
-            };
-            match rows {
-                Some(r) if *r != n => Err(errors::mismatch(
-                    format!("`batches` needs every leaf to have the same length: {r} and {n} rows"),
-                    span,
-                )),
-                _ => {
-                    *rows = Some(n);
-                    Ok(())
-                }
-            }
-        }
-        Value::Tuple(items) => items.iter().try_for_each(|x| leaf_rows(x, rows, span)),
-        Value::Record(fields) => fields.values().try_for_each(|x| leaf_rows(x, rows, span)),
-        other => Err(errors::mismatch(
-            format!("`batches` needs tensors, found {}", other.describe()),
-            span,
-        )),
-    }
 }
 
 /// How many times `for` runs over `it`.
@@ -297,7 +249,7 @@ pub(crate) fn iter_item(ev: &Eval<'_>, it: &Value, i: usize, span: Span) -> R<Va
         Value::Batches(b) => {
             let start = i * b.size;
             let len = b.size.min(b.rows.saturating_sub(start));
-            batch_of(ev, &b.data, b.order.as_ref(), start, len, span)
+            super::data::take_rows(ev, &b.data, b.order.as_ref(), start, len, span)
         }
         Value::Tuple(items) => items
             .get(i)
@@ -305,71 +257,6 @@ pub(crate) fn iter_item(ev: &Eval<'_>, it: &Value, i: usize, span: Span) -> R<Va
             .ok_or_else(|| errors::internal("a tuple item out of range", span)),
         other => Err(errors::mismatch(
             format!("cannot iterate over {}", other.describe()),
-            span,
-        )),
-    }
-}
-
-/// Rows `start..start + len` of every leaf (in the shuffled order when there is one).
-fn batch_of(
-    ev: &Eval<'_>,
-    v: &Value,
-    order: Option<&Tensor>,
-    start: usize,
-    len: usize,
-    span: Span,
-) -> R<Value> {
-    match v {
-        Value::Tensor(t) => {
-            let out = match order {
-                None => {
-                    let mut dims: Vec<SliceDim> =
-                        t.shape().iter().map(|&d| SliceDim::full(d)).collect();
-                    if let Some(d0) = dims.first_mut() {
-                        *d0 = SliceDim {
-                            start,
-                            len,
-                            step: 1,
-                        };
-                    }
-                    ev.exec(&Op::Slice { dims }, &[&t.t], span)?
-                }
-                Some(o) => {
-                    let idx = ev.exec(
-                        &Op::Slice {
-                            dims: vec![SliceDim {
-                                start,
-                                len,
-                                step: 1,
-                            }],
-                        },
-                        &[o],
-                        span,
-                    )?;
-                    ev.exec(&Op::Gather { axis: 0 }, &[&t.t, &idx], span)?
-                }
-            };
-            Ok(Value::Tensor(TensorVal {
-                t: out,
-                ..t.clone()
-            }))
-        }
-        Value::Tuple(items) => {
-            let mut out = Vec::with_capacity(items.len());
-            for x in items.iter() {
-                out.push(batch_of(ev, x, order, start, len, span)?);
-            }
-            Ok(Value::Tuple(out.into()))
-        }
-        Value::Record(fields) => {
-            let mut out = BTreeMap::new();
-            for (k, x) in fields.iter() {
-                out.insert(k.clone(), batch_of(ev, x, order, start, len, span)?);
-            }
-            Ok(Value::Record(Arc::new(out)))
-        }
-        other => Err(errors::mismatch(
-            format!("`batches` needs tensors, found {}", other.describe()),
             span,
         )),
     }

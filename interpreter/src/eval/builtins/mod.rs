@@ -9,10 +9,11 @@
 //! but neither implements is a clear runtime error (E0906), never a panic. The Rust
 //! families live in submodules: [`creation`], [`math`] (elementwise, casts, reductions),
 //! [`shape`] (shape functions, selection and linear algebra), [`einsum`], [`neural`]
-//! (convolution and pooling), [`device`] (`device devices to`) and [`misc`] (printing,
-//! asserts, iteration and the rest).
+//! (convolution and pooling), [`device`] (`device devices to`), [`data`] (files,
+//! shuffling, script arguments) and [`misc`] (printing, asserts, iteration and the rest).
 
 mod creation;
+pub(crate) mod data;
 mod device;
 mod einsum;
 mod math;
@@ -42,6 +43,7 @@ static TABLE: &[(&str, Imp)] = &[
     ("allclose", misc::allclose),
     ("any", math::reduce),
     ("arange", creation::arange),
+    ("arg", data::arg),
     ("argmax", math::arg_reduce),
     ("argmin", math::arg_reduce),
     ("assert", misc::assert),
@@ -78,6 +80,7 @@ static TABLE: &[(&str, Imp)] = &[
     ("isnan", math::unary),
     ("len", misc::len),
     ("linspace", creation::linspace),
+    ("load_csv", data::load_csv),
     ("log", math::unary),
     ("log1p", math::unary),
     ("logical_and", math::binary),
@@ -108,12 +111,14 @@ static TABLE: &[(&str, Imp)] = &[
     ("rsqrt", math::unary),
     ("seed", creation::seed),
     ("shape", misc::shape),
+    ("shuffle", data::shuffle),
     ("sigmoid", math::unary),
     ("sign", math::unary),
     ("silu", math::unary),
     ("sin", math::unary),
     ("softplus", math::unary),
     ("split", shape::split),
+    ("split_train_test", data::split_train_test),
     ("sqrt", math::unary),
     ("squeeze", shape::squeeze),
     ("stack", shape::stack),

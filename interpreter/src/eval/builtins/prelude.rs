@@ -20,7 +20,6 @@
 //! states a precondition on the arguments, so it becomes E0909 (an invalid argument) with
 //! the assertion's message, pointed at the argument the message names first in backquotes.
 
-use std::collections::HashMap;
 use std::sync::{Arc, OnceLock};
 
 use lang::Span;
@@ -28,7 +27,7 @@ use lang::ast::{Name, StmtKind};
 use lang::diagnostics::Label;
 
 use super::Call;
-use crate::eval::Eval;
+use crate::eval::{Eval, Globals};
 use crate::eval::errors::{self, Flow, R};
 use crate::value::{FnBody, FnValue, Value};
 
@@ -43,15 +42,15 @@ pub(crate) const PRELUDE_SRC: usize = usize::MAX;
 pub(crate) struct Scope {
     /// Outside a prelude call, the prelude's functions by name (empty until the first
     /// call); during one, the session's top-level variables.
-    parked: HashMap<Name, Value>,
+    parked: Globals,
     /// True while a prelude function runs.
     active: bool,
 }
 
 /// The prelude's functions as values, or why the prelude could not be loaded (a bug of
 /// this crate, which the tests rule out).
-fn loaded() -> Result<&'static HashMap<Name, Value>, &'static str> {
-    static LOADED: OnceLock<Result<HashMap<Name, Value>, String>> = OnceLock::new();
+fn loaded() -> Result<&'static Globals, &'static str> {
+    static LOADED: OnceLock<Result<Globals, String>> = OnceLock::new();
     LOADED
         .get_or_init(|| load(stdlib::PRELUDE))
         .as_ref()
@@ -59,7 +58,7 @@ fn loaded() -> Result<&'static HashMap<Name, Value>, &'static str> {
 }
 
 /// Parses and checks `src` (the prelude), and makes its functions values.
-fn load(src: &str) -> Result<HashMap<Name, Value>, String> {
+fn load(src: &str) -> Result<Globals, String> {
     let (program, mut diags) = lang::syntax::parse(src);
     diags.extend(lang::check::Checker::new().check_program(src, &program));
     if let Some(d) = diags.first() {
@@ -71,7 +70,7 @@ fn load(src: &str) -> Result<HashMap<Name, Value>, String> {
             d.message
         ));
     }
-    let mut fns = HashMap::new();
+    let mut fns = Globals::default();
     for s in program.stmts {
         let StmtKind::Fn(d) = s.kind else {
             return Err("the prelude holds only function declarations".to_string());
