@@ -246,7 +246,10 @@ impl Cli {
         match self.command {
             None => {
                 install_interrupt_handler();
-                Ok(crate::repl::run())
+                Ok(crate::repl::run_with(crate::Options {
+                    seed,
+                    ..crate::Options::default()
+                }))
             }
             Some(Cmd::Run { words }) => {
                 let (file, args) = words.split_first().ok_or_else(|| {

@@ -173,8 +173,7 @@ fn interrupted_diag(span: Span) -> Diagnostic {
     Diagnostic::error("E0911", "interrupted (Ctrl-C)", span)
         .with_primary_label("stopped here")
         .with_note(
-            "the statements before this one ran and keep their effects; a variable this \
-             statement was assigning keeps its old value",
+            "what ran before keeps its effects; a variable being assigned keeps its old value",
         )
 }
 
