@@ -82,6 +82,10 @@ pub enum DeviceError {
         /// The shape asked for.
         shape: Shape,
     },
+    /// The computation was asked to stop (Ctrl-C, see [`crate::cancel`]) before it finished;
+    /// what it had made is discarded.
+    #[error("interrupted")]
+    Interrupted,
     /// The requested device backend is not available.
     #[error("{0}")]
     Unavailable(String),

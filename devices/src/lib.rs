@@ -14,6 +14,7 @@
 //! names the operation, the shape, the dtype and the bytes.
 
 pub mod buffer;
+pub mod cancel;
 pub mod cpu;
 pub mod cuda;
 pub mod device;

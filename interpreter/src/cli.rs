@@ -1,23 +1,104 @@
-//! The `ms` command line: argument parsing and the commands.
+//! The `ms` command line: arguments, the commands, exit statuses and Ctrl-C.
 //!
-//! Parsing is hand-written: the grammar is a handful of subcommands with a few flags, and
-//! a hand-written parser keeps the usage errors in our own words (exit status 2).
+//! Arguments are parsed by clap (derive): the grammar is the [`Cli`] type. Words after a
+//! script's name belong to the script (`ms train.ms --epochs 5` gives `--epochs 5` to it,
+//! read with `arg`), so `ms`'s own flags come before the name, as with `python`.
+//!
+//! Errors show one of two ways: a diagnostic of the program (it has a source span) is
+//! rendered by `lang::diagnostics` (ariadne) as everywhere else; an error of the command
+//! line itself (a bad flag, a file that cannot be read, an unknown code) has no span and is
+//! a miette report ([`CliError`]). Colours only on a terminal, never with `NO_COLOR`.
+//!
+//! Ctrl-C: for a script and the REPL, a SIGINT handler sets `devices::cancel`'s flag; the
+//! evaluator and the kernels stop within a step and the entry ends with E0911 (exit status
+//! 130 for a script; the REPL shows the error and its prompt, state intact). A second
+//! Ctrl-C while the first is still pending exits at once.
 
+use std::ffi::OsString;
+use std::fmt;
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
+use clap::{Parser, Subcommand};
 use lang::diagnostics::{self, RenderOptions};
 
-/// The usage text printed after a usage error and by `ms --help`.
-pub const USAGE: &str = "usage:
-  ms                          the REPL (:help inside it lists its commands)
-  ms FILE.ms [--seed N]       check a script, then run it eagerly (also `ms run FILE.ms`)
-  ms check FILE.ms            parse and type-check a script without running it
-  ms explain [CODE]           explain a diagnostic code (E0301); without CODE, list them
-  ms demo [CSV] [--epochs N] [--hidden N]
-                              train a 64-h-10 perceptron on the UCI digits
-                              (default samples/data/digits.csv) directly on the CPU device
-exit status: 0 success, 1 an error in the program, 2 bad usage";
+/// Typical commands, shown after the flags by `ms --help`.
+pub const EXAMPLES: &str = "\
+Examples:
+  ms                            open the REPL (:help inside it lists its commands)
+  ms train.ms                   check a script, then run it
+  ms train.ms --epochs 5        words after the script are its own (read with `arg`)
+  ms --seed 7 --threads 4 train.ms
+                                ms's flags go before the script
+  ms check model.ms             parse and type-check without running
+  ms explain E0301              what a diagnostic code means (`ms explain` lists them)
+  ms demo --epochs 5            train a perceptron on the UCI digits, straight on the CPU
+
+Exit status: 0 success, 1 an error in the program, 2 bad usage, 130 interrupted (Ctrl-C).";
+
+/// The `ms` command line.
+#[derive(Debug, Parser)]
+#[command(
+    name = "ms",
+    version,
+    about = "MindScript: a small typed, differentiable language",
+    override_usage = "ms [OPTIONS] [FILE.ms [ARGS]...]\n       ms [OPTIONS] <COMMAND>",
+    after_help = EXAMPLES,
+    allow_external_subcommands = true
+)]
+pub struct Cli {
+    /// Threads for parallel kernels (the rayon pool) [default: one per core]
+    #[arg(long, global = true, value_name = "N",
+          value_parser = clap::value_parser!(u64).range(1..=4096))]
+    pub threads: Option<u64>,
+    /// Seed of the random stream (`seed(n)` in a program changes it) [default: 0]
+    #[arg(long, global = true, value_name = "N", allow_negative_numbers = true)]
+    pub seed: Option<i64>,
+    /// What to do; without one, the REPL.
+    #[command(subcommand)]
+    pub command: Option<Cmd>,
+}
+
+/// The commands of `ms`.
+#[derive(Debug, Subcommand)]
+pub enum Cmd {
+    /// Check a script, then run it eagerly (the same as `ms FILE.ms`)
+    Run {
+        /// The script, then the words given to it
+        #[arg(value_name = "FILE.ms [ARGS]", required = true, num_args = 1..,
+              trailing_var_arg = true, allow_hyphen_values = true)]
+        words: Vec<String>,
+    },
+    /// Parse and type-check a script without running it
+    Check {
+        /// The script
+        #[arg(value_name = "FILE.ms")]
+        file: PathBuf,
+    },
+    /// Explain a diagnostic code; without CODE, list the codes
+    Explain {
+        /// A code such as E0301
+        code: Option<String>,
+    },
+    /// Train a 64-h-10 perceptron on the UCI digits directly on the CPU device
+    Demo {
+        /// The digits CSV
+        #[arg(value_name = "CSV", default_value = "samples/data/digits.csv")]
+        csv: String,
+        /// Training epochs
+        #[arg(long, value_name = "N", default_value_t = 20,
+              value_parser = clap::value_parser!(u64).range(1..))]
+        epochs: u64,
+        /// Hidden units
+        #[arg(long, value_name = "N", default_value_t = 64,
+              value_parser = clap::value_parser!(u64).range(1..))]
+        hidden: u64,
+    },
+    /// `ms FILE.ms [ARGS]...`: a word that is no command is a script's name.
+    #[command(external_subcommand)]
+    Script(Vec<String>),
+}
 
 /// The exit status of a command (LANGUAGE.md §12).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -29,133 +110,217 @@ pub enum Status {
     ProgramError = 1,
     /// Bad usage: unknown command or flag, unreadable file.
     Usage = 2,
+    /// Stopped by Ctrl-C (128 + SIGINT, as shells report it).
+    Interrupted = 130,
 }
 
-/// A parsed command line.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Command {
-    /// `ms` alone: the REPL.
-    Repl,
-    /// `ms --help`.
-    Help,
-    /// `ms FILE.ms` or `ms run FILE.ms`.
-    Run {
-        /// The script.
-        path: PathBuf,
-        /// The random seed (`--seed N`; LANGUAGE.md §10 defaults it to 0).
-        seed: i64,
-    },
-    /// `ms check FILE`.
-    Check(PathBuf),
-    /// `ms explain [CODE]`.
-    Explain(Option<String>),
-    /// `ms demo [CSV] [--epochs N] [--hidden N]`.
-    Demo {
-        /// The digits CSV.
-        path: String,
-        /// Training epochs.
-        epochs: usize,
-        /// Hidden units.
-        hidden: usize,
-    },
+/// An error of the command line itself, with no source span: shown as a miette report.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CliError {
+    /// What went wrong, in one line.
+    pub message: String,
+    /// How to put it right, when there is something to say.
+    pub help: Option<String>,
+    /// The exit status it leads to.
+    pub status: Status,
 }
 
-impl Command {
-    /// Parses the arguments after the program name.
-    pub fn parse(args: &[String]) -> Result<Command, String> {
-        let mut it = args.iter().map(String::as_str);
-        match it.next() {
-            None => Ok(Command::Repl),
-            Some("--help" | "-h" | "help") => Ok(Command::Help),
-            Some("check") => {
-                let file = it.next().ok_or("`ms check` needs a FILE.ms")?;
-                reject_rest(it)?;
-                Ok(Command::Check(PathBuf::from(file)))
-            }
-            Some("explain") => {
-                let code = it.next().map(str::to_string);
-                reject_rest(it)?;
-                Ok(Command::Explain(code))
-            }
-            Some("demo") => parse_demo(it),
-            Some("run") => {
-                let file = it.next().ok_or("`ms run` needs a FILE.ms")?;
-                parse_run(file, it)
-            }
-            Some(other) if other.ends_with(".ms") => parse_run(other, it),
-            Some(other) if other.starts_with('-') => Err(format!("unknown flag `{other}`")),
-            Some(other) => Err(format!("unknown command `{other}`")),
+impl CliError {
+    /// A usage error (exit status 2).
+    pub fn usage(message: impl Into<String>) -> CliError {
+        CliError {
+            message: message.into(),
+            help: None,
+            status: Status::Usage,
         }
     }
 
-    /// Runs the command, printing its output, and returns the exit status.
-    pub fn run(self) -> Status {
-        match self {
-            Command::Repl => crate::repl::run(),
-            Command::Help => {
-                println!("{USAGE}");
-                Status::Ok
+    /// The same error with a hint.
+    pub fn with_help(mut self, help: impl Into<String>) -> CliError {
+        self.help = Some(help.into());
+        self
+    }
+
+    /// A usage error from clap's own message: its first paragraph is the message, its tips
+    /// and usage lines the help.
+    pub fn from_clap(e: &clap::Error) -> CliError {
+        let text = e.render().to_string();
+        let mut paragraphs = text.split("\n\n").map(|p| {
+            p.lines()
+                .map(str::trim)
+                .filter(|l| !l.is_empty())
+                .collect::<Vec<_>>()
+        });
+        let first = paragraphs.next().unwrap_or_default().join(" ");
+        let message = first.strip_prefix("error: ").unwrap_or(&first).to_string();
+        let help: Vec<String> = paragraphs
+            .flatten()
+            .map(|l| {
+                l.strip_prefix("tip: ")
+                    .map(str::to_string)
+                    .or_else(|| l.strip_prefix("Usage: ").map(|u| format!("usage: {u}")))
+                    .unwrap_or_else(|| l.to_string())
+            })
+            .collect();
+        let err = CliError::usage(if message.is_empty() {
+            "bad usage".to_string()
+        } else {
+            message
+        });
+        if help.is_empty() {
+            err
+        } else {
+            err.with_help(help.join("\n"))
+        }
+    }
+
+    /// The report as text (`color` picks the coloured theme).
+    pub fn render(&self, color: bool) -> String {
+        let theme = if color {
+            miette::GraphicalTheme::unicode()
+        } else {
+            miette::GraphicalTheme::unicode_nocolor()
+        };
+        let mut out = String::new();
+        let handler = miette::GraphicalReportHandler::new_themed(theme);
+        if handler.render_report(&mut out, self).is_err() {
+            // Rendering into a String cannot fail; keep the plain message if it ever does.
+            out = format!("error: {}\n", self.message);
+        }
+        out
+    }
+}
+
+impl fmt::Display for CliError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for CliError {}
+
+impl miette::Diagnostic for CliError {
+    fn help<'a>(&'a self) -> Option<Box<dyn fmt::Display + 'a>> {
+        self.help
+            .as_ref()
+            .map(|h| Box::new(h) as Box<dyn fmt::Display + 'a>)
+    }
+}
+
+/// Runs `ms` with these arguments (the program's name first) and returns its exit status.
+pub fn main(args: impl IntoIterator<Item = OsString>) -> Status {
+    let cli = match Cli::try_parse_from(args) {
+        Ok(cli) => cli,
+        Err(e) => {
+            use clap::error::ErrorKind;
+            if matches!(e.kind(), ErrorKind::DisplayHelp | ErrorKind::DisplayVersion) {
+                // Help and version go to stdout; a closed stdout leaves nothing to report.
+                let _ = e.print();
+                return Status::Ok;
             }
-            Command::Run { path, seed } => run_file(&path, seed),
-            Command::Check(path) => check_file(&path),
-            Command::Explain(code) => explain(code.as_deref()),
-            Command::Demo {
-                path,
+            return report(&CliError::from_clap(&e));
+        }
+    };
+    match cli.run() {
+        Ok(status) => status,
+        Err(e) => report(&e),
+    }
+}
+
+fn report(e: &CliError) -> Status {
+    eprint!("{}", e.render(render_options().color));
+    e.status
+}
+
+impl Cli {
+    /// Sets up the process (threads, Ctrl-C) and runs the command.
+    pub fn run(self) -> Result<Status, CliError> {
+        if let Some(n) = self.threads {
+            let n = usize::try_from(n).unwrap_or(usize::MAX);
+            rayon::ThreadPoolBuilder::new()
+                .num_threads(n)
+                .build_global()
+                .map_err(|e| CliError::usage(format!("cannot start {n} threads: {e}")))?;
+        }
+        let seed = self.seed.unwrap_or(0);
+        match self.command {
+            None => {
+                install_interrupt_handler();
+                Ok(crate::repl::run_with(crate::Options {
+                    seed,
+                    ..crate::Options::default()
+                }))
+            }
+            Some(Cmd::Run { words }) => {
+                let (file, args) = words.split_first().ok_or_else(|| {
+                    CliError::usage("`ms run` needs a FILE.ms")
+                        .with_help("ms run FILE.ms [ARGS]...")
+                })?;
+                run_file(&script_options(file, args, seed))
+            }
+            Some(Cmd::Script(words)) => {
+                let (word, args) = words
+                    .split_first()
+                    .ok_or_else(|| CliError::usage("a script's name is missing"))?;
+                if !looks_like_a_script(word) {
+                    return Err(CliError::usage(format!("unknown command `{word}`")).with_help(
+                        "the commands are run, check, explain and demo; a script's name ends in \
+                         .ms (`ms --help` shows them all)",
+                    ));
+                }
+                run_file(&script_options(word, args, seed))
+            }
+            Some(Cmd::Check { file }) => check_file(&file),
+            Some(Cmd::Explain { code }) => explain(code.as_deref()),
+            Some(Cmd::Demo {
+                csv,
                 epochs,
                 hidden,
-            } => demo(&path, epochs, hidden),
+            }) => demo(
+                &csv,
+                usize::try_from(epochs).unwrap_or(usize::MAX),
+                usize::try_from(hidden).unwrap_or(usize::MAX),
+            ),
         }
     }
 }
 
-fn reject_rest<'a>(mut rest: impl Iterator<Item = &'a str>) -> Result<(), String> {
-    match rest.next() {
-        Some(extra) => Err(format!("unexpected argument `{extra}`")),
-        None => Ok(()),
-    }
+/// A word after `ms` that is not a command names a script when it ends in `.ms`, has a
+/// folder in it, or is a file: `ms frobnicate` is a mistyped command, not a missing file.
+fn looks_like_a_script(word: &str) -> bool {
+    word.ends_with(".ms") || word.contains(std::path::MAIN_SEPARATOR) || Path::new(word).is_file()
 }
 
-fn parse_run<'a>(file: &str, mut it: impl Iterator<Item = &'a str>) -> Result<Command, String> {
-    let mut seed = 0;
-    while let Some(a) = it.next() {
-        match a {
-            "--seed" => {
-                let v = it.next().ok_or("--seed needs a value")?;
-                seed = v
-                    .parse()
-                    .map_err(|_| format!("--seed takes a whole number, not `{v}`"))?;
-            }
-            other => return Err(format!("unexpected argument `{other}`")),
-        }
-    }
-    Ok(Command::Run {
-        path: PathBuf::from(file),
+/// The session options for running `file` with the words `args` after it.
+pub fn script_options(file: &str, args: &[String], seed: i64) -> crate::Options {
+    crate::Options {
         seed,
-    })
+        script_args: args.to_vec(),
+        script_path: Some(PathBuf::from(file)),
+        ..crate::Options::default()
+    }
 }
 
-fn parse_demo<'a>(mut it: impl Iterator<Item = &'a str>) -> Result<Command, String> {
-    let (mut path, mut epochs, mut hidden) = ("samples/data/digits.csv".to_string(), 20, 64);
-    while let Some(a) = it.next() {
-        let mut number = |name: &str| -> Result<usize, String> {
-            let v = it.next().ok_or(format!("{name} needs a value"))?;
-            v.parse()
-                .ok()
-                .filter(|&n| n > 0)
-                .ok_or(format!("{name} takes a positive whole number, not `{v}`"))
-        };
-        match a {
-            "--epochs" => epochs = number("--epochs")?,
-            "--hidden" => hidden = number("--hidden")?,
-            s if s.starts_with("--") => return Err(format!("unknown flag `{s}`")),
-            s => path = s.to_string(),
-        }
+/// Ctrl-C sets the cancellation flag (`devices::cancel`) that the evaluator and the kernels
+/// look at; a second Ctrl-C while the flag is still set (the computation did not reach a
+/// place where it stops) exits at once with status 130.
+///
+/// `signal-hook` rather than `ctrlc`: its handler stores to the `AtomicBool` itself, in the
+/// signal handler (async-signal-safe, no thread started for it), and its conditional
+/// shutdown is exactly the second-Ctrl-C rule. At the REPL's prompt rustyline reads Ctrl-C
+/// as a key (raw mode), so this handler only sees the ones pressed while code runs.
+fn install_interrupt_handler() {
+    use signal_hook::consts::SIGINT;
+    let flag = devices::cancel::flag();
+    // Handlers run in the order they were registered: the exit looks at the flag before
+    // the second registration sets it, so it sees what an earlier Ctrl-C left.
+    let registered =
+        signal_hook::flag::register_conditional_shutdown(SIGINT, 130, Arc::clone(&flag))
+            .and_then(|_| signal_hook::flag::register(SIGINT, flag));
+    if let Err(e) = registered {
+        // Without the handler Ctrl-C keeps its default effect: it ends the process.
+        eprintln!("warning: Ctrl-C will end ms rather than stop the computation: {e}");
     }
-    Ok(Command::Demo {
-        path,
-        epochs,
-        hidden,
-    })
 }
 
 /// Colour only for a terminal, and never when `NO_COLOR` is set (no-color.org).
@@ -164,102 +329,163 @@ fn render_options() -> RenderOptions {
     RenderOptions { color }
 }
 
-/// Reads a script as UTF-8 text, reporting why it cannot be (status 2 for a missing or
-/// unreadable file, 1 for a file that is not text).
-fn read_script(path: &Path) -> Result<String, Status> {
-    let bytes = std::fs::read(path).map_err(|e| {
-        eprintln!("error: cannot read {}: {e}", path.display());
-        Status::Usage
-    })?;
-    String::from_utf8(bytes).map_err(|_| {
-        eprintln!("error: {} is not UTF-8 text", path.display());
-        Status::ProgramError
+/// Reads a script as UTF-8 text: a missing or unreadable file is bad usage (status 2, the
+/// command named something that is not there), a file that is not text an error in the
+/// program (status 1).
+fn read_script(path: &Path) -> Result<String, CliError> {
+    let bytes = std::fs::read(path)
+        .map_err(|e| CliError::usage(format!("cannot read {}: {e}", path.display())))?;
+    String::from_utf8(bytes).map_err(|e| CliError {
+        message: format!("{} is not UTF-8 text", path.display()),
+        help: Some(format!(
+            "the first bad byte is at offset {}; MindScript sources are UTF-8",
+            e.utf8_error().valid_up_to()
+        )),
+        status: Status::ProgramError,
     })
 }
 
-fn run_file(path: &Path, seed: i64) -> Status {
-    let text = match read_script(path) {
-        Ok(text) => text,
-        Err(status) => return status,
-    };
-    let options = crate::Options {
-        seed,
-        ..crate::Options::default()
-    };
-    let mut session = crate::Session::with_options(options);
+fn run_file(options: &crate::Options) -> Result<Status, CliError> {
+    let path = options.script_path.clone().unwrap_or_default();
+    let text = read_script(&path)?;
+    install_interrupt_handler();
+    let mut session = crate::Session::with_options(options.clone());
     let outcome = session.eval(&text);
     let name = path.display().to_string();
     eprint!(
         "{}",
         session.render(&outcome, &name, &text, render_options())
     );
-    if outcome.has_errors() {
+    Ok(if outcome.diagnostics.iter().any(|d| d.code == "E0911") {
+        Status::Interrupted
+    } else if outcome.has_errors() {
         Status::ProgramError
     } else {
         Status::Ok
-    }
+    })
 }
 
-fn check_file(path: &Path) -> Status {
-    let text = match std::fs::read(path) {
-        Ok(bytes) => bytes,
-        Err(e) => {
-            eprintln!("error: cannot read {}: {e}", path.display());
-            return Status::Usage;
-        }
-    };
-    let Ok(text) = String::from_utf8(text) else {
-        eprintln!("error: {} is not UTF-8 text", path.display());
-        return Status::ProgramError;
-    };
+fn check_file(path: &Path) -> Result<Status, CliError> {
+    let text = read_script(path)?;
     let name = path.display().to_string();
     let report = crate::check::check_text(&name, &text, path.parent());
     eprint!("{}", report.render(render_options()));
     if report.has_errors() {
         eprintln!("{}", report.summary());
-        Status::ProgramError
+        Ok(Status::ProgramError)
     } else {
-        Status::Ok
+        Ok(Status::Ok)
     }
 }
 
-fn explain(code: Option<&str>) -> Status {
+fn explain(code: Option<&str>) -> Result<Status, CliError> {
     match code {
         None => {
             for code in diagnostics::codes() {
                 println!("{code}  {}", diagnostics::title(code).unwrap_or(""));
             }
-            Status::Ok
+            Ok(Status::Ok)
         }
         Some(code) => match diagnostics::explain(code) {
             Some(text) => {
                 print!("{text}");
-                Status::Ok
+                Ok(Status::Ok)
             }
-            None => {
-                eprintln!("error: no diagnostic code `{code}` (`ms explain` lists them)");
-                Status::Usage
-            }
+            None => Err(CliError::usage(format!("no diagnostic code `{code}`"))
+                .with_help("`ms explain` lists the codes")),
         },
     }
 }
 
-fn demo(path: &str, epochs: usize, hidden: usize) -> Status {
+fn demo(path: &str, epochs: usize, hidden: usize) -> Result<Status, CliError> {
     let started = std::time::Instant::now();
-    let result = crate::demo::load_digits(path)
-        .and_then(|data| crate::demo::train(&data, epochs, hidden, |line| println!("{line}")));
-    match result {
-        Ok(report) => {
-            println!(
-                "test accuracy {:.1}%  ({:.2} s)",
-                100.0 * report.test_accuracy,
-                started.elapsed().as_secs_f64()
-            );
-            Status::Ok
-        }
-        Err(e) => {
-            eprintln!("error: {e}");
-            Status::ProgramError
-        }
+    let report = crate::demo::load_digits(path)
+        .and_then(|data| crate::demo::train(&data, epochs, hidden, |line| println!("{line}")))
+        .map_err(|e| CliError {
+            message: e.to_string(),
+            help: None,
+            status: Status::ProgramError,
+        })?;
+    println!(
+        "test accuracy {:.1}%  ({:.2} s)",
+        100.0 * report.test_accuracy,
+        started.elapsed().as_secs_f64()
+    );
+    Ok(Status::Ok)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(args: &[&str]) -> Result<Cli, clap::Error> {
+        Cli::try_parse_from(std::iter::once("ms").chain(args.iter().copied()))
+    }
+
+    fn words(v: &[&str]) -> Vec<String> {
+        v.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn words_after_the_script_are_the_scripts() {
+        let cli =
+            parse(&["--seed", "3", "train.ms", "--epochs", "5", "--seed", "9"]).expect("parses");
+        assert_eq!(cli.seed, Some(3));
+        let Some(Cmd::Script(w)) = cli.command else {
+            panic!("not a script: {:?}", cli.command)
+        };
+        assert_eq!(w, words(&["train.ms", "--epochs", "5", "--seed", "9"]));
+        let options = script_options(&w[0], &w[1..], cli.seed.unwrap_or(0));
+        assert_eq!(options.seed, 3);
+        assert_eq!(
+            options.script_args,
+            words(&["--epochs", "5", "--seed", "9"])
+        );
+        assert_eq!(options.script_path, Some(PathBuf::from("train.ms")));
+
+        let cli = parse(&["run", "--seed", "-4", "t.ms", "-x", "--threads", "2"]).expect("parses");
+        assert_eq!((cli.seed, cli.threads), (Some(-4), None));
+        let Some(Cmd::Run { words: w }) = cli.command else {
+            panic!("not run: {:?}", cli.command)
+        };
+        assert_eq!(w, words(&["t.ms", "-x", "--threads", "2"]));
+    }
+
+    #[test]
+    fn flags_are_checked() {
+        use clap::error::ErrorKind;
+        let kind = |args: &[&str]| parse(args).err().map(|e| e.kind());
+        assert_eq!(kind(&["--threads", "0"]), Some(ErrorKind::ValueValidation));
+        assert_eq!(
+            kind(&["--threads", "two"]),
+            Some(ErrorKind::ValueValidation)
+        );
+        assert_eq!(kind(&["--seed"]), Some(ErrorKind::InvalidValue));
+        assert_eq!(kind(&["--nope"]), Some(ErrorKind::UnknownArgument));
+        assert_eq!(kind(&["check"]), Some(ErrorKind::MissingRequiredArgument));
+        assert_eq!(
+            kind(&["demo", "--epochs", "0"]),
+            Some(ErrorKind::ValueValidation)
+        );
+        let cli = parse(&["--threads", "3", "check", "a.ms"]).expect("parses");
+        assert_eq!(cli.threads, Some(3));
+        assert!(matches!(cli.command, Some(Cmd::Check { .. })));
+        assert!(parse(&[]).expect("parses").command.is_none());
+    }
+
+    #[test]
+    fn clap_errors_become_reports_with_a_hint() {
+        let e = parse(&["--nope"]).expect_err("an unknown flag");
+        let err = CliError::from_clap(&e);
+        assert_eq!(err.message, "unexpected argument '--nope' found");
+        assert_eq!(err.status, Status::Usage);
+        let help = err.help.clone().unwrap_or_default();
+        assert!(help.contains("usage: ms"), "{help}");
+        let text = err.render(false);
+        assert!(
+            text.contains("× unexpected argument '--nope' found"),
+            "{text}"
+        );
+        assert!(!text.contains('\u{1b}'), "{text}");
     }
 }

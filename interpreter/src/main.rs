@@ -1,13 +1,9 @@
-//! `ms`: the MindScript command line.
+//! `ms`: the MindScript command line (`ms --help` lists the commands; `cli` has them).
 //!
-//! Commands today: `ms check FILE.ms` (parse and type-check without running),
-//! `ms explain [CODE]` (what a diagnostic code means) and `ms demo` (a training run written
-//! directly against the CPU device). Exit status as LANGUAGE.md §12: 0 success, 1 an error
-//! in the program, 2 bad usage.
+//! Exit status as LANGUAGE.md §12: 0 success, 1 an error in the program, 2 bad usage, 130
+//! interrupted by Ctrl-C.
 
 use std::process::ExitCode;
-
-use interpreter::cli;
 
 /// Eager evaluation allocates small shapes and buffers for every operation; mimalloc
 /// serves them much faster than the system allocator (see BENCHMARKS.md, eager overhead).
@@ -15,13 +11,5 @@ use interpreter::cli;
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> ExitCode {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    let status = match cli::Command::parse(&args) {
-        Ok(command) => command.run(),
-        Err(message) => {
-            eprintln!("error: {message}\n\n{}", cli::USAGE);
-            cli::Status::Usage
-        }
-    };
-    ExitCode::from(status as u8)
+    ExitCode::from(interpreter::cli::main(std::env::args_os()) as u8)
 }

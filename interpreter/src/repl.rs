@@ -31,8 +31,13 @@ commands:
 
 /// Runs the REPL until end of input or `:quit`.
 pub fn run() -> Status {
+    run_with(crate::Options::default())
+}
+
+/// Runs the REPL with a session set up by `options` (`ms --seed N`).
+pub fn run_with(options: crate::Options) -> Status {
     let mut repl = Repl {
-        session: Session::new(),
+        session: Session::with_options(options),
         color: std::io::stderr().is_terminal(),
     };
     if std::io::stdin().is_terminal() {

@@ -156,7 +156,18 @@ impl Session {
     }
 
     /// Parses, checks and runs one entry (a whole script, or one REPL entry).
+    ///
+    /// A Ctrl-C from before the entry is forgotten; one during it (`devices::cancel`, set by
+    /// the command line's SIGINT handler) stops it with E0911, keeping what ran before.
     pub fn eval(&mut self, src: &str) -> Outcome {
+        devices::cancel::clear();
+        let outcome = self.eval_entry(src);
+        // A request that came too late to stop anything must not stop the next entry.
+        devices::cancel::clear();
+        outcome
+    }
+
+    fn eval_entry(&mut self, src: &str) -> Outcome {
         let (program, mut diagnostics) = lang::syntax::parse(src);
         diagnostics.extend(self.checker.check_program(src, &program));
         diagnostics.sort_by_key(|d| (d.file.is_some(), d.primary.span.start, d.primary.span.end));

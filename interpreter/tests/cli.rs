@@ -1,8 +1,15 @@
 //! The `ms` binary's commands and exit statuses (LANGUAGE.md §12): 0 success, 1 an error in
-//! the program, 2 bad usage.
+//! the program, 2 bad usage, 130 interrupted by Ctrl-C.
+//!
+//! The one in-process test that sets the cancellation flag (`devices::cancel`, global to the
+//! process) lives here because every other test of this binary runs `ms` as a child process,
+//! which has a flag of its own.
 
+use std::io::{BufRead, BufReader, Read, Write};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::{Command, ExitStatus, Output, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
 
 fn ms(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_ms"))
@@ -59,8 +66,105 @@ fn usage_errors_exit_with_status_2() {
             "ms {args:?}: {}",
             text(&out.stderr)
         );
-        assert!(text(&out.stderr).contains("error:"), "ms {args:?}");
+        // Every one is a miette report: `× message`, and no colour over a pipe.
+        let err = text(&out.stderr);
+        assert!(err.contains("  × "), "ms {args:?}: {err}");
+        assert!(!err.contains('\u{1b}'), "ms {args:?}: {err}");
+        assert!(out.stdout.is_empty(), "ms {args:?}");
     }
+}
+
+#[test]
+fn a_bad_flag_is_a_report_with_the_usage() {
+    let out = ms(&["--nope"]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = text(&out.stderr);
+    assert!(
+        err.contains("× unexpected argument '--nope' found"),
+        "{err}"
+    );
+    assert!(err.contains("help:") && err.contains("usage: ms"), "{err}");
+
+    let out = ms(&["--threads", "0", "run", "x.ms"]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = text(&out.stderr);
+    assert!(
+        err.contains("× invalid value '0' for '--threads <N>'"),
+        "{err}"
+    );
+
+    let out = ms(&["frobnicate"]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = text(&out.stderr);
+    assert!(err.contains("× unknown command `frobnicate`"), "{err}");
+    assert!(err.contains("run, check, explain and demo"), "{err}");
+}
+
+#[test]
+fn an_unreadable_script_is_a_report_and_bad_usage() {
+    for args in [
+        &["/no/such/file.ms"][..],
+        &["run", "/no/such/file.ms"],
+        &["check", "/no/such/file.ms"],
+    ] {
+        let out = ms(args);
+        assert_eq!(out.status.code(), Some(2), "ms {args:?}");
+        let err = text(&out.stderr);
+        assert!(
+            err.contains("× cannot read /no/such/file.ms"),
+            "ms {args:?}: {err}"
+        );
+    }
+    // A file that is there but is not text is an error in the program.
+    let dir = scratch_dir("not_text");
+    let path = dir.join("bytes.ms");
+    std::fs::write(&path, [0x66, 0xff, 0xfe, 0x0a]).expect("write a scratch file");
+    let out = ms(&[&path.to_string_lossy()]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = text(&out.stderr);
+    assert!(
+        err.contains("is not UTF-8 text") && err.contains("offset 1"),
+        "{err}"
+    );
+}
+
+#[test]
+fn version_and_help() {
+    let out = ms(&["--version"]);
+    assert_eq!(out.status.code(), Some(0));
+    assert_eq!(
+        text(&out.stdout),
+        format!("ms {}\n", env!("CARGO_PKG_VERSION"))
+    );
+
+    for flag in ["--help", "-h"] {
+        let out = ms(&[flag]);
+        assert_eq!(out.status.code(), Some(0));
+        let help = text(&out.stdout);
+        for part in [
+            "Usage: ms [OPTIONS] [FILE.ms [ARGS]...]",
+            "run ",
+            "check ",
+            "explain ",
+            "demo ",
+            "--threads <N>",
+            "--seed <N>",
+            "--version",
+            "Examples:",
+            "ms train.ms --epochs 5",
+            "ms explain E0301",
+            "130 interrupted (Ctrl-C)",
+        ] {
+            assert!(help.contains(part), "{flag}: `{part}` missing from\n{help}");
+        }
+    }
+    let out = ms(&["help", "check"]);
+    assert_eq!(out.status.code(), Some(0));
+    assert!(
+        text(&out.stdout).contains("type-check"),
+        "{}",
+        text(&out.stdout)
+    );
 }
 
 #[test]
@@ -92,9 +196,15 @@ fn a_script_runs_and_prints_what_the_session_prints() {
         vec![script.to_string_lossy().into_owned()],
         vec![
             "run".into(),
-            script.to_string_lossy().into_owned(),
             "--seed".into(),
             "3".into(),
+            script.to_string_lossy().into_owned(),
+        ],
+        vec![
+            "--threads".into(),
+            "1".into(),
+            script.to_string_lossy().into_owned(),
+            "--these-words-are-the-scripts".into(),
         ],
     ] {
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
@@ -148,7 +258,6 @@ fn every_sample_runs_clean() {
 
 #[test]
 fn the_repl_over_a_pipe_echoes_values_and_keeps_state() {
-    use std::io::Write as _;
     let mut child = Command::new(env!("CARGO_BIN_EXE_ms"))
         .env("NO_COLOR", "1")
         .stdin(std::process::Stdio::piped())
@@ -172,4 +281,256 @@ fn the_repl_over_a_pipe_echoes_values_and_keeps_state() {
     );
     let err = text(&out.stderr);
     assert!(err.contains("E0301") && err.contains("<repl>"), "{err}");
+}
+
+/// A fresh folder for the files of one test.
+fn scratch_dir(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("ms-cli-{}-{name}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("a scratch folder");
+    dir
+}
+
+/// Waits up to `limit` for the child to exit.
+fn wait_within(child: &mut std::process::Child, limit: Duration) -> Option<ExitStatus> {
+    let start = Instant::now();
+    loop {
+        if let Some(status) = child.try_wait().expect("the child can be waited for") {
+            return Some(status);
+        }
+        if start.elapsed() > limit {
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+fn sigint(child: &std::process::Child) {
+    let status = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .expect("kill runs");
+    assert!(status.success(), "kill -INT failed");
+}
+
+/// Reads lines of the child's stdout until one equals `line`.
+fn wait_for_line(out: &mut impl BufRead, line: &str) {
+    let mut buf = String::new();
+    loop {
+        buf.clear();
+        let n = out.read_line(&mut buf).expect("the child's stdout reads");
+        assert!(n > 0, "stdout ended before `{line}`");
+        if buf.trim_end() == line {
+            return;
+        }
+    }
+}
+
+#[test]
+fn ctrl_c_stops_a_script_with_status_130() {
+    let dir = scratch_dir("sigint");
+    let script = dir.join("spin.ms");
+    // A billion iterations take far longer than the test; a matrix product between them
+    // keeps the kernels busy too.
+    std::fs::write(
+        &script,
+        "let m = ones([256, 256])\nlet n = 0\nprint(\"started\")\n\
+         for i in 0..1000000000 {\n  n = n + sum(m @ m)\n}\nprint(\"unreached\")\n",
+    )
+    .expect("write the script");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_ms"))
+        .arg(&script)
+        .env("NO_COLOR", "1")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("ms starts");
+    let mut out = BufReader::new(child.stdout.take().expect("stdout is piped"));
+    wait_for_line(&mut out, "started");
+    std::thread::sleep(Duration::from_millis(200));
+    assert!(
+        child.try_wait().expect("waitable").is_none(),
+        "ms ended by itself"
+    );
+    sigint(&child);
+    let status = wait_within(&mut child, Duration::from_secs(1));
+    if status.is_none() {
+        let _ = child.kill();
+    }
+    let status = status.expect("ms stops within 1 s of Ctrl-C");
+    assert_eq!(status.code(), Some(130), "{status:?}");
+    let mut rest = String::new();
+    out.read_to_string(&mut rest).expect("stdout reads");
+    assert!(!rest.contains("unreached"), "{rest}");
+    let mut err = String::new();
+    child
+        .stderr
+        .take()
+        .expect("stderr is piped")
+        .read_to_string(&mut err)
+        .expect("stderr reads");
+    assert!(
+        err.contains("E0911") && err.contains("interrupted (Ctrl-C)"),
+        "{err}"
+    );
+    assert!(err.contains("spin.ms"), "{err}");
+}
+
+#[test]
+fn ctrl_c_in_the_repl_returns_to_the_prompt_with_state_intact() {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_ms"))
+        .env("NO_COLOR", "1")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("ms starts");
+    let mut stdin = child.stdin.take().expect("stdin is piped");
+    stdin
+        .write_all(b"let x = 41\nprint(\"looping\")\nfor i in 0..1000000000 { x = x + 1 }\n")
+        .expect("the REPL reads");
+    stdin.flush().expect("flushed");
+    let mut out = BufReader::new(child.stdout.take().expect("stdout is piped"));
+    wait_for_line(&mut out, "looping");
+    std::thread::sleep(Duration::from_millis(200));
+    sigint(&child);
+    // The loop's increments before Ctrl-C stay (like Python), so ask for a fact that does
+    // not depend on when it came: `x` is still a number past 41, and the session still runs.
+    stdin
+        .write_all(b"x > 41\nlet y = 2\ny * 21\n:quit\n")
+        .expect("the REPL reads on");
+    drop(stdin);
+    let status = wait_within(&mut child, Duration::from_secs(5));
+    if status.is_none() {
+        let _ = child.kill();
+    }
+    assert_eq!(status.and_then(|s| s.code()), Some(0));
+    let mut rest = String::new();
+    out.read_to_string(&mut rest).expect("stdout reads");
+    assert!(rest.contains("true") && rest.contains("42"), "{rest}");
+    let mut err = String::new();
+    child
+        .stderr
+        .take()
+        .expect("stderr is piped")
+        .read_to_string(&mut err)
+        .expect("stderr reads");
+    assert!(err.contains("E0911"), "{err}");
+}
+
+#[test]
+fn a_cancel_request_stops_a_session_entry_and_keeps_its_variables() {
+    use interpreter::{Options, Session};
+    let mut session = Session::with_options(Options {
+        capture_output: true,
+        ..Options::default()
+    });
+    let setup = session.eval(
+        "let a = 5\nlet big = ones([3072, 3072])\n\
+         fn spin(x) {\n  for i in 0..1000000000 {}\n  x * 1000\n}\n",
+    );
+    assert!(setup.diagnostics.is_empty(), "{:?}", setup.diagnostics);
+
+    // Each entry clears the flag as it starts, so the request is repeated until the entry
+    // ends; `interrupted` says how long it ran after the first one.
+    let interrupted = |session: &mut Session, src: &str| {
+        let done = AtomicBool::new(false);
+        std::thread::scope(|s| {
+            let setter = s.spawn(|| {
+                std::thread::sleep(Duration::from_millis(150));
+                let first = Instant::now();
+                while !done.load(Ordering::Relaxed) {
+                    devices::cancel::request();
+                    std::thread::sleep(Duration::from_millis(2));
+                }
+                first
+            });
+            let outcome = session.eval(src);
+            let ended = Instant::now();
+            done.store(true, Ordering::Relaxed);
+            let first = setter.join().expect("the setter ends");
+            (outcome, ended.saturating_duration_since(first))
+        })
+    };
+
+    // In the evaluator: an empty loop (no primitive runs, only the loop's own check stops
+    // it) inside a call, inside an assignment.
+    let (outcome, after) = interrupted(&mut session, "a = spin(a)\n");
+    let codes: Vec<&str> = outcome.diagnostics.iter().map(|d| d.code).collect();
+    assert_eq!(codes, ["E0911"], "{:?}", outcome.diagnostics);
+    assert!(
+        after < Duration::from_secs(1),
+        "stopped {after:?} after the request"
+    );
+    let note = outcome.diagnostics[0].notes.join("\n");
+    assert!(note.contains("`spin` called at 1:5"), "{note}");
+
+    // In a kernel: a product of two 3072² matrices takes seconds.
+    let (outcome, after) = interrupted(&mut session, "let p = big @ big\n");
+    let codes: Vec<&str> = outcome.diagnostics.iter().map(|d| d.code).collect();
+    assert_eq!(codes, ["E0911"], "{:?}", outcome.diagnostics);
+    assert!(
+        after < Duration::from_secs(1),
+        "stopped {after:?} after the request"
+    );
+    let span = outcome.diagnostics[0].primary.span;
+    assert_eq!((span.start, span.end), (8, 17), "the span of `big @ big`");
+
+    // The interrupted assignment left `a` as it was, `p` never got a value, and the next
+    // entry runs normally: the flag was cleared.
+    let after = session.eval("a + 1\n");
+    assert!(after.diagnostics.is_empty(), "{:?}", after.diagnostics);
+    assert_eq!(
+        after
+            .values
+            .iter()
+            .map(interpreter::value::repr)
+            .collect::<Vec<_>>(),
+        ["i64 6"]
+    );
+    assert!(session.global("p").is_none());
+}
+
+/// Runs `ms ARGS` with `input` on stdin; returns stdout.
+fn ms_with_input(args: &[&str], input: &str) -> String {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_ms"))
+        .args(args)
+        .env("NO_COLOR", "1")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("ms starts");
+    child
+        .stdin
+        .take()
+        .expect("stdin is piped")
+        .write_all(input.as_bytes())
+        .expect("ms reads its input");
+    let out = child.wait_with_output().expect("ms exits");
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    text(&out.stdout)
+}
+
+#[test]
+fn seed_sets_the_random_stream_of_scripts_and_the_repl() {
+    let dir = scratch_dir("seed");
+    let script = dir.join("draw.ms");
+    std::fs::write(&script, "print(randn([4]))\n").expect("write the script");
+    let script = script.to_string_lossy().into_owned();
+    let run = |seed: &str| {
+        let out = ms(&["--seed", seed, &script]);
+        assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+        text(&out.stdout)
+    };
+    assert_eq!(run("5"), run("5"));
+    assert_ne!(run("5"), run("6"));
+    assert_eq!(
+        run("0"),
+        text(&ms(&[&script]).stdout),
+        "the default seed is 0"
+    );
+
+    // The REPL draws the same numbers from the same seed.
+    let repl = ms_with_input(&["--seed", "5"], "print(randn([4]))\n");
+    assert_eq!(repl, run("5"));
 }

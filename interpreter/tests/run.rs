@@ -142,7 +142,9 @@ fn every_runtime_code_is_shown_by_a_program() {
         shown.extend(run(&p).2);
     }
     let missing: Vec<&str> = lang::diagnostics::codes()
-        .filter(|c| c.starts_with("E09") && *c != "E0999" && !shown.contains(c))
+        // E0911 (Ctrl-C) needs a signal from outside the program: tests/cli.rs shows it by
+        // sending a real SIGINT to `ms`.
+        .filter(|c| c.starts_with("E09") && !["E0999", "E0911"].contains(c) && !shown.contains(c))
         .collect();
     assert!(
         missing.is_empty(),

@@ -540,20 +540,31 @@ fn forward<T: Float>(x: &Tensor, w: &Tensor, g: &Geom) -> Result<Tensor, DeviceE
             vec![T::ZERO; g.kg * block]
         }
     };
+    // An image reached after Ctrl-C (`crate::cancel`) is stored as zeros instead of
+    // computed, which keeps every element initialised; `CpuDevice::exec` then discards the
+    // result.
+    let image_or_zeros = |n: usize, out: &mut [MaybeUninit<T>], col: &mut Vec<T>| {
+        if crate::cancel::requested() {
+            out.fill(MaybeUninit::new(T::ZERO));
+        } else {
+            image(n, out, col);
+        }
+    };
     let slabs = &mut y.spare_capacity_mut()[..total];
     if batch_par {
         slabs
             .par_chunks_mut(g.o * g.p)
             .enumerate()
-            .for_each_init(scratch, |col, (n, out)| image(n, out, col));
+            .for_each_init(scratch, |col, (n, out)| image_or_zeros(n, out, col));
     } else {
         let mut col = scratch();
         for (n, out) in slabs.chunks_mut(g.o * g.p).enumerate() {
-            image(n, out, &mut col);
+            image_or_zeros(n, out, &mut col);
         }
     }
-    // SAFETY: the loops above ran every image and group, and their products stored every
-    // one of the first `total` elements (see the comment at the allocation).
+    // SAFETY: the loops above ran every image and group (or stored zeros for an image
+    // skipped after Ctrl-C), and their products stored every one of the first `total`
+    // elements (see the comment at the allocation).
     unsafe { y.set_len(total) };
     Ok(Tensor::from_host_unchecked(T::into_buffer(y), &shape))
 }
@@ -634,10 +645,18 @@ fn backward_input<T: Float>(dy: &Tensor, w: &Tensor, g: &Geom) -> Result<Tensor,
     if batch_par {
         dx.par_chunks_mut(g.c * plane)
             .enumerate()
-            .for_each_init(scratch, |dcol, (n, dxn)| image(n, dxn, dcol));
+            .for_each_init(scratch, |dcol, (n, dxn)| {
+                // After Ctrl-C the images left stay zero; `CpuDevice::exec` discards them.
+                if !crate::cancel::requested() {
+                    image(n, dxn, dcol);
+                }
+            });
     } else {
         let mut dcol = scratch();
         for (n, dxn) in dx.chunks_mut(g.c * plane).enumerate() {
+            if crate::cancel::requested() {
+                break;
+            }
             image(n, dxn, &mut dcol);
         }
     }
@@ -666,6 +685,10 @@ fn backward_filter<T: Float>(x: &Tensor, dy: &Tensor, g: &Geom) -> Result<Tensor
     // Adds images `range` into `dw` (row-major `[o, kg]`).
     let images = |range: std::ops::Range<usize>, dw: &mut [T], col: &mut Vec<T>| {
         for n in range {
+            // After Ctrl-C the images left are not added; `CpuDevice::exec` discards `dw`.
+            if crate::cancel::requested() {
+                break;
+            }
             for gi in 0..g.groups {
                 let dst = dw[gi * g.og * g.kg..].as_mut_ptr();
                 let lhs = dybuf[(n * g.o + gi * g.og) * g.p..].as_ptr();
@@ -1006,8 +1029,18 @@ mod direct {
             let dst = SharedMut(out.spare_capacity_mut().as_mut_ptr().cast::<f32>());
             let blocks = self.all_blocks();
             let one = |ni: usize, buf: &mut Vec<f32>| {
-                src_of(ni, buf);
                 let d = dst;
+                if crate::cancel::requested() {
+                    // An image reached after Ctrl-C is stored as zeros, which keeps every
+                    // element initialised for `set_len` below; `CpuDevice::exec` then
+                    // discards the result.
+                    // SAFETY: `d + ni·image` is this image's slab of `image` elements
+                    // within the allocation of `total`, written by no other task, and all
+                    // zero bits are the `f32` 0.0.
+                    unsafe { std::ptr::write_bytes(d.get().wrapping_add(ni * image), 0, image) };
+                    return;
+                }
+                src_of(ni, buf);
                 for &b in &blocks {
                     // SAFETY: `available()` was checked before building the plan; `buf`
                     // holds the image's padded planes and `d + ni·image` its output slab
@@ -1396,6 +1429,11 @@ mod direct {
                     .map_init(Vec::new, |buf, part| {
                         let mut acc = vec![0.0f32; total];
                         for n in part * g.n / parts..(part + 1) * g.n / parts {
+                            // After Ctrl-C the images left are not added; the result is
+                            // discarded by `CpuDevice::exec`.
+                            if crate::cancel::requested() {
+                                break;
+                            }
                             fill(n, buf);
                             add(n, buf, &work, SharedMut(acc.as_mut_ptr()));
                         }

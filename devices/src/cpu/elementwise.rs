@@ -194,9 +194,14 @@ pub(crate) fn map_slice<A: Elem, O: Elem>(src: &[A], f: impl Fn(A) -> O + Sync +
         }
     };
     if src.len() >= PAR_MIN_ELEMS {
+        // A chunk that starts after Ctrl-C is skipped; `CpuDevice::exec` discards the result.
         out.par_chunks_mut(PAR_MIN_ELEMS)
             .zip(src.par_chunks(PAR_MIN_ELEMS))
-            .for_each(|(o, s)| run(o, s));
+            .for_each(|(o, s)| {
+                if !crate::cancel::requested() {
+                    run(o, s);
+                }
+            });
     } else {
         run(&mut out, src);
     }
@@ -209,7 +214,11 @@ fn chunked<T: Elem>(src: &[T], kernel: impl Fn(&[T], &mut [T]) + Sync + Send) ->
     if src.len() >= PAR_MIN_ELEMS {
         out.par_chunks_mut(PAR_MIN_ELEMS)
             .zip(src.par_chunks(PAR_MIN_ELEMS))
-            .for_each(|(o, s)| kernel(s, o));
+            .for_each(|(o, s)| {
+                if !crate::cancel::requested() {
+                    kernel(s, o);
+                }
+            });
     } else {
         kernel(src, &mut out);
     }

@@ -14,6 +14,12 @@ use crate::{DeviceError, Elem, Tensor};
 /// Below this many multiply-adds per matrix, one matrix is not worth splitting over threads.
 const PAR_MIN_MACS: usize = 48 * 48 * 48;
 
+/// A matrix product larger than this many multiply-adds is given to the `gemm` crate in
+/// row blocks of about this size, with a look at the cancellation flag between blocks, so
+/// that Ctrl-C stops it within a fraction of a second (`crate::cancel`). A block this large
+/// still runs at full speed: packing B again per block costs under one part in a hundred.
+const CANCEL_MACS: usize = 1 << 30;
+
 /// `a @ b` with NumPy batching; `shape` is the inferred output shape `[..batch, m, n]`.
 pub(crate) fn matmul(a: &Tensor, b: &Tensor, shape: &[usize]) -> Result<Tensor, DeviceError> {
     match a.dtype() {
@@ -108,6 +114,10 @@ fn blocked_matmul(isa: super::gemm::Avx2Fma, a: &Tensor, b: &Tensor, shape: &[us
     let mn = p.m * p.n;
     if mn > 0 {
         for (i, dst) in out.chunks_mut(mn).enumerate() {
+            // After Ctrl-C the matrices left stay zero; `CpuDevice::exec` discards them.
+            if crate::cancel::requested() {
+                break;
+            }
             let a = MatRef {
                 data: abuf,
                 offset: p.a_offsets[i],
@@ -146,20 +156,24 @@ fn float_matmul<T: Elem + Num>(a: &Tensor, b: &Tensor, shape: &[usize]) -> Tenso
     }
     let macs = mn * p.k;
     let one = T::from_f64(1.0);
-    let run = |i: usize, dst: &mut [T], par: gemm::Parallelism| {
+    // Rows `rows` of matrix `i` of the batch into `dst`, their contiguous part of C.
+    let run_rows = |i: usize, rows: std::ops::Range<usize>, dst: &mut [T], par| {
         // SAFETY: the offsets and strides come from layouts validated against these buffers
-        // (every element of each [m, k] / [k, n] view lies inside its buffer), `dst` is an
-        // exclusive, contiguous m×n block, and the inputs are immutable while we read them.
+        // (every element of each [m, k] / [k, n] view lies inside its buffer, so row
+        // `rows.start` of A does too), `dst` is an exclusive, contiguous block of
+        // `rows.len()` rows of n, and the inputs are immutable while we read them.
         unsafe {
             gemm::gemm(
-                p.m,
+                rows.len(),
                 p.n,
                 p.k,
                 dst.as_mut_ptr(),
                 1,
                 p.n as isize,
                 false,
-                abuf.as_ptr().add(p.a_offsets[i]),
+                abuf.as_ptr()
+                    .add(p.a_offsets[i])
+                    .offset(rows.start as isize * p.a_rs),
                 p.a_cs,
                 p.a_rs,
                 bbuf.as_ptr().add(p.b_offsets[i]),
@@ -174,16 +188,27 @@ fn float_matmul<T: Elem + Num>(a: &Tensor, b: &Tensor, shape: &[usize]) -> Tenso
             )
         }
     };
+    let run = |i: usize, dst: &mut [T], par: gemm::Parallelism| run_rows(i, 0..p.m, dst, par);
     let batches = p.a_offsets.len();
     if macs >= PAR_MIN_MACS && (batches == 1 || macs >= 4 * PAR_MIN_MACS) {
         let threads = gemm::Parallelism::Rayon(rayon::current_num_threads());
-        for (i, dst) in out.chunks_mut(mn).enumerate() {
-            run(i, dst, threads);
+        let block_rows = (CANCEL_MACS / (p.n * p.k)).max(16).min(p.m);
+        // After Ctrl-C the blocks left stay zero; `CpuDevice::exec` discards the result.
+        'batch: for (i, dst) in out.chunks_mut(mn).enumerate() {
+            for (b, rows) in dst.chunks_mut(block_rows * p.n).enumerate() {
+                if crate::cancel::requested() {
+                    break 'batch;
+                }
+                let start = b * block_rows;
+                run_rows(i, start..start + rows.len() / p.n, rows, threads);
+            }
         }
     } else if batches * macs >= PAR_MIN_MACS {
-        out.par_chunks_mut(mn)
-            .enumerate()
-            .for_each(|(i, dst)| run(i, dst, gemm::Parallelism::None));
+        out.par_chunks_mut(mn).enumerate().for_each(|(i, dst)| {
+            if !crate::cancel::requested() {
+                run(i, dst, gemm::Parallelism::None);
+            }
+        });
     } else {
         for (i, dst) in out.chunks_mut(mn).enumerate() {
             run(i, dst, gemm::Parallelism::None);
@@ -209,6 +234,10 @@ fn int_matmul<T: Elem + Num>(a: &Tensor, b: &Tensor, shape: &[usize]) -> Tensor 
     for (bi, dst) in out.chunks_mut(mn).enumerate() {
         let (ao, bo) = (p.a_offsets[bi], p.b_offsets[bi]);
         for i in 0..p.m {
+            // After Ctrl-C the rows left stay zero; `CpuDevice::exec` discards the result.
+            if crate::cancel::requested() {
+                return Tensor::from_host_unchecked(T::into_buffer(out), shape);
+            }
             for l in 0..p.k {
                 let x = abuf[at(ao, i, l, p.a_rs, p.a_cs)];
                 let row = &mut dst[i * p.n..(i + 1) * p.n];

@@ -159,6 +159,7 @@ impl Device for CpuDevice {
     }
 
     fn exec(&self, op: &Op, inputs: &[&Tensor]) -> Result<Tensor, DeviceError> {
+        crate::cancel::check()?;
         let name = op.name();
         for (i, t) in inputs.iter().enumerate() {
             if t.device() != DeviceId::Cpu {
@@ -230,6 +231,9 @@ impl Device for CpuDevice {
             // no IO.
             Op::Print {} => Ok(arg(0).clone()),
         }?;
+        // A kernel that saw Ctrl-C stopped early and left its result unfinished: it is
+        // dropped here, so a half-computed tensor never reaches the caller.
+        crate::cancel::check()?;
         debug_assert_eq!(result.shape(), &shape[..], "{name} kernel shape");
         debug_assert_eq!(result.dtype(), out.dtype, "{name} kernel dtype");
         Ok(result)

@@ -269,6 +269,10 @@ fn forward<T: MaxElem>(
     let xs = xd.as_slice::<T>().unwrap_or_default();
     let hw = g.h * g.w;
     let one = |(k, out): (usize, &mut [T])| {
+        // After Ctrl-C the planes left stay zero; `CpuDevice::exec` discards the result.
+        if crate::cancel::requested() {
+            return;
+        }
         let plane = &xs[k * hw..(k + 1) * hw];
         for (oy, &(y0, y1)) in g.rows.iter().enumerate() {
             for (ox, &(x0, x1)) in g.cols.iter().enumerate() {
@@ -303,6 +307,9 @@ fn backward<T: MaxElem>(
     let dys = dyd.as_slice::<T>().unwrap_or_default();
     let ohw = g.oh * g.ow;
     let one = |(k, dxp): (usize, &mut [T])| {
+        if crate::cancel::requested() {
+            return;
+        }
         let plane = &xs[k * hw..(k + 1) * hw];
         let dyp = &dys[k * ohw..(k + 1) * ohw];
         for (oy, &(y0, y1)) in g.rows.iter().enumerate() {

@@ -257,7 +257,16 @@ fn fold_blocked<T: Num, F: Fold<T>>(f: F, run: &[T]) -> T {
         return fold_run(f, run);
     }
     let partials: Vec<T> = if run.len() >= PAR_MIN_ELEMS {
-        run.par_chunks(BLOCK).map(|c| fold_run(f, c)).collect()
+        // Blocks that start after Ctrl-C fold nothing; `CpuDevice::exec` discards the result.
+        run.par_chunks(BLOCK)
+            .map(|c| {
+                if crate::cancel::requested() {
+                    f.identity()
+                } else {
+                    fold_run(f, c)
+                }
+            })
+            .collect()
     } else {
         run.chunks(BLOCK).map(|c| fold_run(f, c)).collect()
     };
@@ -283,6 +292,9 @@ fn fold_rows<T: Num, F: Fold<T>>(f: F, data: &[T], rows: usize, len: usize) -> V
         let per_task = (PAR_MIN_ELEMS / len).max(1);
         let mut out = vec![f.identity(); rows];
         out.par_chunks_mut(per_task).enumerate().for_each(|(t, o)| {
+            if crate::cancel::requested() {
+                return;
+            }
             for (i, d) in o.iter_mut().enumerate() {
                 let r = t * per_task + i;
                 *d = fold_blocked(f, &data[r * len..(r + 1) * len]);
@@ -328,6 +340,9 @@ fn fold_columns<T: Num, F: Fold<T>>(
             .par_chunks_mut(inner)
             .enumerate()
             .for_each(|(b, part)| {
+                if crate::cancel::requested() {
+                    return;
+                }
                 let start = b * rows_per_block;
                 fold_into(part, o, start..(start + rows_per_block).min(red));
             });

@@ -126,7 +126,10 @@ pub(crate) fn random(
         let mut out = crate::buffer::zeroed::<T>(n);
         if n >= PAR_MIN_ELEMS {
             out.par_chunks_mut(PAR_MIN_ELEMS).enumerate().for_each(|(c, part)| {
-                fill(op, dtype, seed, offset.wrapping_add((c * PAR_MIN_ELEMS) as u64), part)
+                // After Ctrl-C the chunks left stay zero; `CpuDevice::exec` discards them.
+                if !crate::cancel::requested() {
+                    fill(op, dtype, seed, offset.wrapping_add((c * PAR_MIN_ELEMS) as u64), part)
+                }
             });
         } else {
             fill(op, dtype, seed, offset, &mut out);

@@ -240,6 +240,8 @@ pub(crate) fn map3<A: Elem, B: Elem, C: Elem, O: Elem>(
 /// Runs `row(r, start, dst)` for every row of `out` (rows of length `inner`): `dst` is the
 /// part of row `r` that begins at element `start` of the row. Large outputs run in
 /// parallel; a long row is split into pieces so that one huge row still uses every thread.
+/// Once Ctrl-C is seen (`crate::cancel`) the pieces left are skipped: the output is then
+/// discarded by `CpuDevice::exec`.
 fn for_rows<O: Elem>(out: &mut [O], inner: usize, row: &(impl Fn(usize, usize, &mut [O]) + Sync)) {
     if out.len() < PAR_MIN_ELEMS {
         for (r, dst) in out.chunks_mut(inner).enumerate() {
@@ -250,7 +252,9 @@ fn for_rows<O: Elem>(out: &mut [O], inner: usize, row: &(impl Fn(usize, usize, &
             dst.par_chunks_mut(PAR_MIN_ELEMS)
                 .enumerate()
                 .for_each(|(p, piece)| {
-                    row(r, p * PAR_MIN_ELEMS, piece);
+                    if !crate::cancel::requested() {
+                        row(r, p * PAR_MIN_ELEMS, piece);
+                    }
                 });
         }
     } else {
@@ -258,6 +262,9 @@ fn for_rows<O: Elem>(out: &mut [O], inner: usize, row: &(impl Fn(usize, usize, &
         out.par_chunks_mut(inner * rows_per_task)
             .enumerate()
             .for_each(|(t, chunk)| {
+                if crate::cancel::requested() {
+                    return;
+                }
                 for (i, dst) in chunk.chunks_mut(inner).enumerate() {
                     row(t * rows_per_task + i, 0, dst);
                 }

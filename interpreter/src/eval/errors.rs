@@ -15,7 +15,7 @@
 //! | E0908 | an integer raised to a negative power |
 //! | E0909 | an argument whose value is invalid (`arange` step 0, uneven `split`, ...) |
 //! | E0910 | a name with no value (the entry that defined it stopped with an error) |
-//! | E0911 | (reserved) the computation was interrupted (Ctrl-C) |
+//! | E0911 | the computation was interrupted (Ctrl-C) |
 //! | E0912 | a data file that cannot be read or parsed (`load_csv`), an import cycle at run time |
 //! | E0999 | an internal error of the evaluator |
 
@@ -157,10 +157,24 @@ pub(crate) fn from_device(e: DeviceError, span: Span) -> Diagnostic {
         )
         .with_primary_label("this tensor is too large")
         .with_note(reason),
+        DeviceError::Interrupted => interrupted_diag(span),
         other => {
             Diagnostic::error("E0907", other.to_string(), span).with_primary_label("failed here")
         }
     }
+}
+
+/// E0911: Ctrl-C asked the computation to stop (`devices::cancel`), seen at `span`.
+pub(crate) fn interrupted(span: Span) -> Flow {
+    Flow::error(interrupted_diag(span))
+}
+
+fn interrupted_diag(span: Span) -> Diagnostic {
+    Diagnostic::error("E0911", "interrupted (Ctrl-C)", span)
+        .with_primary_label("stopped here")
+        .with_note(
+            "what ran before keeps its effects; a variable being assigned keeps its old value",
+        )
 }
 
 fn bytes_text(b: u64) -> String {

@@ -259,7 +259,20 @@ impl<'s> Eval<'s> {
         }
     }
 
+    /// E0911 once Ctrl-C asked the computation to stop (`devices::cancel`): looked at before
+    /// each statement, loop iteration and call, so that any running program stops within
+    /// one step; `span` is the place it stops at.
+    #[inline]
+    fn check_interrupt(&self, span: Span) -> R<()> {
+        if devices::cancel::requested() {
+            Err(errors::interrupted(span))
+        } else {
+            Ok(())
+        }
+    }
+
     fn stmt(&mut self, s: &Stmt) -> R<Value> {
+        self.check_interrupt(s.span)?;
         match &s.kind {
             StmtKind::Let { pat, ty, value } => {
                 let mut v = self.expr(value)?;
@@ -773,11 +786,12 @@ impl<'s> Eval<'s> {
             }
             ExprKind::For { pat, iter, body } => {
                 let it = self.expr(iter)?;
-                self.for_loop(pat, &it, iter.span, body)?;
+                self.for_loop(pat, &it, iter.span, body, e.span)?;
                 Ok(Value::Unit)
             }
             ExprKind::While { cond, body } => {
                 loop {
+                    self.check_interrupt(e.span)?;
                     let c = self.expr(cond)?;
                     if !self.scalar_bool(&c, cond.span)? {
                         break;
@@ -905,10 +919,18 @@ impl<'s> Eval<'s> {
         })))
     }
 
-    /// `for pat in it { body }`.
-    fn for_loop(&mut self, pat: &Pattern, it: &Value, it_span: Span, body: &Block) -> R<()> {
+    /// `for pat in it { body }`; `span` is the whole loop's.
+    fn for_loop(
+        &mut self,
+        pat: &Pattern,
+        it: &Value,
+        it_span: Span,
+        body: &Block,
+        span: Span,
+    ) -> R<()> {
         let n = builtins::iter_len(it, it_span)?;
         for i in 0..n {
+            self.check_interrupt(span)?;
             let item = builtins::iter_item(self, it, i, it_span)?;
             self.env.frames.push(Vec::new());
             let r = self
@@ -954,6 +976,7 @@ impl<'s> Eval<'s> {
         named: Vec<(Name, Value, Span)>,
         span: Span,
     ) -> R<Value> {
+        self.check_interrupt(span)?;
         if self.stack.len() >= self.st.max_depth {
             return Err(errors::too_deep(self.st.max_depth, &func.name, span));
         }

@@ -59,7 +59,8 @@ pub(crate) struct Product<'a> {
 
 /// Computes `prod` into `c`, the `m × n` result in row-major order (every element is
 /// written; nothing is read from it first). With `parallel`, the work is spread over rayon's
-/// threads.
+/// threads. After Ctrl-C (`crate::cancel`) the blocks left are skipped and `c` is partly
+/// written: the caller's result is then discarded by `CpuDevice::exec`.
 pub(crate) fn sgemm(
     isa: Avx2Fma,
     blocking: Blocking,
@@ -100,9 +101,12 @@ pub(crate) fn sgemm(
 
     let mut b_buf = B_BUF.take();
     let bpack = b_buf.slice(kc * nc);
-    for jc in (0..n).step_by(nc) {
+    'blocks: for jc in (0..n).step_by(nc) {
         let ncur = nc.min(n - jc);
         for pc in (0..k).step_by(kc) {
+            if crate::cancel::requested() {
+                break 'blocks;
+            }
             let kcur = kc.min(k - pc);
             let bp = &mut bpack[..ncur.div_ceil(NR) * kcur * NR];
             // Threads pack groups of `B_GROUP` micro-panels each.
@@ -174,6 +178,9 @@ impl Block {
         let mut a_buf = A_BUF.take();
         let apack = a_buf.slice(mc * kcur);
         for ic in (0..m).step_by(mc) {
+            if crate::cancel::requested() {
+                break;
+            }
             let mcur = mc.min(m - ic);
             let ap = &mut apack[..mcur.div_ceil(MR) * kcur * MR];
             for (t, panel) in ap.chunks_mut(kcur * MR).enumerate() {
