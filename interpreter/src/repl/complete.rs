@@ -48,8 +48,8 @@ impl View {
 
 /// The keywords of LANGUAGE.md §2.
 pub const KEYWORDS: &[&str] = &[
-    "as", "break", "continue", "else", "false", "fn", "for", "if", "import", "in", "let",
-    "return", "true", "type", "while",
+    "as", "break", "continue", "else", "false", "fn", "for", "if", "import", "in", "let", "return",
+    "true", "type", "while",
 ];
 
 /// What a tensor offers after `.` besides method syntax on the builtins.
@@ -249,8 +249,8 @@ fn in_string_or_comment(code: &str) -> bool {
     let (last_end, in_doc) = lexed
         .tokens
         .iter()
-        .filter(|(t, _)| !matches!(t, Tok::Newline))
-        .last()
+        .rev()
+        .find(|(t, _)| !matches!(t, Tok::Newline))
         .map_or((0, false), |(t, s)| {
             (s.end, matches!(t, Tok::Doc(_)) && s.end >= code.len())
         });
@@ -378,7 +378,10 @@ mod tests {
         let (start, c) = complete_all(":", &view);
         assert_eq!(start, 1);
         assert_eq!(c.len(), COMMANDS.len());
-        assert_eq!(complete_all(":t", &view), (1, vec!["time".into(), "type".into()]));
+        assert_eq!(
+            complete_all(":t", &view),
+            (1, vec!["time".into(), "type".into()])
+        );
         assert_eq!(complete_all(":re", &view).1, ["reset"]);
         assert_eq!(complete_all(":explain E030", &view).0, 9);
         assert!(

@@ -73,7 +73,7 @@ impl Validator for Helper {
     fn validate(&self, ctx: &mut ValidationContext<'_>) -> Result<ValidationResult> {
         let input = ctx.input();
         // Commands are one line; code continues while the parser finds it unfinished.
-        if input.trim_start().starts_with(':') || !lang::syntax::is_incomplete(input) {
+        if input.trim_start().starts_with(':') || !super::unfinished(input) {
             Ok(ValidationResult::Valid(None))
         } else {
             Ok(ValidationResult::Incomplete)

@@ -29,9 +29,7 @@ pub const HINT: &str = "\x1b[90m";
 pub fn highlight(line: &str) -> String {
     let indent = line.len() - line.trim_start().len();
     if let Some(command) = line[indent..].strip_prefix(':') {
-        let name_len = command
-            .find(char::is_whitespace)
-            .unwrap_or(command.len());
+        let name_len = command.find(char::is_whitespace).unwrap_or(command.len());
         let (name, rest) = command.split_at(name_len);
         let mut out = String::with_capacity(line.len() + 32);
         out.push_str(&line[..indent]);
@@ -168,7 +166,10 @@ mod tests {
         let s = highlight("print(\"hi\", true) /* block */");
         assert!(s.contains(&format!("{STRING}\"hi\"{RESET}")), "{s:?}");
         assert!(s.contains(&format!("{CONSTANT}true{RESET}")), "{s:?}");
-        assert!(s.contains(&format!("{COMMENT} /* block */{RESET}")), "{s:?}");
+        assert!(
+            s.contains(&format!("{COMMENT} /* block */{RESET}")),
+            "{s:?}"
+        );
     }
 
     #[test]

@@ -28,6 +28,7 @@ use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use lang::diagnostics::{self, RenderOptions};
+use lang::syntax::token::Tok;
 use rustyline::error::ReadlineError;
 use rustyline::history::DefaultHistory;
 use rustyline::{CompletionType, Config, Editor};
@@ -144,8 +145,7 @@ impl Repl {
             .completion_type(CompletionType::List)
             .auto_add_history(false)
             .build();
-        let mut editor: Editor<editor::Helper, DefaultHistory> = match Editor::with_config(config)
-        {
+        let mut editor: Editor<editor::Helper, DefaultHistory> = match Editor::with_config(config) {
             Ok(e) => e,
             Err(e) => {
                 let _ = writeln!(self.err, "error: cannot edit lines on this terminal ({e})");
@@ -154,7 +154,10 @@ impl Repl {
                 return Status::Ok;
             }
         };
-        editor.set_helper(Some(editor::Helper::new(View::of(&self.session), self.color)));
+        editor.set_helper(Some(editor::Helper::new(
+            View::of(&self.session),
+            self.color,
+        )));
         let history = history_path();
         if let Some(path) = &history {
             // A missing history file is normal on the first run.
@@ -202,9 +205,13 @@ impl Repl {
 
     /// Runs the entries of `lines` (no line editor): unfinished entries continue on the
     /// next line; a command is one line.
+    ///
+    /// Reading ahead is possible here, unlike on a terminal, so a line starting with `else`
+    /// or `.` continues the entry before it, as in a script (LANGUAGE.md §13).
     fn lines(&mut self, lines: impl Iterator<Item = String>) {
+        let mut lines = lines.peekable();
         let mut entry = String::new();
-        for line in lines {
+        while let Some(line) = lines.next() {
             if self.echo {
                 let prompt = if entry.is_empty() { PROMPT } else { CONTINUE };
                 let _ = writeln!(self.out, "{prompt}{line}");
@@ -217,7 +224,7 @@ impl Repl {
             }
             entry.push_str(&line);
             entry.push('\n');
-            if lang::syntax::is_incomplete(&entry) {
+            if unfinished(&entry) || lines.peek().is_some_and(|l| continues_previous(l)) {
                 continue;
             }
             let next = self.entry(&entry);
@@ -383,11 +390,7 @@ impl Repl {
                 return;
             }
         };
-        let before: BTreeSet<String> = self
-            .session
-            .globals()
-            .map(|(n, _)| n.to_string())
-            .collect();
+        let before: BTreeSet<String> = self.session.globals().map(|(n, _)| n.to_string()).collect();
         let outcome = self.session.eval(&text);
         self.show(&outcome, path, &text, false);
         if outcome.has_errors() {
@@ -493,7 +496,7 @@ impl Repl {
                         .session
                         .source_text(f.src)
                         .and_then(|src| src.get(decl.span.start..decl.body.span.start))
-                        .map(|h| h.trim().to_string())
+                        .map(signature_text)
                         .unwrap_or_else(|| format!("fn {name}(...)"));
                     let doc = match &decl.doc {
                         Some(doc) => doc
@@ -523,6 +526,44 @@ impl Repl {
             }
         }
     }
+}
+
+/// True when `entry` needs more lines: the parser finds it unfinished, or it ends with a
+/// `///` doc comment, which belongs to the `fn` on the lines after it.
+pub fn unfinished(entry: &str) -> bool {
+    if lang::syntax::is_incomplete(entry) {
+        return true;
+    }
+    let lexed = lang::syntax::lexer::lex(entry);
+    let last = lexed
+        .tokens
+        .iter()
+        .rev()
+        .find(|(t, _)| !matches!(t, Tok::Newline));
+    matches!(last, Some((Tok::Doc(_), _)))
+}
+
+/// True for a line that continues the statement before it: one starting with `else` or
+/// with `.` (a method call on the previous line's value).
+fn continues_previous(line: &str) -> bool {
+    let line = line.trim_start();
+    let starts_else = line
+        .strip_prefix("else")
+        .is_some_and(|rest| !rest.starts_with(|c: char| c.is_ascii_alphanumeric() || c == '_'));
+    starts_else || (line.starts_with('.') && !line.starts_with(".."))
+}
+
+/// A function's signature as written in `header` (the text from the declaration's start
+/// to its body): without doc comment lines, whitespace runs made one space.
+fn signature_text(header: &str) -> String {
+    let code: Vec<&str> = header
+        .lines()
+        .filter(|l| !l.trim_start().starts_with("///"))
+        .collect();
+    code.join(" ")
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 /// A duration with three significant digits in a fitting unit (`812 µs`, `12.3 ms`,
@@ -567,6 +608,22 @@ mod tests {
     fn the_transcript_keeps_state_between_entries() {
         let t = transcript(Options::default(), "let x = 2\nx * 3\n_ + 1\n");
         assert_eq!(t, "ms> let x = 2\nms> x * 3\ni64 6\nms> _ + 1\ni64 7\n");
+    }
+
+    #[test]
+    fn doc_comments_and_else_lines_continue_an_entry() {
+        assert!(unfinished("/// doc\n"));
+        assert!(unfinished("let x = 1\n/// doc\n"));
+        assert!(!unfinished("/// doc\nfn f() { 1 }\n"));
+        assert!(unfinished("fn f(a,\n"));
+        assert!(continues_previous("  else {"));
+        assert!(continues_previous(".sum()"));
+        assert!(!continues_previous("elsewhere = 1"));
+        assert!(!continues_previous("..3"));
+        assert_eq!(
+            signature_text("/// Adds.\n@jit\nfn add(a,\n       b) -> f32 "),
+            "@jit fn add(a, b) -> f32"
+        );
     }
 
     #[test]
