@@ -21,7 +21,7 @@ pub const COMMANDS: &[Command] = &[
         args: "[NAME]",
         summary: "this list; with NAME, the help of a function, builtin or command",
         detail: "`:help f` shows a function's signature as written and its `///` doc comment; \
-                 `:help sum` a builtin's parameters (`?` marks the optional ones) and what it \
+                 `:help p.w` or `:help nn.linear` a field or module member; `:help sum` a builtin's parameters (`?` marks the optional ones) and what it \
                  does; `:help :time` a command. Tab completes names after `:help`.",
     },
     Command {

@@ -82,3 +82,20 @@ impl Validator for Helper {
 }
 
 impl rustyline::Helper for Helper {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn no_colours_unless_asked() {
+        let plain = Helper::new(View::default(), false);
+        assert_eq!(plain.highlight("let x = 1", 0), "let x = 1");
+        assert_eq!(plain.highlight_hint("= 2"), "= 2");
+        assert!(!plain.highlight_char("x", 1, CmdKind::Other));
+        let coloured = Helper::new(View::default(), true);
+        assert!(coloured.highlight("let x = 1", 0).contains('\x1b'));
+        assert!(coloured.highlight_char("x", 1, CmdKind::Other));
+        assert!(!coloured.highlight_char("x", 1, CmdKind::MoveCursor));
+    }
+}

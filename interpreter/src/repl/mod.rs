@@ -461,7 +461,7 @@ impl Repl {
             return;
         }
         let mut text = String::new();
-        if let Some(value) = self.session.global(name).cloned() {
+        if let Some(value) = self.lookup(name) {
             text.push_str(&self.value_help(name, &value));
         } else if let Some(builtin) = help::builtin_help(name) {
             text.push_str(&builtin);
@@ -484,6 +484,22 @@ impl Repl {
         } else {
             self.say(&text);
         }
+    }
+
+    /// The value of a variable, or of a field or module member reached from one
+    /// (`p.w`, `nn.linear`).
+    fn lookup(&self, path: &str) -> Option<Value> {
+        let mut parts = path.split('.');
+        let mut value = self.session.global(parts.next()?)?.clone();
+        for part in parts {
+            value = match &value {
+                Value::Record(fields) => fields.get(part)?.clone(),
+                Value::Module(m) => m.members.get(part)?.clone(),
+                Value::Tuple(items) => items.get(part.parse::<usize>().ok()?)?.clone(),
+                _ => return None,
+            };
+        }
+        Some(value)
     }
 
     /// The help of a session variable: a function's signature as written and its doc
