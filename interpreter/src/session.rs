@@ -270,6 +270,24 @@ impl Session {
     pub fn checker(&mut self) -> &mut Checker {
         &mut self.checker
     }
+
+    /// Every top-level variable with its value, in no particular order (for the REPL's
+    /// completion and `:help NAME`).
+    pub fn globals(&self) -> impl Iterator<Item = (&str, &Value)> {
+        self.state.globals.iter().map(|(k, v)| (&**k, v))
+    }
+
+    /// The text of the entry (or imported file) that function values with `src == id`
+    /// were declared in (the REPL shows a function's signature as written).
+    pub fn source_text(&self, id: usize) -> Option<&str> {
+        self.state.sources.get(id).map(|(_, text)| &**text)
+    }
+
+    /// Sends what `print` writes to `out` from now on, and returns where it went before
+    /// (the REPL's `:time` silences the repeated runs of an expression).
+    pub fn swap_output(&mut self, out: Box<dyn Write + Send>) -> Box<dyn Write + Send> {
+        std::mem::replace(&mut self.state.out, out)
+    }
 }
 
 /// Runs `f` on a thread with a `stack_bytes` stack (an internal error when no such thread
