@@ -386,7 +386,9 @@ fn ctrl_c_in_the_repl_returns_to_the_prompt_with_state_intact() {
         .expect("ms starts");
     let mut stdin = child.stdin.take().expect("stdin is piped");
     stdin
-        .write_all(b"let x = 41\nprint(\"looping\")\nfor i in 0..1000000000 { x = x + 1 }\n")
+        // Over a pipe the REPL reads one line ahead (a next line starting with `else` or `.`
+        // would continue the entry), so the blank line lets the loop start now.
+        .write_all(b"let x = 41\nprint(\"looping\")\nfor i in 0..1000000000 { x = x + 1 }\n\n")
         .expect("the REPL reads");
     stdin.flush().expect("flushed");
     let mut out = BufReader::new(child.stdout.take().expect("stdout is piped"));

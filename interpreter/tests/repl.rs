@@ -113,7 +113,7 @@ fn transcripts_through_the_binary_over_a_pipe() {
 /// completes a function, a variable and a record field.
 #[cfg(unix)]
 #[test]
-fn a_terminal_session_with_multi_line_entry_and_tab_completion() {
+fn a_terminal_session_with_multi_line_entry_tab_completion_and_ctrl_c() {
     use rexpect::session::spawn_command;
 
     let home = Path::new(env!("CARGO_TARGET_TMPDIR")).join("repl-pty-home");
@@ -157,6 +157,20 @@ fn a_terminal_session_with_multi_line_entry_and_tab_completion() {
     p.send("\t").expect("Tab");
     p.send_line(" + total").expect("typing");
     p.exp_string("i64 47").expect("rec.alpha + total");
+
+    // Ctrl-C during a long loop stops it (E0911) and brings the prompt back; the session
+    // keeps its variables. The entry prints a computed number first, so that Ctrl-C comes
+    // while the loop runs, not while the editor still owns the terminal.
+    p.send_line("let spins = 0; print(total + 1000); for i in 0..1000000000 { spins = spins + 1 }")
+        .expect("typing");
+    p.exp_string("1042").expect("the loop started");
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    p.send_control('c').expect("Ctrl-C");
+    p.exp_string("E0911").expect("the loop was interrupted");
+    p.exp_string("ms> ").expect("the prompt is back");
+    p.send_line("total + rec.beta; spins > 0").expect("typing");
+    p.exp_string("i64 48").expect("total and rec survived the interrupt");
+    p.exp_string("true").expect("the loop's work before Ctrl-C stays");
 
     // Ctrl-D leaves.
     p.send_control('d').expect("Ctrl-D");
