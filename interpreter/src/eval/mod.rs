@@ -929,21 +929,30 @@ impl<'s> Eval<'s> {
         span: Span,
     ) -> R<()> {
         let n = builtins::iter_len(it, it_span)?;
-        for i in 0..n {
-            self.check_interrupt(span)?;
-            let item = builtins::iter_item(self, it, i, it_span)?;
-            self.env.frames.push(Vec::new());
-            let r = self
-                .bind_pattern(pat, item, it_span)
-                .and_then(|()| self.block(body));
-            self.env.frames.pop();
-            match r {
-                Ok(_) | Err(Flow::Continue) => {}
-                Err(Flow::Break) => break,
-                Err(other) => return Err(other),
+        // One frame for the loop variables, emptied per iteration rather than made anew:
+        // closures copy what they capture, so nothing can still refer to the old bindings,
+        // and a tight loop does not pay an allocation per iteration for them.
+        self.env.frames.push(Vec::new());
+        let r = (|| {
+            for i in 0..n {
+                self.check_interrupt(span)?;
+                let item = builtins::iter_item(self, it, i, it_span)?;
+                if let Some(frame) = self.env.frames.last_mut() {
+                    frame.clear();
+                }
+                let r = self
+                    .bind_pattern(pat, item, it_span)
+                    .and_then(|()| self.block(body));
+                match r {
+                    Ok(_) | Err(Flow::Continue) => {}
+                    Err(Flow::Break) => break,
+                    Err(other) => return Err(other),
+                }
             }
-        }
-        Ok(())
+            Ok(())
+        })();
+        self.env.frames.pop();
+        r
     }
 
     // -----------------------------------------------------------------------------------
