@@ -147,6 +147,32 @@ impl Value {
         Value::Tensor(TensorVal::strong_of(t))
     }
 
+    /// The same structure with `f` applied to every leaf that is not a tuple or a record
+    /// (tensors, usually; `f` decides what other leaves mean). Operators and builtins that
+    /// lift over structures (`-p`, `f32(p)`, `shuffle(p)`) are written with this.
+    pub(crate) fn map_leaves<E>(
+        &self,
+        f: &mut impl FnMut(&Value) -> Result<Value, E>,
+    ) -> Result<Value, E> {
+        match self {
+            Value::Tuple(items) => {
+                let out = items
+                    .iter()
+                    .map(|x| x.map_leaves(f))
+                    .collect::<Result<Vec<_>, E>>()?;
+                Ok(Value::Tuple(out.into()))
+            }
+            Value::Record(fields) => {
+                let mut out = BTreeMap::new();
+                for (k, x) in fields.iter() {
+                    out.insert(k.clone(), x.map_leaves(f)?);
+                }
+                Ok(Value::Record(Arc::new(out)))
+            }
+            leaf => f(leaf),
+        }
+    }
+
     /// A short description of the kind of value, for messages (`f32[2, 3]`, `a tuple`).
     pub fn describe(&self) -> String {
         match self {

@@ -249,31 +249,17 @@ impl Eval<'_> {
 
     /// `-x` and `!c`, lifted over structures.
     pub fn unary(&self, op: UnaryOp, v: &Value, span: Span) -> R<Value> {
-        match v {
+        let prim = match op {
+            UnaryOp::Neg => IrUnary::Neg,
+            UnaryOp::Not => IrUnary::Not,
+        };
+        v.map_leaves(&mut |leaf| match leaf {
             Value::Tensor(t) => {
-                let prim = match op {
-                    UnaryOp::Neg => IrUnary::Neg,
-                    UnaryOp::Not => IrUnary::Not,
-                };
                 let out = self.exec(&Op::Unary { op: prim }, &[&t.t], span)?;
                 Ok(Value::Tensor(TensorVal {
                     t: out,
                     ..t.clone()
                 }))
-            }
-            Value::Tuple(items) => {
-                let mut out = Vec::with_capacity(items.len());
-                for x in items.iter() {
-                    out.push(self.unary(op, x, span)?);
-                }
-                Ok(Value::Tuple(out.into()))
-            }
-            Value::Record(fields) => {
-                let mut out = BTreeMap::new();
-                for (k, x) in fields.iter() {
-                    out.insert(k.clone(), self.unary(op, x, span)?);
-                }
-                Ok(Value::Record(Arc::new(out)))
             }
             other => Err(errors::mismatch(
                 format!(
@@ -283,7 +269,7 @@ impl Eval<'_> {
                 ),
                 span,
             )),
-        }
+        })
     }
 
     /// A list literal `[a, b, ...]`: the elements stacked along a new axis 0, in their

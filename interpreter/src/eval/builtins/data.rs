@@ -31,7 +31,6 @@
 //!   (`true`/`false`; a bare `--name` is `true`) or a string. A value that does not parse
 //!   is E0909 naming the argument.
 
-use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Read};
 use std::sync::Arc;
 
@@ -560,7 +559,7 @@ pub(crate) fn take_rows(
     len: usize,
     span: Span,
 ) -> R<Value> {
-    match v {
+    v.map_leaves(&mut |leaf| match leaf {
         Value::Tensor(t) => {
             let out = match idx {
                 None => {
@@ -595,25 +594,11 @@ pub(crate) fn take_rows(
                 ..t.clone()
             }))
         }
-        Value::Tuple(items) => {
-            let mut out = Vec::with_capacity(items.len());
-            for x in items.iter() {
-                out.push(take_rows(ev, x, idx, start, len, span)?);
-            }
-            Ok(Value::Tuple(out.into()))
-        }
-        Value::Record(fields) => {
-            let mut out = BTreeMap::new();
-            for (k, x) in fields.iter() {
-                out.insert(k.clone(), take_rows(ev, x, idx, start, len, span)?);
-            }
-            Ok(Value::Record(Arc::new(out)))
-        }
         other => Err(errors::mismatch(
             format!("expected tensors, found {}", other.describe()),
             span,
         )),
-    }
+    })
 }
 
 /// `shuffle(data)`: the rows of every leaf in one random order.

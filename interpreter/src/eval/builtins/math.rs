@@ -5,9 +5,6 @@
 //! unary function of a weak literal stays weak, as in the checker; reductions give strong
 //! results.
 
-use std::collections::BTreeMap;
-use std::sync::Arc;
-
 use devices::Tensor;
 use ir::{ArgOp, BinaryOp, DType, Op, ReduceOp, UnaryKind, UnaryOp};
 use lang::Span;
@@ -72,27 +69,13 @@ pub(super) fn cast(ev: &mut Eval<'_>, c: &Call) -> R<Value> {
 }
 
 fn cast_value(ev: &Eval<'_>, v: &Value, dtype: DType, span: Span) -> R<Value> {
-    match v {
+    v.map_leaves(&mut |leaf| match leaf {
         Value::Tensor(t) => Ok(strong(ev.cast(&t.t, dtype, span)?)),
-        Value::Tuple(items) => {
-            let mut out = Vec::with_capacity(items.len());
-            for x in items.iter() {
-                out.push(cast_value(ev, x, dtype, span)?);
-            }
-            Ok(Value::Tuple(out.into()))
-        }
-        Value::Record(fields) => {
-            let mut out = BTreeMap::new();
-            for (k, x) in fields.iter() {
-                out.insert(k.clone(), cast_value(ev, x, dtype, span)?);
-            }
-            Ok(Value::Record(Arc::new(out)))
-        }
         other => Err(errors::mismatch(
             format!("a cast needs a tensor, found {}", other.describe()),
             span,
         )),
-    }
+    })
 }
 
 /// `where(cond, x, y)`: `x` where `cond` holds, else `y`; the three broadcast.
