@@ -11,11 +11,14 @@
 //! - [`infer()`] is the shape/dtype rule of every primitive (NumPy broadcasting included), with
 //!   errors as data ([`InferError`]).
 //! - [`cost()`] estimates the floating-point work and memory traffic of every primitive.
+//! - [`Emit`] is the algebra the differentiation rules are written in, implemented by the
+//!   eager interpreter (on tensors) and by the staged mode (on graph nodes).
 //!
 //! This crate depends on no other workspace crate and does no IO.
 
 pub mod cost;
 pub mod dtype;
+pub mod emit;
 pub mod error;
 pub mod infer;
 pub mod prim;
@@ -23,6 +26,7 @@ pub mod shape;
 
 pub use cost::{Cost, cost};
 pub use dtype::DType;
+pub use emit::Emit;
 pub use error::InferError;
 pub use infer::{broadcast_shapes, elementwise_dtype, infer};
 pub use prim::{
