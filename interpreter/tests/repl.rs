@@ -169,8 +169,10 @@ fn a_terminal_session_with_multi_line_entry_tab_completion_and_ctrl_c() {
     p.exp_string("E0911").expect("the loop was interrupted");
     p.exp_string("ms> ").expect("the prompt is back");
     p.send_line("total + rec.beta; spins > 0").expect("typing");
-    p.exp_string("i64 48").expect("total and rec survived the interrupt");
-    p.exp_string("true").expect("the loop's work before Ctrl-C stays");
+    p.exp_string("i64 48")
+        .expect("total and rec survived the interrupt");
+    p.exp_string("true")
+        .expect("the loop's work before Ctrl-C stays");
 
     // Ctrl-D leaves.
     p.send_control('d').expect("Ctrl-D");

@@ -27,8 +27,8 @@ use lang::ast::{Name, StmtKind};
 use lang::diagnostics::Label;
 
 use super::Call;
-use crate::eval::{Eval, Globals};
 use crate::eval::errors::{self, Flow, R};
+use crate::eval::{Eval, Globals};
 use crate::value::{FnBody, FnValue, Value};
 
 /// The source index of the prelude's functions. It is not an index into the session's
