@@ -368,7 +368,7 @@ fn run_file(options: &crate::Options) -> Result<Status, CliError> {
 fn check_file(path: &Path) -> Result<Status, CliError> {
     let text = read_script(path)?;
     let name = path.display().to_string();
-    let report = crate::check::check_text(&name, &text, path.parent());
+    let report = crate::check::check_text(&name, &text, Some(path));
     eprint!("{}", report.render(render_options()));
     if report.has_errors() {
         eprintln!("{}", report.summary());

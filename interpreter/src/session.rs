@@ -12,7 +12,7 @@ use std::io::Write;
 use std::sync::{Arc, Mutex};
 
 use devices::{CpuDevice, Device};
-use lang::check::Checker;
+use lang::check::{Checker, ModuleId};
 use lang::diagnostics::{RenderOptions, SourceFile, render};
 use lang::{Diagnostic, Span};
 
@@ -101,6 +101,9 @@ pub struct Session {
     checker: Checker,
     /// The files the checker's loader read and the evaluator has not taken yet.
     imports: crate::check::ReadFiles,
+    /// The script the session runs, when there is one and it can be found: the file its
+    /// entries are (their imports resolve against its folder).
+    script: Option<ModuleId>,
     state: State,
     capture: Option<Capture>,
     stack_bytes: usize,
@@ -145,10 +148,15 @@ impl Session {
             .and_then(std::path::Path::parent)
             .map(std::path::Path::to_path_buf)
             .unwrap_or_default();
+        let script = options
+            .script_path
+            .as_deref()
+            .and_then(crate::check::module_id);
         let (loader, imports) = crate::check::FileLoader::new(base);
         Session {
             checker: Checker::with_loader(Box::new(loader)),
             imports,
+            script,
             state,
             capture,
             stack_bytes: options.stack_bytes,
@@ -160,25 +168,46 @@ impl Session {
     /// A Ctrl-C from before the entry is forgotten; one during it (`devices::cancel`, set by
     /// the command line's SIGINT handler) stops it with E0911, keeping what ran before.
     pub fn eval(&mut self, src: &str) -> Outcome {
+        let origin = self.script.clone();
+        self.eval_in(src, origin)
+    }
+
+    /// Parses, checks and runs `src`, the text of the file at `path` (the REPL's `:load`):
+    /// like [`Session::eval`], but the text's imports resolve against the file's folder.
+    pub fn eval_file(&mut self, path: &std::path::Path, src: &str) -> Outcome {
+        let origin = crate::check::module_id(path);
+        self.eval_in(src, origin)
+    }
+
+    fn eval_in(&mut self, src: &str, origin: Option<ModuleId>) -> Outcome {
         devices::cancel::clear();
-        let outcome = self.eval_entry(src);
+        let outcome = self.eval_entry(src, origin);
         // A request that came too late to stop anything must not stop the next entry.
         devices::cancel::clear();
         outcome
     }
 
-    fn eval_entry(&mut self, src: &str) -> Outcome {
+    fn eval_entry(&mut self, src: &str, origin: Option<ModuleId>) -> Outcome {
         let (program, mut diagnostics) = lang::syntax::parse(src);
-        diagnostics.extend(self.checker.check_program(src, &program));
+        diagnostics.extend(
+            self.checker
+                .check_program_in(src, &program, origin.as_ref()),
+        );
         diagnostics.sort_by_key(|d| (d.file.is_some(), d.primary.span.start, d.primary.span.end));
         // The files the entry imports join the sources whether or not it checks: the
-        // diagnostics may point into them, and the evaluator runs the texts checked.
-        for (path, text) in self.imports.borrow_mut().drain(..) {
+        // diagnostics may point into them, and the evaluator runs the texts checked, found
+        // by the same resolutions the checker made.
+        let loaded = self.imports.take();
+        for (id, text) in loaded.files {
             self.state
                 .sources
-                .push((Arc::from(path.as_str()), Arc::from(text)));
-            let id = self.state.sources.len() - 1;
-            self.state.file_sources.insert(Arc::from(path.as_str()), id);
+                .push((id.name().clone(), Arc::from(text)));
+            let src_id = self.state.sources.len() - 1;
+            self.state.file_sources.insert(id.clone(), src_id);
+            self.state.origins.insert(src_id, id);
+        }
+        for (from, path, id) in loaded.resolved {
+            self.state.resolved.insert((from, Arc::from(path)), id);
         }
         if diagnostics.iter().any(Diagnostic::is_error) {
             return Outcome {
@@ -191,6 +220,9 @@ impl Session {
         let name: Arc<str> = Arc::from(format!("<entry {}>", entries + 1));
         self.state.sources.push((name, Arc::from(src)));
         let src_id = self.state.sources.len() - 1;
+        if let Some(origin) = origin {
+            self.state.origins.insert(src_id, origin);
+        }
         let result = run_on_big_stack(&mut self.state, self.stack_bytes, |st| {
             let mut ev = Eval::new(st, src_id);
             match ev.program(&program.stmts) {

@@ -49,6 +49,41 @@ fn check_exit_status_says_whether_the_program_is_wrong() {
     );
 }
 
+/// `ms check` run in `dir` on `script` (a path relative to `dir`).
+fn check_in(dir: &Path, script: &str) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_ms"))
+        .args(["check", script])
+        .current_dir(dir)
+        .env("NO_COLOR", "1")
+        .output()
+        .expect("the ms binary runs")
+}
+
+#[test]
+fn check_reads_nested_imports_relative_to_each_module() {
+    let tests = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests");
+    // Two `import "util.ms"` in two folders: two modules, with no error, from a working
+    // directory that is none of the scripts' folders.
+    let clean = check_in(&tests, "run/import_relative.ms");
+    assert_eq!(clean.status.code(), Some(0), "{}", text(&clean.stderr));
+    assert!(clean.stderr.is_empty(), "{}", text(&clean.stderr));
+
+    // The error two imports deep is shown in its own file, named from the working
+    // directory, and each importer says which import failed.
+    let wrong = check_in(&tests.join("ui"), "import_nested.ms");
+    assert_eq!(wrong.status.code(), Some(1), "{}", text(&wrong.stderr));
+    let err = text(&wrong.stderr);
+    for needle in [
+        "lib/inner/deep.ms:3:11",
+        "shapes do not fit matmul: f32[2] @ f32[3]",
+        "`lib/inner/deep.ms` has errors",
+        "lib/nested.ms:2:8",
+        "import_nested.ms:3:8",
+    ] {
+        assert!(err.contains(needle), "{needle:?} not in:\n{err}");
+    }
+}
+
 #[test]
 fn usage_errors_exit_with_status_2() {
     for args in [

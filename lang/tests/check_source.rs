@@ -3,7 +3,7 @@
 
 mod common;
 
-use lang::check::{Checker, ModuleLoader, check_source};
+use lang::check::{Checker, ModuleId, ModuleLoader, check_source};
 use lang::syntax::parse;
 
 /// LANGUAGE.md §1.
@@ -196,11 +196,35 @@ fn snippets_with_errors() {
 
 struct Files(Vec<(&'static str, &'static str)>);
 
+/// Files by path from the root: an import resolves against the importing file's folder,
+/// and `./` and `dir/..` steps are spellings of the same file.
 impl ModuleLoader for Files {
-    fn load(&mut self, path: &str) -> Result<String, String> {
+    fn resolve(&mut self, from: Option<&ModuleId>, path: &str) -> Result<ModuleId, String> {
+        let mut parts: Vec<&str> = from
+            .map(|f| f.key().split('/').collect::<Vec<_>>())
+            .unwrap_or_default();
+        parts.pop();
+        for part in path.split('/') {
+            match part {
+                "." => {}
+                ".." => {
+                    parts.pop();
+                }
+                p => parts.push(p),
+            }
+        }
+        let key = parts.join("/");
+        if self.0.iter().any(|(p, _)| *p == key) {
+            Ok(ModuleId::new(key.as_str(), key.as_str()))
+        } else {
+            Err("file not found".to_string())
+        }
+    }
+
+    fn read(&mut self, id: &ModuleId) -> Result<String, String> {
         self.0
             .iter()
-            .find(|(p, _)| *p == path)
+            .find(|(p, _)| *p == &**id.key())
             .map(|(_, t)| t.to_string())
             .ok_or_else(|| "file not found".to_string())
     }
@@ -239,6 +263,67 @@ fn file_modules() {
         let got: Vec<&str> = diags.iter().map(|d| d.code).collect();
         assert_eq!(got, codes, "{src}: {diags:#?}");
     }
+}
+
+/// The type of the top-level value `name`, as text.
+fn global_ty(c: &Checker, name: &str) -> Option<String> {
+    c.globals()
+        .into_iter()
+        .find(|(n, _)| &**n == name)
+        .map(|(_, t)| t.to_string())
+}
+
+#[test]
+fn file_imports_resolve_against_the_importing_file() {
+    let files = Files(vec![
+        ("a/util.ms", "let v = zeros([2])\n"),
+        ("b/util.ms", "let v = zeros([5])\n"),
+        ("a/m.ms", "import \"util.ms\" as u\nlet v = u.v\n"),
+        ("b/m.ms", "import \"util.ms\" as u\nlet v = u.v\n"),
+        ("a/x.ms", "import \"../b/y.ms\" as y\n"),
+        ("b/y.ms", "import \"../a/x.ms\" as x\n"),
+        ("main.ms", "import \"a/m.ms\" as m\n"),
+    ]);
+    let mut c = Checker::with_loader(Box::new(files));
+    // The same string names a different file in each folder.
+    let src = "import \"a/m.ms\" as am\nimport \"b/m.ms\" as bm\nlet x = am.v\nlet y = bm.v";
+    let (p, _) = parse(src);
+    let diags = c.check_program(src, &p);
+    assert!(diags.is_empty(), "{diags:#?}");
+    assert_eq!(global_ty(&c, "x").as_deref(), Some("f32[2]"));
+    assert_eq!(global_ty(&c, "y").as_deref(), Some("f32[5]"));
+
+    // Two spellings of one file are one module.
+    let src = "import \"a/util.ms\" as p\nimport \"b/../a/./util.ms\" as q";
+    let (p, _) = parse(src);
+    let diags = c.check_program(src, &p);
+    assert!(diags.is_empty(), "{diags:#?}");
+    assert_eq!(global_ty(&c, "p"), global_ty(&c, "q"));
+    assert_eq!(global_ty(&c, "p").as_deref(), Some("module a/util.ms"));
+
+    // A cycle across folders is found by identity.
+    let src = "import \"a/x.ms\" as x";
+    let (p, _) = parse(src);
+    let diags = c.check_program(src, &p);
+    assert!(
+        diags
+            .iter()
+            .any(|d| d.message == "`a/x.ms` imports itself" && d.file.as_deref() == Some("b/y.ms")),
+        "{diags:#?}"
+    );
+
+    // A file checked as the entry joins the cycle check: a module importing it back is one.
+    let files = Files(vec![
+        ("main.ms", "import \"lib/m.ms\" as m\n"),
+        ("lib/m.ms", "import \"../main.ms\" as back\n"),
+    ]);
+    let mut c = Checker::with_loader(Box::new(files));
+    let src = "import \"lib/m.ms\" as m";
+    let (p, _) = parse(src);
+    let main = ModuleId::new("main.ms", "main.ms");
+    let diags = c.check_program_in(src, &p, Some(&main));
+    let messages: Vec<&str> = diags.iter().map(|d| d.message.as_str()).collect();
+    assert!(messages.contains(&"`main.ms` imports itself"), "{diags:#?}");
 }
 
 #[test]

@@ -37,7 +37,7 @@ fn rendered(path: &Path) -> (String, Vec<&'static str>) {
         "ui/{}",
         path.file_name().and_then(|n| n.to_str()).unwrap_or("?")
     );
-    let report = check_text(&name, &text, path.parent());
+    let report = check_text(&name, &text, Some(path));
     let codes = report.diagnostics.iter().map(|d| d.code).collect();
     (report.render(RenderOptions::default()), codes)
 }

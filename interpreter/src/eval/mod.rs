@@ -29,6 +29,7 @@ use lang::ast::{
     Arg, Block, Expr, ExprKind, FnDecl, ImportSource, IndexItem, Name, Param, Pattern, PatternKind,
     Stmt, StmtKind, TypeExpr, TypeExprKind,
 };
+use lang::check::ModuleId;
 
 use crate::value::{FnBody, FnValue, Module, TensorVal, Value};
 pub(crate) use errors::{Flow, R};
@@ -63,15 +64,23 @@ pub(crate) struct State {
     pub prelude: builtins::prelude::Scope,
     /// The words after the script's name, which `arg` reads.
     pub script_args: Vec<String>,
-    /// Imported files by path as written in the import: their source in `sources`.
-    pub file_sources: HashMap<Name, usize>,
-    /// Imported files that have run, by path: each runs once, however often imported.
-    modules: HashMap<Name, Arc<Module>>,
+    /// Imported files by identity: their source in `sources`.
+    pub file_sources: HashMap<ModuleId, usize>,
+    /// The file each source is, by its index in `sources`: imported files, and entries
+    /// that are the text of a file (the script, a `:load`ed file). Imports written in a
+    /// source resolve against its file; one missing here is no file (a REPL entry).
+    pub origins: HashMap<usize, ModuleId>,
+    /// The module each import names, as the checker's loader resolved it: by the file the
+    /// import is written in (`None`: no file) and the path as written.
+    pub resolved: HashMap<(Option<ModuleId>, Name), ModuleId>,
+    /// Imported files that have run, by identity: each runs once, however often (and by
+    /// whatever spelling) it is imported.
+    modules: HashMap<ModuleId, Arc<Module>>,
     /// The top-level variables of each imported file, by its source: a module's functions
     /// read (and its top level writes) these rather than the importer's globals.
     namespaces: HashMap<usize, Globals>,
     /// The files being imported, innermost last (a cycle is an error, not a hang).
-    importing: Vec<Name>,
+    importing: Vec<ModuleId>,
 }
 
 impl State {
@@ -90,6 +99,8 @@ impl State {
             prelude: builtins::prelude::Scope::default(),
             script_args: Vec::new(),
             file_sources: HashMap::new(),
+            origins: HashMap::new(),
+            resolved: HashMap::new(),
             modules: HashMap::new(),
             namespaces: HashMap::new(),
             importing: Vec::new(),
@@ -338,24 +349,31 @@ impl<'s> Eval<'s> {
     /// Runs the file imported as `path` and returns its module: the file's top-level
     /// variables and functions, which read the file's own top level when called. A file
     /// runs once per session however often it is imported (its `print`s show once, like a
-    /// Python module). The checker read and checked the file before anything ran; the text
-    /// run is the one it checked, kept in `sources`.
+    /// Python module). The checker resolved the import and read and checked the file before
+    /// anything ran; the text run is the one it checked, kept in `sources`.
     fn import_file(&mut self, path: &str, span: Span) -> R<Arc<Module>> {
-        if let Some(m) = self.st.modules.get(path) {
+        let from = self.st.origins.get(&self.src).cloned();
+        let Some(id) = self.st.resolved.get(&(from, Name::from(path))).cloned() else {
+            return Err(errors::internal(
+                &format!("the import of `{path}` was not resolved before the program ran"),
+                span,
+            ));
+        };
+        if let Some(m) = self.st.modules.get(&id) {
             return Ok(m.clone());
         }
-        let key: Name = Name::from(path);
-        if self.st.importing.contains(&key) {
-            let chain: Vec<&str> = self.st.importing.iter().map(|n| &**n).collect();
+        let name = id.name().clone();
+        if self.st.importing.contains(&id) {
+            let chain: Vec<&str> = self.st.importing.iter().map(|m| &**m.name()).collect();
             return Err(Flow::error(
-                lang::Diagnostic::error("E0912", format!("`{path}` imports itself"), span)
+                lang::Diagnostic::error("E0912", format!("`{name}` imports itself"), span)
                     .with_primary_label("import cycle")
-                    .with_note(format!("the chain is {} -> {path}", chain.join(" -> "))),
+                    .with_note(format!("the chain is {} -> {name}", chain.join(" -> "))),
             ));
         }
-        let Some(&src) = self.st.file_sources.get(path) else {
+        let Some(&src) = self.st.file_sources.get(&id) else {
             return Err(errors::internal(
-                &format!("the imported file `{path}` was not read before the program ran"),
+                &format!("the imported file `{name}` was not read before the program ran"),
                 span,
             ));
         };
@@ -368,7 +386,7 @@ impl<'s> Eval<'s> {
         let (program, syntax) = lang::syntax::parse(&text);
         if syntax.iter().any(lang::Diagnostic::is_error) {
             return Err(errors::internal(
-                &format!("the imported file `{path}` does not parse"),
+                &format!("the imported file `{name}` does not parse"),
                 span,
             ));
         }
@@ -381,7 +399,7 @@ impl<'s> Eval<'s> {
             _ => format!("{line}:{col}"),
         };
         self.st.namespaces.insert(src, Globals::default());
-        self.st.importing.push(key.clone());
+        self.st.importing.push(id.clone());
         let saved_env = std::mem::take(&mut self.env);
         let saved_src = std::mem::replace(&mut self.src, src);
         let r = match self.program(&program.stmts) {
@@ -392,7 +410,7 @@ impl<'s> Eval<'s> {
                 errors::trace(&mut e, self);
                 e.diag
                     .notes
-                    .push(format!("while running `{path}`, imported at {here}"));
+                    .push(format!("while running `{name}`, imported at {here}"));
                 Err(Flow::Error(e))
             }
             Err(_) => Err(errors::internal(
@@ -410,11 +428,8 @@ impl<'s> Eval<'s> {
             .get(&src)
             .map(|ns| ns.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
             .unwrap_or_default();
-        let module = Arc::new(Module {
-            name: key.clone(),
-            members,
-        });
-        self.st.modules.insert(key, module.clone());
+        let module = Arc::new(Module { name, members });
+        self.st.modules.insert(id, module.clone());
         Ok(module)
     }
 

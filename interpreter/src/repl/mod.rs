@@ -391,7 +391,8 @@ impl Repl {
             }
         };
         let before: BTreeSet<String> = self.session.globals().map(|(n, _)| n.to_string()).collect();
-        let outcome = self.session.eval(&text);
+        // The file's imports resolve against its own folder.
+        let outcome = self.session.eval_file(std::path::Path::new(path), &text);
         self.show(&outcome, path, &text, false);
         if outcome.has_errors() {
             return;

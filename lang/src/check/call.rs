@@ -12,7 +12,8 @@ use crate::check::scope::{Env, RetCx};
 use crate::check::suggest::nearest;
 use crate::check::ty::{FnTy, Ty};
 use crate::check::{
-    Body, CacheEntry, Checker, Cx, FnDef, MAX_CALL_DEPTH, MAX_TYPE_NODES, STD_MODULES, builtins,
+    Body, CacheEntry, Checker, Cx, FnDef, MAX_CALL_DEPTH, MAX_TYPE_NODES, ModuleId, STD_MODULES,
+    builtins,
 };
 use crate::diagnostics::Diagnostic;
 use crate::span::Span;
@@ -357,7 +358,7 @@ impl Checker {
 
     /// A member of an imported module.
     fn member(&mut self, module: &Name, field: &Ident) -> Ty {
-        let Some(&unit) = self.file_units.get(module) else {
+        let Some(&unit) = self.module_units.get(module) else {
             // Standard modules are written in MindScript and not checked yet: their
             // members are unknown, which raises no error.
             return Ty::Unknown;
@@ -928,29 +929,12 @@ impl Checker {
         }
     }
 
-    /// Declares the file module `path` (checked once per checker) and returns its value.
+    /// Declares the file module that `path` names where it is imported (checked once per
+    /// checker, however it is spelled) and returns its value.
     fn load_file(&mut self, path: &str, span: Span) -> Ty {
-        let key: Name = Name::from(path);
-        if self.file_units.contains_key(&key) {
-            return Ty::Module(key);
-        }
-        if self.loading.contains(&key) {
-            self.emit(
-                Diagnostic::error("E0104", format!("`{path}` imports itself"), span)
-                    .with_primary_label("import cycle")
-                    .with_note(format!(
-                        "the chain is {} -> {path}",
-                        self.loading
-                            .iter()
-                            .map(|s| &**s)
-                            .collect::<Vec<_>>()
-                            .join(" -> ")
-                    )),
-            );
-            return Ty::Unknown;
-        }
-        let text = match self.loader.as_mut().map(|l| l.load(path)) {
-            Some(Ok(t)) => t,
+        let from = self.sources.get(self.cx.src).and_then(|s| s.origin.clone());
+        let id = match self.loader.as_mut().map(|l| l.resolve(from.as_ref(), path)) {
+            Some(Ok(id)) => id,
             Some(Err(why)) => {
                 self.emit(
                     Diagnostic::error("E0104", format!("cannot import `{path}`: {why}"), span)
@@ -967,21 +951,62 @@ impl Checker {
                 return Ty::Unknown;
             }
         };
-        self.check_file(key, &text, span)
+        if let Some((_, name)) = self.file_units.get(&id) {
+            return Ty::Module(name.clone());
+        }
+        if self.loading.contains(&id) {
+            let name = id.name();
+            self.emit(
+                Diagnostic::error("E0104", format!("`{name}` imports itself"), span)
+                    .with_primary_label("import cycle")
+                    .with_note(format!(
+                        "the chain is {} -> {name}",
+                        self.loading
+                            .iter()
+                            .map(|m| &**m.name())
+                            .collect::<Vec<_>>()
+                            .join(" -> ")
+                    )),
+            );
+            return Ty::Unknown;
+        }
+        // The loader resolved the path, so it exists here.
+        let read = self.loader.as_mut().map(|l| l.read(&id));
+        match read {
+            Some(Ok(text)) => self.check_file(id, &text, span),
+            Some(Err(why)) => {
+                self.emit(
+                    Diagnostic::error("E0104", format!("cannot import `{path}`: {why}"), span)
+                        .with_primary_label("could not be read"),
+                );
+                Ty::Unknown
+            }
+            None => Ty::Unknown,
+        }
     }
 
-    /// Checks the text of the file module `key` in a unit of its own and returns the
+    /// Checks the text of the file module `id` in a unit of its own and returns the
     /// module's value; its diagnostics name the file.
-    fn check_file(&mut self, key: Name, text: &str, span: Span) -> Ty {
+    fn check_file(&mut self, id: ModuleId, text: &str, span: Span) -> Ty {
+        // The name is what `Ty::Module` holds, so it must stand for one module only; a
+        // loader that gives two files one name has the second shown by its key.
+        let name = if self.module_units.contains_key(id.name()) {
+            id.key().clone()
+        } else {
+            id.name().clone()
+        };
         let (program, syntax) = crate::syntax::parse(text);
-        let src = self.add_source(text, &key);
+        let src = self.add_source(text, &name);
+        if let Some(s) = self.sources.get_mut(src) {
+            s.origin = Some(id.clone());
+        }
         for mut d in syntax {
-            d.file = Some(key.clone());
+            d.file = Some(name.clone());
             self.emit(d);
         }
         self.units.push(crate::check::Unit::default());
         let unit = self.units.len() - 1;
-        self.loading.push(key.clone());
+        self.loading.push(id.clone());
         let saved_env = std::mem::take(&mut self.env);
         let saved_cx = std::mem::replace(&mut self.cx, Cx { unit, src });
         let first_fn = self.fns.len();
@@ -996,13 +1021,14 @@ impl Checker {
             .get(mark..)
             .is_some_and(|ds| ds.iter().any(Diagnostic::is_error));
         if failed {
-            let mut d = Diagnostic::error("E0104", format!("`{key}` has errors"), span)
+            let mut d = Diagnostic::error("E0104", format!("`{name}` has errors"), span)
                 .with_primary_label("imported here");
-            d.notes.push(format!("the errors are reported in `{key}`"));
+            d.notes.push(format!("the errors are reported in `{name}`"));
             self.emit(d);
         }
-        self.file_units.insert(key.clone(), unit);
-        Ty::Module(key)
+        self.file_units.insert(id, (unit, name.clone()));
+        self.module_units.insert(name.clone(), unit);
+        Ty::Module(name)
     }
 }
 

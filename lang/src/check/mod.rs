@@ -36,10 +36,60 @@ use scope::Env;
 pub use ops::{Typed, TypedIndex};
 pub use ty::{Const, Deriv, FnTy, IntVal, TensorTy, Ty, Wrt};
 
-/// Supplies the source text of files named by `import "path" as m` (the crate does no IO).
+/// The identity of a file module, as a [`ModuleLoader`] gives it: a key that is the same
+/// for every spelling of one file (e.g. its canonical path), and the name diagnostics show.
+///
+/// Two ids are the same module exactly when their keys are equal; the name is only shown.
+#[derive(Clone, Debug)]
+pub struct ModuleId {
+    key: Name,
+    name: Name,
+}
+
+impl ModuleId {
+    /// The module keyed by `key`, shown as `name`. A loader gives distinct keys distinct
+    /// names, since a diagnostic finds its file's text by the name.
+    pub fn new(key: impl Into<Name>, name: impl Into<Name>) -> ModuleId {
+        ModuleId {
+            key: key.into(),
+            name: name.into(),
+        }
+    }
+
+    /// The key that identifies the module.
+    pub fn key(&self) -> &Name {
+        &self.key
+    }
+
+    /// The name diagnostics show for the module.
+    pub fn name(&self) -> &Name {
+        &self.name
+    }
+}
+
+impl PartialEq for ModuleId {
+    fn eq(&self, other: &ModuleId) -> bool {
+        self.key == other.key
+    }
+}
+
+impl Eq for ModuleId {}
+
+impl std::hash::Hash for ModuleId {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.key.hash(state);
+    }
+}
+
+/// Finds and reads the files named by `import "path" as m` (the crate does no IO).
 pub trait ModuleLoader {
-    /// The text of the file at `path` (as written in the import), or why it cannot be read.
-    fn load(&mut self, path: &str) -> Result<String, String>;
+    /// The module that `path` (as written in the import) names when the import is written
+    /// in the file `from`, or in a text that is no file (a REPL entry) when `from` is
+    /// `None`; or why there is none.
+    fn resolve(&mut self, from: Option<&ModuleId>, path: &str) -> Result<ModuleId, String>;
+
+    /// The text of a module that [`ModuleLoader::resolve`] gave, or why it cannot be read.
+    fn read(&mut self, id: &ModuleId) -> Result<String, String>;
 }
 
 /// How many signature checks may nest (calls inside calls while checking) before the
@@ -60,6 +110,9 @@ struct Source {
     text: Arc<str>,
     /// The name diagnostics use for it when it is not the text being checked.
     name: Arc<str>,
+    /// The file it is, which its imports resolve against (`None`: no file, e.g. a REPL
+    /// entry).
+    origin: Option<ModuleId>,
 }
 
 /// A scope of top-level names: the main program (REPL entries accumulate there) or one
@@ -121,10 +174,13 @@ pub struct Checker {
     checked: HashSet<usize>,
     sources: Vec<Source>,
     loader: Option<Box<dyn ModuleLoader>>,
-    /// File modules by import path: their unit.
-    file_units: HashMap<Name, usize>,
-    /// Imports being loaded, to report cycles.
-    loading: Vec<Name>,
+    /// File modules by identity: their unit and the name `Ty::Module` holds for them.
+    file_units: HashMap<ModuleId, (usize, Name)>,
+    /// File modules by the name `Ty::Module` holds: their unit.
+    module_units: HashMap<Name, usize>,
+    /// The file being checked as the entry (if it is one) and the imports being loaded
+    /// inside it, outermost first, to report cycles.
+    loading: Vec<ModuleId>,
     cx: Cx,
     main_src: usize,
     env: Env,
@@ -174,6 +230,7 @@ impl Checker {
             sources: Vec::new(),
             loader: None,
             file_units: HashMap::new(),
+            module_units: HashMap::new(),
             loading: Vec::new(),
             cx: Cx::default(),
             main_src: 0,
@@ -197,11 +254,28 @@ impl Checker {
     /// functions, aliases and imports are kept only when it has no errors (an entry with
     /// errors does not run).
     pub fn check_program(&mut self, src: &str, program: &Program) -> Vec<Diagnostic> {
+        self.check_program_in(src, program, None)
+    }
+
+    /// Checks one program like [`Checker::check_program`], as the text of the file
+    /// `origin`: its imports resolve against that file, and a module that imports it back
+    /// is a cycle. `None` is a text that is no file (a REPL entry).
+    pub fn check_program_in(
+        &mut self,
+        src: &str,
+        program: &Program,
+        origin: Option<&ModuleId>,
+    ) -> Vec<Diagnostic> {
         let saved = self.units.first().cloned().unwrap_or_default();
         self.begin_entry(src);
+        if let Some(s) = self.sources.get_mut(self.main_src) {
+            s.origin = origin.cloned();
+        }
+        self.loading = origin.into_iter().cloned().collect();
         let first_fn = self.fns.len();
         self.top_level(&program.stmts);
         self.check_uncalled(first_fn);
+        self.loading.clear();
         let diags = self.finish_diags();
         if diags.iter().any(Diagnostic::is_error)
             && let Some(u) = self.units.first_mut()
@@ -263,6 +337,7 @@ impl Checker {
         self.sources.push(Source {
             text: Arc::from(text),
             name: Arc::from(name),
+            origin: None,
         });
         self.sources.len() - 1
     }
