@@ -7,3 +7,5 @@
 //! the crate only names the primitive table it will cover.
 
 pub use ir::Prim;
+pub mod rules;
+pub mod tape;
