@@ -86,9 +86,7 @@ fn needs(op: &Op) -> (bool, bool) {
         | Op::Pad { .. } => (false, false),
         // Linear in the gathered tensor, but the indices say where the cotangent goes.
         Op::Gather { .. } | Op::ScatterAdd { .. } => (true, false),
-        Op::Binary { op: BinaryOp::Mul } | Op::MatMul { .. } | Op::Conv2d { .. } => {
-            (true, false)
-        }
+        Op::Binary { op: BinaryOp::Mul } | Op::MatMul { .. } | Op::Conv2d { .. } => (true, false),
         _ => (true, true),
     }
 }
@@ -162,7 +160,9 @@ impl<V: Clone> Tape<V> {
     ) -> Result<Vec<Option<V>>, E::Err> {
         let nodes = std::mem::take(&mut self.nodes);
         let mut slots: Vec<Option<Node<V>>> = nodes.into_iter().map(Some).collect();
-        sweep(e, self.leaves, output, seed, |i| slots.get_mut(i).and_then(Option::take))
+        sweep(e, self.leaves, output, seed, |i| {
+            slots.get_mut(i).and_then(Option::take)
+        })
     }
 
     /// Like [`Tape::backward`] but keeps the tape, for a pullback called more than once.
