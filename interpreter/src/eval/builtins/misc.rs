@@ -1,6 +1,6 @@
 //! `print assert allclose len shape dtype time batches`, iteration for
-//! `for`, and the higher-order builtins (`map`, `map2`, `jit`; differentiation is not
-//! available yet).
+//! `for`, and the higher-order builtins (`map`, `map2`, `jit`; the differentiation ones are
+//! routed to `grad`).
 
 use std::collections::BTreeMap;
 use std::io::Write;
