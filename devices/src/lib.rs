@@ -25,4 +25,4 @@ pub use buffer::{Elem, HostBuffer};
 pub use cpu::CpuDevice;
 pub use device::{Device, DeviceId};
 pub use error::DeviceError;
-pub use tensor::{Layout, Tensor};
+pub use tensor::{Layout, Tensor, TensorId};

@@ -67,6 +67,25 @@ pub fn contiguous_strides(shape: &[usize]) -> Strides {
     strides
 }
 
+/// The identity of a tensor and its clones (see [`Tensor::id`]). Equality and hashing are
+/// by address; the weak reference it holds keeps that address from being reused.
+#[derive(Clone, Debug)]
+pub struct TensorId(std::sync::Weak<Layout>);
+
+impl PartialEq for TensorId {
+    fn eq(&self, other: &TensorId) -> bool {
+        std::sync::Weak::ptr_eq(&self.0, &other.0)
+    }
+}
+
+impl Eq for TensorId {}
+
+impl std::hash::Hash for TensorId {
+    fn hash<H: std::hash::Hasher>(&self, h: &mut H) {
+        self.0.as_ptr().hash(h);
+    }
+}
+
 /// Where a tensor's elements are kept.
 #[derive(Debug)]
 pub(crate) enum Storage {
@@ -91,6 +110,29 @@ pub struct Tensor {
 }
 
 impl Tensor {
+    /// This tensor's identity, shared by its clones and by no other tensor: what a gradient
+    /// trace keys its values by. The identity holds a weak reference to the tensor's layout,
+    /// so that while it exists no other tensor can be given an equal identity (the layout's
+    /// memory is not reused), yet it keeps neither the layout nor the elements alive.
+    /// Two identities are equal only when taken from the same tensor or its clones; a
+    /// tensor rebuilt from the same elements ([`Tensor::renewed`], an operation that returns
+    /// a view) has a new identity.
+    pub fn id(&self) -> TensorId {
+        TensorId(Arc::downgrade(&self.layout))
+    }
+
+    /// The same elements and layout under a new identity (one small allocation, no copy):
+    /// how differentiation tells apart two arguments that are the same tensor, and how
+    /// `stop_gradient` cuts a value off from the traces that know it.
+    pub fn renewed(&self) -> Tensor {
+        Tensor {
+            storage: self.storage.clone(),
+            layout: Arc::new((*self.layout).clone()),
+            dtype: self.dtype,
+            device: self.device,
+        }
+    }
+
     /// A contiguous host tensor from a buffer, checking that it fills the shape.
     pub fn from_host(data: HostBuffer, shape: &[usize]) -> Result<Tensor, DeviceError> {
         let numel = shape.iter().try_fold(1usize, |a, &d| a.checked_mul(d));

@@ -47,6 +47,8 @@ pub enum Value {
     Batches(Arc<Batches>),
     /// An imported module.
     Module(Arc<Module>),
+    /// A function made by `grad`, `value_and_grad`, `hessian`, or the pullback of `vjp`.
+    Derived(Arc<crate::eval::builtins::grad::Derived>),
 }
 
 /// A tensor with its logical dtype and weak flag (see the module documentation).
@@ -187,6 +189,7 @@ impl Value {
             Value::Range(..) => "a range".to_string(),
             Value::Batches(_) => "batches".to_string(),
             Value::Module(m) => format!("the module `{}`", m.name),
+            Value::Derived(_) => "a derived function".to_string(),
         }
     }
 
@@ -208,7 +211,11 @@ impl Value {
             Value::Str(_) => Ty::Str(None),
             Value::Unit => Ty::Unit,
             Value::Range(..) => Ty::Range,
-            Value::Fn(_) | Value::Builtin(_) | Value::Batches(_) | Value::Module(_) => Ty::Unknown,
+            Value::Fn(_)
+            | Value::Builtin(_)
+            | Value::Batches(_)
+            | Value::Module(_)
+            | Value::Derived(_) => Ty::Unknown,
         }
     }
 }
@@ -290,6 +297,7 @@ fn write_value(out: &mut String, v: &Value, top: bool) {
         Value::Module(m) => {
             let _ = write!(out, "<module {}>", m.name);
         }
+        Value::Derived(_) => out.push_str("<derived fn>"),
     }
 }
 

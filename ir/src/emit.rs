@@ -10,7 +10,7 @@
 //! The trait has two required methods — apply an [`Op`], and tell a value's type — and the
 //! rest are provided compositions, so an implementation stays a few lines long.
 
-use crate::{BinaryOp, DType, Dim, Op, ReduceOp, Shape, TensorType, UnaryOp};
+use crate::{BinaryOp, CmpOp, DType, Dim, Op, ReduceOp, Shape, SliceDim, TensorType, UnaryOp};
 
 /// Applies primitives to values of some representation.
 pub trait Emit {
@@ -87,6 +87,154 @@ pub trait Emit {
     /// `x * y`, broadcast.
     fn mul(&mut self, x: &Self::Val, y: &Self::Val) -> Result<Self::Val, Self::Err> {
         self.binary(BinaryOp::Mul, x, y)
+    }
+
+    /// `x - y`, broadcast.
+    fn sub(&mut self, x: &Self::Val, y: &Self::Val) -> Result<Self::Val, Self::Err> {
+        self.binary(BinaryOp::Sub, x, y)
+    }
+
+    /// `x / y`, broadcast.
+    fn div(&mut self, x: &Self::Val, y: &Self::Val) -> Result<Self::Val, Self::Err> {
+        self.binary(BinaryOp::Div, x, y)
+    }
+
+    /// `-x`.
+    fn neg(&mut self, x: &Self::Val) -> Result<Self::Val, Self::Err> {
+        self.unary(UnaryOp::Neg, x)
+    }
+
+    /// A rank-0 tensor holding `value`; binary ops broadcast it against any shape.
+    fn scalar(&mut self, dtype: DType, value: f64) -> Result<Self::Val, Self::Err> {
+        self.full(&[], dtype, value)
+    }
+
+    /// `x * c` for a constant `c` (in `x`'s dtype).
+    fn scale(&mut self, x: &Self::Val, c: f64) -> Result<Self::Val, Self::Err> {
+        let dtype = self.ttype(x).dtype;
+        let c = self.scalar(dtype, c)?;
+        self.mul(x, &c)
+    }
+
+    /// The elementwise comparison `op(x, y)`, broadcast, as `bool`.
+    fn compare(&mut self, op: CmpOp, x: &Self::Val, y: &Self::Val) -> Result<Self::Val, Self::Err> {
+        self.emit(&Op::Compare { op }, &[x, y])
+    }
+
+    /// `a` where `c` is true, else `b`; all three broadcast.
+    fn select(
+        &mut self,
+        c: &Self::Val,
+        a: &Self::Val,
+        b: &Self::Val,
+    ) -> Result<Self::Val, Self::Err> {
+        self.emit(&Op::Select {}, &[c, a, b])
+    }
+
+    /// `x` converted to `dtype` (no op when it already has it).
+    fn cast(&mut self, x: &Self::Val, dtype: DType) -> Result<Self::Val, Self::Err> {
+        if self.ttype(x).dtype == dtype {
+            return Ok(x.clone());
+        }
+        self.emit(&Op::Cast { dtype }, &[x])
+    }
+
+    /// The reduction `op` of `x` over `axes`.
+    fn reduce(
+        &mut self,
+        op: ReduceOp,
+        x: &Self::Val,
+        axes: &[usize],
+        keepdims: bool,
+    ) -> Result<Self::Val, Self::Err> {
+        self.emit(
+            &Op::Reduce {
+                op,
+                axes: axes.to_vec(),
+                keepdims,
+            },
+            &[x],
+        )
+    }
+
+    /// The sum of `x` over `axes`.
+    fn reduce_sum(
+        &mut self,
+        x: &Self::Val,
+        axes: &[usize],
+        keepdims: bool,
+    ) -> Result<Self::Val, Self::Err> {
+        self.reduce(ReduceOp::Sum, x, axes, keepdims)
+    }
+
+    /// `x` with the same elements in C order and the shape `dims` (no op when it has it).
+    fn reshape(&mut self, x: &Self::Val, dims: &[usize]) -> Result<Self::Val, Self::Err> {
+        if self.dims(x) == dims {
+            return Ok(x.clone());
+        }
+        self.emit(
+            &Op::Reshape {
+                shape: Shape::known(dims),
+            },
+            &[x],
+        )
+    }
+
+    /// `x` with its axes permuted: output axis `i` is input axis `perm[i]`.
+    fn transpose(&mut self, x: &Self::Val, perm: &[usize]) -> Result<Self::Val, Self::Err> {
+        if perm.iter().enumerate().all(|(i, &p)| i == p) {
+            return Ok(x.clone());
+        }
+        self.emit(
+            &Op::Transpose {
+                perm: perm.to_vec(),
+            },
+            &[x],
+        )
+    }
+
+    /// `x` with its last two axes swapped (the matrix transpose of a batch of matrices).
+    fn transpose_last2(&mut self, x: &Self::Val) -> Result<Self::Val, Self::Err> {
+        let r = self.ttype(x).rank();
+        let mut perm: Vec<usize> = (0..r).collect();
+        if r >= 2 {
+            perm.swap(r - 2, r - 1);
+        }
+        self.transpose(x, &perm)
+    }
+
+    /// The batched matrix product `x @ y`.
+    fn matmul(&mut self, x: &Self::Val, y: &Self::Val) -> Result<Self::Val, Self::Err> {
+        self.emit(&Op::MatMul {}, &[x, y])
+    }
+
+    /// The strided slice of `x`, one [`SliceDim`] per axis.
+    fn slice(&mut self, x: &Self::Val, dims: &[SliceDim]) -> Result<Self::Val, Self::Err> {
+        self.emit(
+            &Op::Slice {
+                dims: dims.to_vec(),
+            },
+            &[x],
+        )
+    }
+
+    /// `x` padded with `value`: `pads[i] = (before, after)` (no op when all are zero).
+    fn pad(
+        &mut self,
+        x: &Self::Val,
+        pads: &[(usize, usize)],
+        value: f64,
+    ) -> Result<Self::Val, Self::Err> {
+        if pads.iter().all(|&p| p == (0, 0)) {
+            return Ok(x.clone());
+        }
+        self.emit(
+            &Op::Pad {
+                pads: pads.to_vec(),
+                value,
+            },
+            &[x],
+        )
     }
 
     /// `x` broadcast to `dims`.

@@ -81,6 +81,8 @@ pub(crate) struct State {
     namespaces: HashMap<usize, Globals>,
     /// The files being imported, innermost last (a cycle is an error, not a hang).
     importing: Vec<ModuleId>,
+    /// The derivatives being taken, which see every primitive run (`builtins::grad`).
+    pub traces: builtins::grad::Traces,
 }
 
 impl State {
@@ -104,6 +106,7 @@ impl State {
             modules: HashMap::new(),
             namespaces: HashMap::new(),
             importing: Vec::new(),
+            traces: builtins::grad::Traces::default(),
         }
     }
 }
@@ -164,11 +167,18 @@ impl<'s> Eval<'s> {
     }
 
     /// Runs one primitive; a device error becomes a diagnostic at `span`.
+    /// While a derivative is being taken, the primitive is also shown to its traces
+    /// (`builtins::grad`): this is the one place where eager differentiation hooks in.
     pub fn exec(&self, op: &Op, inputs: &[&Tensor], span: Span) -> R<Tensor> {
-        self.st
+        let out = self
+            .st
             .device
             .exec(op, inputs)
-            .map_err(|e| self.device_error(e, span))
+            .map_err(|e| self.device_error(e, span))?;
+        if self.st.traces.any() {
+            builtins::grad::on_exec(self, op, inputs, &out, span)?;
+        }
+        Ok(out)
     }
 
     /// A device error as a runtime diagnostic at `span`.
@@ -984,6 +994,7 @@ impl<'s> Eval<'s> {
         match f {
             Value::Builtin(name) => builtins::call(self, name, pos, named, span),
             Value::Fn(func) => self.call_fn(func, pos, named, span),
+            Value::Derived(d) => builtins::grad::call_derived(self, d, pos, named, span),
             other => Err(errors::mismatch(
                 format!("{} is not a function", other.describe()),
                 span,

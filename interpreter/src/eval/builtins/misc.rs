@@ -1,6 +1,6 @@
-//! `print assert allclose len shape dtype time stop_gradient batches`, iteration for
-//! `for`, and the higher-order builtins (`map`, `map2`, `jit`; differentiation is not
-//! available yet).
+//! `print assert allclose len shape dtype time batches`, iteration for
+//! `for`, and the higher-order builtins (`map`, `map2`, `jit`; the differentiation ones are
+//! routed to `grad`).
 
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -166,11 +166,6 @@ pub(super) fn time(_: &mut Eval<'_>, _: &Call) -> R<Value> {
     Ok(strong(Tensor::scalar(secs)))
 }
 
-/// `stop_gradient(x)`: the identity when nothing is differentiated.
-pub(super) fn identity(_: &mut Eval<'_>, c: &Call) -> R<Value> {
-    Ok(c.req(0)?.clone())
-}
-
 /// `batches(data, size, shuffle: false, drop_last: false)`: slices of axis 0 of every
 /// leaf; the last batch may be smaller. Shuffling draws one random key per row from the
 /// session's stream and orders the rows by it.
@@ -299,7 +294,7 @@ pub(super) fn higher_order(
             arg(0, "f").ok_or_else(|| errors::mismatch("`jit` needs a function".to_string(), span))
         }
         "grad" | "value_and_grad" | "vjp" | "jvp" | "hessian" => {
-            Err(errors::not_available(name, span))
+            super::grad::builtin(ev, name, pos, named, span)
         }
         _ => return None,
     })

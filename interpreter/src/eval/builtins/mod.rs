@@ -16,6 +16,7 @@ mod creation;
 pub(crate) mod data;
 mod device;
 mod einsum;
+pub(crate) mod grad;
 mod math;
 mod misc;
 mod neural;
@@ -123,7 +124,7 @@ static TABLE: &[(&str, Imp)] = &[
     ("squeeze", shape::squeeze),
     ("stack", shape::stack),
     ("std", math::reduce),
-    ("stop_gradient", misc::identity),
+    ("stop_gradient", grad::stop_gradient),
     ("sum", math::reduce),
     ("take", shape::take),
     ("tanh", math::unary),
