@@ -18,6 +18,7 @@
 //! (errors as data, never a panic).
 
 pub mod cases;
+pub mod grad_specs;
 pub mod harness;
 pub mod inputs;
 pub mod programs;
