@@ -131,8 +131,7 @@ pub fn specs() -> Vec<GradSpec> {
             UnaryOp::Log1p => Dom::Uniform(-0.5, 2.0),
             _ => Dom::Uniform(-2.5, 2.5),
         };
-        if rules::differentiability(ir::Prim::Unary(op))
-            == rules::Differentiability::Differentiable
+        if rules::differentiability(ir::Prim::Unary(op)) == rules::Differentiability::Differentiable
         {
             v.push(spec(op.name(), Op::Unary { op }, vec![f64a(&s23, dom)]));
         }
@@ -278,7 +277,10 @@ pub fn specs() -> Vec<GradSpec> {
     v.push(spec(
         "slice_strided_reversed",
         Op::Slice {
-            dims: vec![sd(None, None, Some(-2), 5), sd(Some(1), Some(6), Some(2), 6)],
+            dims: vec![
+                sd(None, None, Some(-2), 5),
+                sd(Some(1), Some(6), Some(2), 6),
+            ],
         },
         vec![u(&[5, 6], -1.0, 1.0)],
     ));
@@ -335,7 +337,12 @@ pub fn specs() -> Vec<GradSpec> {
         ],
     ));
     for (name, p, x, w) in [
-        ("conv2d", conv_params(1, 0, 1, 1), [1, 2, 4, 4], [3, 2, 2, 2]),
+        (
+            "conv2d",
+            conv_params(1, 0, 1, 1),
+            [1, 2, 4, 4],
+            [3, 2, 2, 2],
+        ),
         (
             "conv2d_strided_padded",
             conv_params(2, 1, 1, 1),
@@ -349,7 +356,9 @@ pub fn specs() -> Vec<GradSpec> {
             [2, 2, 2, 2],
         ),
     ] {
-        let ohw = |n: usize, k: usize| reference::window_out(n, k, p.stride[0], p.padding[0], p.dilation[0]);
+        let ohw = |n: usize, k: usize| {
+            reference::window_out(n, k, p.stride[0], p.padding[0], p.dilation[0])
+        };
         let dy = [x[0], w[0], ohw(x[2], w[2]), ohw(x[3], w[3])];
         v.push(spec(
             name,
@@ -375,9 +384,17 @@ pub fn specs() -> Vec<GradSpec> {
     }
     for (name, op, p) in [
         ("max_pool2d", PoolOp::Max, pool_params(2, 2, 0)),
-        ("max_pool2d_overlap_padded", PoolOp::Max, pool_params(3, 2, 1)),
+        (
+            "max_pool2d_overlap_padded",
+            PoolOp::Max,
+            pool_params(3, 2, 1),
+        ),
         ("avg_pool2d", PoolOp::Avg, pool_params(2, 2, 0)),
-        ("avg_pool2d_overlap_padded", PoolOp::Avg, pool_params(3, 2, 1)),
+        (
+            "avg_pool2d_overlap_padded",
+            PoolOp::Avg,
+            pool_params(3, 2, 1),
+        ),
     ] {
         let x = [1, 2, 5, 5];
         let o = |n: usize| reference::window_out(n, p.window[0], p.stride[0], p.padding[0], 1);

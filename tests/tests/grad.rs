@@ -82,7 +82,10 @@ fn run_vjp(spec: &GradSpec, xs: &[RefTensor], v: &RefTensor) -> R<Vec<Option<Ref
             );
         }
     }
-    Ok(gs.into_iter().map(|g| g.map(|g| t.vals[g].clone())).collect())
+    Ok(gs
+        .into_iter()
+        .map(|g| g.map(|g| t.vals[g].clone()))
+        .collect())
 }
 
 /// The JVP rule's tangent for the operand tangents `dirs`.
@@ -168,8 +171,7 @@ fn check(spec: &GradSpec, rng: &mut Rng) -> R<Vec<String>> {
         }
     }
     // Duality between the two rules: <u, Jᵀv> = <Ju, v> up to rounding.
-    let dirs: Vec<(usize, RefTensor)> =
-        fl.iter().map(|&i| (i, random_like(rng, &xs[i]))).collect();
+    let dirs: Vec<(usize, RefTensor)> = fl.iter().map(|&i| (i, random_like(rng, &xs[i]))).collect();
     let v = random_like(rng, &y);
     let gs = run_vjp(spec, &xs, &v)?;
     let lhs: f64 = dirs
