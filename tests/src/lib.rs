@@ -6,6 +6,8 @@
 //! - [`inputs`]: a seeded SplitMix64 generator, value domains and operand builders (including
 //!   strided, reversed and stretched views);
 //! - [`cases`]: the conformance case table, at least six cases per primitive;
+//! - [`grad_specs`]: one gradient spec per differentiable primitive and an `ir::Emit` over
+//!   the reference that records, for checking `autodiff::rules` (`tests/grad.rs`);
 //! - [`harness`]: runs one case on a device and compares it with the reference, with the
 //!   tolerances stated in its module doc;
 //! - [`programs`]: seeded generators of valid and damaged MindScript programs for the
@@ -18,6 +20,7 @@
 //! (errors as data, never a panic).
 
 pub mod cases;
+pub mod grad_specs;
 pub mod harness;
 pub mod inputs;
 pub mod programs;
