@@ -824,7 +824,12 @@ fn contract_fixes() {
             &[("axis", "(weak i64 = 0, weak i64 = 1)")],
             Ok("f32"),
         ),
-        ("logsumexp", &["f32[3, 4]"], &[("axis", "weak i64 = 0")], Ok("f32[4]")),
+        (
+            "logsumexp",
+            &["f32[3, 4]"],
+            &[("axis", "weak i64 = 0")],
+            Ok("f32[4]"),
+        ),
         ("sum", &["f32[3, 4]"], &[], Ok("f32")),
         (
             "attention",
@@ -834,7 +839,12 @@ fn contract_fixes() {
         ),
         (
             "attention",
-            &["f32[b, t, 8]", "f32[b, s, 8]", "f32[b, s, 4]", "bool[b, 1, s]"],
+            &[
+                "f32[b, t, 8]",
+                "f32[b, s, 8]",
+                "f32[b, s, 4]",
+                "bool[b, 1, s]",
+            ],
             &[],
             Ok("f32[b, t, 4]"),
         ),
@@ -852,7 +862,12 @@ fn contract_fixes() {
         ),
         (
             "attention",
-            &["q :: f32[3, 8]", "f32[5, 8]", "f32[5, 4]", "m :: bool[2, 3, 5]"],
+            &[
+                "q :: f32[3, 8]",
+                "f32[5, 8]",
+                "f32[5, 4]",
+                "m :: bool[2, 3, 5]",
+            ],
             &[],
             Err(
                 "E0307: `attention`'s mask bool[2, 3, 5] does not broadcast to the scores f32[3, 5] | m: is bool[2, 3, 5] | q: the scores q @ k.T are [3, 5]",
