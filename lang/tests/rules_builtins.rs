@@ -803,6 +803,131 @@ fn neural_and_losses() {
     ]);
 }
 
+/// Rules fixed against the contract: `logsumexp`'s default axis (LANGUAGE.md §10),
+/// `attention`'s masks, the dtypes of normalisation and bias parameters (§3), `einsum`
+/// result letters.
+#[test]
+fn contract_fixes() {
+    run(&[
+        ("logsumexp", &["f32[3, 4]"], &[], Ok("f32[3]")),
+        ("logsumexp", &["i64[b, 3, 4]"], &[], Ok("f32[b, 3]")),
+        (
+            "logsumexp",
+            &["f32[b, 3, 4]"],
+            &[("keepdims", "bool = true")],
+            Ok("f32[b, 3, 1]"),
+        ),
+        ("logsumexp", &["f64"], &[], Ok("f64")),
+        (
+            "logsumexp",
+            &["f32[3, 4]"],
+            &[("axis", "(weak i64 = 0, weak i64 = 1)")],
+            Ok("f32"),
+        ),
+        (
+            "logsumexp",
+            &["f32[3, 4]"],
+            &[("axis", "weak i64 = 0")],
+            Ok("f32[4]"),
+        ),
+        ("sum", &["f32[3, 4]"], &[], Ok("f32")),
+        (
+            "attention",
+            &["f32[t, 8]", "f32[s, 8]", "f32[s, 4]", "bool[t, s]"],
+            &[],
+            Ok("f32[t, 4]"),
+        ),
+        (
+            "attention",
+            &[
+                "f32[b, t, 8]",
+                "f32[b, s, 8]",
+                "f32[b, s, 4]",
+                "bool[b, 1, s]",
+            ],
+            &[],
+            Ok("f32[b, t, 4]"),
+        ),
+        (
+            "attention",
+            &["f32[3, 8]", "f32[5, 8]", "f32[5, 4]", "f64[5]"],
+            &[],
+            Ok("f32[3, 4]"),
+        ),
+        (
+            "attention",
+            &["f32[3, 8]", "f32[5, 8]", "f32[5, 4]", "weak bool = true"],
+            &[],
+            Ok("f32[3, 4]"),
+        ),
+        (
+            "attention",
+            &[
+                "q :: f32[3, 8]",
+                "f32[5, 8]",
+                "f32[5, 4]",
+                "m :: bool[2, 3, 5]",
+            ],
+            &[],
+            Err(
+                "E0307: `attention`'s mask bool[2, 3, 5] does not broadcast to the scores f32[3, 5] | m: is bool[2, 3, 5] | q: the scores q @ k.T are [3, 5]",
+            ),
+        ),
+        (
+            "attention",
+            &["q :: f32[1, 8]", "f32[5, 8]", "f32[5, 4]", "m :: i64[3, 5]"],
+            &[],
+            Err(
+                "E0307: `attention`'s mask i64[3, 5] does not broadcast to the scores f32[1, 5] | m: is i64[3, 5] | q: the scores q @ k.T are [1, 5]",
+            ),
+        ),
+        (
+            "batch_norm",
+            &["x :: f32[n, 16]", "w :: f64[16]"],
+            &[],
+            Err(
+                "E0201: dtypes do not mix in `batch_norm`: f64[16] and f32[n, 16] | w: is f64[16] | x: is f32[n, 16] | hint: cast one side: `f32(w)` or `f64(x)`",
+            ),
+        ),
+        (
+            "batch_norm",
+            &["f32[n, 16]", "i64[16]", "f32[16]"],
+            &[],
+            Ok("f32[n, 16]"),
+        ),
+        (
+            "layer_norm",
+            &["x :: f32[n, 16]", "f32[16]", "b :: f64[16]"],
+            &[],
+            Err(
+                "E0201: dtypes do not mix in `layer_norm`: f64[16] and f32[n, 16] | b: is f64[16] | x: is f32[n, 16] | hint: cast one side: `f32(b)` or `f64(x)`",
+            ),
+        ),
+        (
+            "conv2d",
+            &["x :: f32[8, 3, 32, 32]", "f32[16, 3, 3, 3]", "b :: f64[16]"],
+            &[],
+            Err(
+                "E0201: dtypes do not mix in `conv2d`: f64[16] and f32[8, 3, 32, 32] | b: is f64[16] | x: is f32[8, 3, 32, 32] | hint: cast one side: `f32(b)` or `f64(x)`",
+            ),
+        ),
+        (
+            "einsum",
+            &["s :: str \"ij,jk->i,k\"", "f32[2, 3]", "f32[3, 4]"],
+            &[],
+            Err(
+                "E0806: `,` is not an axis letter in the result; the result is one term of letters | s: is \"ij,jk->i,k\"",
+            ),
+        ),
+        (
+            "einsum",
+            &["s :: str \"ij,jk->kk\"", "f32[2, 3]", "f32[3, 4]"],
+            &[],
+            Err("E0806: the result names the axis `k` twice | s: is \"ij,jk->kk\""),
+        ),
+    ]);
+}
+
 #[test]
 fn data_and_misc() {
     run(&[

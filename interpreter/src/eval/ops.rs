@@ -99,6 +99,13 @@ impl Eval<'_> {
     /// An elementwise operation on values, lifted over structures.
     pub fn lift(&self, op: Bin, l: &Value, r: &Value, span: Span) -> R<Value> {
         match (l, r) {
+            // Strings compare for equality (the checker's rule); they have no order.
+            (Value::Str(a), Value::Str(b)) if matches!(op, Bin::Cmp(CmpOp::Eq | CmpOp::Ne)) => {
+                let same = a == b;
+                Ok(Value::tensor(Tensor::scalar(
+                    same == (op == Bin::Cmp(CmpOp::Eq)),
+                )))
+            }
             (Value::Tensor(a), Value::Tensor(b)) => {
                 let out = if op == Bin::MatMul {
                     self.matmul(a, b, span)?

@@ -83,6 +83,21 @@ pub fn binary(
 ) -> Result<Ty, Box<Diagnostic>> {
     // Labels go on the operands; the operator itself needs none.
     let _ = op_span;
+    // Strings are values (LANGUAGE.md §3) and compare for equality, as in Python; they have
+    // no order and no arithmetic, so every other operator on them falls through to the
+    // tensor rule's error.
+    if let (Ty::Str(x), Ty::Str(y), BinOp::Eq | BinOp::Ne) = (&lhs.ty, &rhs.ty, op) {
+        let value = match (x, y) {
+            (Some(x), Some(y)) => Some(Const::Bool((x == y) == (op == BinOp::Eq))),
+            _ => None,
+        };
+        return Ok(Ty::Tensor(TensorTy {
+            dtype: DType::Bool,
+            shape: Some(Shape::scalar()),
+            weak: false,
+            value,
+        }));
+    }
     let ctx = BinCtx {
         src,
         op: Elementwise::from_binop(op),
@@ -90,7 +105,16 @@ pub fn binary(
         rhs_span: rhs.span,
     };
     let mut path = Vec::new();
-    ctx.lift(&lhs.ty, &rhs.ty, &mut path)
+    ctx.lift(&lhs.ty, &rhs.ty, &mut path).map_err(|mut d| {
+        if matches!((&lhs.ty, &rhs.ty), (Ty::Str(_), Ty::Str(_)))
+            && matches!(op, BinOp::Lt | BinOp::Le | BinOp::Gt | BinOp::Ge)
+        {
+            d.notes.push(
+                "strings compare only for equality (`==`, `!=`); they have no order".to_string(),
+            );
+        }
+        d
+    })
 }
 
 /// `-x` and `!c` (lifted over structures like [`binary`]).

@@ -6,7 +6,7 @@
 //! results.
 
 use devices::Tensor;
-use ir::{ArgOp, BinaryOp, DType, Op, ReduceOp, UnaryKind, UnaryOp};
+use ir::{ArgOp, BinaryOp, CmpOp, DType, Op, ReduceOp, UnaryKind, UnaryOp};
 use lang::Span;
 use lang::check::ops::promote_dtypes;
 
@@ -107,9 +107,13 @@ pub(super) fn clip(ev: &mut Eval<'_>, c: &Call) -> R<Value> {
 }
 
 /// The axes named by a reduction's `axis:` argument (an int or a list of them), sorted;
-/// every axis when it is absent.
+/// every axis when it is absent, except for `logsumexp`, which then reduces the last axis
+/// (LANGUAGE.md §10, like `softmax`) and nothing of a scalar.
 fn axes(ev: &Eval<'_>, c: &Call, rank: usize) -> R<Vec<usize>> {
     let Some(v) = c.get(1) else {
+        if c.name == "logsumexp" {
+            return Ok(rank.checked_sub(1).into_iter().collect());
+        }
         return Ok((0..rank).collect());
     };
     let list = super::int_list(ev, v, c.span(1))?;
@@ -175,15 +179,7 @@ pub(super) fn reduce(ev: &mut Eval<'_>, c: &Call) -> R<Value> {
         "prod" => reduce_prim(ev, ReduceOp::Prod, &x, &ax, keepdims, span)?,
         "max" => reduce_prim(ev, ReduceOp::Max, &x, &ax, keepdims, span)?,
         "min" => reduce_prim(ev, ReduceOp::Min, &x, &ax, keepdims, span)?,
-        "all" | "any" => {
-            let b = ev.cast(&x, DType::Bool, span)?;
-            let op = if c.name == "all" {
-                ReduceOp::Min
-            } else {
-                ReduceOp::Max
-            };
-            reduce_prim(ev, op, &b, &ax, keepdims, span)?
-        }
+        "all" | "any" => all_any(ev, c.name == "all", &x, &ax, keepdims, span)?,
         "mean" => mean(ev, &x, &ax, keepdims, span)?,
         "var" | "std" => {
             let v = var(ev, &x, &ax, keepdims, span)?;
@@ -196,6 +192,29 @@ pub(super) fn reduce(ev: &mut Eval<'_>, c: &Call) -> R<Value> {
         _ => logsumexp(ev, &x, &ax, keepdims, span)?,
     };
     Ok(strong(out))
+}
+
+/// `all` (`is_all`) or `any` over `axes`. On bools these are the minimum and the maximum,
+/// but those have no value over an empty axis, where `all` is true and `any` false (NumPy:
+/// the empty conjunction and disjunction). So an empty reduction counts instead: the sum
+/// of no terms is 0, and `all` is "the count is 0", `any` "the count is not 0".
+fn all_any(
+    ev: &Eval<'_>,
+    is_all: bool,
+    x: &Tensor,
+    axes: &[usize],
+    keepdims: bool,
+    span: Span,
+) -> R<Tensor> {
+    let b = ev.cast(x, DType::Bool, span)?;
+    if count(x.shape(), axes) != 0 {
+        let op = if is_all { ReduceOp::Min } else { ReduceOp::Max };
+        return reduce_prim(ev, op, &b, axes, keepdims, span);
+    }
+    let n = ev.cast(&b, DType::I64, span)?;
+    let zeros = reduce_prim(ev, ReduceOp::Sum, &n, axes, keepdims, span)?;
+    let op = if is_all { CmpOp::Eq } else { CmpOp::Ne };
+    ev.exec(&Op::Compare { op }, &[&zeros, &Tensor::scalar(0i64)], span)
 }
 
 /// `x` in the float dtype float functions compute in.

@@ -91,6 +91,14 @@ pub(super) fn conv2d(ev: &mut Eval<'_>, c: &Call) -> R<Value> {
                 c.span(2),
             ));
         }
+        // The checker's rule: the bias promotes into the result's dtype, but two different
+        // floats never mix silently.
+        promote_dtypes((dtype, false), (b.dtype, b.weak)).map_err(|(p, q)| {
+            errors::mismatch(
+                format!("dtypes do not mix in `conv2d`: {p} and a bias of {q}"),
+                c.span(2),
+            )
+        })?;
         let bt = ev.cast(&b.t, dtype, c.span(2))?;
         let bt = ev.reshape(&bt, &[1, out_c, 1, 1], c.span(2))?;
         y = ev.exec(&Op::Binary { op: BinaryOp::Add }, &[&y, &bt], c.span)?;

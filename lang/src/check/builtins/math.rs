@@ -180,8 +180,13 @@ pub(super) fn clip(a: &Args<'_>) -> RuleResult<Ty> {
 }
 
 /// The axes named by a reduction's `axis:` argument (sorted), or `None` for all of them.
+/// Without `axis:`, `logsumexp` reduces the last axis (LANGUAGE.md §10, like `softmax`; JAX
+/// would reduce all of them), and nothing for a scalar, which is its own logsumexp.
 fn reduce_axes(a: &Args<'_>, x: &TensorTy, rank: usize) -> RuleResult<Option<Vec<usize>>> {
     let Some(arg) = a.get(1) else {
+        if a.b.name == "logsumexp" {
+            return Ok(Some(rank.checked_sub(1).into_iter().collect()));
+        }
         return Ok(None);
     };
     let list = match &arg.ty {
@@ -225,7 +230,8 @@ fn reduce_shape(shape: &Shape, axes: Option<&[usize]>, keepdims: bool) -> Shape 
 }
 
 /// `sum mean prod max min var std logsumexp all any` with `axis:` (an int or a tuple of
-/// them, negatives from the end) and `keepdims:`.
+/// them, negatives from the end; all axes when absent, but the last one for `logsumexp`)
+/// and `keepdims:`.
 pub(super) fn reduce(a: &Args<'_>) -> RuleResult<Ty> {
     let x = a.tensor(0)?;
     let keepdims = a.flag(2)?.unwrap_or(false);
@@ -236,8 +242,9 @@ pub(super) fn reduce(a: &Args<'_>) -> RuleResult<Ty> {
         _ => x.dtype,
     };
     let Some(shape) = &x.shape else {
-        // Without `axis` and `keepdims` the result is a scalar whatever the rank.
-        let s = (a.get(1).is_none() && !keepdims).then(Shape::scalar);
+        // Without `axis` and `keepdims` the result is a scalar whatever the rank, except for
+        // `logsumexp`, which then reduces only the last axis of a rank not known here.
+        let s = (a.get(1).is_none() && !keepdims && a.b.name != "logsumexp").then(Shape::scalar);
         return Ok(tensor(dtype, s));
     };
     let axes = reduce_axes(a, x, shape.rank())?;

@@ -98,6 +98,8 @@ pub(super) fn softmax(a: &Args<'_>) -> RuleResult<Ty> {
 fn fits_into(a: &Args<'_>, x: &TensorTy, i: usize) -> RuleResult<()> {
     let Some(arg) = a.get(i) else { return Ok(()) };
     let p = a.tensor(i)?;
+    // Named after the builtin, like `batch_norm`'s, rather than after the `*` inside.
+    mix(a, p, i, x, 0)?;
     let ctx = BinCtx {
         src: a.src,
         op: Elementwise::Op(BinOp::Mul),
@@ -159,6 +161,9 @@ pub(super) fn batch_norm(a: &Args<'_>) -> RuleResult<Ty> {
     for i in [1, 2] {
         let Some(arg) = a.get(i) else { continue };
         let p = a.tensor(i)?;
+        // The parameters multiply and add into `x`, where an `f64` one would meet an `f32`
+        // `x` at run time: refused here, as for `*` (LANGUAGE.md §3).
+        mix(a, p, i, &x, 0)?;
         let fits = match p.shape.as_ref().map(|s| s.dims()) {
             Some([d]) => d.may_equal(&c),
             None => true,
@@ -251,27 +256,45 @@ pub(super) fn attention(a: &Args<'_>) -> RuleResult<Ty> {
         None => TensorTy::new(k.dtype, None),
     };
     let scores = ops::matmul(a.src, &q, a.span(0), &kt, a.span(1))?;
-    if let Some(m) = a.get(3) {
-        let mt = a.tensor(3)?;
-        let ctx = BinCtx {
-            src: a.src,
-            op: Elementwise::MinMax("attention"),
-            lhs_span: a.span(0),
-            rhs_span: m.span,
-        };
-        let probe = TensorTy::new(
-            if mt.dtype == DType::Bool {
-                DType::Bool
-            } else {
-                scores.dtype
-            },
-            scores.shape.clone(),
-        );
-        let mut mt2 = mt.clone();
-        mt2.weak = true;
-        ctx.tensors(&probe, &mt2)?;
+    if a.get(3).is_some() {
+        mask_fits(a, a.tensor(3)?, &scores)?;
     }
     ops::matmul(a.src, &scores, a.span(0), &v, a.span(2)).map(Ty::Tensor)
+}
+
+/// Checks `attention`'s mask (argument 3) against the scores `[..., Lq, Lk]`. The mask
+/// may be bool (true attends) or numeric (non-zero attends): it is only tested, never
+/// added, so its dtype never mixes with the scores'. It must broadcast *to* the scores'
+/// shape: a mask that would enlarge them (more axes, or a size where the scores have 1)
+/// would change the result's shape, so it is refused rather than broadcast both ways.
+fn mask_fits(a: &Args<'_>, mask: &TensorTy, scores: &TensorTy) -> RuleResult<()> {
+    let (Some(ms), Some(ss)) = (&mask.shape, &scores.shape) else {
+        return Ok(());
+    };
+    let fits = ms.rank() <= ss.rank()
+        && ms
+            .dims()
+            .iter()
+            .rev()
+            .zip(ss.dims().iter().rev())
+            .all(|(m, s)| *m == Dim::Known(1) || m.may_equal(s));
+    if fits {
+        return Ok(());
+    }
+    Err(Diagnostic::error(
+        "E0307",
+        format!("`attention`'s mask {mask} does not broadcast to the scores {scores}"),
+        a.span(3),
+    )
+    .with_primary_label(format!("is {mask}"))
+    .with_label(
+        a.span(0),
+        format!("the scores q @ k.T are {}", ops::shape_text(Some(ss))),
+    )
+    .with_note(
+        "the mask says which keys each query may attend to: its shape must broadcast to [..., Lq, Lk] without enlarging it",
+    )
+    .into())
 }
 
 /// A stride/padding/dilation argument: an int or a pair.
@@ -333,6 +356,9 @@ pub(super) fn conv2d(a: &Args<'_>) -> RuleResult<Ty> {
     })?;
     if a.get(2).is_some() {
         let bias = a.tensor(2)?;
+        // The bias is added to the result, which has `x`'s (float) dtype: an `f64` bias on
+        // an `f32` convolution would mix two floats silently (LANGUAGE.md §3).
+        mix(a, bias, 2, &x, 0)?;
         let o = out
             .shape
             .dims()
@@ -572,6 +598,13 @@ pub(super) fn einsum(a: &Args<'_>) -> RuleResult<Ty> {
     };
     let mut dims = Vec::with_capacity(out_letters.len());
     for (i, c) in out_letters.chars().enumerate() {
+        // Checked before the letters are looked up in the operands, whose terms hold the
+        // commas that separate them.
+        if !c.is_ascii_alphabetic() {
+            return Err(bad(format!(
+                "`{c}` is not an axis letter in the result; the result is one term of letters"
+            )));
+        }
         if out_letters.chars().take(i).any(|p| p == c) {
             return Err(bad(format!("the result names the axis `{c}` twice")));
         }
