@@ -15,8 +15,11 @@ REPS="${REPS:-7}"
 TARGET_DIR="${CARGO_TARGET_DIR:-$ROOT/target}"
 cargo build --release -q -p interpreter --bin ms
 MS="$TARGET_DIR/release/ms"
+# Ours runs before and after the peers, so that a drift of the shared machine during the
+# run weighs on both sides alike.
 ours=$("$MS" bench/eager_add.ms --n "$N" --reps "$REPS" | tr '\n' ' ')
 peers=$("$PY" bench/eager_peers.py "$N" "$REPS")
+ours="$ours $("$MS" bench/eager_add.ms --n "$N" --reps "$REPS" | tr '\n' ' ')"
 "$PY" - "$MS" "$ours" "$peers" <<'PYEOF'
 import json, statistics, subprocess, sys, time
 ms, ours, peers = sys.argv[1], [float(x) for x in sys.argv[2].split()], json.loads(sys.argv[3])
