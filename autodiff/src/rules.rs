@@ -127,12 +127,12 @@ fn apply<E: Emit>(e: &mut E, f: &Factor<E::Val>, v: &E::Val) -> Result<E::Val, E
 }
 
 fn is_float<E: Emit>(e: &E, v: &E::Val) -> bool {
-    e.ttype(v).dtype.is_float()
+    e.dtype(v).is_float()
 }
 
 /// A constant in the dtype of `like`, rank 0 (binary ops broadcast it).
 fn konst<E: Emit>(e: &mut E, like: &E::Val, c: f64) -> Result<E::Val, E::Err> {
-    let dt = e.ttype(like).dtype;
+    let dt = e.dtype(like);
     e.scalar(dt, c)
 }
 
@@ -156,7 +156,7 @@ fn unary_factor<E: Emit>(
     x: &E::Val,
     y: &E::Val,
 ) -> Result<Option<Factor<E::Val>>, E::Err> {
-    let dt = e.ttype(x).dtype;
+    let dt = e.dtype(x);
     let f = match op {
         // d/dx -x = -1
         UnaryOp::Neg => Factor::MinusOne,
@@ -261,7 +261,7 @@ fn binary_factors<E: Emit>(
     b: &E::Val,
     out: &E::Val,
 ) -> Result<Option<(Factor<E::Val>, Factor<E::Val>)>, E::Err> {
-    let dt = e.ttype(out).dtype;
+    let dt = e.dtype(out);
     let fs = match op {
         // ∂(a + b) = (1, 1)
         BinaryOp::Add => (Factor::One, Factor::One),
@@ -346,7 +346,7 @@ fn reduce_weights<E: Emit>(
     out: &E::Val,
     axes: &[usize],
 ) -> Result<Option<E::Val>, E::Err> {
-    let dt = e.ttype(x).dtype;
+    let dt = e.dtype(x);
     let kept = kept_dims(&e.dims(x), axes);
     match op {
         // ∂Σx/∂x_i = 1
@@ -389,7 +389,7 @@ fn unslice<E: Emit>(
     x_dims: &[usize],
     dims: &[SliceDim],
 ) -> Result<E::Val, E::Err> {
-    let dt = e.ttype(ct).dtype;
+    let dt = e.dtype(ct);
     if dims.iter().any(|d| d.len == 0) {
         return e.full(x_dims, dt, 0.0);
     }
@@ -551,6 +551,20 @@ pub fn vjp<E: Emit>(
     output: &E::Val,
     ct: &E::Val,
 ) -> Result<Vec<Option<E::Val>>, E::Err> {
+    vjp_some(e, op, inputs, output, ct, &vec![true; inputs.len()])
+}
+
+/// [`vjp`] for the inputs where `needed` holds only: the cotangent of an operand that no
+/// gradient flows back to (a constant, data) is not computed, which for `x @ w` with `x`
+/// the data saves a whole matrix product.
+pub fn vjp_some<E: Emit>(
+    e: &mut E,
+    op: &Op,
+    inputs: &[E::Val],
+    output: &E::Val,
+    ct: &E::Val,
+    needed: &[bool],
+) -> Result<Vec<Option<E::Val>>, E::Err> {
     let n = inputs.len();
     let mut out: Vec<Option<E::Val>> = vec![None; n];
     if inputs.is_empty()
@@ -560,7 +574,8 @@ pub fn vjp<E: Emit>(
         return Ok(out);
     }
     let x = &inputs[0];
-    let wants = |e: &E, i: usize| is_float(e, &inputs[i]);
+    let wants =
+        |e: &E, i: usize| needed.get(i).copied().unwrap_or(false) && is_float(e, &inputs[i]);
     match op {
         Op::Unary { op } => {
             if let Some(f) = unary_factor(e, *op, x, output)? {
@@ -570,22 +585,28 @@ pub fn vjp<E: Emit>(
         Op::Binary { op } => {
             let (a, b) = (&inputs[0], &inputs[1]);
             if let Some((fa, fb)) = binary_factors(e, *op, a, b, output)? {
-                let (da, db) = (e.dims(a), e.dims(b));
-                let ga = apply(e, &fa, ct)?;
-                out[0] = Some(e.sum_to(&ga, &da)?);
-                let gb = apply(e, &fb, ct)?;
-                out[1] = Some(e.sum_to(&gb, &db)?);
+                if wants(e, 0) {
+                    let ga = apply(e, &fa, ct)?;
+                    out[0] = Some(e.sum_to(&ga, &e.dims(a))?);
+                }
+                if wants(e, 1) {
+                    let gb = apply(e, &fb, ct)?;
+                    out[1] = Some(e.sum_to(&gb, &e.dims(b))?);
+                }
             }
         }
         // select(c, a, b): the cotangent goes to `a` where c holds and to `b` elsewhere.
         Op::Select {} => {
             let c = &inputs[0];
             let zero = konst(e, ct, 0.0)?;
-            let ga = e.select(c, ct, &zero)?;
-            let gb = e.select(c, &zero, ct)?;
-            let (da, db) = (e.dims(&inputs[1]), e.dims(&inputs[2]));
-            out[1] = Some(e.sum_to(&ga, &da)?);
-            out[2] = Some(e.sum_to(&gb, &db)?);
+            if wants(e, 1) {
+                let ga = e.select(c, ct, &zero)?;
+                out[1] = Some(e.sum_to(&ga, &e.dims(&inputs[1]))?);
+            }
+            if wants(e, 2) {
+                let gb = e.select(c, &zero, ct)?;
+                out[2] = Some(e.sum_to(&gb, &e.dims(&inputs[2]))?);
+            }
         }
         // x̄_i = ȳ ∂y/∂x_i, ȳ broadcast back over the reduced axes.
         Op::Reduce { op, axes, .. } => {
@@ -599,13 +620,16 @@ pub fn vjp<E: Emit>(
         // C = A B: Ā = C̄ Bᵀ, B̄ = Aᵀ C̄, each summed over the batch dims it was broadcast on.
         Op::MatMul {} => {
             let (a, b) = (&inputs[0], &inputs[1]);
-            let bt = e.transpose_last2(b)?;
-            let ga = e.matmul(ct, &bt)?;
-            let at = e.transpose_last2(a)?;
-            let gb = e.matmul(&at, ct)?;
-            let (da, db) = (e.dims(a), e.dims(b));
-            out[0] = Some(e.sum_to(&ga, &da)?);
-            out[1] = Some(e.sum_to(&gb, &db)?);
+            if wants(e, 0) {
+                let bt = e.transpose_last2(b)?;
+                let ga = e.matmul(ct, &bt)?;
+                out[0] = Some(e.sum_to(&ga, &e.dims(a))?);
+            }
+            if wants(e, 1) {
+                let at = e.transpose_last2(a)?;
+                let gb = e.matmul(&at, ct)?;
+                out[1] = Some(e.sum_to(&gb, &e.dims(b))?);
+            }
         }
         // Movement ops are linear; their VJPs are their transposes.
         Op::Reshape { .. } => {
@@ -666,30 +690,44 @@ pub fn vjp<E: Emit>(
         // y = x + scatter(idx, u): x̄ = ȳ, ū = take(ȳ, idx).
         Op::ScatterAdd { axis } => {
             out[0] = Some(ct.clone());
-            out[2] = Some(e.emit(&Op::Gather { axis: *axis }, &[ct, &inputs[1]])?);
+            if wants(e, 2) {
+                out[2] = Some(e.emit(&Op::Gather { axis: *axis }, &[ct, &inputs[1]])?);
+            }
         }
         // y = conv(x, w): x̄ = conv_backward_input(ȳ, w), w̄ = conv_backward_filter(x, ȳ).
         Op::Conv2d { params } => {
             let (xv, w) = (&inputs[0], &inputs[1]);
             let (xhw, whw) = (hw(e, xv), hw(e, w));
-            out[0] = Some(conv_bi(e, ct, w, *params, xhw)?);
-            out[1] = Some(conv_bf(e, xv, ct, *params, whw)?);
+            if wants(e, 0) {
+                out[0] = Some(conv_bi(e, ct, w, *params, xhw)?);
+            }
+            if wants(e, 1) {
+                out[1] = Some(conv_bf(e, xv, ct, *params, whw)?);
+            }
         }
         // dx = BI(dy, w) is bilinear and BI(·, w) = conv(·, w)ᵀ, so <x̄, BI(dy, w)> =
         // <conv(x̄, w), dy>: dy-bar = conv(x̄, w) and w̄ = BF(x̄, dy).
         Op::Conv2dBackwardInput { params, .. } => {
             let (dy, w) = (&inputs[0], &inputs[1]);
             let whw = hw(e, w);
-            out[0] = Some(conv(e, ct, w, *params)?);
-            out[1] = Some(conv_bf(e, ct, dy, *params, whw)?);
+            if wants(e, 0) {
+                out[0] = Some(conv(e, ct, w, *params)?);
+            }
+            if wants(e, 1) {
+                out[1] = Some(conv_bf(e, ct, dy, *params, whw)?);
+            }
         }
         // dw = BF(x, dy) with <w̄, BF(x, dy)> = <conv(x, w̄), dy>: dy-bar = conv(x, w̄) and
         // x̄ = BI(dy, w̄).
         Op::Conv2dBackwardFilter { params, .. } => {
             let (xv, dy) = (&inputs[0], &inputs[1]);
             let xhw = hw(e, xv);
-            out[0] = Some(conv_bi(e, dy, ct, *params, xhw)?);
-            out[1] = Some(conv(e, xv, ct, *params)?);
+            if wants(e, 0) {
+                out[0] = Some(conv_bi(e, dy, ct, *params, xhw)?);
+            }
+            if wants(e, 1) {
+                out[1] = Some(conv(e, xv, ct, *params)?);
+            }
         }
         // y = pool(x): x̄ = pool_backward(x, ȳ).
         Op::Pool2d { op, params } => {
@@ -728,7 +766,7 @@ pub fn vjp<E: Emit>(
         // A float-to-float cast is the identity up to rounding: cast ȳ back.
         Op::Cast { .. } => {
             if wants(e, 0) {
-                let dt = e.ttype(x).dtype;
+                let dt = e.dtype(x);
                 out[0] = Some(e.cast(ct, dt)?);
             }
         }

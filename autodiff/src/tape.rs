@@ -20,7 +20,7 @@
 //! rather than a silently wrong number. The sweep frees each node and each cotangent as
 //! soon as it has been used, when the tape is consumed.
 
-use ir::{BinaryOp, DType, Emit, Op, ReduceOp, TensorType, UnaryOp};
+use ir::{BinaryOp, Emit, Op, ReduceOp, TensorType, UnaryOp};
 
 /// A node of a [`Tape`], by position.
 pub type NodeId = usize;
@@ -186,6 +186,7 @@ fn sweep<E: Emit>(
 ) -> Result<Vec<Option<E::Val>>, E::Err> {
     let mut grads: Vec<Option<E::Val>> = vec![None; leaves];
     let mut cts: Vec<Option<E::Val>> = vec![None; output + 1];
+    let mut stand_ins = StandIns::default();
     if let Some(slot) = cts.get_mut(output) {
         *slot = Some(seed);
     }
@@ -212,10 +213,11 @@ fn sweep<E: Emit>(
                 }
                 let inputs = inputs
                     .into_iter()
-                    .map(|s| restore(e, s))
+                    .map(|s| restore(e, &mut stand_ins, s))
                     .collect::<Result<Vec<_>, _>>()?;
-                let output = restore(e, output)?;
-                let contribs = crate::rules::vjp(e, &op, &inputs, &output, &ct)?;
+                let output = restore(e, &mut stand_ins, output)?;
+                let needed: Vec<bool> = parents.iter().map(Option::is_some).collect();
+                let contribs = crate::rules::vjp_some(e, &op, &inputs, &output, &ct, &needed)?;
                 drop((inputs, output, ct));
                 for (parent, c) in parents.into_iter().zip(contribs) {
                     let (Some(p), Some(c)) = (parent, c) else {
@@ -234,16 +236,36 @@ fn sweep<E: Emit>(
     Ok(grads)
 }
 
-/// A saved value, or a stand-in of its type: a NaN scalar broadcast to its shape.
-fn restore<E: Emit>(e: &mut E, s: Saved<E::Val>) -> Result<E::Val, E::Err> {
+/// The stand-ins one sweep has made, by type. A network has few distinct types (a chain of
+/// adds has one), so a short list searched in order serves every linear node of a sweep
+/// with a handful of stand-ins; past its cap a new type simply gets a fresh one.
+struct StandIns<V>(Vec<(TensorType, V)>);
+
+impl<V> Default for StandIns<V> {
+    fn default() -> Self {
+        StandIns(Vec::new())
+    }
+}
+
+const STAND_INS_CAP: usize = 32;
+
+/// A saved value, or a stand-in of its type (see [`Emit::placeholder`]).
+fn restore<E: Emit>(
+    e: &mut E,
+    stand_ins: &mut StandIns<E::Val>,
+    s: Saved<E::Val>,
+) -> Result<E::Val, E::Err> {
     match s {
         Saved::Value(v) => Ok(v),
         Saved::Type(t) => {
-            let dims: Vec<usize> = t.shape.0.iter().map(|d| d.known().unwrap_or(0)).collect();
-            let value = if t.dtype.is_float() { f64::NAN } else { 0.0 };
-            let dtype: DType = t.dtype;
-            let one = e.full(&[], dtype, value)?;
-            e.broadcast_to(&one, &dims)
+            if let Some((_, v)) = stand_ins.0.iter().find(|(k, _)| *k == t) {
+                return Ok(v.clone());
+            }
+            let v = e.placeholder(&t)?;
+            if stand_ins.0.len() < STAND_INS_CAP {
+                stand_ins.0.push((t, v.clone()));
+            }
+            Ok(v)
         }
     }
 }

@@ -155,6 +155,21 @@ impl Tensor {
         Tensor::from_host_unchecked(T::into_buffer(vec![v]), &[])
     }
 
+    /// A host tensor of `shape` whose every element is `value` (converted like a cast),
+    /// stored once and seen through zero strides: a constant of any size for the price of
+    /// one element.
+    pub fn filled(value: f64, dtype: DType, shape: &[usize]) -> Tensor {
+        let one = match dtype {
+            DType::F64 => HostBuffer::F64(vec![value]),
+            DType::I32 => HostBuffer::I32(vec![<i32 as Elem>::from_f64(value)]),
+            DType::I64 => HostBuffer::I64(vec![<i64 as Elem>::from_f64(value)]),
+            DType::Bool => HostBuffer::Bool(vec![value != 0.0]),
+            // Every other float (bf16/f16 exist on no host device) is held as f32.
+            _ => HostBuffer::F32(vec![value as f32]),
+        };
+        Tensor::from_host_unchecked(one, &[]).broadcast_view(shape)
+    }
+
     pub(crate) fn from_host_unchecked(data: HostBuffer, shape: &[usize]) -> Tensor {
         debug_assert_eq!(data.len(), shape.iter().product::<usize>());
         Tensor {

@@ -25,6 +25,11 @@ pub trait Emit {
     /// The dtype and shape of `v`. Rules run on values whose shapes are known.
     fn ttype(&self, v: &Self::Val) -> TensorType;
 
+    /// The dtype of `v`.
+    fn dtype(&self, v: &Self::Val) -> DType {
+        self.ttype(v).dtype
+    }
+
     /// The dims of `v` (symbolic dims, which rules never see, read as 0).
     fn dims(&self, v: &Self::Val) -> Vec<usize> {
         self.ttype(v)
@@ -47,11 +52,22 @@ pub trait Emit {
         )
     }
 
+    /// A value of type `t` whose elements nobody reads: what a differentiation rule gets for
+    /// an operand whose value was not kept (linear primitives need only its type). The
+    /// default is a NaN (zero for integers) broadcast to the shape; an emitter that can make
+    /// one without applying primitives should.
+    fn placeholder(&mut self, t: &TensorType) -> Result<Self::Val, Self::Err> {
+        let dims: Vec<usize> = t.shape.0.iter().map(|d| d.known().unwrap_or(0)).collect();
+        let value = if t.dtype.is_float() { f64::NAN } else { 0.0 };
+        let one = self.full(&[], t.dtype, value)?;
+        self.broadcast_to(&one, &dims)
+    }
+
     /// `value` with the dtype and shape of `like`.
     fn full_like(&mut self, like: &Self::Val, value: f64) -> Result<Self::Val, Self::Err> {
-        let t = self.ttype(like);
+        let dtype = self.dtype(like);
         let dims = self.dims(like);
-        self.full(&dims, t.dtype, value)
+        self.full(&dims, dtype, value)
     }
 
     /// Zeros shaped like `like`.
@@ -111,7 +127,7 @@ pub trait Emit {
 
     /// `x * c` for a constant `c` (in `x`'s dtype).
     fn scale(&mut self, x: &Self::Val, c: f64) -> Result<Self::Val, Self::Err> {
-        let dtype = self.ttype(x).dtype;
+        let dtype = self.dtype(x);
         let c = self.scalar(dtype, c)?;
         self.mul(x, &c)
     }
@@ -133,7 +149,7 @@ pub trait Emit {
 
     /// `x` converted to `dtype` (no op when it already has it).
     fn cast(&mut self, x: &Self::Val, dtype: DType) -> Result<Self::Val, Self::Err> {
-        if self.ttype(x).dtype == dtype {
+        if self.dtype(x) == dtype {
             return Ok(x.clone());
         }
         self.emit(&Op::Cast { dtype }, &[x])
@@ -195,7 +211,7 @@ pub trait Emit {
 
     /// `x` with its last two axes swapped (the matrix transpose of a batch of matrices).
     fn transpose_last2(&mut self, x: &Self::Val) -> Result<Self::Val, Self::Err> {
-        let r = self.ttype(x).rank();
+        let r = self.dims(x).len();
         let mut perm: Vec<usize> = (0..r).collect();
         if r >= 2 {
             perm.swap(r - 2, r - 1);

@@ -229,6 +229,11 @@ fn reduce_with<T: Num, F: Fold<T>>(f: F, x: &Tensor, axes: &[usize]) -> Vec<T> {
 #[inline(always)]
 fn fold_run<T: Num, F: Fold<T>>(f: F, run: &[T]) -> T {
     const LANES: usize = 16;
+    // A row shorter than the lanes (softmax over 10 classes) folds in order: setting up and
+    // combining the lanes would cost more than the row itself.
+    if run.len() < LANES {
+        return run.iter().fold(f.identity(), |a, &v| f.combine(a, v));
+    }
     let mut acc = [f.identity(); LANES];
     let mut chunks = run.chunks_exact(LANES);
     for c in &mut chunks {

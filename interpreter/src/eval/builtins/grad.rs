@@ -178,6 +178,24 @@ impl Emit for ExecEmit<'_, '_> {
     fn ttype(&self, v: &Tensor) -> TensorType {
         v.ttype()
     }
+
+    // The rules ask for dtypes and dims far more often than for whole types; the tensor
+    // answers both without building a `TensorType`.
+    fn dtype(&self, v: &Tensor) -> DType {
+        v.dtype()
+    }
+
+    fn dims(&self, v: &Tensor) -> Vec<usize> {
+        v.shape().to_vec()
+    }
+
+    // One stored element seen through zero strides, made without applying (and so without
+    // tracing) a primitive: the sweep asks for one per operand of every linear node.
+    fn placeholder(&mut self, t: &TensorType) -> R<Tensor> {
+        let dims: Vec<usize> = t.shape.0.iter().map(|d| d.known().unwrap_or(0)).collect();
+        let value = if t.dtype.is_float() { f64::NAN } else { 0.0 };
+        Ok(Tensor::filled(value, t.dtype, &dims))
+    }
 }
 
 impl<'a, 's> ExecEmit<'a, 's> {
