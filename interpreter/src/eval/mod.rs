@@ -170,11 +170,20 @@ impl<'s> Eval<'s> {
     /// While a derivative is being taken, the primitive is also shown to its traces
     /// (`builtins::grad`): this is the one place where eager differentiation hooks in.
     pub fn exec(&self, op: &Op, inputs: &[&Tensor], span: Span) -> R<Tensor> {
-        let out = self
-            .st
-            .device
-            .exec(op, inputs)
-            .map_err(|e| self.device_error(e, span))?;
+        self.exec_or(op, inputs, span, |e| self.device_error(e, span))
+    }
+
+    /// [`Eval::exec`] with the caller's own rendering of a device error (a builtin that
+    /// adds a note to it, say). Every primitive the evaluator runs goes through here, so
+    /// that no builtin can escape the gradient traces.
+    pub fn exec_or(
+        &self,
+        op: &Op,
+        inputs: &[&Tensor],
+        span: Span,
+        on_error: impl FnOnce(DeviceError) -> Flow,
+    ) -> R<Tensor> {
+        let out = self.st.device.exec(op, inputs).map_err(on_error)?;
         if self.st.traces.any() {
             builtins::grad::on_exec(self, op, inputs, &out, span)?;
         }

@@ -464,19 +464,15 @@ fn gather_like(ev: &mut Eval<'_>, c: &Call, default_axis: Option<i64>) -> R<Valu
         Some(a) => (x.t.clone(), norm_axis(a, x.rank(), c.span(2))?, false),
         None => (ev.reshape(&x.t, &[x.t.numel()], c.span(0))?, 0, true),
     };
-    let t = ev
-        .st
-        .device
-        .exec(&Op::Gather { axis }, &[&base, &idx.t])
-        .map_err(|e| {
-            let mut d = crate::eval::errors::from_device(e, c.span(1));
-            if flattened && d.code == "E0901" {
-                d.notes.push(format!(
-                    "`take` without `axis` indexes the {} elements of the flattened tensor",
-                    x.t.numel()
-                ));
-            }
-            crate::eval::Flow::error(d)
-        })?;
+    let t = ev.exec_or(&Op::Gather { axis }, &[&base, &idx.t], c.span, |e| {
+        let mut d = crate::eval::errors::from_device(e, c.span(1));
+        if flattened && d.code == "E0901" {
+            d.notes.push(format!(
+                "`take` without `axis` indexes the {} elements of the flattened tensor",
+                x.t.numel()
+            ));
+        }
+        crate::eval::Flow::error(d)
+    })?;
     Ok(with(x, t))
 }
