@@ -699,9 +699,12 @@ fn tangents_of(
     Ok(rebuild(out, &mut new.into_iter()))
 }
 
-/// `hessian(f, wrt: i)` at `pos`: forward-over-reverse. For each element `k` of the
-/// argument, a forward level with the basis tangent `e_k` runs the gradient; the gradient's
-/// tangent is row `k` of the Hessian. The rows are stacked to the shape `x.shape ++ x.shape`.
+/// `hessian(f, wrt: i)` at `pos`: forward-over-reverse. For each element `k` of each leaf
+/// `a` of the argument, a forward level with the basis tangent `e_k` on that leaf (zero on
+/// the others) runs the gradient; the tangent of the gradient's leaf `b` is row `k` of the
+/// block `H[a][b]`, whose shape is `a.shape ++ b.shape`. For a tensor argument that is the
+/// whole Hessian; for a tuple or record the blocks nest in its structure twice over, as in
+/// JAX (`h.w.b` is ∂²f/∂w∂b).
 fn hessian(
     ev: &mut Eval<'_>,
     f: &Value,
@@ -710,84 +713,143 @@ fn hessian(
     i: usize,
     span: Span,
 ) -> R<Value> {
-    let Some((Value::Tensor(x), xs)) = pos.get(i).cloned() else {
+    let Some((x, xs)) = pos.get(i).cloned() else {
         return Err(errors::mismatch(
-            "`hessian` differentiates with respect to a tensor argument".to_string(),
+            "`hessian` differentiates with respect to an argument it is given".to_string(),
             span,
         ));
     };
-    float_arg(i, &Value::Tensor(x.clone()), xs)?;
-    let dims = x.t.shape().to_vec();
-    let n = x.t.numel();
-    let mut rows = Vec::with_capacity(n);
-    for k in 0..n {
-        let mut basis = vec![0.0f64; n];
-        if let Some(b) = basis.get_mut(k) {
-            *b = 1.0;
-        }
-        let e = Tensor::from_vec(basis, &dims).map_err(|e| ev.device_error(e, span))?;
-        let level = ev.st.traces.push(Trace::Forward {
-            tangents: HashMap::default(),
-        });
-        let mut args = pos.clone();
-        let r = (|| {
-            let e = Value::Tensor(TensorVal::strong_of(e));
-            let seeded = seed_forward(ev, level, &Value::Tensor(x.clone()), &e, xs)?;
-            if let Some(slot) = args.get_mut(i) {
-                slot.0 = seeded;
-            }
-            let (_, grads) = reverse(ev, f, args, named.clone(), &[i], span, span)?;
-            let g = grads.into_iter().next().unwrap_or(Value::Unit);
-            let stack = ev.st.traces.stack.borrow();
-            let tangents = match stack.get(level) {
-                Some(Trace::Forward { tangents }) => tangents,
-                _ => return Err(errors::internal("the tangent trace was lost", span)),
-            };
-            match &g {
-                Value::Tensor(gt) => Ok(tangents.get(&gt.t.id()).cloned()),
-                _ => Ok(None),
-            }
-        })();
-        ev.st.traces.pop(level);
-        let row = match r? {
-            Some(t) => t,
-            None => ExecEmit::new(ev, span).zeros_like(&x.t)?,
-        };
-        let row = ev.cast(&row, x.dtype, span)?;
-        let mut flat = dims.clone();
-        flat.insert(0, 1);
-        rows.push(ev.exec(
-            &Op::Reshape {
-                shape: ir::Shape::known(&flat),
-            },
-            &[&row],
-            span,
-        )?);
+    let mut ls = Vec::new();
+    leaves(&x, &mut ls);
+    if ls.is_empty() {
+        return Err(errors::mismatch(
+            "`hessian` differentiates with respect to tensors: the argument holds none".to_string(),
+            xs,
+        ));
     }
-    let mut out_dims = dims.clone();
-    out_dims.extend(&dims);
-    let h = if rows.is_empty() {
-        ev.exec(
+    for l in &ls {
+        float_arg(i, &Value::Tensor(l.clone()), xs)?;
+    }
+    let n = ls.len();
+    let mut blocks: Vec<Vec<Vec<Tensor>>> = vec![vec![Vec::new(); n]; n];
+    for a in 0..n {
+        let numel = ls[a].t.numel();
+        for k in 0..numel {
+            let tangent = basis_tangent(ev, &x, &ls, a, k, span)?;
+            let level = ev.st.traces.push(Trace::Forward {
+                tangents: HashMap::default(),
+            });
+            let mut args = pos.clone();
+            let r = (|| {
+                let seeded = seed_forward(ev, level, &x, &tangent, xs)?;
+                if let Some(slot) = args.get_mut(i) {
+                    slot.0 = seeded;
+                }
+                let (_, grads) = reverse(ev, f, args, named.clone(), &[i], span, span)?;
+                let g = grads.into_iter().next().unwrap_or(Value::Unit);
+                let mut gl = Vec::new();
+                leaves(&g, &mut gl);
+                let stack = ev.st.traces.stack.borrow();
+                let tangents = match stack.get(level) {
+                    Some(Trace::Forward { tangents }) => tangents,
+                    _ => return Err(errors::internal("the tangent trace was lost", span)),
+                };
+                Ok(gl
+                    .iter()
+                    .map(|t| tangents.get(&t.t.id()).cloned())
+                    .collect::<Vec<_>>())
+            })();
+            ev.st.traces.pop(level);
+            let rows = r?;
+            for (b, lb) in ls.iter().enumerate() {
+                let row = match rows.get(b).cloned().flatten() {
+                    Some(t) => t,
+                    None => ExecEmit::new(ev, span).zeros_like(&lb.t)?,
+                };
+                let row = ev.cast(&row, lb.dtype, span)?;
+                let mut flat = lb.t.shape().to_vec();
+                flat.insert(0, 1);
+                blocks[a][b].push(ev.exec(
+                    &Op::Reshape {
+                        shape: ir::Shape::known(&flat),
+                    },
+                    &[&row],
+                    span,
+                )?);
+            }
+        }
+    }
+    let mut outer = Vec::with_capacity(n);
+    for (a, row_blocks) in blocks.into_iter().enumerate() {
+        let mut inner = Vec::with_capacity(n);
+        for (b, rows) in row_blocks.into_iter().enumerate() {
+            let mut dims = ls[a].t.shape().to_vec();
+            dims.extend(ls[b].t.shape());
+            inner.push(Value::Tensor(TensorVal::strong_of(stack_rows(
+                ev,
+                rows,
+                &dims,
+                ls[a].dtype,
+                span,
+            )?)));
+        }
+        outer.push(rebuild(&x, &mut inner.into_iter()));
+    }
+    Ok(rebuild(&x, &mut outer.into_iter()))
+}
+
+/// The tangent for `hessian`'s basis direction `k` of leaf `a`: `x`'s structure with zeros
+/// everywhere but a one at element `k` of leaf `a`.
+fn basis_tangent(
+    ev: &Eval<'_>,
+    x: &Value,
+    ls: &[TensorVal],
+    a: usize,
+    k: usize,
+    span: Span,
+) -> R<Value> {
+    let mut new = Vec::with_capacity(ls.len());
+    for (b, l) in ls.iter().enumerate() {
+        let mut basis = vec![0.0f64; l.t.numel()];
+        if b == a
+            && let Some(e) = basis.get_mut(k)
+        {
+            *e = 1.0;
+        }
+        let t = Tensor::from_vec(basis, l.t.shape()).map_err(|e| ev.device_error(e, span))?;
+        new.push(Value::Tensor(TensorVal::strong_of(t)));
+    }
+    Ok(rebuild(x, &mut new.into_iter()))
+}
+
+/// Rows `[1, ...]` stacked and reshaped to `dims` (zeros of `dims` when there are none).
+fn stack_rows(
+    ev: &Eval<'_>,
+    rows: Vec<Tensor>,
+    dims: &[usize],
+    dtype: DType,
+    span: Span,
+) -> R<Tensor> {
+    if rows.is_empty() {
+        return ev.exec(
             &Op::Full {
-                shape: ir::Shape::known(&out_dims),
-                dtype: x.dtype,
+                shape: ir::Shape::known(dims),
+                dtype,
                 value: 0.0,
             },
             &[],
             span,
-        )?
-    } else {
-        let refs: Vec<&Tensor> = rows.iter().collect();
-        let stacked = ev.exec(&Op::Concat { axis: 0 }, &refs, span)?;
-        ev.exec(
-            &Op::Reshape {
-                shape: ir::Shape::known(&out_dims),
-            },
-            &[&stacked],
-            span,
-        )?
-    };
-    Ok(Value::Tensor(TensorVal::strong_of(h)))
+        );
+    }
+    let refs: Vec<&Tensor> = rows.iter().collect();
+    let stacked = ev.exec(&Op::Concat { axis: 0 }, &refs, span)?;
+    ev.exec(
+        &Op::Reshape {
+            shape: ir::Shape::known(dims),
+        },
+        &[&stacked],
+        span,
+    )
 }
 
 /// `stop_gradient(x)`: `x` under new identities, which no trace knows: gradients stop here.
