@@ -260,8 +260,12 @@ fn binary_factors<E: Emit>(
     a: &E::Val,
     b: &E::Val,
     out: &E::Val,
+    need: (bool, bool),
 ) -> Result<Option<(Factor<E::Val>, Factor<E::Val>)>, E::Err> {
     let dt = e.dtype(out);
+    let (need_a, need_b) = need;
+    // A factor nobody will apply is not built (a constant divisor's `-a / b²`, say); its
+    // slot holds `One`, which no caller reads.
     let fs = match op {
         // ∂(a + b) = (1, 1)
         BinaryOp::Add => (Factor::One, Factor::One),
@@ -271,31 +275,49 @@ fn binary_factors<E: Emit>(
         BinaryOp::Mul => (Factor::By(b.clone()), Factor::By(a.clone())),
         // ∂(a / b) = (1 / b, -a / b² = -(a / b) / b)
         BinaryOp::Div => {
-            let q = e.div(out, b)?;
-            (Factor::Over(b.clone()), Factor::By(e.neg(&q)?))
+            let fb = if need_b {
+                let q = e.div(out, b)?;
+                Factor::By(e.neg(&q)?)
+            } else {
+                Factor::One
+            };
+            (Factor::Over(b.clone()), fb)
         }
         // a rem b = a - b floor(a / b), so ∂ = (1, -floor(a / b)) away from the jumps
         BinaryOp::Rem => {
-            let q = e.div(a, b)?;
-            let fl = e.unary(UnaryOp::Floor, &q)?;
-            (Factor::One, Factor::By(e.neg(&fl)?))
+            let fb = if need_b {
+                let q = e.div(a, b)?;
+                let fl = e.unary(UnaryOp::Floor, &q)?;
+                Factor::By(e.neg(&fl)?)
+            } else {
+                Factor::One
+            };
+            (Factor::One, fb)
         }
         // ∂(a^b) = (b a^(b-1), a^b ln a). Like JAX, the a-derivative is 0 where b == 0 (so
         // 0^0 has none), and the b-derivative is 0 where a == 0 (where ln a is -inf); for
         // a < 0 ln a is NaN, as the real derivative does not exist.
         BinaryOp::Pow => {
             let zero = konst(e, out, 0.0)?;
-            let one = konst(e, out, 1.0)?;
-            let bm1 = e.sub(b, &one)?;
-            let p = e.binary(BinaryOp::Pow, a, &bm1)?;
-            let da = e.mul(b, &p)?;
-            let b0 = e.compare(CmpOp::Eq, b, &zero)?;
-            let da = e.select(&b0, &zero, &da)?;
-            let ln = e.unary(UnaryOp::Log, a)?;
-            let db = e.mul(out, &ln)?;
-            let a0 = e.compare(CmpOp::Eq, a, &zero)?;
-            let db = e.select(&a0, &zero, &db)?;
-            (Factor::By(da), Factor::By(db))
+            let fa = if need_a {
+                let one = konst(e, out, 1.0)?;
+                let bm1 = e.sub(b, &one)?;
+                let p = e.binary(BinaryOp::Pow, a, &bm1)?;
+                let da = e.mul(b, &p)?;
+                let b0 = e.compare(CmpOp::Eq, b, &zero)?;
+                Factor::By(e.select(&b0, &zero, &da)?)
+            } else {
+                Factor::One
+            };
+            let fb = if need_b {
+                let ln = e.unary(UnaryOp::Log, a)?;
+                let db = e.mul(out, &ln)?;
+                let a0 = e.compare(CmpOp::Eq, a, &zero)?;
+                Factor::By(e.select(&a0, &zero, &db)?)
+            } else {
+                Factor::One
+            };
+            (fa, fb)
         }
         // ∂max(a, b) = ([a > b] + [a = b]/2, [a < b] + [a = b]/2): ties split equally (JAX)
         // ∂min(a, b) = ([a < b] + [a = b]/2, [a > b] + [a = b]/2)
@@ -307,12 +329,14 @@ fn binary_factors<E: Emit>(
             };
             let eq = indicator(e, CmpOp::Eq, a, b, dt)?;
             let half = e.scale(&eq, 0.5)?;
-            let wa = indicator(e, win_a, a, b, dt)?;
-            let wb = indicator(e, win_b, a, b, dt)?;
-            (
-                Factor::By(e.add(&wa, &half)?),
-                Factor::By(e.add(&wb, &half)?),
-            )
+            let side = |e: &mut E, need: bool, win: CmpOp| -> Result<_, E::Err> {
+                if !need {
+                    return Ok(Factor::One);
+                }
+                let w = indicator(e, win, a, b, dt)?;
+                Ok(Factor::By(e.add(&w, &half)?))
+            };
+            (side(e, need_a, win_a)?, side(e, need_b, win_b)?)
         }
         BinaryOp::FloorDiv | BinaryOp::And | BinaryOp::Or => return Ok(None),
     };
@@ -584,7 +608,8 @@ pub fn vjp_some<E: Emit>(
         }
         Op::Binary { op } => {
             let (a, b) = (&inputs[0], &inputs[1]);
-            if let Some((fa, fb)) = binary_factors(e, *op, a, b, output)? {
+            let need = (wants(e, 0), wants(e, 1));
+            if let Some((fa, fb)) = binary_factors(e, *op, a, b, output, need)? {
                 if wants(e, 0) {
                     let ga = apply(e, &fa, ct)?;
                     out[0] = Some(e.sum_to(&ga, &e.dims(a))?);
@@ -824,7 +849,9 @@ pub fn jvp<E: Emit>(
         },
         Op::Binary { op } => {
             let (a, b) = (&inputs[0], &inputs[1]);
-            match binary_factors(e, *op, a, b, output)? {
+            let has = |i: usize| t.get(i).is_some_and(Option::is_some);
+            let need = (has(0), has(1));
+            match binary_factors(e, *op, a, b, output, need)? {
                 None => None,
                 Some((fa, fb)) => {
                     let mut acc = None;

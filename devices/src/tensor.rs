@@ -299,6 +299,24 @@ impl Tensor {
         Some(out)
     }
 
+    /// The host scalars `items`, all of one dtype, as a vector (the list literal `[a, b]`
+    /// of numbers without running a primitive). `None` when one is not a rank-0 host
+    /// tensor or the dtypes differ.
+    pub fn stack_scalars(items: &[&Tensor]) -> Option<Tensor> {
+        let dtype = items.first()?.dtype;
+        if items.iter().any(|t| t.dtype != dtype || t.rank() != 0) {
+            return None;
+        }
+        crate::with_elem!(dtype, T => {
+            let mut v: Vec<T> = Vec::with_capacity(items.len());
+            for t in items {
+                v.push(*t.view::<T>()?.iter().next()?);
+            }
+            let n = v.len();
+            Some(Tensor::from_host_unchecked(T::into_buffer(v), &[n]))
+        }, else None)
+    }
+
     /// The elements in C order converted to `f64` (for tests and printing).
     pub fn to_f64_vec(&self) -> Option<Vec<f64>> {
         crate::with_elem!(self.dtype, T => Some(self.to_vec::<T>()?.into_iter().map(Elem::to_f64).collect()), else None)

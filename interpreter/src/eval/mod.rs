@@ -689,6 +689,12 @@ impl<'s> Eval<'s> {
                 Ok(Value::Record(Arc::new(out)))
             }
             ExprKind::Unary { op, operand } => {
+                // A negative literal (`-1`, `-0.5`) is a literal: no primitive runs for it.
+                if *op == lang::ast::UnaryOp::Neg
+                    && let Some(v) = negated_literal(&operand.kind)
+                {
+                    return Ok(v);
+                }
                 let v = self.expr(operand)?;
                 self.unary(*op, &v, operand.span)
             }
@@ -1207,6 +1213,24 @@ fn keep_dtype(ev: &Eval<'_>, old: &Value, new: Value, span: Span) -> R<Value> {
             Ok(Value::Tensor(TensorVal::strong_of(t)))
         }
         (_, n) => Ok(n),
+    }
+}
+
+/// The value of `-literal` for a number literal (`None` for anything else, and for the one
+/// integer whose negation overflows).
+fn negated_literal(kind: &ExprKind) -> Option<Value> {
+    match *kind {
+        ExprKind::Int(n) => Some(Value::Tensor(TensorVal {
+            t: Tensor::scalar(n.checked_neg()?),
+            dtype: DType::I64,
+            weak: true,
+        })),
+        ExprKind::Float(x) => Some(Value::Tensor(TensorVal {
+            t: Tensor::scalar(-x),
+            dtype: DType::F32,
+            weak: true,
+        })),
+        _ => None,
     }
 }
 

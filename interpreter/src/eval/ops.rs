@@ -325,6 +325,19 @@ impl Eval<'_> {
         }
         let (dtype, weak) = acc;
         let store = if weak { wide(dtype) } else { dtype };
+        // Numbers already stored in the list's dtype (`[-1, c]`, `[0.5, 2.0]`) are gathered
+        // on the host: building a shape should not cost a cast, a reshape and a concat per
+        // element. A traced element takes the general path, so its gradient is recorded.
+        if elems.iter().all(|e| e.t.dtype() == store)
+            && !elems
+                .iter()
+                .any(|e| super::builtins::grad::is_traced(self, &e.t))
+        {
+            let ts: Vec<&Tensor> = elems.iter().map(|e| &e.t).collect();
+            if let Some(t) = Tensor::stack_scalars(&ts) {
+                return Ok(Value::Tensor(TensorVal { t, dtype, weak }));
+            }
+        }
         let row = first.shape().to_vec();
         let mut dims = Vec::with_capacity(row.len() + 1);
         dims.push(1);

@@ -139,6 +139,20 @@ pub(crate) fn on_exec(
     Ok(())
 }
 
+/// Whether an active level knows `t` (has it on a tape or carries a tangent for it).
+pub(crate) fn is_traced(ev: &Eval<'_>, t: &Tensor) -> bool {
+    let traces = &ev.st.traces;
+    let n = traces.active.get();
+    if n == 0 {
+        return false;
+    }
+    let id = t.id();
+    traces.stack.borrow().iter().take(n).any(|tr| match tr {
+        Trace::Reverse { nodes, .. } => nodes.contains_key(&id),
+        Trace::Forward { tangents } => tangents.contains_key(&id),
+    })
+}
+
 /// Makes `to` (a renewed `from`) known to the active levels exactly as `from` is.
 fn alias(ev: &Eval<'_>, from: &Tensor, to: &Tensor) {
     let traces = &ev.st.traces;
