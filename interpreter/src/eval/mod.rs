@@ -170,15 +170,102 @@ impl<'s> Eval<'s> {
     /// While a derivative is being taken, the primitive is also shown to its traces
     /// (`builtins::grad`): this is the one place where eager differentiation hooks in.
     pub fn exec(&self, op: &Op, inputs: &[&Tensor], span: Span) -> R<Tensor> {
-        let out = self
-            .st
-            .device
+        let (device, moved) = self.placement(op, inputs, span)?;
+        let inputs: Vec<&Tensor> = match &moved {
+            Some(m) => m.iter().collect(),
+            None => inputs.to_vec(),
+        };
+        let inputs = &inputs[..];
+        let out = device
             .exec(op, inputs)
             .map_err(|e| self.device_error(e, span))?;
         if self.st.traces.any() {
             builtins::grad::on_exec(self, op, inputs, &out, span)?;
         }
         Ok(out)
+    }
+
+    /// Where `op` runs and, when some operands had to move there, the operands moved.
+    ///
+    /// An operation runs on the device of its operands that are not on the host, or on the
+    /// session's device when all are on the host. Host operands join it there: always when
+    /// that is the session's device (the evaluator makes literals and loaded data on the
+    /// host), and otherwise only scalars (`x * 2` with `x` moved to a GPU). Operands on two
+    /// different GPUs, or a host tensor beside a tensor moved to a GPU, are an error that
+    /// names both devices.
+    fn placement(
+        &self,
+        op: &Op,
+        inputs: &[&Tensor],
+        span: Span,
+    ) -> R<(std::sync::Arc<dyn devices::Device>, Option<Vec<Tensor>>)> {
+        use devices::DeviceId;
+        let session = self.st.device.id();
+        let mut target: Option<(usize, DeviceId)> = None;
+        for (i, t) in inputs.iter().enumerate() {
+            let d = t.device();
+            if d == DeviceId::Cpu {
+                continue;
+            }
+            match target {
+                Some((j, other)) if other != d => {
+                    return Err(errors::mixed_devices(op.name(), (j, other), (i, d), span));
+                }
+                _ => target = Some((i, d)),
+            }
+        }
+        let Some((first, target)) = target.filter(|(_, d)| *d != session) else {
+            if session == DeviceId::Cpu || inputs.iter().all(|t| t.device() == session) {
+                return Ok((self.st.device.clone(), None));
+            }
+            let moved = self.upload_all(&self.st.device, inputs, span)?;
+            return Ok((self.st.device.clone(), Some(moved)));
+        };
+        let DeviceId::Cuda(n) = target else {
+            return Ok((self.st.device.clone(), None));
+        };
+        let device = devices::cuda::open(n).map_err(|e| self.device_error(e, span))?;
+        if let Some((i, t)) = inputs
+            .iter()
+            .enumerate()
+            .find(|(_, t)| t.device() != target && t.rank() > 0)
+        {
+            return Err(errors::mixed_devices(
+                op.name(),
+                (first, target),
+                (i, t.device()),
+                span,
+            ));
+        }
+        if inputs.iter().all(|t| t.device() == target) {
+            return Ok((device, None));
+        }
+        let moved = self.upload_all(&device, inputs, span)?;
+        Ok((device, Some(moved)))
+    }
+
+    /// The operands on `device`, copying those that are elsewhere through the host.
+    fn upload_all(
+        &self,
+        device: &std::sync::Arc<dyn devices::Device>,
+        inputs: &[&Tensor],
+        span: Span,
+    ) -> R<Vec<Tensor>> {
+        inputs
+            .iter()
+            .map(|t| {
+                if t.device() == device.id() {
+                    return Ok((*t).clone());
+                }
+                let host = t.to_host().map_err(|e| self.device_error(e, span))?;
+                let data = devices::CpuDevice::new()
+                    .download(&host)
+                    .map_err(|e| self.device_error(e, span))?;
+                device
+                    .upload(data, t.shape())
+                    .map_err(|e| self.device_error(e, span))
+            })
+            .collect()
     }
 
     /// A device error as a runtime diagnostic at `span`.
@@ -1288,3 +1375,4 @@ fn annotation_text(te: &TypeExpr) -> String {
         _ => "another type".into(),
     }
 }
+
