@@ -316,6 +316,15 @@ impl CudaDevice {
         errors
     }
 
+    /// A copy of host tensor `t` on this device with the same layout: its whole buffer is
+    /// uploaded, so a transposed, reversed or broadcast view stays that view and the kernels'
+    /// strided reads are exercised (the conformance tests use it).
+    pub fn upload_view(&self, t: &Tensor) -> Result<Tensor, DeviceError> {
+        let host = t.host().ok_or_else(|| self.err("upload", "the tensor is not in host memory"))?;
+        let buf = guarded(self.ordinal, || CudaBuffer::upload(&self.stream, self.ordinal, host))?;
+        Ok(Tensor::from_cuda(buf, t.dtype(), &[]).with_layout(t.layout().clone()))
+    }
+
     pub(crate) fn err(&self, op: &'static str, message: impl Into<String>) -> DeviceError {
         DeviceError::Backend {
             op,
@@ -655,6 +664,24 @@ impl Device for CudaDevice {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Without CUDA (CI, most laptops) opening a device is a plain `Unavailable` error, never
+    /// a panic, and no device is listed.
+    #[test]
+    fn opening_without_cuda_is_an_error() {
+        if libraries(0).is_ok() {
+            println!("skipped: CUDA libraries are present on this machine");
+            return;
+        }
+        match open(0) {
+            Err(DeviceError::Unavailable(m)) => {
+                assert!(m.contains("cuda:0") && m.contains("--device cpu"), "{m}");
+            }
+            other => panic!("expected Unavailable, got {other:?}"),
+        }
+        assert!(matches!(open(3), Err(DeviceError::Unavailable(_))));
+        assert!(devices().is_empty());
+    }
 
     #[test]
     fn geometry_merges_contiguous_dims() {
