@@ -53,7 +53,12 @@ fn kernels_compile() {
     let Some(dev) = gpu() else { return };
     println!("device: {} ({:?})", dev.name(), dev.memory());
     let errors = dev.compile_all();
-    assert!(errors.is_empty(), "{} modules fail:\n{}", errors.len(), errors.join("\n\n"));
+    assert!(
+        errors.is_empty(),
+        "{} modules fail:\n{}",
+        errors.len(),
+        errors.join("\n\n")
+    );
 }
 
 /// How close two results must be.
@@ -80,7 +85,10 @@ fn tolerance(case: &Case, out_dt: DType, out_numel: usize) -> Tol {
     let op = &case.op;
     if let Op::Random { op: r, .. } = op {
         return if *r == RandomOp::Normal && !f32 {
-            Tol { rel: 1e-14, abs: 1e-300 }
+            Tol {
+                rel: 1e-14,
+                abs: 1e-300,
+            }
         } else {
             exact
         };
@@ -91,16 +99,30 @@ fn tolerance(case: &Case, out_dt: DType, out_numel: usize) -> Tol {
         _ if matches!(op, Op::Cast { .. }) => exact,
         Category::Elementwise => {
             if f32 {
-                Tol { rel: 1e-5, abs: 1e-6 }
+                Tol {
+                    rel: 1e-5,
+                    abs: 1e-6,
+                }
             } else {
-                Tol { rel: 1e-12, abs: 1e-14 }
+                Tol {
+                    rel: 1e-12,
+                    abs: 1e-14,
+                }
             }
         }
         Category::Reduction | Category::Contraction | Category::Convolution | Category::Pooling => {
             let rel = if f32 { 1e-4 } else { 1e-10 };
-            let scale: f64 = case.inputs.iter().map(|o| max_abs(&o.tensor).max(1.0)).product();
-            let len = (case.inputs.first().map_or(1, |o| o.tensor.numel()) / out_numel.max(1)).max(1);
-            Tol { rel, abs: rel * scale * len as f64 }
+            let scale: f64 = case
+                .inputs
+                .iter()
+                .map(|o| max_abs(&o.tensor).max(1.0))
+                .product();
+            let len =
+                (case.inputs.first().map_or(1, |o| o.tensor.numel()) / out_numel.max(1)).max(1);
+            Tol {
+                rel,
+                abs: rel * scale * len as f64,
+            }
         }
     }
 }
@@ -134,7 +156,9 @@ fn run_both(gpu: &CudaDevice, case: &Case) -> Result<(), String> {
         (Ok(w), Ok(g)) => (w, g),
         (Err(_), Err(_)) => return Ok(()),
         (Ok(_), Err(e)) => return Err(format!("{what}: cuda error: {e}")),
-        (Err(e), Ok(g)) => return Err(format!("{what}: the CPU refuses ({e}) but cuda gave {g:?}")),
+        (Err(e), Ok(g)) => {
+            return Err(format!("{what}: the CPU refuses ({e}) but cuda gave {g:?}"));
+        }
     };
     if got.dtype() != want.dtype() || got.shape() != want.shape() {
         return Err(format!(
@@ -146,11 +170,16 @@ fn run_both(gpu: &CudaDevice, case: &Case) -> Result<(), String> {
         ));
     }
     let (g, w) = (
-        got.to_f64_vec().ok_or_else(|| format!("{what}: the cuda result cannot be read back"))?,
+        got.to_f64_vec()
+            .ok_or_else(|| format!("{what}: the cuda result cannot be read back"))?,
         want.to_f64_vec().unwrap_or_default(),
     );
     if g.len() != w.len() {
-        return Err(format!("{what}: {} elements read back, want {}", g.len(), w.len()));
+        return Err(format!(
+            "{what}: {} elements read back, want {}",
+            g.len(),
+            w.len()
+        ));
     }
     let tol = tolerance(case, want.dtype(), w.len());
     let bad: Vec<usize> = (0..w.len()).filter(|&i| !agrees(g[i], w[i], tol)).collect();
@@ -173,14 +202,26 @@ fn run_both(gpu: &CudaDevice, case: &Case) -> Result<(), String> {
 fn check_family(family: &str) {
     let Some(dev) = gpu() else { return };
     let cases = cases::family(family);
-    let failures: Vec<String> = cases.iter().filter_map(|c| run_both(&dev, c).err()).collect();
-    println!("{family}: {} of {} cases agree", cases.len() - failures.len(), cases.len());
+    let failures: Vec<String> = cases
+        .iter()
+        .filter_map(|c| run_both(&dev, c).err())
+        .collect();
+    println!(
+        "{family}: {} of {} cases agree",
+        cases.len() - failures.len(),
+        cases.len()
+    );
     assert!(
         failures.is_empty(),
         "{} of {} {family} cases differ on cuda:\n  {}",
         failures.len(),
         cases.len(),
-        failures.iter().take(40).cloned().collect::<Vec<_>>().join("\n  ")
+        failures
+            .iter()
+            .take(40)
+            .cloned()
+            .collect::<Vec<_>>()
+            .join("\n  ")
     );
 }
 
@@ -194,9 +235,31 @@ macro_rules! families {
 }
 
 families!(
-    unary, binary, compare, select, reduce, arg_reduce, matmul, reshape, transpose, broadcast,
-    slice, concat, pad, gather, scatter_add, conv2d, conv2d_backward_input,
-    conv2d_backward_filter, pool2d, pool2d_backward, cast, random, iota, full, print,
+    unary,
+    binary,
+    compare,
+    select,
+    reduce,
+    arg_reduce,
+    matmul,
+    reshape,
+    transpose,
+    broadcast,
+    slice,
+    concat,
+    pad,
+    gather,
+    scatter_add,
+    conv2d,
+    conv2d_backward_input,
+    conv2d_backward_filter,
+    pool2d,
+    pool2d_backward,
+    cast,
+    random,
+    iota,
+    full,
+    print,
 );
 
 /// The families above are exactly the table's.
@@ -217,7 +280,9 @@ fn programs_run_on_cuda() {
         .filter_map(|e| e.ok().map(|e| e.path()))
         .filter(|p| {
             p.extension().is_some_and(|x| x == "ms")
-                && !p.file_name().is_some_and(|n| n.to_string_lossy().starts_with("err_"))
+                && !p
+                    .file_name()
+                    .is_some_and(|n| n.to_string_lossy().starts_with("err_"))
         })
         .collect();
     files.sort();
@@ -237,9 +302,15 @@ fn programs_run_on_cuda() {
         };
         let (cpu_err, cpu_out, _) = run(Arc::new(CpuDevice::new()));
         let (gpu_err, gpu_out, diags) = run(dev.clone());
-        let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        let name = path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
         if gpu_err && !cpu_err {
-            let msgs: Vec<String> = diags.iter().map(|d| format!("{}: {}", d.code, d.message)).collect();
+            let msgs: Vec<String> = diags
+                .iter()
+                .map(|d| format!("{}: {}", d.code, d.message))
+                .collect();
             failures.push(format!("{name}: {}", msgs.join("; ")));
         } else if cpu_out != gpu_out {
             differing += 1;
@@ -253,6 +324,14 @@ fn programs_run_on_cuda() {
             println!("{name}: output differs\n{}", lines.join("\n"));
         }
     }
-    println!("{} programs, {differing} with differing output, {} failing", files.len(), failures.len());
-    assert!(failures.is_empty(), "programs failing on cuda:\n  {}", failures.join("\n  "));
+    println!(
+        "{} programs, {differing} with differing output, {} failing",
+        files.len(),
+        failures.len()
+    );
+    assert!(
+        failures.is_empty(),
+        "programs failing on cuda:\n  {}",
+        failures.join("\n  ")
+    );
 }

@@ -118,7 +118,9 @@ impl CudaBuffer {
             CudaData::F64(s) => HostBuffer::F64(get!(s)),
             CudaData::I32(s) => HostBuffer::I32(get!(s)),
             CudaData::I64(s) => HostBuffer::I64(get!(s)),
-            CudaData::Bool(s) => HostBuffer::Bool(get!(s).into_iter().map(|b: u8| b != 0).collect()),
+            CudaData::Bool(s) => {
+                HostBuffer::Bool(get!(s).into_iter().map(|b: u8| b != 0).collect())
+            }
         })
     }
 

@@ -106,7 +106,13 @@ fn pool_sizes(x: &[usize], y: &[usize], p: &Pool2dParams) -> [i64; 18] {
 }
 
 /// Pooling of NCHW `x` into `shape`.
-pub(super) fn pool2d(dev: &CudaDevice, op: PoolOp, x: &Tensor, p: &Pool2dParams, shape: &[usize]) -> Result<Tensor, DeviceError> {
+pub(super) fn pool2d(
+    dev: &CudaDevice,
+    op: PoolOp,
+    x: &Tensor,
+    p: &Pool2dParams,
+    shape: &[usize],
+) -> Result<Tensor, DeviceError> {
     let name = match op {
         PoolOp::Max => "pool_max",
         PoolOp::Avg => "pool_avg",

@@ -7,18 +7,25 @@ use super::kernels::Family;
 use super::{Arg, CudaDevice, Geo};
 use crate::{DeviceError, Elem, Tensor};
 
-/// Runs an elementwise kernel of `fam`/`dt` over `shape` with broadcast operands, into a new
-/// contiguous tensor of `out_dt`.
-fn map(
-    dev: &CudaDevice,
+/// Which kernel an elementwise primitive runs: its module (family and operand dtype), its
+/// name, and the primitive's name for messages.
+struct Kernel<'a> {
     fam: Family,
     dt: DType,
-    name: &str,
+    name: &'a str,
     op: &'static str,
+}
+
+/// Runs an elementwise kernel over `shape` with broadcast operands, into a new contiguous
+/// tensor of `out_dt`.
+fn map(
+    dev: &CudaDevice,
+    k: Kernel<'_>,
     operands: &[&Tensor],
     shape: &[usize],
     out_dt: DType,
 ) -> Result<Tensor, DeviceError> {
+    let Kernel { fam, dt, name, op } = k;
     let views: Vec<Tensor> = operands.iter().map(|t| t.broadcast_view(shape)).collect();
     let out = dev.alloc(op, out_dt, shape, false)?;
     let n: u64 = shape.iter().product::<usize>() as u64;
@@ -41,13 +48,20 @@ fn map(
 }
 
 /// A unary op; `out_dt` is the inferred result dtype.
-pub(super) fn unary(dev: &CudaDevice, op: UnaryOp, x: &Tensor, out_dt: DType) -> Result<Tensor, DeviceError> {
+pub(super) fn unary(
+    dev: &CudaDevice,
+    op: UnaryOp,
+    x: &Tensor,
+    out_dt: DType,
+) -> Result<Tensor, DeviceError> {
     map(
         dev,
-        Family::Unary,
-        x.dtype(),
-        &format!("unary_{}", op.name()),
-        op.name(),
+        Kernel {
+            fam: Family::Unary,
+            dt: x.dtype(),
+            name: &format!("unary_{}", op.name()),
+            op: op.name(),
+        },
         &[x],
         x.shape(),
         out_dt,
@@ -67,7 +81,12 @@ pub(super) fn binary(
     let checked = matches!(op, BinaryOp::Rem | BinaryOp::FloorDiv | BinaryOp::Pow);
     if dt.is_int() && checked && shape.iter().product::<usize>() > 0 {
         let rhs: Vec<i64> = match dt {
-            DType::I32 => b.to_vec::<i32>().unwrap_or_default().into_iter().map(i64::from).collect(),
+            DType::I32 => b
+                .to_vec::<i32>()
+                .unwrap_or_default()
+                .into_iter()
+                .map(i64::from)
+                .collect(),
             _ => b.to_vec::<i64>().unwrap_or_default(),
         };
         match op {
@@ -87,10 +106,12 @@ pub(super) fn binary(
     }
     map(
         dev,
-        Family::Binary,
-        dt,
-        &format!("binary_{}", op.name()),
-        op.name(),
+        Kernel {
+            fam: Family::Binary,
+            dt,
+            name: &format!("binary_{}", op.name()),
+            op: op.name(),
+        },
         &[a, b],
         shape,
         dt,
@@ -107,10 +128,12 @@ pub(super) fn compare(
 ) -> Result<Tensor, DeviceError> {
     map(
         dev,
-        Family::Binary,
-        a.dtype(),
-        &format!("compare_{}", op.name()),
-        op.name(),
+        Kernel {
+            fam: Family::Binary,
+            dt: a.dtype(),
+            name: &format!("compare_{}", op.name()),
+            op: op.name(),
+        },
         &[a, b],
         shape,
         DType::Bool,
@@ -125,7 +148,18 @@ pub(super) fn select(
     b: &Tensor,
     shape: &[usize],
 ) -> Result<Tensor, DeviceError> {
-    map(dev, Family::Movement, a.dtype(), "select", "select", &[c, a, b], shape, a.dtype())
+    map(
+        dev,
+        Kernel {
+            fam: Family::Movement,
+            dt: a.dtype(),
+            name: "select",
+            op: "select",
+        },
+        &[c, a, b],
+        shape,
+        a.dtype(),
+    )
 }
 
 /// Converts `x` to `dtype` (`x` itself when it already has it).
@@ -135,10 +169,12 @@ pub(super) fn cast(dev: &CudaDevice, x: &Tensor, dtype: DType) -> Result<Tensor,
     }
     map(
         dev,
-        Family::Cast,
-        x.dtype(),
-        &format!("cast_to_{}", dtype.name()),
-        "cast",
+        Kernel {
+            fam: Family::Cast,
+            dt: x.dtype(),
+            name: &format!("cast_to_{}", dtype.name()),
+            op: "cast",
+        },
         &[x],
         x.shape(),
         dtype,
@@ -148,13 +184,18 @@ pub(super) fn cast(dev: &CudaDevice, x: &Tensor, dtype: DType) -> Result<Tensor,
 /// The elements of a small device tensor as `i64` (for indices and keys read on the host).
 pub(super) fn read_i64(t: &Tensor) -> Vec<i64> {
     match t.dtype() {
-        DType::I32 => t.to_vec::<i32>().unwrap_or_default().into_iter().map(i64::from).collect(),
+        DType::I32 => t
+            .to_vec::<i32>()
+            .unwrap_or_default()
+            .into_iter()
+            .map(i64::from)
+            .collect(),
         DType::I64 => t.to_vec::<i64>().unwrap_or_default(),
         _ => t
             .to_f64_vec()
             .unwrap_or_default()
             .into_iter()
-            .map(|v| i64::from_f64(v))
+            .map(i64::from_f64)
             .collect(),
     }
 }

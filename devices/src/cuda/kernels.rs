@@ -404,7 +404,10 @@ fn reduce_module(s: &mut String, dt: DType) {
     let float = dt.is_float();
     let nan = if dt == DType::F32 { "NAN_F" } else { "NAN_D" };
     let (lowest, highest) = match dt {
-        DType::F32 => ("(-__int_as_float(0x7f800000))", "__int_as_float(0x7f800000)"),
+        DType::F32 => (
+            "(-__int_as_float(0x7f800000))",
+            "__int_as_float(0x7f800000)",
+        ),
         DType::F64 => (
             "(-__longlong_as_double(0x7ff0000000000000LL))",
             "__longlong_as_double(0x7ff0000000000000LL)",
@@ -417,12 +420,20 @@ fn reduce_module(s: &mut String, dt: DType) {
             (
                 "sum",
                 "(T)0".into(),
-                if float { "a + b".into() } else { "(T)((U)a + (U)b)".into() },
+                if float {
+                    "a + b".into()
+                } else {
+                    "(T)((U)a + (U)b)".into()
+                },
             ),
             (
                 "prod",
                 "(T)1".into(),
-                if float { "a * b".into() } else { "(T)((U)a * (U)b)".into() },
+                if float {
+                    "a * b".into()
+                } else {
+                    "(T)((U)a * (U)b)".into()
+                },
             ),
             (
                 "max",
@@ -540,7 +551,9 @@ extern "C" __global__ void gather(const T* x, const long long* ids, T* y, unsign
         } else {
             "acc = (T)((U)acc + (U)p[q] * (U)r[w])"
         };
-        let mul = mul.replace("p[q]", "a[(bi * m + row) * k + kk]").replace("r[w]", "b[(bi * k + kk) * n + col]");
+        let mul = mul
+            .replace("p[q]", "a[(bi * m + row) * k + kk]")
+            .replace("r[w]", "b[(bi * k + kk) * n + col]");
         s.push_str(&format!(
             r#"
 __device__ __forceinline__ void ms_atomic_add(T* p, T v) {{ {atomic}; }}
@@ -727,7 +740,11 @@ extern "C" __global__ void conv2d_backward_filter(const T* x, const T* dy, T* dw
 
 fn pool_module(s: &mut String, dt: DType) {
     let (lowest, nan, add) = match dt {
-        DType::F32 => ("(-__int_as_float(0x7f800000))", "(v != v)", "atomicAdd(p, v)"),
+        DType::F32 => (
+            "(-__int_as_float(0x7f800000))",
+            "(v != v)",
+            "atomicAdd(p, v)",
+        ),
         DType::F64 => (
             "(-__longlong_as_double(0x7ff0000000000000LL))",
             "(v != v)",
@@ -833,12 +850,20 @@ mod tests {
             let unary = source(Family::Unary, dt);
             for &op in UnaryOp::ALL {
                 let decl = format!("void unary_{}(", op.name());
-                assert_eq!(unary.matches(&decl).count(), usize::from(unary_admits(op, dt)), "{decl} {dt}");
+                assert_eq!(
+                    unary.matches(&decl).count(),
+                    usize::from(unary_admits(op, dt)),
+                    "{decl} {dt}"
+                );
             }
             let binary = source(Family::Binary, dt);
             for &op in BinaryOp::ALL {
                 let decl = format!("void binary_{}(", op.name());
-                assert_eq!(binary.matches(&decl).count(), usize::from(binary_admits(op, dt)), "{decl} {dt}");
+                assert_eq!(
+                    binary.matches(&decl).count(),
+                    usize::from(binary_admits(op, dt)),
+                    "{decl} {dt}"
+                );
             }
             assert!(source(Family::Cast, dt).contains("void cast_to_bool("));
             assert!(source(Family::Reduce, dt).contains("void argmax("));

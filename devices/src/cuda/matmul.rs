@@ -29,10 +29,24 @@ struct Operand {
 /// How a `rows × cols` matrix with these strides can be read, if it can in place.
 fn blas_layout(rs: isize, cs: isize, rows: usize, cols: usize) -> Option<(bool, i64)> {
     if (cs == 1 || cols <= 1) && (rows <= 1 || rs >= cols.max(1) as isize) {
-        return Some((true, if rows <= 1 { cols.max(1) as i64 } else { rs as i64 }));
+        return Some((
+            true,
+            if rows <= 1 {
+                cols.max(1) as i64
+            } else {
+                rs as i64
+            },
+        ));
     }
     if (rs == 1 || rows <= 1) && (cols <= 1 || cs >= rows.max(1) as isize) {
-        return Some((false, if cols <= 1 { rows.max(1) as i64 } else { cs as i64 }));
+        return Some((
+            false,
+            if cols <= 1 {
+                rows.max(1) as i64
+            } else {
+                cs as i64
+            },
+        ));
     }
     None
 }
@@ -62,7 +76,12 @@ fn batch_stride(shape: &[usize], strides: &[isize]) -> Option<i64> {
 fn operand(t: &Tensor) -> Option<Operand> {
     let l = t.layout();
     let r = l.shape.len();
-    let (row_major, ld) = blas_layout(l.strides[r - 2], l.strides[r - 1], l.shape[r - 2], l.shape[r - 1])?;
+    let (row_major, ld) = blas_layout(
+        l.strides[r - 2],
+        l.strides[r - 1],
+        l.shape[r - 2],
+        l.shape[r - 1],
+    )?;
     let batch_stride = batch_stride(&l.shape[..r - 2], &l.strides[..r - 2])?;
     Some(Operand {
         row_major,
@@ -73,7 +92,12 @@ fn operand(t: &Tensor) -> Option<Operand> {
 }
 
 /// `a @ b` with NumPy batching; `shape` is `[..batch, m, n]`.
-pub(super) fn matmul(dev: &CudaDevice, a: &Tensor, b: &Tensor, shape: &[usize]) -> Result<Tensor, DeviceError> {
+pub(super) fn matmul(
+    dev: &CudaDevice,
+    a: &Tensor,
+    b: &Tensor,
+    shape: &[usize],
+) -> Result<Tensor, DeviceError> {
     let r = shape.len();
     let (m, n) = (shape[r - 2], shape[r - 1]);
     let k = a.shape()[a.rank() - 1];
@@ -114,12 +138,16 @@ pub(super) fn matmul(dev: &CudaDevice, a: &Tensor, b: &Tensor, shape: &[usize]) 
             return Ok((v.clone(), o));
         }
         let c = dev.dense(v)?;
-        let o = operand(&c).ok_or_else(|| dev.err("matmul", "a contiguous operand is not BLAS-readable"))?;
+        let o = operand(&c)
+            .ok_or_else(|| dev.err("matmul", "a contiguous operand is not BLAS-readable"))?;
         Ok((c, o))
     };
     let (at, ao) = place(&av)?;
     let (bt, bo) = place(&bv)?;
-    let fits = |v: i64| i32::try_from(v).map_err(|_| dev.err("matmul", format!("{v} is over cuBLAS's 32-bit sizes")));
+    let fits = |v: i64| {
+        i32::try_from(v)
+            .map_err(|_| dev.err("matmul", format!("{v} is over cuBLAS's 32-bit sizes")))
+    };
     // Cᵀ (n × m, ld n) = op(B-buffer) (n × k) · op(A-buffer) (k × m).
     let op = |row_major: bool| {
         if row_major {
@@ -181,7 +209,8 @@ fn blas(dev: &CudaDevice) -> Result<std::sync::Arc<CudaBlas>, DeviceError> {
         return Ok(b.clone());
     }
     let b = std::sync::Arc::new(
-        CudaBlas::new(dev.stream.clone()).map_err(|e| dev.err("matmul", format!("cuBLAS could not start: {e:?}")))?,
+        CudaBlas::new(dev.stream.clone())
+            .map_err(|e| dev.err("matmul", format!("cuBLAS could not start: {e:?}")))?,
     );
     *slot = Some(b.clone());
     Ok(b)

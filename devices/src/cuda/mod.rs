@@ -27,7 +27,9 @@ use std::collections::HashMap;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::{Arc, Mutex, OnceLock};
 
-use cudarc::driver::{CudaContext, CudaFunction, CudaModule, CudaStream, DeviceRepr, LaunchConfig, PushKernelArg};
+use cudarc::driver::{
+    CudaContext, CudaFunction, CudaModule, CudaStream, DeviceRepr, LaunchConfig, PushKernelArg,
+};
 use ir::{DType, InferError, Op, TensorType};
 
 pub use buffer::CudaBuffer;
@@ -89,7 +91,9 @@ pub fn devices() -> Vec<DeviceId> {
     let count = guarded(0, || {
         CudaContext::device_count().map_err(|e| DeviceError::Unavailable(format!("{e:?}")))
     });
-    (0..count.unwrap_or(0).max(0) as u32).map(DeviceId::Cuda).collect()
+    (0..count.unwrap_or(0).max(0) as u32)
+        .map(DeviceId::Cuda)
+        .collect()
 }
 
 /// Opens CUDA device `ordinal` (once per process: later calls share it and its compiled
@@ -179,8 +183,8 @@ impl Geo {
         };
         for (d, (size, st)) in dims.iter().enumerate() {
             g.shape[d] = *size;
-            for a in 0..k {
-                g.st[a][d] = st[a];
+            for (a, &s) in st.iter().enumerate().take(k) {
+                g.st[a][d] = s;
             }
         }
         for (a, (_, off)) in ops.iter().enumerate() {
@@ -223,6 +227,9 @@ pub(crate) fn scalar_arg(dt: DType, v: f64) -> Arg {
     }
 }
 
+/// A compiled module, or why it did not compile.
+type Compiled = Result<Arc<CudaModule>, String>;
+
 /// An NVIDIA GPU.
 pub struct CudaDevice {
     ordinal: u32,
@@ -233,7 +240,7 @@ pub struct CudaDevice {
     arch: Option<&'static str>,
     limits: Limits,
     /// Compiled modules by family and dtype (a compile error is kept, so it is not retried).
-    modules: Mutex<HashMap<(Family, DType), Result<Arc<CudaModule>, String>>>,
+    modules: Mutex<HashMap<(Family, DType), Compiled>>,
     /// Loaded kernels by module and name.
     functions: Mutex<HashMap<(Family, DType, String), CudaFunction>>,
     /// cuBLAS, made on the first float matrix product.
@@ -258,8 +265,11 @@ impl CudaDevice {
     pub fn new(ordinal: u32, limits: Limits) -> Result<CudaDevice, DeviceError> {
         libraries(ordinal)?;
         guarded(ordinal, || {
-            let unavailable =
-                |what: &str, e: &dyn std::fmt::Debug| DeviceError::Unavailable(format!("cuda:{ordinal} is not available: {what}: {e:?}; use --device cpu"));
+            let unavailable = |what: &str, e: &dyn std::fmt::Debug| {
+                DeviceError::Unavailable(format!(
+                    "cuda:{ordinal} is not available: {what}: {e:?}; use --device cpu"
+                ))
+            };
             let count = CudaContext::device_count()
                 .map_err(|e| unavailable("the driver could not count the devices", &e))?;
             if i64::from(ordinal) >= i64::from(count) {
@@ -274,7 +284,10 @@ impl CudaDevice {
             unsafe { ctx.disable_event_tracking() };
             let stream = ctx.default_stream();
             let name = ctx.name().unwrap_or_else(|_| "an NVIDIA GPU".into());
-            let arch = ctx.compute_capability().ok().and_then(|(maj, min)| arch_name(maj, min));
+            let arch = ctx
+                .compute_capability()
+                .ok()
+                .and_then(|(maj, min)| arch_name(maj, min));
             Ok(CudaDevice {
                 ordinal,
                 ctx,
@@ -320,8 +333,12 @@ impl CudaDevice {
     /// uploaded, so a transposed, reversed or broadcast view stays that view and the kernels'
     /// strided reads are exercised (the conformance tests use it).
     pub fn upload_view(&self, t: &Tensor) -> Result<Tensor, DeviceError> {
-        let host = t.host().ok_or_else(|| self.err("upload", "the tensor is not in host memory"))?;
-        let buf = guarded(self.ordinal, || CudaBuffer::upload(&self.stream, self.ordinal, host))?;
+        let host = t
+            .host()
+            .ok_or_else(|| self.err("upload", "the tensor is not in host memory"))?;
+        let buf = guarded(self.ordinal, || {
+            CudaBuffer::upload(&self.stream, self.ordinal, host)
+        })?;
         Ok(Tensor::from_cuda(buf, t.dtype(), &[]).with_layout(t.layout().clone()))
     }
 
@@ -364,16 +381,29 @@ impl CudaDevice {
     }
 
     /// Kernel `name` of the module of `fam` for `dt`.
-    pub(crate) fn function(&self, fam: Family, dt: DType, name: &str) -> Result<CudaFunction, DeviceError> {
+    pub(crate) fn function(
+        &self,
+        fam: Family,
+        dt: DType,
+        name: &str,
+    ) -> Result<CudaFunction, DeviceError> {
         let key = (fam, dt, name.to_string());
-        if let Some(f) = self.functions.lock().unwrap_or_else(|p| p.into_inner()).get(&key) {
+        if let Some(f) = self
+            .functions
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&key)
+        {
             return Ok(f.clone());
         }
         let module = self.module(fam, dt)?;
         let f = module.load_function(name).map_err(|e| {
             self.err(
                 "load",
-                format!("kernel `{name}` of the {} module for {dt}: {e:?}", fam.name()),
+                format!(
+                    "kernel `{name}` of the {} module for {dt}: {e:?}",
+                    fam.name()
+                ),
             )
         })?;
         self.functions
@@ -384,13 +414,25 @@ impl CudaDevice {
     }
 
     /// Launches `f` over `n` work items (grid-stride: the grid is capped, each thread loops).
-    pub(crate) fn launch(&self, f: &CudaFunction, name: &'static str, n: u64, args: &[Arg]) -> Result<(), DeviceError> {
+    pub(crate) fn launch(
+        &self,
+        f: &CudaFunction,
+        name: &'static str,
+        n: u64,
+        args: &[Arg],
+    ) -> Result<(), DeviceError> {
         let blocks = n.div_ceil(u64::from(BLOCK)).clamp(1, 65_535 * 4);
         self.launch_blocks(f, name, blocks as u32, args)
     }
 
     /// Launches `f` on exactly `blocks` blocks of [`BLOCK`] threads.
-    pub(crate) fn launch_blocks(&self, f: &CudaFunction, name: &'static str, blocks: u32, args: &[Arg]) -> Result<(), DeviceError> {
+    pub(crate) fn launch_blocks(
+        &self,
+        f: &CudaFunction,
+        name: &'static str,
+        blocks: u32,
+        args: &[Arg],
+    ) -> Result<(), DeviceError> {
         let cfg = LaunchConfig {
             grid_dim: (blocks.max(1), 1, 1),
             block_dim: (BLOCK, 1, 1),
@@ -412,7 +454,8 @@ impl CudaDevice {
         // SAFETY: the arguments match the kernel's parameters (both are written in this
         // module and `kernels`), every address is of a live buffer large enough for the
         // geometry passed with it, and the kernels bound every access by that geometry.
-        unsafe { b.launch(cfg) }.map_err(|e| self.err(name, format!("kernel launch failed: {e:?}")))?;
+        unsafe { b.launch(cfg) }
+            .map_err(|e| self.err(name, format!("kernel launch failed: {e:?}")))?;
         if self.sync_each {
             self.stream
                 .synchronize()
@@ -423,7 +466,13 @@ impl CudaDevice {
 
     /// A new buffer of `n` elements of `dt` (zeroed when asked), or an out-of-memory error
     /// naming the bytes requested and what the device has free.
-    pub(crate) fn alloc(&self, op: &'static str, dt: DType, shape: &[usize], zeroed: bool) -> Result<CudaBuffer, DeviceError> {
+    pub(crate) fn alloc(
+        &self,
+        op: &'static str,
+        dt: DType,
+        shape: &[usize],
+        zeroed: bool,
+    ) -> Result<CudaBuffer, DeviceError> {
         let n: usize = shape.iter().product::<usize>().max(1);
         let oom = |e: cudarc::driver::DriverError| {
             if e.0 == cudarc::driver::sys::CUresult::CUDA_ERROR_OUT_OF_MEMORY {
@@ -485,7 +534,12 @@ impl CudaDevice {
     }
 
     /// Refuses a result over the cap, or larger than the device's free memory.
-    fn check_alloc(&self, op: &'static str, ty: &TensorType, shape: &[usize]) -> Result<(), DeviceError> {
+    fn check_alloc(
+        &self,
+        op: &'static str,
+        ty: &TensorType,
+        shape: &[usize],
+    ) -> Result<(), DeviceError> {
         let bytes = shape
             .iter()
             .try_fold(ty.dtype.size_of() as u64, |a, &d| a.checked_mul(d as u64))
@@ -515,7 +569,13 @@ impl CudaDevice {
         Ok(())
     }
 
-    fn run(&self, op: &Op, inputs: &[&Tensor], out: &TensorType, shape: &[usize]) -> Result<Tensor, DeviceError> {
+    fn run(
+        &self,
+        op: &Op,
+        inputs: &[&Tensor],
+        out: &TensorType,
+        shape: &[usize],
+    ) -> Result<Tensor, DeviceError> {
         let arg = |i: usize| inputs[i];
         match op {
             Op::Unary { op } => elementwise::unary(self, *op, arg(0), out.dtype),
@@ -523,7 +583,9 @@ impl CudaDevice {
             Op::Compare { op } => elementwise::compare(self, *op, arg(0), arg(1), shape),
             Op::Select {} => elementwise::select(self, arg(0), arg(1), arg(2), shape),
             Op::Cast { dtype } => elementwise::cast(self, arg(0), *dtype),
-            Op::Reduce { op, axes, keepdims } => reduce::reduce(self, *op, arg(0), axes, *keepdims, out.dtype, shape),
+            Op::Reduce { op, axes, .. } => {
+                reduce::reduce(self, *op, arg(0), axes, out.dtype, shape)
+            }
             Op::ArgReduce { op, axis, .. } => reduce::arg_reduce(self, *op, arg(0), *axis, shape),
             Op::MatMul {} => matmul::matmul(self, arg(0), arg(1), shape),
             Op::Reshape { .. } => movement::reshape(self, arg(0), shape),
@@ -534,15 +596,29 @@ impl CudaDevice {
             Op::Pad { pads, value } => movement::pad(self, arg(0), pads, *value, shape),
             Op::Gather { axis } => movement::gather(self, arg(0), arg(1), *axis, shape),
             Op::ScatterAdd { axis } => movement::scatter_add(self, arg(0), arg(1), arg(2), *axis),
-            Op::Conv2d { params } => conv::conv2d(self, conv::Which::Forward, arg(0), arg(1), params, shape),
-            Op::Conv2dBackwardInput { params, .. } => {
-                conv::conv2d(self, conv::Which::BackwardInput, arg(0), arg(1), params, shape)
+            Op::Conv2d { params } => {
+                conv::conv2d(self, conv::Which::Forward, arg(0), arg(1), params, shape)
             }
-            Op::Conv2dBackwardFilter { params, .. } => {
-                conv::conv2d(self, conv::Which::BackwardFilter, arg(0), arg(1), params, shape)
-            }
+            Op::Conv2dBackwardInput { params, .. } => conv::conv2d(
+                self,
+                conv::Which::BackwardInput,
+                arg(0),
+                arg(1),
+                params,
+                shape,
+            ),
+            Op::Conv2dBackwardFilter { params, .. } => conv::conv2d(
+                self,
+                conv::Which::BackwardFilter,
+                arg(0),
+                arg(1),
+                params,
+                shape,
+            ),
             Op::Pool2d { op, params } => conv::pool2d(self, *op, arg(0), params, shape),
-            Op::Pool2dBackward { op, params } => conv::pool2d_backward(self, *op, arg(0), arg(1), params),
+            Op::Pool2dBackward { op, params } => {
+                conv::pool2d_backward(self, *op, arg(0), arg(1), params)
+            }
             Op::Random { op, .. } => movement::random(self, *op, arg(0), shape, out.dtype),
             Op::Iota { axis, .. } => movement::iota(self, shape, *axis, out.dtype),
             Op::Full { value, .. } => movement::full(self, shape, out.dtype, *value),
@@ -651,13 +727,17 @@ impl Device for CudaDevice {
                 device: self.id(),
             });
         }
-        let buf = guarded(self.ordinal, || CudaBuffer::upload(&self.stream, self.ordinal, &data))?;
+        let buf = guarded(self.ordinal, || {
+            CudaBuffer::upload(&self.stream, self.ordinal, &data)
+        })?;
         Ok(Tensor::from_cuda(buf, dtype, shape))
     }
 
     fn download(&self, t: &Tensor) -> Result<HostBuffer, DeviceError> {
         let host = guarded(self.ordinal, || t.to_host())?.contiguous();
-        host.host().cloned().ok_or_else(|| self.err("download", "the copy did not reach the host"))
+        host.host()
+            .cloned()
+            .ok_or_else(|| self.err("download", "the copy did not reach the host"))
     }
 }
 
@@ -695,7 +775,10 @@ mod tests {
         assert_eq!(g.off[1], 5);
         assert_eq!(g.n, 24);
         let t = Geo::new(&[3, 1, 2], &[(&[1, 9, 3], 0)]).expect("fits");
-        assert_eq!((t.rank, &t.shape[..2], &t.st[0][..2]), (2, &[3, 2][..], &[1, 3][..]));
+        assert_eq!(
+            (t.rank, &t.shape[..2], &t.st[0][..2]),
+            (2, &[3, 2][..], &[1, 3][..])
+        );
     }
 
     #[test]

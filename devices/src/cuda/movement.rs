@@ -13,7 +13,12 @@ use crate::tensor::{Layout, contiguous_strides};
 use crate::{DeviceError, Tensor};
 
 /// Copies the elements of `src` (any layout) to `dst` at `dst_layout` (same shape).
-fn copy_into(dev: &CudaDevice, src: &Tensor, dst: &CudaBuffer, dst_layout: &Layout) -> Result<(), DeviceError> {
+fn copy_into(
+    dev: &CudaDevice,
+    src: &Tensor,
+    dst: &CudaBuffer,
+    dst_layout: &Layout,
+) -> Result<(), DeviceError> {
     let n = src.numel() as u64;
     if n == 0 {
         return Ok(());
@@ -21,7 +26,10 @@ fn copy_into(dev: &CudaDevice, src: &Tensor, dst: &CudaBuffer, dst_layout: &Layo
     let l = src.layout();
     let g = Geo::new(
         &l.shape,
-        &[(&l.strides, l.offset), (&dst_layout.strides, dst_layout.offset)],
+        &[
+            (&l.strides, l.offset),
+            (&dst_layout.strides, dst_layout.offset),
+        ],
     )
     .map_err(|m| dev.err("copy", m))?;
     let f = dev.function(Family::Movement, src.dtype(), "copy")?;
@@ -29,7 +37,11 @@ fn copy_into(dev: &CudaDevice, src: &Tensor, dst: &CudaBuffer, dst_layout: &Layo
         &f,
         "copy",
         n,
-        &[Arg::U64(dev.buf(src)?.ptr()), Arg::U64(dst.ptr()), Arg::Geo(g)],
+        &[
+            Arg::U64(dev.buf(src)?.ptr()),
+            Arg::U64(dst.ptr()),
+            Arg::Geo(g),
+        ],
     )
 }
 
@@ -41,8 +53,16 @@ pub(super) fn copy(dev: &CudaDevice, t: &Tensor) -> Result<Tensor, DeviceError> 
 }
 
 /// Reshape: a view of a contiguous tensor, else of a contiguous copy.
-pub(super) fn reshape(dev: &CudaDevice, x: &Tensor, shape: &[usize]) -> Result<Tensor, DeviceError> {
-    let base = if x.is_contiguous() { x.clone() } else { copy(dev, x)? };
+pub(super) fn reshape(
+    dev: &CudaDevice,
+    x: &Tensor,
+    shape: &[usize],
+) -> Result<Tensor, DeviceError> {
+    let base = if x.is_contiguous() {
+        x.clone()
+    } else {
+        copy(dev, x)?
+    };
     let offset = base.layout().offset;
     Ok(base.with_layout(Layout {
         shape: shape.iter().copied().collect(),
@@ -52,7 +72,13 @@ pub(super) fn reshape(dev: &CudaDevice, x: &Tensor, shape: &[usize]) -> Result<T
 }
 
 /// Fills a buffer of `n` elements with `value` (converted to `dt`).
-fn fill(dev: &CudaDevice, buf: &CudaBuffer, dt: DType, n: usize, value: f64) -> Result<(), DeviceError> {
+fn fill(
+    dev: &CudaDevice,
+    buf: &CudaBuffer,
+    dt: DType,
+    n: usize,
+    value: f64,
+) -> Result<(), DeviceError> {
     if n == 0 {
         return Ok(());
     }
@@ -61,12 +87,21 @@ fn fill(dev: &CudaDevice, buf: &CudaBuffer, dt: DType, n: usize, value: f64) -> 
         &f,
         "fill",
         n as u64,
-        &[Arg::U64(buf.ptr()), Arg::U64(n as u64), scalar_arg(dt, value)],
+        &[
+            Arg::U64(buf.ptr()),
+            Arg::U64(n as u64),
+            scalar_arg(dt, value),
+        ],
     )
 }
 
 /// Joins `inputs` along `axis`: each part is copied into its slab of the result.
-pub(super) fn concat(dev: &CudaDevice, inputs: &[&Tensor], axis: usize, shape: &[usize]) -> Result<Tensor, DeviceError> {
+pub(super) fn concat(
+    dev: &CudaDevice,
+    inputs: &[&Tensor],
+    axis: usize,
+    shape: &[usize],
+) -> Result<Tensor, DeviceError> {
     let dt = inputs[0].dtype();
     let out = dev.alloc("concat", dt, shape, false)?;
     let strides = contiguous_strides(shape);
@@ -111,7 +146,13 @@ pub(super) fn pad(
 
 /// The indices of `idx`, checked and made non-negative on the host (the CPU's errors), then
 /// uploaded as `i64`.
-fn indices(dev: &CudaDevice, op: &'static str, idx: &Tensor, axis: usize, size: usize) -> Result<(CudaBuffer, usize), DeviceError> {
+fn indices(
+    dev: &CudaDevice,
+    op: &'static str,
+    idx: &Tensor,
+    axis: usize,
+    size: usize,
+) -> Result<(CudaBuffer, usize), DeviceError> {
     let raw = read_i64(idx);
     let mut ids = Vec::with_capacity(raw.len());
     for i in raw {
@@ -140,7 +181,13 @@ fn around(shape: &[usize], axis: usize) -> (usize, usize, usize) {
 }
 
 /// NumPy's `take(x, idx, axis)`.
-pub(super) fn gather(dev: &CudaDevice, x: &Tensor, idx: &Tensor, axis: usize, shape: &[usize]) -> Result<Tensor, DeviceError> {
+pub(super) fn gather(
+    dev: &CudaDevice,
+    x: &Tensor,
+    idx: &Tensor,
+    axis: usize,
+    shape: &[usize],
+) -> Result<Tensor, DeviceError> {
     let (outer, size, inner) = around(x.shape(), axis);
     let (ids, nidx) = indices(dev, "gather", idx, axis, size)?;
     let xc = dev.dense(x)?;
@@ -167,7 +214,13 @@ pub(super) fn gather(dev: &CudaDevice, x: &Tensor, idx: &Tensor, axis: usize, sh
 }
 
 /// `x` with each slice of `upd` added at its index along `axis` (atomic adds).
-pub(super) fn scatter_add(dev: &CudaDevice, x: &Tensor, idx: &Tensor, upd: &Tensor, axis: usize) -> Result<Tensor, DeviceError> {
+pub(super) fn scatter_add(
+    dev: &CudaDevice,
+    x: &Tensor,
+    idx: &Tensor,
+    upd: &Tensor,
+    axis: usize,
+) -> Result<Tensor, DeviceError> {
     let (outer, size, inner) = around(x.shape(), axis);
     let (ids, nidx) = indices(dev, "scatter_add", idx, axis, size)?;
     let out = copy(dev, x)?;
@@ -194,7 +247,12 @@ pub(super) fn scatter_add(dev: &CudaDevice, x: &Tensor, idx: &Tensor, upd: &Tens
 }
 
 /// Each element is its index along `axis`.
-pub(super) fn iota(dev: &CudaDevice, shape: &[usize], axis: usize, dt: DType) -> Result<Tensor, DeviceError> {
+pub(super) fn iota(
+    dev: &CudaDevice,
+    shape: &[usize],
+    axis: usize,
+    dt: DType,
+) -> Result<Tensor, DeviceError> {
     let out = dev.alloc("iota", dt, shape, false)?;
     let n: usize = shape.iter().product();
     if n > 0 {
@@ -216,7 +274,12 @@ pub(super) fn iota(dev: &CudaDevice, shape: &[usize], axis: usize, dt: DType) ->
 }
 
 /// Every element `value` converted to `dt`.
-pub(super) fn full(dev: &CudaDevice, shape: &[usize], dt: DType, value: f64) -> Result<Tensor, DeviceError> {
+pub(super) fn full(
+    dev: &CudaDevice,
+    shape: &[usize],
+    dt: DType,
+    value: f64,
+) -> Result<Tensor, DeviceError> {
     let out = dev.alloc("full", dt, shape, false)?;
     fill(dev, &out, dt, shape.iter().product(), value)?;
     Ok(Tensor::from_cuda(out, dt, shape))
@@ -224,7 +287,13 @@ pub(super) fn full(dev: &CudaDevice, shape: &[usize], dt: DType, value: f64) -> 
 
 /// Random numbers under `key = [seed, offset]` (read from the device: two elements), the
 /// same stream as the CPU's (`cpu::rng`).
-pub(super) fn random(dev: &CudaDevice, op: RandomOp, key: &Tensor, shape: &[usize], dt: DType) -> Result<Tensor, DeviceError> {
+pub(super) fn random(
+    dev: &CudaDevice,
+    op: RandomOp,
+    key: &Tensor,
+    shape: &[usize],
+    dt: DType,
+) -> Result<Tensor, DeviceError> {
     let k = read_i64(key);
     let (seed, offset) = (
         k.first().copied().unwrap_or(0) as u64,

@@ -21,7 +21,10 @@ fn split(x: &Tensor, axes: &[usize]) -> Result<(Geo, Geo), String> {
             kst.push(st);
         }
     }
-    Ok((Geo::new(&ks, &[(&kst, l.offset)])?, Geo::new(&rs, &[(&rst, 0)])?))
+    Ok((
+        Geo::new(&ks, &[(&kst, l.offset)])?,
+        Geo::new(&rs, &[(&rst, 0)])?,
+    ))
 }
 
 /// Reduction of `x` over `axes`; `shape` is the result's (with or without kept dims: the
@@ -31,14 +34,13 @@ pub(super) fn reduce(
     op: ReduceOp,
     x: &Tensor,
     axes: &[usize],
-    keepdims: bool,
     out_dtype: DType,
     shape: &[usize],
 ) -> Result<Tensor, DeviceError> {
     // As on the CPU: bools are counted (sum, prod) or any/all-ed (max, min) in i64.
     if x.dtype() == DType::Bool {
         let wide = cast(dev, x, DType::I64)?;
-        let r = reduce(dev, op, &wide, axes, keepdims, DType::I64, shape)?;
+        let r = reduce(dev, op, &wide, axes, DType::I64, shape)?;
         return if out_dtype == DType::Bool {
             cast(dev, &r, DType::Bool)
         } else {

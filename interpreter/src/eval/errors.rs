@@ -274,7 +274,9 @@ pub(crate) fn mixed_devices(
     Flow::error(
         Diagnostic::error(
             "E0907",
-            format!("`{op}` has operands on two devices: operand {i} is on {a}, operand {j} on {b}"),
+            format!(
+                "`{op}` has operands on two devices: operand {i} is on {a}, operand {j} on {b}"
+            ),
             span,
         )
         .with_primary_label("operands on different devices")

@@ -171,14 +171,15 @@ impl<'s> Eval<'s> {
     /// (`builtins::grad`): this is the one place where eager differentiation hooks in.
     pub fn exec(&self, op: &Op, inputs: &[&Tensor], span: Span) -> R<Tensor> {
         let (device, moved) = self.placement(op, inputs, span)?;
-        let inputs: Vec<&Tensor> = match &moved {
+        let placed: Vec<&Tensor> = match &moved {
             Some(m) => m.iter().collect(),
             None => inputs.to_vec(),
         };
-        let inputs = &inputs[..];
         let out = device
-            .exec(op, inputs)
+            .exec(op, &placed)
             .map_err(|e| self.device_error(e, span))?;
+        // Gradient traces see the operands as given (a host operand copied to the device is
+        // the same value to them, under its own identity).
         if self.st.traces.any() {
             builtins::grad::on_exec(self, op, inputs, &out, span)?;
         }
@@ -186,6 +187,8 @@ impl<'s> Eval<'s> {
     }
 
     /// Where `op` runs and, when some operands had to move there, the operands moved.
+    ///
+    /// (The result type is [`Placement`].)
     ///
     /// An operation runs on the device of its operands that are not on the host, or on the
     /// session's device when all are on the host. Host operands join it there: always when
@@ -198,7 +201,7 @@ impl<'s> Eval<'s> {
         op: &Op,
         inputs: &[&Tensor],
         span: Span,
-    ) -> R<(std::sync::Arc<dyn devices::Device>, Option<Vec<Tensor>>)> {
+    ) -> R<Placement> {
         use devices::DeviceId;
         let session = self.st.device.id();
         let mut target: Option<(usize, DeviceId)> = None;
@@ -1376,3 +1379,5 @@ fn annotation_text(te: &TypeExpr) -> String {
     }
 }
 
+/// The device an operation runs on, and its operands moved there when some had to move.
+type Placement = (Arc<dyn Device>, Option<Vec<Tensor>>);
