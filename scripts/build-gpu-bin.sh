@@ -23,7 +23,7 @@ for line in sys.stdin:
         print(m["target"]["name"], m["target"]["kind"][0], m["executable"])
 ' | while read -r name kind exe; do
     case "$kind" in
-      lib) cp "$exe" "$out/devices-lib" ;;
+      lib) cp "$exe" "$out/$name-lib" ;;
       *) cp "$exe" "$out/$name" ;;
     esac
   done

@@ -274,9 +274,17 @@ fn families_are_the_tables() {
 #[test]
 fn programs_run_on_cuda() {
     let Some(dev) = gpu() else { return };
-    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("run");
+    // From the repository root (as scripts/gpu-check.sh runs the prebuilt binary on another
+    // machine), else from this crate's folder (as `cargo test` runs it).
+    let dir = [
+        std::path::PathBuf::from("tests/run"),
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("run"),
+    ]
+    .into_iter()
+    .find(|d| d.is_dir())
+    .expect("tests/run, from the repository root or the tests crate");
     let mut files: Vec<_> = std::fs::read_dir(&dir)
-        .expect("tests/run")
+        .expect("tests/run is readable")
         .filter_map(|e| e.ok().map(|e| e.path()))
         .filter(|p| {
             p.extension().is_some_and(|x| x == "ms")

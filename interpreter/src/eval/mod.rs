@@ -196,12 +196,7 @@ impl<'s> Eval<'s> {
     /// host), and otherwise only scalars (`x * 2` with `x` moved to a GPU). Operands on two
     /// different GPUs, or a host tensor beside a tensor moved to a GPU, are an error that
     /// names both devices.
-    fn placement(
-        &self,
-        op: &Op,
-        inputs: &[&Tensor],
-        span: Span,
-    ) -> R<Placement> {
+    fn placement(&self, op: &Op, inputs: &[&Tensor], span: Span) -> R<Placement> {
         use devices::DeviceId;
         let session = self.st.device.id();
         let mut target: Option<(usize, DeviceId)> = None;
