@@ -89,4 +89,15 @@ pub enum DeviceError {
     /// The requested device backend is not available.
     #[error("{0}")]
     Unavailable(String),
+    /// A device's runtime failed (a driver, compiler or library error, or a primitive the
+    /// backend does not run yet); the message says which and why.
+    #[error("{op} on {device}: {message}")]
+    Backend {
+        /// The operation.
+        op: &'static str,
+        /// The device.
+        device: DeviceId,
+        /// What went wrong.
+        message: String,
+    },
 }

@@ -16,6 +16,10 @@
 pub mod buffer;
 pub mod cancel;
 pub mod cpu;
+#[cfg(feature = "cuda")]
+pub mod cuda;
+#[cfg(not(feature = "cuda"))]
+#[path = "cuda_stub.rs"]
 pub mod cuda;
 pub mod device;
 pub mod error;

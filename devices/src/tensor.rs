@@ -91,6 +91,9 @@ impl std::hash::Hash for TensorId {
 pub(crate) enum Storage {
     /// Host memory (the CPU device).
     Host(HostBuffer),
+    /// Memory of a CUDA device, with the stream that orders its uses.
+    #[cfg(feature = "cuda")]
+    Cuda(crate::cuda::CudaBuffer),
 }
 
 /// A tensor: shared immutable storage, a strided [`Layout`], a dtype and a device.
@@ -228,6 +231,72 @@ impl Tensor {
     pub(crate) fn host(&self) -> Option<&HostBuffer> {
         match &*self.storage {
             Storage::Host(b) => Some(b),
+            #[cfg(feature = "cuda")]
+            Storage::Cuda(_) => None,
+        }
+    }
+
+    /// The device buffer of a CUDA tensor.
+    #[cfg(feature = "cuda")]
+    pub(crate) fn cuda(&self) -> Option<&crate::cuda::CudaBuffer> {
+        match &*self.storage {
+            Storage::Host(_) => None,
+            Storage::Cuda(b) => Some(b),
+        }
+    }
+
+    /// A tensor over a CUDA buffer with a C-order layout of `shape`.
+    #[cfg(feature = "cuda")]
+    pub(crate) fn from_cuda(buf: crate::cuda::CudaBuffer, dtype: DType, shape: &[usize]) -> Tensor {
+        Tensor {
+            device: DeviceId::Cuda(buf.ordinal),
+            storage: Arc::new(Storage::Cuda(buf)),
+            layout: Arc::new(Layout::contiguous(shape)),
+            dtype,
+        }
+    }
+
+    /// The same elements in host memory: the tensor itself when it is on the host, else the
+    /// part of its device buffer that its layout reaches, copied out (the layout is kept, so
+    /// views stay views). This is how code outside the devices (printing, reading a scalar)
+    /// reads a tensor wherever it lives.
+    pub fn to_host(&self) -> Result<Tensor, DeviceError> {
+        match &*self.storage {
+            Storage::Host(_) => Ok(self.clone()),
+            #[cfg(feature = "cuda")]
+            Storage::Cuda(b) => {
+                let l = &self.layout;
+                if l.numel() == 0 {
+                    let data = b.download_range(0, 0)?;
+                    return Ok(Tensor {
+                        storage: Arc::new(Storage::Host(data)),
+                        layout: self.layout.clone(),
+                        dtype: self.dtype,
+                        device: DeviceId::Cpu,
+                    });
+                }
+                // The lowest and highest buffer positions the layout reaches.
+                let (mut lo, mut hi) = (l.offset as isize, l.offset as isize);
+                for (&d, &s) in l.shape.iter().zip(&l.strides) {
+                    let reach = s * (d as isize - 1);
+                    if reach < 0 {
+                        lo += reach;
+                    } else {
+                        hi += reach;
+                    }
+                }
+                let data = b.download_range(lo.max(0) as usize, hi.max(0) as usize + 1)?;
+                Ok(Tensor {
+                    storage: Arc::new(Storage::Host(data)),
+                    layout: Arc::new(Layout {
+                        shape: l.shape.clone(),
+                        strides: l.strides.clone(),
+                        offset: (l.offset as isize - lo.max(0)) as usize,
+                    }),
+                    dtype: self.dtype,
+                    device: DeviceId::Cpu,
+                })
+            }
         }
     }
 
@@ -288,6 +357,10 @@ impl Tensor {
 
     /// The elements in C order, copied out. `None` if the tensor is not host memory of `T`.
     pub fn to_vec<T: Elem>(&self) -> Option<Vec<T>> {
+        if self.host().is_none() {
+            // A device tensor is copied out first (one transfer of the part it reaches).
+            return self.to_host().ok()?.to_vec();
+        }
         if let Some(s) = self.as_slice::<T>() {
             return Some(s.to_vec());
         }
@@ -323,8 +396,13 @@ impl Tensor {
     }
 
     /// A contiguous tensor with the same elements: `self` when already contiguous and
-    /// starting the buffer, a copy otherwise.
+    /// starting the buffer, a copy otherwise. (The CUDA device makes its operands contiguous
+    /// on the GPU itself; a CUDA tensor reaching this function is copied through the host.)
     pub fn contiguous(&self) -> Tensor {
+        #[cfg(feature = "cuda")]
+        if let Some(b) = self.cuda() {
+            return crate::cuda::contiguous_through_host(self, b).unwrap_or_else(|_| self.clone());
+        }
         if self.is_contiguous()
             && self.layout.offset == 0
             && self.host().is_some_and(|b| b.len() == self.numel())
@@ -403,7 +481,7 @@ impl Tensor {
         })
     }
 
-    fn with_layout(&self, layout: Layout) -> Tensor {
+    pub(crate) fn with_layout(&self, layout: Layout) -> Tensor {
         Tensor {
             storage: Arc::clone(&self.storage),
             layout: Arc::new(layout),

@@ -31,6 +31,7 @@ Examples:
   ms train.ms --epochs 5        words after the script are its own (read with `arg`)
   ms --seed 7 --threads 4 train.ms
                                 ms's flags go before the script
+  ms --device cuda train.ms     run on the first NVIDIA GPU (cuda:N for another)
   ms check model.ms             parse and type-check without running
   ms explain E0301              what a diagnostic code means (`ms explain` lists them)
   ms demo --epochs 5            train a perceptron on the UCI digits, straight on the CPU
@@ -55,6 +56,9 @@ pub struct Cli {
     /// Seed of the random stream (`seed(n)` in a program changes it) [default: 0]
     #[arg(long, global = true, value_name = "N", allow_negative_numbers = true)]
     pub seed: Option<i64>,
+    /// The device every operation runs on: cpu, cuda or cuda:N [default: cpu]
+    #[arg(long, global = true, value_name = "NAME")]
+    pub device: Option<String>,
     /// What to do; without one, the REPL.
     #[command(subcommand)]
     pub command: Option<Cmd>,
@@ -243,20 +247,28 @@ impl Cli {
                 .map_err(|e| CliError::usage(format!("cannot start {n} threads: {e}")))?;
         }
         let seed = self.seed.unwrap_or(0);
+        let device = open_device(self.device.as_deref())?;
+        let with_device = |o: crate::Options| match &device {
+            Some(d) => crate::Options {
+                device: d.clone(),
+                ..o
+            },
+            None => o,
+        };
         match self.command {
             None => {
                 install_interrupt_handler();
-                Ok(crate::repl::run_with(crate::Options {
+                Ok(crate::repl::run_with(with_device(crate::Options {
                     seed,
                     ..crate::Options::default()
-                }))
+                })))
             }
             Some(Cmd::Run { words }) => {
                 let (file, args) = words.split_first().ok_or_else(|| {
                     CliError::usage("`ms run` needs a FILE.ms")
                         .with_help("ms run FILE.ms [ARGS]...")
                 })?;
-                run_file(&script_options(file, args, seed))
+                run_file(&with_device(script_options(file, args, seed)))
             }
             Some(Cmd::Script(words)) => {
                 let (word, args) = words
@@ -268,7 +280,7 @@ impl Cli {
                          .ms (`ms --help` shows them all)",
                     ));
                 }
-                run_file(&script_options(word, args, seed))
+                run_file(&with_device(script_options(word, args, seed)))
             }
             Some(Cmd::Check { file }) => check_file(&file),
             Some(Cmd::Explain { code }) => explain(code.as_deref()),
@@ -283,6 +295,27 @@ impl Cli {
             ),
         }
     }
+}
+
+/// The device `--device NAME` asks for (`None`: the default, the CPU). A CUDA device that
+/// cannot be used is an error of the command line that says why.
+fn open_device(name: Option<&str>) -> Result<Option<Arc<dyn devices::Device>>, CliError> {
+    let Some(name) = name else { return Ok(None) };
+    let bad = || {
+        CliError::usage(format!("`{name}` is not a device"))
+            .with_help("--device takes cpu, cuda or cuda:N")
+    };
+    let ordinal = match name.trim() {
+        "cpu" | "cpu:0" => return Ok(None),
+        "cuda" => 0,
+        other => other
+            .strip_prefix("cuda:")
+            .and_then(|n| n.parse::<u32>().ok())
+            .ok_or_else(bad)?,
+    };
+    devices::cuda::open(ordinal)
+        .map(Some)
+        .map_err(|e| CliError::usage(e.to_string()).with_help("`ms --device cpu` runs on the CPU"))
 }
 
 /// A word after `ms` that is not a command names a script when it ends in `.ms`, has a

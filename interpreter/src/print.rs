@@ -85,6 +85,14 @@ pub fn format_tensor(t: &Tensor) -> String {
 /// The text of a tensor with the given options (see the module documentation for the
 /// form).
 pub fn format_tensor_with(t: &Tensor, opts: &PrintOptions) -> String {
+    // A tensor on a GPU is copied out (the part its layout reaches) and shown from there.
+    let host;
+    let t = if t.device() == devices::DeviceId::Cpu {
+        t
+    } else {
+        host = t.to_host().ok();
+        host.as_ref().unwrap_or(t)
+    };
     let shape = t.shape();
     let mut out = String::new();
     out.push_str(t.dtype().name());

@@ -264,6 +264,26 @@ pub(crate) fn no_value(name: &str, span: Span) -> Flow {
     )
 }
 
+/// E0907: an operation whose operands live on two different devices.
+pub(crate) fn mixed_devices(
+    op: &str,
+    (i, a): (usize, devices::DeviceId),
+    (j, b): (usize, devices::DeviceId),
+    span: Span,
+) -> Flow {
+    Flow::error(
+        Diagnostic::error(
+            "E0907",
+            format!(
+                "`{op}` has operands on two devices: operand {i} is on {a}, operand {j} on {b}"
+            ),
+            span,
+        )
+        .with_primary_label("operands on different devices")
+        .with_hint(format!("move one of them first, e.g. `to(x, \"{a}\")`")),
+    )
+}
+
 /// E0999: something the evaluator did not expect.
 pub(crate) fn internal(message: &str, span: Span) -> Flow {
     Flow::error(

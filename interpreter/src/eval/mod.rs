@@ -183,11 +183,104 @@ impl<'s> Eval<'s> {
         span: Span,
         on_error: impl FnOnce(DeviceError) -> Flow,
     ) -> R<Tensor> {
-        let out = self.st.device.exec(op, inputs).map_err(on_error)?;
+        // The usual case, every operand on the session's device, costs no placement.
+        let session = self.st.device.id();
+        let out = if inputs.iter().all(|t| t.device() == session) {
+            self.st.device.exec(op, inputs)
+        } else {
+            let (device, moved) = self.placement(op, inputs, span)?;
+            match &moved {
+                Some(m) => device.exec(op, &m.iter().collect::<Vec<_>>()),
+                None => device.exec(op, inputs),
+            }
+        }
+        .map_err(on_error)?;
+        // Gradient traces see the operands as given (a host operand copied to the device is
+        // the same value to them, under its own identity).
         if self.st.traces.any() {
             builtins::grad::on_exec(self, op, inputs, &out, span)?;
         }
         Ok(out)
+    }
+
+    /// Where `op` runs and, when some operands had to move there, the operands moved.
+    ///
+    /// (The result type is [`Placement`].)
+    ///
+    /// An operation runs on the device of its operands that are not on the host, or on the
+    /// session's device when all are on the host. Host operands join it there: always when
+    /// that is the session's device (the evaluator makes literals and loaded data on the
+    /// host), and otherwise only scalars (`x * 2` with `x` moved to a GPU). Operands on two
+    /// different GPUs, or a host tensor beside a tensor moved to a GPU, are an error that
+    /// names both devices.
+    fn placement(&self, op: &Op, inputs: &[&Tensor], span: Span) -> R<Placement> {
+        use devices::DeviceId;
+        let session = self.st.device.id();
+        let mut target: Option<(usize, DeviceId)> = None;
+        for (i, t) in inputs.iter().enumerate() {
+            let d = t.device();
+            if d == DeviceId::Cpu {
+                continue;
+            }
+            match target {
+                Some((j, other)) if other != d => {
+                    return Err(errors::mixed_devices(op.name(), (j, other), (i, d), span));
+                }
+                _ => target = Some((i, d)),
+            }
+        }
+        let Some((first, target)) = target.filter(|(_, d)| *d != session) else {
+            if session == DeviceId::Cpu || inputs.iter().all(|t| t.device() == session) {
+                return Ok((self.st.device.clone(), None));
+            }
+            let moved = self.upload_all(&self.st.device, inputs, span)?;
+            return Ok((self.st.device.clone(), Some(moved)));
+        };
+        let DeviceId::Cuda(n) = target else {
+            return Ok((self.st.device.clone(), None));
+        };
+        let device = devices::cuda::open(n).map_err(|e| self.device_error(e, span))?;
+        if let Some((i, t)) = inputs
+            .iter()
+            .enumerate()
+            .find(|(_, t)| t.device() != target && t.rank() > 0)
+        {
+            return Err(errors::mixed_devices(
+                op.name(),
+                (first, target),
+                (i, t.device()),
+                span,
+            ));
+        }
+        if inputs.iter().all(|t| t.device() == target) {
+            return Ok((device, None));
+        }
+        let moved = self.upload_all(&device, inputs, span)?;
+        Ok((device, Some(moved)))
+    }
+
+    /// The operands on `device`, copying those that are elsewhere through the host.
+    fn upload_all(
+        &self,
+        device: &std::sync::Arc<dyn devices::Device>,
+        inputs: &[&Tensor],
+        span: Span,
+    ) -> R<Vec<Tensor>> {
+        inputs
+            .iter()
+            .map(|t| {
+                if t.device() == device.id() {
+                    return Ok((*t).clone());
+                }
+                let host = t.to_host().map_err(|e| self.device_error(e, span))?;
+                let data = devices::CpuDevice::new()
+                    .download(&host)
+                    .map_err(|e| self.device_error(e, span))?;
+                device
+                    .upload(data, t.shape())
+                    .map_err(|e| self.device_error(e, span))
+            })
+            .collect()
     }
 
     /// A device error as a runtime diagnostic at `span`.
@@ -1321,3 +1414,6 @@ fn annotation_text(te: &TypeExpr) -> String {
         _ => "another type".into(),
     }
 }
+
+/// The device an operation runs on, and its operands moved there when some had to move.
+type Placement = (Arc<dyn Device>, Option<Vec<Tensor>>);

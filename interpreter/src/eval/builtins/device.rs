@@ -1,9 +1,9 @@
 //! The device builtins (`device devices to`; LANGUAGE.md §8).
 //!
-//! This build computes on the CPU only: `to(x, "cpu")` works (a copy through the host for
-//! a tensor that lives elsewhere, nothing for one already there), and a CUDA device name
-//! is an error that says why it is not available (`devices::cuda::open`), never a silent
-//! fall back to the CPU. `shard` is the auto-parallel issue's and stays unavailable.
+//! `to(x, "cpu")` and `to(x, "cuda:N")` copy through the host (nothing for a tensor already
+//! there). Where CUDA cannot be used, a CUDA device name is an error that says why
+//! (`devices::cuda::open`), never a silent fall back to the CPU. `shard` is the
+//! auto-parallel issue's and stays unavailable.
 
 use std::sync::Arc;
 
@@ -40,14 +40,9 @@ fn open(ev: &Eval<'_>, id: DeviceId, span: Span) -> R<Arc<dyn Device>> {
     }
     match id {
         DeviceId::Cpu => Ok(Arc::new(CpuDevice::new())),
-        DeviceId::Cuda(n) => match devices::cuda::open(n) {
-            Ok(never) => match never {},
-            // The error names the device and why it is missing.
-            Err(e) => Err(errors::bad_value(
-                format!("cannot move a value to {e}"),
-                span,
-            )),
-        },
+        // The error names the device and why it is missing.
+        DeviceId::Cuda(n) => devices::cuda::open(n)
+            .map_err(|e| errors::bad_value(format!("cannot move a value: {e}"), span)),
     }
 }
 
@@ -89,22 +84,11 @@ fn move_tensor(ev: &Eval<'_>, dev: &Arc<dyn Device>, t: &Tensor, span: Span) -> 
     if t.device() == dev.id() {
         return Ok(t.clone());
     }
-    if t.device() != ev.st.device.id() {
-        return Err(errors::internal(
-            &format!(
-                "a tensor on {} is neither on the session's device nor on {}",
-                t.device(),
-                dev.id()
-            ),
-            span,
-        ));
-    }
-    let host = ev
-        .st
-        .device
-        .download(t)
+    let host = t.to_host().map_err(|e| ev.device_error(e, span))?;
+    let data = CpuDevice::new()
+        .download(&host)
         .map_err(|e| ev.device_error(e, span))?;
-    dev.upload(host, t.shape())
+    dev.upload(data, t.shape())
         .map_err(|e| ev.device_error(e, span))
 }
 
@@ -124,12 +108,20 @@ pub(super) fn device(ev: &mut Eval<'_>, c: &Call) -> R<Value> {
     Ok(Value::Str(id.to_string().into()))
 }
 
-/// `devices()`: the devices present, the session's first; always the CPU.
+/// `devices()`: the devices present, the session's first; always the CPU, then the CUDA
+/// devices this machine has.
 pub(super) fn devices(ev: &mut Eval<'_>, _c: &Call) -> R<Value> {
-    let mut names = vec![Value::Str(ev.st.device.id().to_string().into())];
-    if ev.st.device.id() != DeviceId::Cpu {
-        names.push(Value::Str(DeviceId::Cpu.to_string().into()));
+    let session = ev.st.device.id();
+    let mut ids = vec![session];
+    for id in std::iter::once(DeviceId::Cpu).chain(devices::cuda::devices()) {
+        if !ids.contains(&id) {
+            ids.push(id);
+        }
     }
+    let names = ids
+        .into_iter()
+        .map(|id| Value::Str(id.to_string().into()))
+        .collect::<Vec<_>>();
     Ok(Value::Tuple(names.into()))
 }
 

@@ -1,0 +1,55 @@
+#!/usr/bin/env bash
+# The GPU check: run from the repository root on a GPU machine with the prebuilt binaries
+# of scripts/build-gpu-bin.sh in gpu-bin/. It shows the GPU and where the CUDA libraries
+# are, then runs the CUDA tests (every conformance case against the CPU, kernel
+# compilation, the tests/run programs on cuda) and the samples with --device cuda. Logs go
+# to gpu-logs/, and all of them together to $OUT/gpu-check.log when $OUT is set (the device
+# tool brings back only a few files). Each step prints its status; the summary is last.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+logs=gpu-logs
+mkdir -p "$logs"
+summary=()
+step() { # name, command...
+  local name="$1"; shift
+  local t0=$SECONDS
+  echo "=== $name: $*"
+  "$@" >"$logs/$name.log" 2>&1
+  local rc=$?
+  tail -n 60 "$logs/$name.log"
+  summary+=("$(printf '%-28s rc=%-3s %4ss' "$name" "$rc" "$((SECONDS - t0))")")
+}
+
+echo "=== GPU"
+nvidia-smi -L 2>&1 || echo "nvidia-smi not found"
+nvidia-smi --query-gpu=name,driver_version,memory.total,memory.used --format=csv 2>&1 | head -5
+echo "=== CUDA libraries (ldconfig)"
+ldconfig -p 2>/dev/null | grep -E 'libcuda\.so|libnvrtc\.so|libcublas\.so' || echo "none in the ldconfig cache"
+echo "=== CUDA libraries (files under /usr /opt)"
+found=$(find /usr /opt \( -name 'libnvrtc.so*' -o -name 'libcublas.so*' -o -name 'libcuda.so*' \) 2>/dev/null | sort)
+echo "${found:-none found}"
+dirs=$(printf '%s\n' "$found" | xargs -r -n1 dirname | sort -u | paste -sd: -)
+export LD_LIBRARY_PATH="${dirs}${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+echo "LD_LIBRARY_PATH=$LD_LIBRARY_PATH"
+python3 -c 'import torch; print("torch", torch.__version__, "cuda", torch.version.cuda)' 2>/dev/null || true
+
+# Each kernel is waited for and checked, so a failing kernel is named in the error.
+export MS_CUDA_SYNC=1
+step devices-unit gpu-bin/devices-lib --test-threads=1 cuda
+step cuda-kernels-compile gpu-bin/cuda --test-threads=1 --nocapture kernels_compile
+step cuda-conformance gpu-bin/cuda --test-threads=1 --nocapture --skip programs_run_on_cuda --skip kernels_compile
+step cuda-programs gpu-bin/cuda --test-threads=1 --nocapture programs_run_on_cuda
+unset MS_CUDA_SYNC
+for s in mlp_digits knn_digits; do
+  step "cpu-$s" bash -c "time gpu-bin/ms samples/$s.ms"
+  step "cuda-$s" bash -c "time gpu-bin/ms --device cuda samples/$s.ms"
+done
+
+echo "=== summary"
+printf '%s\n' "${summary[@]}" | tee "$logs/summary.txt"
+if [ -n "${OUT:-}" ]; then
+  for f in "$logs"/*.log "$logs/summary.txt"; do
+    echo "##### $f"
+    cat "$f"
+  done >"$OUT/gpu-check.log"
+fi
