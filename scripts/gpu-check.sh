@@ -39,11 +39,15 @@ step devices-unit gpu-bin/devices-lib --test-threads=1 cuda
 step cuda-kernels-compile gpu-bin/cuda --test-threads=1 --nocapture kernels_compile
 step cuda-conformance gpu-bin/cuda --test-threads=1 --nocapture --skip programs_run_on_cuda --skip kernels_compile
 step cuda-programs gpu-bin/cuda --test-threads=1 --nocapture programs_run_on_cuda
+step cuda-grad-f32 gpu-bin/grad_f32 --test-threads=1 --nocapture
 unset MS_CUDA_SYNC
 for s in mlp_digits knn_digits; do
   step "cpu-$s" bash -c "time gpu-bin/ms samples/$s.ms"
   step "cuda-$s" bash -c "time gpu-bin/ms --device cuda samples/$s.ms"
 done
+
+step cuda-matmul-gflops gpu-bin/ms --device cuda bench/device_matmul.ms
+step cuda-mlp-step gpu-bin/ms --device cuda bench/mlp_step.ms --epochs 4
 
 echo "=== summary"
 printf '%s\n' "${summary[@]}" | tee "$logs/summary.txt"

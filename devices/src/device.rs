@@ -45,4 +45,11 @@ pub trait Device: Send + Sync + fmt::Debug {
 
     /// Copies a tensor out to host memory in C order.
     fn download(&self, t: &Tensor) -> Result<HostBuffer, DeviceError>;
+
+    /// Waits until the work queued on this device has finished: what a timer must do
+    /// before reading the clock, since a GPU runs kernels after `exec` has returned. An
+    /// error is a kernel that failed. Devices that compute before returning need nothing.
+    fn synchronize(&self) -> Result<(), DeviceError> {
+        Ok(())
+    }
 }

@@ -102,9 +102,26 @@ pub fn open(ordinal: u32) -> Result<Arc<dyn Device>, DeviceError> {
     open_cuda(ordinal).map(|d| d as Arc<dyn Device>)
 }
 
+/// The CUDA devices this process has opened, by ordinal.
+static OPEN: OnceLock<Mutex<HashMap<u32, Arc<CudaDevice>>>> = OnceLock::new();
+
+/// Waits for the queued work of every CUDA device this process has opened (`time()` calls
+/// it, so that a timing covers finished kernels).
+pub fn synchronize_all() -> Result<(), DeviceError> {
+    let Some(table) = OPEN.get() else {
+        return Ok(());
+    };
+    let devs: Vec<Arc<CudaDevice>> = table
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .values()
+        .cloned()
+        .collect();
+    devs.iter().try_for_each(|d| d.synchronize())
+}
+
 /// [`open`], typed.
 pub fn open_cuda(ordinal: u32) -> Result<Arc<CudaDevice>, DeviceError> {
-    static OPEN: OnceLock<Mutex<HashMap<u32, Arc<CudaDevice>>>> = OnceLock::new();
     let table = OPEN.get_or_init(Default::default);
     let mut table = table.lock().unwrap_or_else(|p| p.into_inner());
     if let Some(d) = table.get(&ordinal) {
@@ -655,6 +672,12 @@ fn arch_name(major: i32, minor: i32) -> Option<&'static str> {
 impl Device for CudaDevice {
     fn id(&self) -> DeviceId {
         DeviceId::Cuda(self.ordinal)
+    }
+
+    fn synchronize(&self) -> Result<(), DeviceError> {
+        self.stream
+            .synchronize()
+            .map_err(|e| self.err("synchronize", format!("a queued kernel failed: {e:?}")))
     }
 
     fn supports(&self, dtype: DType) -> bool {

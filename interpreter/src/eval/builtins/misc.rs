@@ -158,8 +158,15 @@ pub(super) fn dtype(_: &mut Eval<'_>, c: &Call) -> R<Value> {
     Ok(Value::Str(Arc::from(c.tensor(0)?.dtype.name())))
 }
 
-/// `time()`: wall-clock seconds since the Unix epoch, as an `f64` scalar.
-pub(super) fn time(_: &mut Eval<'_>, _: &Call) -> R<Value> {
+/// `time()`: wall-clock seconds since the Unix epoch, as an `f64` scalar, read after the
+/// work queued on every device has finished (LANGUAGE.md §10), so that the difference of
+/// two readings times finished work on a GPU too.
+pub(super) fn time(ev: &mut Eval<'_>, c: &Call) -> R<Value> {
+    ev.st
+        .device
+        .synchronize()
+        .and_then(|()| devices::cuda::synchronize_all())
+        .map_err(|e| ev.device_error(e, c.span))?;
     let secs = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0.0, |d| d.as_secs_f64());

@@ -1,0 +1,50 @@
+#!/usr/bin/env python3
+"""PyTorch on the GPU, the peer of bench/device_matmul.ms and bench/mlp_step.ms run with
+`--device cuda`: f32 GFLOP/s of square products (TF32 off, as MindScript's f32 products
+are full f32) and one eager SGD step of the 64-128-128-10 MLP at batch 64 (µs, median of
+the steps after a warm-up). Prints the same lines as the MindScript scripts."""
+import time
+
+import torch
+
+torch.backends.cuda.matmul.allow_tf32 = False
+dev = torch.device("cuda")
+for n in [256, 1024, 4096]:
+    a = torch.randn(n, n, device=dev)
+    b = torch.randn(n, n, device=dev)
+    c = a @ b
+    best = float("inf")
+    for _ in range(5):
+        torch.cuda.synchronize()
+        t0 = time.perf_counter()
+        for _ in range(10):
+            c = a @ b
+        torch.cuda.synchronize()
+        best = min(best, (time.perf_counter() - t0) / 10)
+    print(n, 2.0 * n**3 / best / 1e9)
+
+x = torch.rand(1437, 64, device=dev)
+y = torch.randint(0, 10, (1437,), device=dev)
+ps = []
+for i, o in [(64, 128), (128, 128), (128, 10)]:
+    bound = 1.0 / i**0.5
+    ps.append(((torch.rand(i, o, device=dev) * 2 - 1) * bound).requires_grad_())
+    ps.append(((torch.rand(o, device=dev) * 2 - 1) * bound).requires_grad_())
+opt = torch.optim.SGD(ps, lr=0.1)
+times = []
+for step in range(200):
+    idx = torch.randint(0, 1437, (64,), device=dev)
+    torch.cuda.synchronize()
+    t0 = time.perf_counter()
+    opt.zero_grad(set_to_none=True)
+    h = x[idx]
+    for j in range(3):
+        h = h @ ps[2 * j] + ps[2 * j + 1]
+        if j < 2:
+            h = torch.relu(h)
+    torch.nn.functional.cross_entropy(h, y[idx]).backward()
+    opt.step()
+    torch.cuda.synchronize()
+    times.append((time.perf_counter() - t0) * 1e6)
+times = sorted(times[20:])
+print("us/step", times[len(times) // 2])
