@@ -278,6 +278,17 @@ pub trait Emit {
         let axes: Vec<usize> = (0..from.len())
             .filter(|&i| i < lead || (dims[i - lead] == 1 && from[i] != 1))
             .collect();
+        // Only leading axes added by broadcasting: one sum without kept dims lands on `dims`.
+        if axes.iter().all(|&i| i < lead) {
+            return self.emit(
+                &Op::Reduce {
+                    op: ReduceOp::Sum,
+                    axes,
+                    keepdims: false,
+                },
+                &[x],
+            );
+        }
         let summed = self.emit(
             &Op::Reduce {
                 op: ReduceOp::Sum,
