@@ -27,8 +27,8 @@ pub enum BuildError {
     /// A primitive's shape/dtype rule rejected its operands.
     #[error("{error}")]
     Infer {
-        /// The rule's error.
-        error: InferError,
+        /// The rule's error (boxed: it is large, and results should stay small).
+        error: Box<InferError>,
         /// The node's span.
         span: Span,
     },
@@ -231,7 +231,7 @@ impl GraphBuilder {
             .map(|(i, &v)| self.tensor(name, i, v))
             .collect::<R<Vec<_>>>()?;
         let out = infer(op, &types).map_err(|error| BuildError::Infer {
-            error,
+            error: Box::new(error),
             span: self.span,
         })?;
         if is_effectful(op.prim()) {

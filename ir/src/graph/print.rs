@@ -10,19 +10,21 @@
 //!
 //! Values are renumbered `%0, %1, ...` in text order, so the text does not depend on arena
 //! order. Attributes follow the operands in braces, every attribute of the [`Op`] by its
-//! table name; spans (`@src:start..end`) are printed on request and always last on a
-//! node's line (after the closing brace of its last region for control flow).
+//! table name; spans (`@src:start..end`) are printed on request (except the default "no
+//! source" span) and always last on a node's line (after the closing brace of its last
+//! region for control flow).
 
 use std::collections::HashMap;
 use std::fmt::Write;
 
-use super::{BlockId, Graph, NodeKind, ValueId};
+use super::{BlockId, Graph, NodeKind, Span, ValueId};
 use crate::{Conv2dParams, Op, Pool2dParams, Shape};
 
 /// How to print a graph.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct PrintOptions {
-    /// Print every node's span (`@src:start..end`).
+    /// Print each node's span (`@src:start..end`); `Span::default()`, "no source", is
+    /// never printed, which is also what the parser gives a node without one.
     pub spans: bool,
 }
 
@@ -162,7 +164,7 @@ impl Printer<'_> {
                 }
                 NodeKind::For { body } => self.region("body", *body, depth),
             }
-            if self.opts.spans {
+            if self.opts.spans && node.span != Span::default() {
                 let _ = write!(self.out, " {}", node.span);
             }
             self.out.push('\n');
