@@ -115,3 +115,43 @@ fn every_verifier_rule_has_a_failing_case() {
         assert!(kinds.contains(&rule), "no err_ case breaks the {rule} rule");
     }
 }
+
+/// Damaged texts (characters deleted, duplicated or replaced) give errors, never panics,
+/// and whatever still parses can be verified and printed.
+#[test]
+fn damaged_graphs_never_panic() {
+    let mut state: u64 = 0x2545_F491_4F6C_DD1D;
+    let mut next = move |n: usize| {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        (state % n.max(1) as u64) as usize
+    };
+    let junk = [
+        '%', '{', '}', '(', ')', ':', '@', '"', '\\', '-', '.', '9', 'x', '\n', 'é',
+    ];
+    for case in cases() {
+        let text: Vec<char> = fs::read_to_string(&case)
+            .expect("readable case")
+            .chars()
+            .collect();
+        for _ in 0..200 {
+            let mut t = text.clone();
+            for _ in 0..=next(3) {
+                let i = next(t.len());
+                match next(3) {
+                    0 => {
+                        t.remove(i);
+                    }
+                    1 => t.insert(i, t[i]),
+                    _ => t[i] = junk[next(junk.len())],
+                }
+            }
+            let s: String = t.into_iter().collect();
+            if let Ok(g) = parse(&s) {
+                let _ = verify(&g);
+                let _ = print(&g, PrintOptions { spans: true });
+            }
+        }
+    }
+}
