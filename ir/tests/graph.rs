@@ -7,7 +7,7 @@ use std::collections::HashSet;
 use ir::graph::{BuildError, NodeKind, PrintOptions, Span, Type, ValueId, parse, print};
 use ir::{
     ArgOp, BinaryOp, CmpOp, Conv2dParams, DType, Dim, Emit, GraphBuilder, Op, Pool2dParams, Prim,
-    RandomOp, Shape, SliceDim, TensorType, UnaryKind, verify,
+    Shape, SliceDim, TensorType, UnaryKind, verify,
 };
 
 fn t(dtype: DType, dims: &[usize]) -> TensorType {
