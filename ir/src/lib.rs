@@ -13,6 +13,8 @@
 //! - [`cost()`] estimates the floating-point work and memory traffic of every primitive.
 //! - [`Emit`] is the algebra the differentiation rules are written in, implemented by the
 //!   eager interpreter (on tensors) and by the staged mode (on graph nodes).
+//! - [`graph`] is the staged IR: typed SSA with structured control flow and an effect
+//!   token, its builder (an `Emit`), its text form and [`verify()`].
 //!
 //! This crate depends on no other workspace crate and does no IO.
 
@@ -20,6 +22,7 @@ pub mod cost;
 pub mod dtype;
 pub mod emit;
 pub mod error;
+pub mod graph;
 pub mod infer;
 pub mod prim;
 pub mod shape;
@@ -28,6 +31,7 @@ pub use cost::{Cost, cost};
 pub use dtype::DType;
 pub use emit::Emit;
 pub use error::InferError;
+pub use graph::{Graph, GraphBuilder, verify};
 pub use infer::{broadcast_shapes, elementwise_dtype, infer};
 pub use prim::{
     ArgOp, Arity, BinaryOp, Category, CmpOp, Conv2dParams, Op, Pool2dParams, PoolOp, Prim,
