@@ -82,8 +82,8 @@ pub enum RunError {
     /// The device refused or failed an operation.
     #[error("{error}")]
     Device {
-        /// What the device said.
-        error: DeviceError,
+        /// What the device said (boxed: it is large, and errors are rare).
+        error: Box<DeviceError>,
         /// The span of the node that ran it.
         span: Span,
     },
@@ -184,7 +184,8 @@ impl<'g> Plan<'g> {
         inputs: &[Tensor],
         effects: &mut dyn Effects,
     ) -> Result<Vec<Tensor>, RunError> {
-        self.run_with_stats(device, inputs, effects).map(|(out, _)| out)
+        self.run_with_stats(device, inputs, effects)
+            .map(|(out, _)| out)
     }
 
     /// Runs the graph and also says how many values were alive at most.
@@ -337,7 +338,9 @@ impl Dims {
                 Dim::Known(_) => Ok(d.clone()),
                 Dim::Sym(name) => self.bound.get(name).map(|&n| Dim::Known(n)).ok_or_else(|| {
                     if d.is_unknown() {
-                        format!("the dim `?` of the shape {shape} cannot be known when the node runs")
+                        format!(
+                            "the dim `?` of the shape {shape} cannot be known when the node runs"
+                        )
                     } else {
                         format!("the dim `{name}` of the shape {shape} is not bound by any input")
                     }
@@ -585,10 +588,10 @@ impl Run<'_, '_, '_> {
                 span,
             });
         }
-        let buf = self
-            .device
-            .download(t)
-            .map_err(|error| RunError::Device { error, span })?;
+        let buf = self.device.download(t).map_err(|error| RunError::Device {
+            error: Box::new(error),
+            span,
+        })?;
         if buf.len() != 1 {
             return Err(RunError::Malformed {
                 message: format!("the device gave {} elements for a scalar", buf.len()),
@@ -602,7 +605,10 @@ impl Run<'_, '_, '_> {
         let g = self.plan.graph;
         let node = g.node(n);
         let span = node.span;
-        let device_err = |error| RunError::Device { error, span };
+        let device_err = |error| RunError::Device {
+            error: Box::new(error),
+            span,
+        };
         match &node.kind {
             NodeKind::Prim(op) => {
                 let effectful = is_effectful(op.prim());
@@ -738,8 +744,7 @@ impl Run<'_, '_, '_> {
                         },
                         Slot::Token => {
                             return Err(RunError::Malformed {
-                                message: "a `while` flag must be bool[], not the token"
-                                    .to_string(),
+                                message: "a `while` flag must be bool[], not the token".to_string(),
                                 span,
                             });
                         }
