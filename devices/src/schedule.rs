@@ -71,7 +71,7 @@ pub enum RunError {
         /// Which part does not match.
         reason: String,
     },
-    /// A `assert` node's condition was false.
+    /// An `assert` node's condition was false.
     #[error("assertion failed: {message}")]
     Assert {
         /// The assertion's message.
