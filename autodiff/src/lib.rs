@@ -4,8 +4,10 @@
 //! against the `ir::Emit` trait so that the eager tape and the IR transform share them. The
 //! reverse and forward transforms over `ir` graphs build on them. The crate never depends on
 //! `devices`: the interpreter supplies an `Emit` that computes on device tensors. [`tape`]
-//! is the eager reverse-mode tape that the interpreter's `grad` records on.
+//! is the eager reverse-mode tape that the interpreter's `grad` records on; [`graph`] is
+//! reverse mode on the IR, with the same rules.
 
+pub mod graph;
 pub mod rules;
 pub mod tape;
 
