@@ -57,6 +57,12 @@ pub enum GradError {
         /// The loop's span.
         span: Span,
     },
+    /// A `while` whose condition region passes on values other than its arguments (the
+    /// builder's `while`, which the copy uses, passes them on unchanged).
+    WhilePasses {
+        /// The loop's span.
+        span: Span,
+    },
 }
 
 impl fmt::Display for GradError {
@@ -73,6 +79,11 @@ impl fmt::Display for GradError {
                     "cannot differentiate with respect to input {index}: {why}"
                 )
             }
+            GradError::WhilePasses { span } => write!(
+                f,
+                "a while whose condition passes on other values than its arguments cannot be copied yet (the loop at {}..{})",
+                span.start, span.end
+            ),
             GradError::Loop { span } => write!(
                 f,
                 "reverse mode through a loop is not staged yet (the loop at {}..{})",
@@ -152,14 +163,20 @@ pub fn value_and_grad(f: &Graph, wrt: &[usize]) -> R<Graph> {
         varied,
         map,
         replay: Cell::new(false),
+        pending: RefCell::new(None),
     };
-    cx.copy_block(&mut b, f.body())?;
-
-    let new_y = cx.get(y);
-    let seed = b.ones_like(&new_y)?;
-    let mut seeds = HashMap::new();
-    seeds.insert(y, seed);
-    let grads = cx.reverse_block(&mut b, f.body(), seeds, &wrt_values)?;
+    let swept = (|| {
+        cx.copy_block(&mut b, f.body())?;
+        let new_y = cx.get(y);
+        let seed = b.ones_like(&new_y)?;
+        let mut seeds = HashMap::new();
+        seeds.insert(y, seed);
+        cx.reverse_block(&mut b, f.body(), seeds, &wrt_values)
+    })();
+    let grads = match swept {
+        Ok(g) => g,
+        Err(e) => return Err(cx.pending.take().unwrap_or(e)),
+    };
 
     let mut outs: Vec<ValueId> = outputs.iter().map(|&v| cx.get(v)).collect();
     outs.extend(grads);
@@ -258,6 +275,8 @@ struct Cx<'g> {
     /// True while a branch is recomputed for its reverse: its `print`s and assertions
     /// already happened in the forward pass and are not repeated.
     replay: Cell<bool>,
+    /// A refusal raised inside a region, reported instead of the build error it became.
+    pending: RefCell<Option<GradError>>,
 }
 
 impl Cx<'_> {
@@ -336,6 +355,25 @@ impl Cx<'_> {
                     self.set_results(b, node, &outs);
                 }
                 NodeKind::While { cond, body } => {
+                    // The builder's `while` passes the condition region's arguments on
+                    // unchanged; a region that passes on other values cannot be rebuilt.
+                    let cb = f.block(*cond);
+                    let args: Vec<ValueId> = cb
+                        .args
+                        .iter()
+                        .copied()
+                        .filter(|&v| !f.ty(v).is_token())
+                        .collect();
+                    let passed: Vec<ValueId> = cb
+                        .yields
+                        .iter()
+                        .copied()
+                        .filter(|&v| !f.ty(v).is_token())
+                        .skip(1)
+                        .collect();
+                    if passed != args {
+                        return Err(GradError::WhilePasses { span: node.span });
+                    }
                     let init = tensors(&node.operands);
                     let outs = b.while_(
                         &init,
@@ -402,8 +440,12 @@ impl Cx<'_> {
         }
         self.copy_block(b, block).map_err(|e| match e {
             GradError::Build(e) => e,
-            // Copying forward never refuses a node; only the reverse sweep does.
-            _ => BuildError::Unfinished,
+            // A refusal crosses the builder's closures as a build error; the real one waits
+            // in `pending` for `value_and_grad` to report.
+            other => {
+                *self.pending.borrow_mut() = Some(other);
+                BuildError::Unfinished
+            }
         })?;
         Ok(f.block(block)
             .yields

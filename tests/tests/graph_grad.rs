@@ -266,3 +266,32 @@ graph @f(%x: f64[]) -> (f64[]) {
         other => panic!("expected the loop to be refused, got {other:?}"),
     }
 }
+
+/// A `while` whose condition passes on a value it computed (legal IR, which the builder's
+/// `while` cannot rebuild) is refused with its span, not copied wrongly.
+#[test]
+fn a_while_passing_on_computed_values_is_refused() {
+    let text = "\
+graph @f(%x: f64[]) -> (f64[]) {
+  %lim: f64[] = full {shape: [], dtype: f64, value: 100.0}
+  %r: f64[] = while %x cond(%a: f64[]) {
+    %c: bool[] = lt %a, %lim
+    %h: f64[] = neg %a
+    yield %c, %h
+  } body(%b: f64[]) {
+    %d: f64[] = mul %b, %b
+    yield %d
+  } @0:30..40
+  %y: f64[] = mul %r, %r
+  yield %y
+}
+";
+    let g = match parse(text) {
+        Ok(g) => g,
+        Err(e) => panic!("the test graph parses: {e}\n{text}"),
+    };
+    match value_and_grad(&g, &[0]) {
+        Err(GradError::WhilePasses { span }) => assert_eq!((span.start, span.end), (30, 40)),
+        other => panic!("expected the while to be refused, got {other:?}"),
+    }
+}
