@@ -20,8 +20,8 @@
 //! of enclosing blocks it used). The reverse of a `for` runs its iterations backwards and
 //! recomputes each one's carried values from the start (checkpointing in its simplest
 //! form: constant memory, time quadratic in the trip count). A `while` on the path from a
-//! differentiated input to `y` is refused for now with [`GradError::Loop`] at its span: its
-//! trip count is known only after it ran, so its reverse needs the forward pass to count.
+//! differentiated input to `y` is copied with an iteration counter among its carried values,
+//! and reversed the same way over that many iterations.
 
 use std::cell::{Cell, RefCell};
 use std::collections::{HashMap, HashSet};
@@ -164,6 +164,7 @@ pub fn value_and_grad(f: &Graph, wrt: &[usize]) -> R<Graph> {
         map,
         replay: Cell::new(false),
         pending: RefCell::new(None),
+        counts: RefCell::new(HashMap::new()),
     };
     let swept = (|| {
         cx.copy_block(&mut b, f.body())?;
@@ -277,6 +278,9 @@ struct Cx<'g> {
     replay: Cell<bool>,
     /// A refusal raised inside a region, reported instead of the build error it became.
     pending: RefCell<Option<GradError>>,
+    /// For each `while` on the gradient path, the new graph's count of the iterations it
+    /// ran (the forward copy carries a counter), which its reverse needs.
+    counts: RefCell<HashMap<ir::graph::NodeId, ValueId>>,
 }
 
 impl Cx<'_> {
@@ -375,15 +379,37 @@ impl Cx<'_> {
                         return Err(GradError::WhilePasses { span: node.span });
                     }
                     let init = tensors(&node.operands);
-                    let outs = b.while_(
-                        &init,
-                        |b, a| {
-                            let ys = self.copy_region(b, *cond, &[], a)?;
-                            Ok(ys[0])
-                        },
-                        |b, a| self.copy_region(b, *body, &[], a),
-                    )?;
-                    self.set_results(b, node, &outs);
+                    if node.results.iter().any(|r| self.varied.contains(r)) {
+                        // On the gradient path: carry an iteration counter for the reverse.
+                        let zero = b.scalar(ir::DType::I64, 0.0)?;
+                        let mut counted = vec![zero];
+                        counted.extend(&init);
+                        let outs = b.while_(
+                            &counted,
+                            |b, a| {
+                                let ys = self.copy_region(b, *cond, &[], &a[1..])?;
+                                Ok(ys[0])
+                            },
+                            |b, a| {
+                                let one = b.scalar(ir::DType::I64, 1.0)?;
+                                let mut next = vec![b.add(&a[0], &one)?];
+                                next.extend(self.copy_region(b, *body, &[], &a[1..])?);
+                                Ok(next)
+                            },
+                        )?;
+                        self.counts.borrow_mut().insert(n, outs[0]);
+                        self.set_results(b, node, &outs[1..]);
+                    } else {
+                        let outs = b.while_(
+                            &init,
+                            |b, a| {
+                                let ys = self.copy_region(b, *cond, &[], a)?;
+                                Ok(ys[0])
+                            },
+                            |b, a| self.copy_region(b, *body, &[], a),
+                        )?;
+                        self.set_results(b, node, &outs);
+                    }
                 }
                 NodeKind::For { body } => {
                     let all = tensors(&node.operands);
@@ -482,12 +508,15 @@ impl Cx<'_> {
                 } => self.reverse_if(b, node, *then_block, *else_block, &mut ct)?,
                 NodeKind::For { body } => {
                     if node.results.iter().any(|r| self.varied.contains(r)) {
-                        self.reverse_for(b, node, *body, &mut ct)?;
+                        self.reverse_loop(b, node, *body, None, &mut ct)?;
                     }
                 }
-                NodeKind::While { .. } => {
+                NodeKind::While { body, .. } => {
                     if node.results.iter().any(|r| self.varied.contains(r)) {
-                        return Err(GradError::Loop { span: node.span });
+                        let Some(count) = self.counts.borrow().get(&n).copied() else {
+                            return Err(GradError::Loop { span: node.span });
+                        };
+                        self.reverse_loop(b, node, *body, Some(count), &mut ct)?;
                     }
                 }
             }
@@ -674,17 +703,21 @@ impl Cx<'_> {
 }
 
 impl Cx<'_> {
-    /// The reverse of a `for`, by recomputation: a `for` over the iterations backwards
+    /// The reverse of a loop, by recomputation: a `for` over the iterations backwards
     /// whose body first recomputes the carried values at the start of iteration `k` (a
     /// `for` from the start up to `k`), then replays iteration `k` and sweeps it back. It
     /// carries the cotangents of the float carried values and accumulates those of the
     /// enclosing values the body reads. Time is quadratic in the trip count and memory
     /// constant; saving the carried values on a stack instead is the optimizer's job.
-    fn reverse_for(
+    /// `count` is `None` for a `for` (its bounds give the trip count) and a `while`'s
+    /// iteration count otherwise (its body takes no induction variable, and its condition,
+    /// which passes the carried values on unchanged, need not be replayed).
+    fn reverse_loop(
         &self,
         b: &mut GraphBuilder,
         node: &ir::graph::Node,
         body: BlockId,
+        count: Option<ValueId>,
         ct: &mut HashMap<ValueId, ValueId>,
     ) -> R<()> {
         let f = self.f;
@@ -695,10 +728,11 @@ impl Cx<'_> {
                 .collect()
         };
         let ops = non_token(&node.operands);
-        let (start, stop, step, init) = (ops[0], ops[1], ops[2], ops[3..].to_vec());
+        let lead = count.is_none();
+        let init: Vec<ValueId> = if lead { ops[3..].to_vec() } else { ops.clone() };
         let results = non_token(&node.results);
         let args = non_token(&f.block(body).args);
-        let carried_args = args[1..].to_vec();
+        let carried_args = if lead { args[1..].to_vec() } else { args };
         let yields = non_token(&f.block(body).yields);
         let float_pos: Vec<usize> = (0..init.len())
             .filter(|&m| is_float(f, results[m]))
@@ -717,14 +751,24 @@ impl Cx<'_> {
         for &v in &outer {
             carried.push(b.zeros_like(&self.get(v))?);
         }
-        // Trip count: ceil((stop - start) / step) = -floor((start - stop) / step), at least 0.
-        let (s0, s1, st) = (self.get(start), self.get(stop), self.get(step));
-        let d = b.sub(&s0, &s1)?;
-        let q = b.binary(ir::BinaryOp::FloorDiv, &d, &st)?;
-        let negq = b.neg(&q)?;
-        let zero = b.zeros_like(&s0)?;
-        let n = b.binary(ir::BinaryOp::Maximum, &negq, &zero)?;
-        let one = b.ones_like(&s0)?;
+        let (s0, st, n, zero, one) = match count {
+            // Trip count: ceil((stop - start) / step) = -floor((start - stop) / step), ≥ 0.
+            None => {
+                let (s0, s1, st) = (self.get(ops[0]), self.get(ops[1]), self.get(ops[2]));
+                let d = b.sub(&s0, &s1)?;
+                let q = b.binary(ir::BinaryOp::FloorDiv, &d, &st)?;
+                let negq = b.neg(&q)?;
+                let zero = b.zeros_like(&s0)?;
+                let n = b.binary(ir::BinaryOp::Maximum, &negq, &zero)?;
+                let one = b.ones_like(&s0)?;
+                (s0, st, n, zero, one)
+            }
+            Some(n) => {
+                let zero = b.zeros_like(&n)?;
+                let one = b.ones_like(&n)?;
+                (zero, one, n, zero, one)
+            }
+        };
         let init_new: Vec<ValueId> = init.iter().map(|&v| self.get(v)).collect();
         let fp = float_pos.len();
         let err = RefCell::new(None);
@@ -737,7 +781,8 @@ impl Cx<'_> {
                 let ik = b.add(&s0, &ks)?;
                 let outer_replay = self.replay.replace(true);
                 let recomputed = b.for_(s0, ik, st, &init_new, |b, i, c| {
-                    self.copy_region(b, body, &[i], c)
+                    let ix = [i];
+                    self.copy_region(b, body, if lead { &ix[..] } else { &[] }, c)
                 });
                 let ck = match recomputed {
                     Ok(ck) => ck,
@@ -746,7 +791,8 @@ impl Cx<'_> {
                         return Err(e.into());
                     }
                 };
-                let replayed = self.copy_region(b, body, &[ik], &ck);
+                let ix = [ik];
+                let replayed = self.copy_region(b, body, if lead { &ix[..] } else { &[] }, &ck);
                 self.replay.set(outer_replay);
                 replayed?;
                 let mut local: HashMap<ValueId, ValueId> = HashMap::new();
