@@ -30,7 +30,7 @@ use std::fmt;
 use ir::graph::{
     BlockId, BuildError, Graph, GraphBuilder, NodeKind, Span, Type, ValueDef, ValueId,
 };
-use ir::{Emit, Op, Prim, TensorType};
+use ir::{Emit, Op, Prim};
 
 use crate::rules::vjp_some;
 
@@ -845,9 +845,4 @@ fn accumulate(
     };
     ct.insert(v, total);
     Ok(())
-}
-
-/// The type of a value as the rules see it (for tests and callers that build inputs).
-pub fn tensor_type(g: &Graph, v: ValueId) -> Option<TensorType> {
-    g.ty(v).tensor().cloned()
 }
