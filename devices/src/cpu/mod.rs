@@ -36,6 +36,48 @@ pub struct Limits {
     pub max_tensor_bytes: u64,
 }
 
+impl Limits {
+    /// The size in bytes of a result of type `ty` with dims `shape`, or the error that
+    /// refuses it for being over the cap (an overflowing size counts as over). Each device
+    /// adds its own check of the memory it has ([`alloc_error`] builds that refusal).
+    pub(crate) fn admit(
+        &self,
+        op: &'static str,
+        ty: &TensorType,
+        shape: &[usize],
+    ) -> Result<u64, DeviceError> {
+        let bytes = shape
+            .iter()
+            .try_fold(ty.dtype.size_of() as u64, |a, &d| a.checked_mul(d as u64))
+            .unwrap_or(u64::MAX);
+        if bytes > self.max_tensor_bytes {
+            return Err(alloc_error(
+                op,
+                ty,
+                bytes,
+                format!("over the device's cap of {} bytes", self.max_tensor_bytes),
+            ));
+        }
+        Ok(bytes)
+    }
+}
+
+/// The refusal of a result of `bytes` bytes and type `ty` made by `op`, for `reason`.
+pub(crate) fn alloc_error(
+    op: &'static str,
+    ty: &TensorType,
+    bytes: u64,
+    reason: String,
+) -> DeviceError {
+    DeviceError::Alloc {
+        op,
+        shape: ty.shape.clone(),
+        dtype: ty.dtype,
+        bytes,
+        reason,
+    }
+}
+
 impl Default for Limits {
     /// Half of the machine's physical memory (16 GiB where that cannot be read), so that a
     /// mistaken `zeros([1000000, 1000000])` is an error rather than an out-of-memory kill.
@@ -120,23 +162,8 @@ impl CpuDevice {
         ty: &TensorType,
         shape: &[usize],
     ) -> Result<(), DeviceError> {
-        let bytes = shape
-            .iter()
-            .try_fold(ty.dtype.size_of() as u64, |a, &d| a.checked_mul(d as u64))
-            .unwrap_or(u64::MAX);
-        let refuse = |reason: String| DeviceError::Alloc {
-            op,
-            shape: ty.shape.clone(),
-            dtype: ty.dtype,
-            bytes,
-            reason,
-        };
-        if bytes > self.limits.max_tensor_bytes {
-            return Err(refuse(format!(
-                "over the device's cap of {} bytes",
-                self.limits.max_tensor_bytes
-            )));
-        }
+        let bytes = self.limits.admit(op, ty, shape)?;
+        let refuse = |reason: String| alloc_error(op, ty, bytes, reason);
         // Reserving (without touching) a large block asks the allocator up front whether the
         // memory can be had at all, instead of failing inside a kernel.
         if bytes > 1 << 30 {

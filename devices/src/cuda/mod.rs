@@ -557,23 +557,8 @@ impl CudaDevice {
         ty: &TensorType,
         shape: &[usize],
     ) -> Result<(), DeviceError> {
-        let bytes = shape
-            .iter()
-            .try_fold(ty.dtype.size_of() as u64, |a, &d| a.checked_mul(d as u64))
-            .unwrap_or(u64::MAX);
-        let refuse = |reason: String| DeviceError::Alloc {
-            op,
-            shape: ty.shape.clone(),
-            dtype: ty.dtype,
-            bytes,
-            reason,
-        };
-        if bytes > self.limits.max_tensor_bytes {
-            return Err(refuse(format!(
-                "over the device's cap of {} bytes",
-                self.limits.max_tensor_bytes
-            )));
-        }
+        let bytes = self.limits.admit(op, ty, shape)?;
+        let refuse = |reason: String| crate::cpu::alloc_error(op, ty, bytes, reason);
         if bytes > 1 << 26
             && let Some((free, total)) = self.memory()
             && bytes > free as u64
