@@ -2,7 +2,7 @@
 
 use std::fmt;
 
-use ir::{DType, Op};
+use ir::{DType, InferError, Op, TensorType};
 
 use crate::{DeviceError, HostBuffer, Tensor};
 
@@ -52,4 +52,53 @@ pub trait Device: Send + Sync + fmt::Debug {
     fn synchronize(&self) -> Result<(), DeviceError> {
         Ok(())
     }
+}
+
+/// Refuses an operand that does not live on `device` (each device runs on its own memory).
+pub(crate) fn check_placement(
+    device: DeviceId,
+    op: &Op,
+    inputs: &[&Tensor],
+) -> Result<(), DeviceError> {
+    for (i, t) in inputs.iter().enumerate() {
+        if t.device() != device {
+            return Err(DeviceError::WrongDevice {
+                op: op.name(),
+                operand: i,
+                expected: device,
+                found: t.device(),
+            });
+        }
+    }
+    Ok(())
+}
+
+/// The checks every device makes before running `op` on `inputs`: the result type by
+/// `ir::infer`, every dtype involved supported by `device`, and a result shape known when
+/// the operation runs. Gives the result type and its dims.
+pub(crate) fn result_of(
+    device: &dyn Device,
+    op: &Op,
+    inputs: &[&Tensor],
+) -> Result<(TensorType, Vec<usize>), DeviceError> {
+    let name = op.name();
+    let types: Vec<TensorType> = inputs.iter().map(|t| t.ttype()).collect();
+    let out = ir::infer(op, &types)?;
+    for dt in types.iter().map(|t| t.dtype).chain([out.dtype]) {
+        if !device.supports(dt) {
+            return Err(DeviceError::UnsupportedDType {
+                op: name,
+                dtype: dt,
+                device: device.id(),
+            });
+        }
+    }
+    let shape = out.shape.to_known().ok_or_else(|| InferError::Attr {
+        prim: name,
+        message: format!(
+            "the result shape {} must be known when the operation runs",
+            out.shape
+        ),
+    })?;
+    Ok((out, shape))
 }

@@ -7,7 +7,7 @@
 
 use std::sync::OnceLock;
 
-use ir::{DType, InferError, Op, TensorType};
+use ir::{DType, Op, TensorType};
 
 use crate::{Device, DeviceError, DeviceId, HostBuffer, Tensor};
 
@@ -188,37 +188,11 @@ impl Device for CpuDevice {
     fn exec(&self, op: &Op, inputs: &[&Tensor]) -> Result<Tensor, DeviceError> {
         crate::cancel::check()?;
         let name = op.name();
-        for (i, t) in inputs.iter().enumerate() {
-            if t.device() != DeviceId::Cpu {
-                return Err(DeviceError::WrongDevice {
-                    op: name,
-                    operand: i,
-                    expected: DeviceId::Cpu,
-                    found: t.device(),
-                });
-            }
-        }
+        crate::device::check_placement(DeviceId::Cpu, op, inputs)?;
         if let Some(result) = self.exec_same_shape(op, inputs) {
             return result;
         }
-        let types: Vec<TensorType> = inputs.iter().map(|t| t.ttype()).collect();
-        let out = ir::infer(op, &types)?;
-        for dt in types.iter().map(|t| t.dtype).chain([out.dtype]) {
-            if !self.supports(dt) {
-                return Err(DeviceError::UnsupportedDType {
-                    op: name,
-                    dtype: dt,
-                    device: DeviceId::Cpu,
-                });
-            }
-        }
-        let shape = out.shape.to_known().ok_or_else(|| InferError::Attr {
-            prim: name,
-            message: format!(
-                "the result shape {} must be known when the operation runs",
-                out.shape
-            ),
-        })?;
+        let (out, shape) = crate::device::result_of(self, op, inputs)?;
         self.check_alloc(name, &out, &shape)?;
         let arg = |i: usize| inputs[i];
         let result = match op {

@@ -30,7 +30,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 use cudarc::driver::{
     CudaContext, CudaFunction, CudaModule, CudaStream, DeviceRepr, LaunchConfig, PushKernelArg,
 };
-use ir::{DType, InferError, Op, TensorType};
+use ir::{DType, Op, TensorType};
 
 pub use buffer::CudaBuffer;
 pub(crate) use buffer::CudaData;
@@ -672,34 +672,8 @@ impl Device for CudaDevice {
     fn exec(&self, op: &Op, inputs: &[&Tensor]) -> Result<Tensor, DeviceError> {
         crate::cancel::check()?;
         let name = op.name();
-        for (i, t) in inputs.iter().enumerate() {
-            if t.device() != self.id() {
-                return Err(DeviceError::WrongDevice {
-                    op: name,
-                    operand: i,
-                    expected: self.id(),
-                    found: t.device(),
-                });
-            }
-        }
-        let types: Vec<TensorType> = inputs.iter().map(|t| t.ttype()).collect();
-        let out = ir::infer(op, &types)?;
-        for dt in types.iter().map(|t| t.dtype).chain([out.dtype]) {
-            if !self.supports(dt) {
-                return Err(DeviceError::UnsupportedDType {
-                    op: name,
-                    dtype: dt,
-                    device: self.id(),
-                });
-            }
-        }
-        let shape = out.shape.to_known().ok_or_else(|| InferError::Attr {
-            prim: name,
-            message: format!(
-                "the result shape {} must be known when the operation runs",
-                out.shape
-            ),
-        })?;
+        crate::device::check_placement(self.id(), op, inputs)?;
+        let (out, shape) = crate::device::result_of(self, op, inputs)?;
         self.check_alloc(name, &out, &shape)?;
         let ordinal = self.ordinal;
         let result = guarded(ordinal, || self.run(op, inputs, &out, &shape))?;
