@@ -13,6 +13,8 @@ pub enum DeviceId {
     Cpu,
     /// An NVIDIA GPU, by ordinal.
     Cuda(u32),
+    /// Nowhere: the value of a graph being staged ([`crate::Tensor::staged`]).
+    Staged,
 }
 
 impl fmt::Display for DeviceId {
@@ -20,6 +22,7 @@ impl fmt::Display for DeviceId {
         match self {
             DeviceId::Cpu => f.write_str("cpu"),
             DeviceId::Cuda(i) => write!(f, "cuda:{i}"),
+            DeviceId::Staged => f.write_str("staged"),
         }
     }
 }

@@ -86,6 +86,9 @@ pub enum DeviceError {
     /// what it had made is discarded.
     #[error("interrupted")]
     Interrupted,
+    /// A staged value (one that exists only when the staged graph runs) was read.
+    #[error("the value is known only when the staged function runs")]
+    Staged,
     /// The requested device backend is not available.
     #[error("{0}")]
     Unavailable(String),

@@ -28,7 +28,7 @@ use std::borrow::Cow;
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use ir::graph::{BlockId, NodeKind, Span, Type, ValueDef, ValueId, is_effectful};
+use ir::graph::{BlockId, NodeId, NodeKind, Span, Type, ValueDef, ValueId, is_effectful};
 use ir::{DType, Dim, Graph, Op, Shape, TensorType};
 use thiserror::Error;
 
@@ -36,14 +36,15 @@ use crate::{Device, DeviceError, HostBuffer, Tensor};
 
 /// The side effects a graph performs through its token, provided by the caller.
 pub trait Effects {
-    /// Shows `value` (a `print` node staged from `span`), in program order.
-    fn print(&mut self, value: &Tensor, span: Span);
+    /// Shows `value`, the operand of `print` node `node` (staged from `span`), in program
+    /// order. The node tells the caller which part of which line of output it is.
+    fn print(&mut self, node: NodeId, value: &Tensor, span: Span);
 }
 
 /// Collects printed values with their spans, in order (tests, and callers that render
 /// later).
 impl Effects for Vec<(Tensor, Span)> {
-    fn print(&mut self, value: &Tensor, span: Span) {
+    fn print(&mut self, _node: NodeId, value: &Tensor, span: Span) {
         self.push((value.clone(), span));
     }
 }
@@ -601,7 +602,7 @@ impl Run<'_, '_, '_> {
         Ok(buf)
     }
 
-    fn node(&mut self, n: ir::graph::NodeId) -> Result<(), RunError> {
+    fn node(&mut self, n: NodeId) -> Result<(), RunError> {
         let g = self.plan.graph;
         let node = g.node(n);
         let span = node.span;
@@ -627,7 +628,7 @@ impl Run<'_, '_, '_> {
                     .map_err(|message| RunError::Malformed { message, span })?;
                 let out = self.device.exec(&op, &args).map_err(device_err)?;
                 if matches!(*op, Op::Print {}) {
-                    self.effects.print(&out, span);
+                    self.effects.print(n, &out, span);
                 }
                 let slots = if effectful {
                     vec![Slot::Token, Slot::Tensor(out)]

@@ -94,6 +94,13 @@ pub(crate) enum Storage {
     /// Memory of a CUDA device, with the stream that orders its uses.
     #[cfg(feature = "cuda")]
     Cuda(crate::cuda::CudaBuffer),
+    /// No elements: value `value` of graph `graph` being staged (see [`Tensor::staged`]).
+    Staged {
+        /// Which graph (staging may nest: a derivative staged inside a staged function).
+        graph: u32,
+        /// The value's number in that graph.
+        value: u32,
+    },
 }
 
 /// A tensor: shared immutable storage, a strided [`Layout`], a dtype and a device.
@@ -183,6 +190,27 @@ impl Tensor {
         }
     }
 
+    /// A tensor with no elements that stands for value `value` of graph `graph` being staged: it has
+    /// a dtype and a shape, so that the evaluator can run over it unchanged, and every
+    /// primitive applied to it is recorded rather than computed. No kernel accepts it (its
+    /// device is [`DeviceId::Staged`]) and reading it is [`DeviceError::Staged`].
+    pub fn staged(graph: u32, value: u32, dtype: DType, shape: &[usize]) -> Tensor {
+        Tensor {
+            dtype,
+            storage: Arc::new(Storage::Staged { graph, value }),
+            layout: Arc::new(Layout::contiguous(shape)),
+            device: DeviceId::Staged,
+        }
+    }
+
+    /// The graph and value a staged tensor stands for; `None` for a tensor with elements.
+    pub fn staged_id(&self) -> Option<(u32, u32)> {
+        match &*self.storage {
+            Storage::Staged { graph, value } => Some((*graph, *value)),
+            _ => None,
+        }
+    }
+
     /// The dims.
     pub fn shape(&self) -> &[usize] {
         &self.layout.shape
@@ -233,6 +261,7 @@ impl Tensor {
             Storage::Host(b) => Some(b),
             #[cfg(feature = "cuda")]
             Storage::Cuda(_) => None,
+            Storage::Staged { .. } => None,
         }
     }
 
@@ -240,7 +269,7 @@ impl Tensor {
     #[cfg(feature = "cuda")]
     pub(crate) fn cuda(&self) -> Option<&crate::cuda::CudaBuffer> {
         match &*self.storage {
-            Storage::Host(_) => None,
+            Storage::Host(_) | Storage::Staged { .. } => None,
             Storage::Cuda(b) => Some(b),
         }
     }
@@ -263,6 +292,7 @@ impl Tensor {
     pub fn to_host(&self) -> Result<Tensor, DeviceError> {
         match &*self.storage {
             Storage::Host(_) => Ok(self.clone()),
+            Storage::Staged { .. } => Err(DeviceError::Staged),
             #[cfg(feature = "cuda")]
             Storage::Cuda(b) => {
                 let l = &self.layout;

@@ -59,6 +59,13 @@ pub struct Cli {
     /// The device every operation runs on: cpu, cuda or cuda:N [default: cpu]
     #[arg(long, global = true, value_name = "NAME")]
     pub device: Option<String>,
+    /// How named functions called from the top level run: eager (op by op) or graph
+    /// (staged into the IR, like `@jit`) [default: eager]
+    #[arg(long, global = true, value_name = "MODE", value_parser = ["eager", "graph"])]
+    pub mode: Option<String>,
+    /// Say on stderr why a staged function is staged again (which argument, which dim)
+    #[arg(long, global = true)]
+    pub explain_restage: bool,
     /// What to do; without one, the REPL.
     #[command(subcommand)]
     pub command: Option<Cmd>,
@@ -248,12 +255,21 @@ impl Cli {
         }
         let seed = self.seed.unwrap_or(0);
         let device = open_device(self.device.as_deref())?;
-        let with_device = |o: crate::Options| match &device {
-            Some(d) => crate::Options {
-                device: d.clone(),
+        let graph_mode = self.mode.as_deref() == Some("graph");
+        let explain_restage = self.explain_restage;
+        let with_device = |o: crate::Options| {
+            let o = crate::Options {
+                graph_mode,
+                explain_restage,
                 ..o
-            },
-            None => o,
+            };
+            match &device {
+                Some(d) => crate::Options {
+                    device: d.clone(),
+                    ..o
+                },
+                None => o,
+            }
         };
         match self.command {
             None => {

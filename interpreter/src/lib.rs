@@ -12,6 +12,7 @@ pub(crate) mod eval;
 pub mod print;
 pub mod repl;
 pub mod session;
+pub(crate) mod stage;
 pub mod value;
 
 pub use session::{Options, Outcome, Session};

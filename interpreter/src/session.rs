@@ -39,6 +39,11 @@ pub struct Options {
     /// The script being run, when there is one: `import "file.ms"` resolves relative to
     /// its folder (the REPL resolves relative to the working directory).
     pub script_path: Option<std::path::PathBuf>,
+    /// Graph mode (`--mode graph`): every named function called from the top level is
+    /// staged, as `@jit` functions always are.
+    pub graph_mode: bool,
+    /// Say on stderr why a staged function is staged again (`--explain-restage`).
+    pub explain_restage: bool,
 }
 
 impl Default for Options {
@@ -51,6 +56,8 @@ impl Default for Options {
             stack_bytes: 256 << 20,
             script_args: Vec::new(),
             script_path: None,
+            graph_mode: false,
+            explain_restage: false,
         }
     }
 }
@@ -140,6 +147,8 @@ impl Session {
         let mut state = State::new(options.device, options.seed, out);
         state.max_depth = options.max_call_depth;
         state.script_args = options.script_args;
+        state.graph_mode = options.graph_mode;
+        state.explain_restage = options.explain_restage;
         // `import "file.ms"` resolves against the script's folder; in the REPL (no
         // script) against the working directory.
         let base = options
@@ -299,6 +308,37 @@ impl Session {
     }
 
     /// The checker, for `:type` and completion.
+    /// Graph mode on or off from the next entry on (`:mode`).
+    pub fn set_graph_mode(&mut self, on: bool) {
+        self.state.graph_mode = on;
+    }
+
+    /// Whether graph mode is on.
+    pub fn graph_mode(&self) -> bool {
+        self.state.graph_mode
+    }
+
+    /// How many times a function was staged in this session (a cached graph that runs
+    /// again does not count).
+    pub fn stagings(&self) -> usize {
+        self.state.jit.stagings
+    }
+
+    /// The text of the graphs staged so far for the function `name` (a global), one per
+    /// signature; `None` when `name` is not a function or was never staged.
+    pub fn staged_ir(&self, name: &str) -> Option<Vec<String>> {
+        let f = self.state.globals.get(name)?;
+        let key = crate::stage::jit::fn_key(f);
+        let out: Vec<String> = self
+            .state
+            .jit
+            .graphs(key)
+            .iter()
+            .map(|g| ir::graph::print(&g.graph, ir::graph::PrintOptions::default()))
+            .collect();
+        (!out.is_empty()).then_some(out)
+    }
+
     pub fn checker(&mut self) -> &mut Checker {
         &mut self.checker
     }

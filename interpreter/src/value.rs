@@ -49,6 +49,8 @@ pub enum Value {
     Module(Arc<Module>),
     /// A function made by `grad`, `value_and_grad`, `hessian`, or the pullback of `vjp`.
     Derived(Arc<crate::eval::builtins::grad::Derived>),
+    /// A staged function: `jit(f)` or a function declared `@jit`.
+    Jit(Arc<crate::stage::jit::Jitted>),
 }
 
 /// A tensor with its logical dtype and weak flag (see the module documentation).
@@ -190,6 +192,7 @@ impl Value {
             Value::Batches(_) => "batches".to_string(),
             Value::Module(m) => format!("the module `{}`", m.name),
             Value::Derived(_) => "a derived function".to_string(),
+            Value::Jit(j) => format!("the staged function `{}`", j.name),
         }
     }
 
@@ -215,7 +218,8 @@ impl Value {
             | Value::Builtin(_)
             | Value::Batches(_)
             | Value::Module(_)
-            | Value::Derived(_) => Ty::Unknown,
+            | Value::Derived(_)
+            | Value::Jit(_) => Ty::Unknown,
         }
     }
 }
@@ -298,6 +302,9 @@ fn write_value(out: &mut String, v: &Value, top: bool) {
             let _ = write!(out, "<module {}>", m.name);
         }
         Value::Derived(_) => out.push_str("<derived fn>"),
+        Value::Jit(j) => {
+            let _ = write!(out, "<jit fn {}>", j.name);
+        }
     }
 }
 

@@ -600,3 +600,88 @@ pub fn block_names(b: &Block, out: &mut HashSet<Name>) {
         }
     }
 }
+
+/// The variables a block assigns (`x = e`, `x += e`) outside closures and nested function
+/// declarations: what staging passes through the region of an `if` or a loop whose
+/// condition is known only at run time. Names a nested `let` shadows are included; the
+/// caller keeps those that name a variable visible where the region starts.
+pub fn block_assigned(b: &Block, out: &mut HashSet<Name>) {
+    for s in &b.stmts {
+        match &s.kind {
+            StmtKind::Let { value, .. } => expr_assigned(value, out),
+            StmtKind::Assign { target, value, .. } => {
+                out.insert(target.name.clone());
+                expr_assigned(value, out);
+            }
+            StmtKind::Expr(e) => expr_assigned(e, out),
+            StmtKind::Fn(_) | StmtKind::TypeAlias { .. } | StmtKind::Import { .. } => {}
+        }
+    }
+}
+
+/// [`block_assigned`] of the blocks inside an expression.
+pub fn expr_assigned(e: &Expr, out: &mut HashSet<Name>) {
+    let mut each = |xs: &mut dyn Iterator<Item = &Expr>| xs.for_each(|x| expr_assigned(x, out));
+    match &e.kind {
+        ExprKind::Int(_)
+        | ExprKind::Float(_)
+        | ExprKind::Bool(_)
+        | ExprKind::Str(_)
+        | ExprKind::Name(_)
+        | ExprKind::Break
+        | ExprKind::Continue
+        | ExprKind::Error
+        | ExprKind::Closure { .. } => {}
+        ExprKind::List(xs) | ExprKind::Tuple(xs) => each(&mut xs.iter()),
+        ExprKind::Record(fs) => each(&mut fs.iter().map(|f| &f.value)),
+        ExprKind::Unary { operand, .. } => expr_assigned(operand, out),
+        ExprKind::Binary { lhs, rhs, .. } => each(&mut [&**lhs, &**rhs].into_iter()),
+        ExprKind::Range { start, end } => each(&mut [&**start, &**end].into_iter()),
+        ExprKind::Call { callee, args } => {
+            each(&mut std::iter::once(&**callee).chain(args.iter().map(|a| &a.value)));
+        }
+        ExprKind::Method { receiver, args, .. } => {
+            each(&mut std::iter::once(&**receiver).chain(args.iter().map(|a| &a.value)));
+        }
+        ExprKind::Field { base, .. } | ExprKind::TupleField { base, .. } => {
+            expr_assigned(base, out);
+        }
+        ExprKind::Index { base, items } => {
+            expr_assigned(base, out);
+            for it in items {
+                match it {
+                    IndexItem::Expr(x) => expr_assigned(x, out),
+                    IndexItem::Slice {
+                        start, end, step, ..
+                    } => {
+                        for x in [start, end, step].into_iter().flatten() {
+                            expr_assigned(x, out);
+                        }
+                    }
+                    IndexItem::Ellipsis(_) => {}
+                }
+            }
+        }
+        ExprKind::Block(b) => block_assigned(b, out),
+        ExprKind::If { cond, then, els } => {
+            expr_assigned(cond, out);
+            block_assigned(then, out);
+            if let Some(x) = els {
+                expr_assigned(x, out);
+            }
+        }
+        ExprKind::For { iter, body, .. } => {
+            expr_assigned(iter, out);
+            block_assigned(body, out);
+        }
+        ExprKind::While { cond, body } => {
+            expr_assigned(cond, out);
+            block_assigned(body, out);
+        }
+        ExprKind::Return(x) => {
+            if let Some(x) = x {
+                expr_assigned(x, out);
+            }
+        }
+    }
+}

@@ -83,6 +83,15 @@ pub(crate) struct State {
     importing: Vec<ModuleId>,
     /// The derivatives being taken, which see every primitive run (`builtins::grad`).
     pub traces: builtins::grad::Traces,
+    /// The graphs being staged, innermost last (`crate::stage`); empty in eager code.
+    pub stage: std::cell::RefCell<Vec<crate::stage::Stager>>,
+    /// The graphs staged so far, per function.
+    pub jit: crate::stage::jit::Cache,
+    /// Graph mode (`--mode graph`, `:mode graph`): named functions called from the top
+    /// level are staged.
+    pub graph_mode: bool,
+    /// Whether each re-staging is explained on stderr (`--explain-restage`).
+    pub explain_restage: bool,
 }
 
 impl State {
@@ -107,6 +116,10 @@ impl State {
             namespaces: HashMap::new(),
             importing: Vec::new(),
             traces: builtins::grad::Traces::default(),
+            stage: std::cell::RefCell::new(Vec::new()),
+            jit: crate::stage::jit::Cache::default(),
+            graph_mode: false,
+            explain_restage: false,
         }
     }
 }
@@ -183,6 +196,20 @@ impl<'s> Eval<'s> {
         span: Span,
         on_error: impl FnOnce(DeviceError) -> Flow,
     ) -> R<Tensor> {
+        // While a function is staged, a primitive on a staged value (or an effect) is
+        // appended to its graph; one on known values is computed now, once.
+        if self.staging()
+            && (inputs
+                .iter()
+                .any(|t| t.device() == devices::DeviceId::Staged)
+                || ir::graph::is_effectful(op.prim()))
+        {
+            let out = self.stage_exec(op, inputs, span)?;
+            if self.st.traces.any() {
+                builtins::grad::on_exec(self, op, inputs, &out, span)?;
+            }
+            return Ok(out);
+        }
         // The usual case, every operand on the session's device, costs no placement.
         let session = self.st.device.id();
         let out = if inputs.iter().all(|t| t.device() == session) {
@@ -341,6 +368,7 @@ impl<'s> Eval<'s> {
                     siblings: None,
                     src,
                 }));
+                let v = jit_if_marked(&d, v);
                 self.globals_mut().insert(d.name.name.clone(), v);
             }
             return;
@@ -348,7 +376,7 @@ impl<'s> Eval<'s> {
         let captured = Some(Arc::new(self.visible_locals()));
         let siblings: Arc<[Arc<FnDecl>]> = arcs.into();
         for d in siblings.iter() {
-            let v = block_fn(d, &captured, &siblings, src);
+            let v = jit_if_marked(d, block_fn(d, &captured, &siblings, src));
             self.bind(d.name.name.clone(), v);
         }
     }
@@ -420,6 +448,15 @@ impl<'s> Eval<'s> {
                 };
                 // Rebinding keeps the variable's dtype: a literal takes it (`x = 0`).
                 let new = keep_dtype(self, &old, new, value.span)?;
+                if self.staging() && !self.is_local(&target.name) {
+                    return Err(crate::stage::staging_error(
+                        format!(
+                            "a staged function cannot assign the top-level variable `{}`",
+                            target.name
+                        ),
+                        target.span,
+                    ));
+                }
                 self.assign(&target.name, new);
                 Ok(Value::Unit)
             }
@@ -702,7 +739,68 @@ impl<'s> Eval<'s> {
         {
             return Some(block_fn(d, captured, sibs, *src));
         }
+        let v = self.globals().get(name).cloned();
+        // A staged graph holds what it read from the top level; a later call checks that
+        // those globals still hold the same values.
+        if let Some(v) = &v
+            && self.staging()
+            && let Some(s) = self.st.stage.borrow_mut().first_mut()
+            && !s.globals_read.iter().any(|(n, _)| &**n == name)
+        {
+            s.globals_read.push((Name::from(name), v.clone()));
+        }
+        v
+    }
+
+    /// A top-level variable's value now (what a cached graph checks its globals against).
+    pub(crate) fn global_value(&self, name: &str) -> Option<Value> {
         self.globals().get(name).cloned()
+    }
+
+    /// Whether `name` is a local variable here (not a captured or global one).
+    pub(crate) fn is_local(&self, name: &str) -> bool {
+        self.env
+            .frames
+            .iter()
+            .any(|f| f.iter().any(|(n, _)| &**n == name))
+    }
+
+    /// A local variable's value.
+    pub(crate) fn lookup_local(&self, name: &str) -> Option<Value> {
+        self.env.frames.iter().rev().find_map(|f| {
+            f.iter()
+                .rev()
+                .find(|(n, _)| &**n == name)
+                .map(|(_, v)| v.clone())
+        })
+    }
+
+    /// Rebinds a local variable where it lives.
+    pub(crate) fn assign_local(&mut self, name: &Name, v: Value) {
+        if self.is_local(name) {
+            self.assign(name, v);
+        }
+    }
+
+    /// Opens a scope for loop variables.
+    pub(crate) fn push_scope(&mut self) {
+        self.env.frames.push(Vec::new());
+    }
+
+    /// Closes the scope [`Eval::push_scope`] opened.
+    pub(crate) fn pop_scope(&mut self) {
+        self.env.frames.pop();
+    }
+
+    /// Binds a pattern in the innermost scope.
+    pub(crate) fn bind_pat(&mut self, pat: &Pattern, v: Value, span: Span) -> R<()> {
+        self.bind_pattern(pat, v, span)
+    }
+
+    /// `tensors` on the session's device (a staged graph's inputs).
+    pub(crate) fn on_session_device(&self, tensors: &[Tensor], span: Span) -> R<Vec<Tensor>> {
+        let refs: Vec<&Tensor> = tensors.iter().collect();
+        self.upload_all(&self.st.device, &refs, span)
     }
 
     /// The top-level variables the running code sees: those of the file it is in when
@@ -801,11 +899,19 @@ impl<'s> Eval<'s> {
                 if matches!(op, BinOp::And | BinOp::Or) {
                     // `&&` and `||` short-circuit on scalar bools.
                     let l = self.expr(lhs)?;
+                    if crate::stage::has_staged(&l) {
+                        // Known only at run time: both sides are evaluated, and combined.
+                        let r = self.expr(rhs)?;
+                        return self.staged_logic(*op, &l, &r, lhs.span, rhs.span, e.span);
+                    }
                     let lb = self.scalar_bool(&l, lhs.span)?;
                     if (*op == BinOp::And) != lb {
                         return Ok(Value::tensor(Tensor::scalar(lb)));
                     }
                     let r = self.expr(rhs)?;
+                    if crate::stage::has_staged(&r) {
+                        return Ok(r);
+                    }
                     let rb = self.scalar_bool(&r, rhs.span)?;
                     return Ok(Value::tensor(Tensor::scalar(rb)));
                 }
@@ -908,6 +1014,12 @@ impl<'s> Eval<'s> {
             ExprKind::Block(b) => self.block(b),
             ExprKind::If { cond, then, els } => {
                 let c = self.expr(cond)?;
+                if let Value::Tensor(t) = &c
+                    && t.t.staged_id().is_some()
+                {
+                    let t = self.condition_tensor(&c, cond.span)?;
+                    return self.staged_if(&t, then, els.as_deref(), e.span);
+                }
                 if self.scalar_bool(&c, cond.span)? {
                     self.block(then)
                 } else {
@@ -926,6 +1038,12 @@ impl<'s> Eval<'s> {
                 loop {
                     self.check_interrupt(e.span)?;
                     let c = self.expr(cond)?;
+                    if let Value::Tensor(t) = &c
+                        && t.t.staged_id().is_some()
+                    {
+                        self.staged_while(cond, body, e.span)?;
+                        break;
+                    }
                     if !self.scalar_bool(&c, cond.span)? {
                         break;
                     }
@@ -1062,6 +1180,11 @@ impl<'s> Eval<'s> {
         span: Span,
     ) -> R<()> {
         let n = builtins::iter_len(it, it_span)?;
+        if let Value::Range(a, b) = it
+            && crate::stage::control::for_as_region(self, pat, body, n)
+        {
+            return self.staged_for(pat, (*a, *b), it_span, body, span);
+        }
         // One frame for the loop variables, emptied per iteration rather than made anew:
         // closures copy what they capture, so nothing can still refer to the old bindings,
         // and a tight loop does not pay an allocation per iteration for them.
@@ -1099,10 +1222,36 @@ impl<'s> Eval<'s> {
         named: Vec<(Name, Value, Span)>,
         span: Span,
     ) -> R<Value> {
+        let eager = self.staging() || self.st.traces.any();
+        match f {
+            // Inside a staged function a staged one is inlined; under an eager derivative
+            // it runs eagerly, so that the derivative sees its primitives.
+            Value::Jit(_) if !eager => self.call_staged(f, pos, named, span),
+            Value::Fn(func)
+                if self.st.graph_mode && !eager && self.stack.is_empty() && !func.is_closure() =>
+            {
+                self.call_staged(f, pos, named, span)
+            }
+            _ => self.call_inner(f, pos, named, span),
+        }
+    }
+
+    /// Calls a function value as it is: a staged one's function directly.
+    pub(crate) fn call_inner(
+        &mut self,
+        f: &Value,
+        pos: Vec<(Value, Span)>,
+        named: Vec<(Name, Value, Span)>,
+        span: Span,
+    ) -> R<Value> {
         match f {
             Value::Builtin(name) => builtins::call(self, name, pos, named, span),
             Value::Fn(func) => self.call_fn(func, pos, named, span),
             Value::Derived(d) => builtins::grad::call_derived(self, d, pos, named, span),
+            Value::Jit(j) => {
+                let inner = j.f.clone();
+                self.call_inner(&inner, pos, named, span)
+            }
             other => Err(errors::mismatch(
                 format!("{} is not a function", other.describe()),
                 span,
@@ -1165,7 +1314,14 @@ impl<'s> Eval<'s> {
             call: span,
             call_src: saved_src,
         });
-        let r = self.run_fn(func, slots, span);
+        let decl = match &func.body {
+            FnBody::Decl(d) if self.staging() => Some(Arc::as_ptr(d) as usize),
+            _ => None,
+        };
+        let r = match decl {
+            Some(d) => self.run_fn_staged(func, d, slots, span),
+            None => self.run_fn(func, slots, span),
+        };
         let r = match r {
             Err(Flow::Error(mut e)) => {
                 errors::trace(&mut e, self);
@@ -1176,6 +1332,38 @@ impl<'s> Eval<'s> {
         self.stack.pop();
         self.src = saved_src;
         self.env = saved_env;
+        r
+    }
+
+    /// [`Eval::run_fn`] while staging: a function already being staged is a recursion,
+    /// which cannot be staged (LANGUAGE.md §13).
+    fn run_fn_staged(
+        &mut self,
+        func: &Arc<FnValue>,
+        decl: usize,
+        slots: Vec<Option<Value>>,
+        span: Span,
+    ) -> R<Value> {
+        let recursive = self.with_stager(span, |s| {
+            let r = s.active.contains(&decl);
+            s.active.push(decl);
+            Ok(r)
+        })?;
+        let r = if recursive {
+            Err(crate::stage::staging_error(
+                format!(
+                    "`{}` calls itself; recursion inside a staged function cannot be staged",
+                    func.name
+                ),
+                span,
+            ))
+        } else {
+            self.run_fn(func, slots, span)
+        };
+        self.with_stager(span, |s| {
+            s.active.pop();
+            Ok(())
+        })?;
         r
     }
 
@@ -1235,6 +1423,13 @@ impl<'s> Eval<'s> {
 
     /// The value of a scalar bool (conditions).
     pub fn scalar_bool(&self, v: &Value, span: Span) -> R<bool> {
+        if crate::stage::has_staged(v) {
+            return Err(crate::stage::staging_error(
+                "this needs a bool now, but it is computed from the staged function's arguments"
+                    .into(),
+                span,
+            ));
+        }
         match v {
             Value::Tensor(t) if t.rank() == 0 && t.dtype == DType::Bool => {
                 t.t.to_vec::<bool>()
@@ -1253,6 +1448,17 @@ impl<'s> Eval<'s> {
 
     /// The value of an integer scalar (range bounds, slice bounds, axes, sizes).
     pub fn scalar_int(&self, v: &Value, span: Span) -> R<i64> {
+        if crate::stage::has_staged(v) {
+            return Err(Flow::error(
+                crate::stage::staging_diag(
+                    "this needs an integer now (a size, a bound or an index), but it is \
+                     computed from the staged function's arguments"
+                        .into(),
+                    span,
+                )
+                .with_hint("pass it as an integer argument: integer arguments are static"),
+            ));
+        }
         match v {
             Value::Tensor(t) if t.rank() == 0 && t.dtype.is_int() => {
                 let c = self.cast(&t.t, DType::I64, span)?;
@@ -1265,6 +1471,18 @@ impl<'s> Eval<'s> {
                 span,
             )),
         }
+    }
+}
+
+/// A function declared `@jit` as a staged function value; others as they are.
+fn jit_if_marked(d: &FnDecl, v: Value) -> Value {
+    if d.attrs.iter().any(|a| &*a.name.name == "jit") {
+        Value::Jit(Arc::new(crate::stage::jit::Jitted {
+            f: v,
+            name: d.name.name.clone(),
+        }))
+    } else {
+        v
     }
 }
 

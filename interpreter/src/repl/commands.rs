@@ -63,6 +63,21 @@ pub const COMMANDS: &[Command] = &[
                  advance the stream 5 times. A slower entry runs once.",
     },
     Command {
+        name: "mode",
+        args: "[eager|graph]",
+        summary: "run named functions eagerly or staged (graph mode); without an argument, say which",
+        detail: "In graph mode every named function called from the top level is staged into \
+                 the IR on its first call with a signature and runs as a graph from then on, \
+                 as `@jit` functions always do. Results are the same in both modes.",
+    },
+    Command {
+        name: "ir",
+        args: "NAME",
+        summary: "the IR graphs staged so far for the function NAME",
+        detail: "One graph per signature the function was called with (a `@jit` function, or \
+                 any named function in graph mode). Call it first to stage it.",
+    },
+    Command {
         name: "explain",
         args: "[CODE]",
         summary: "what a diagnostic code means (E0301); without CODE, the list",

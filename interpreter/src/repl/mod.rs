@@ -328,6 +328,33 @@ impl Repl {
                 self.say("the session is reset: no variables are defined");
             }
             "time" => self.time(arg),
+            "mode" => match arg.trim() {
+                "" => {
+                    let m = if self.session.graph_mode() {
+                        "graph"
+                    } else {
+                        "eager"
+                    };
+                    self.say(&format!("mode: {m}"));
+                }
+                "graph" => {
+                    self.session.set_graph_mode(true);
+                    self.say("graph mode: named functions called from the top level are staged");
+                }
+                "eager" => {
+                    self.session.set_graph_mode(false);
+                    self.say("eager mode: functions run op by op");
+                }
+                other => self.error(&format!("`{other}` is not a mode: use eager or graph")),
+            },
+            "ir" => match self.session.staged_ir(arg.trim()) {
+                Some(graphs) => self.say(graphs.join("\n").trim_end()),
+                None => self.error(&format!(
+                    "`{}` has no staged graph: call it first (a `@jit` function, or any named \
+                     function in graph mode)",
+                    arg.trim()
+                )),
+            },
             other => self.error(&format!("the command `:{other}` has no action")),
         }
         Next::Continue
@@ -546,9 +573,14 @@ impl Repl {
 }
 
 /// True when `entry` needs more lines: the parser finds it unfinished, or it ends with a
-/// `///` doc comment, which belongs to the `fn` on the lines after it.
+/// `///` doc comment or an attribute line (`@jit`), which belong to the `fn` on the lines
+/// after them.
 pub fn unfinished(entry: &str) -> bool {
     if lang::syntax::is_incomplete(entry) {
+        return true;
+    }
+    let last_line = entry.lines().rev().find(|l| !l.trim().is_empty());
+    if last_line.is_some_and(|l| l.trim_start().starts_with('@')) {
         return true;
     }
     let lexed = lang::syntax::lexer::lex(entry);

@@ -46,11 +46,13 @@
 
 mod builder;
 mod eq;
+mod inline;
 mod parse;
 mod print;
 mod verify;
 
 pub use builder::{BuildError, GraphBuilder};
+pub use inline::inline;
 pub use parse::{ParseError, parse};
 pub use print::{PrintOptions, print};
 pub use verify::{VerifyError, VerifyErrorKind, verify};
@@ -74,8 +76,9 @@ macro_rules! arena_id {
             }
 
             /// The id at position `i` of the arena (saturating at `u32::MAX`, which no
-            /// arena reaches).
-            fn from_index(i: usize) -> $name {
+            /// arena reaches). An id names a value only of the graph it came from; the
+            /// builder and the verifier refuse one out of range.
+            pub fn from_index(i: usize) -> $name {
                 $name(u32::try_from(i).unwrap_or(u32::MAX))
             }
         }

@@ -257,6 +257,20 @@ pub(crate) fn draw(
     dtype: DType,
     span: Span,
 ) -> R<Tensor> {
+    let n = i64::try_from(shape.iter().product::<usize>()).unwrap_or(i64::MAX);
+    if ev.staging() {
+        // The key comes from the graph's stream, which the run takes from the session's.
+        let key = ev.stage_rng_key(n, span)?;
+        return ev.exec(
+            &Op::Random {
+                op,
+                shape: Shape::known(shape),
+                dtype,
+            },
+            &[&key],
+            span,
+        );
+    }
     let key = Tensor::from_vec(vec![ev.st.seed, ev.st.offset], &[2])
         .map_err(|e| ev.device_error(e, span))?;
     let t = ev.exec(
@@ -268,7 +282,6 @@ pub(crate) fn draw(
         &[&key],
         span,
     )?;
-    let n = i64::try_from(t.numel()).unwrap_or(i64::MAX);
     ev.st.offset = ev.st.offset.wrapping_add(n);
     Ok(t)
 }
@@ -330,6 +343,11 @@ pub(super) fn randint(ev: &mut Eval<'_>, c: &Call) -> R<Value> {
 
 /// `seed(n)`: restarts the random stream.
 pub(super) fn seed(ev: &mut Eval<'_>, c: &Call) -> R<Value> {
+    if ev.staging() {
+        let n = c.opt_int(ev, 0)?.unwrap_or(0);
+        ev.stage_seed(n, c.span)?;
+        return Ok(Value::Unit);
+    }
     ev.st.seed = c.opt_int(ev, 0)?.unwrap_or(0);
     ev.st.offset = 0;
     Ok(Value::Unit)

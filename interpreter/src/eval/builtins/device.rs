@@ -43,6 +43,11 @@ fn open(ev: &Eval<'_>, id: DeviceId, span: Span) -> R<Arc<dyn Device>> {
         // The error names the device and why it is missing.
         DeviceId::Cuda(n) => devices::cuda::open(n)
             .map_err(|e| errors::bad_value(format!("cannot move a value: {e}"), span)),
+        // `parse` never names it: staged values are not a place a user can move data to.
+        DeviceId::Staged => Err(errors::bad_value(
+            "cannot move a value to a staged graph".to_string(),
+            span,
+        )),
     }
 }
 

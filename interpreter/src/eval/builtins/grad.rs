@@ -440,7 +440,7 @@ fn watch(ev: &Eval<'_>, level: usize, v: &Value) -> (Value, Vec<Option<NodeId>>)
 }
 
 /// The output of a differentiated function, which must be a float scalar.
-fn scalar_out(v: &Value, at: Span, span: Span) -> R<TensorVal> {
+pub(crate) fn scalar_out(v: &Value, at: Span, span: Span) -> R<TensorVal> {
     match v {
         Value::Tensor(t) if t.dtype.is_float() && t.t.rank() == 0 => Ok(t.clone()),
         other => Err(Flow::error(
@@ -550,6 +550,17 @@ fn reverse(
     at: Span,
     span: Span,
 ) -> R<(Value, Vec<Value>)> {
+    if ev.staging() {
+        // Inside a staged function: reverse mode on the IR (`stage::grad`).
+        for &i in wrt {
+            if let Some((v, s)) = pos.get(i) {
+                float_arg(i, v, *s)?;
+            }
+        }
+        let (y, grads, watched) = ev.reverse_staged(f, pos, named, wrt, at, span)?;
+        let grads = structure(ev, &watched, grads, span)?;
+        return Ok((Value::Tensor(y), grads));
+    }
     let (out, tape, node, watched) = record(ev, f, pos, named, wrt, span)?;
     let y = scalar_out(&out, at, span)?;
     let grads = match node {

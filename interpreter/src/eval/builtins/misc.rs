@@ -18,6 +18,12 @@ use crate::value::{Batches, TensorVal, Value, display};
 
 /// `print(a, b, ...)`: the values separated by spaces, then a newline.
 pub(super) fn print(ev: &mut Eval<'_>, c: &Call) -> R<Value> {
+    if ev.staging() {
+        // Staged code prints when the graph runs, on every call.
+        let args: Vec<Value> = c.rest.iter().map(|(v, _)| v.clone()).collect();
+        ev.stage_print(&args, c.span)?;
+        return Ok(Value::Unit);
+    }
     let parts: Vec<String> = c.rest.iter().map(|(v, _)| display(v)).collect();
     let line = parts.join(" ");
     writeln!(ev.st.out, "{line}")
@@ -28,6 +34,13 @@ pub(super) fn print(ev: &mut Eval<'_>, c: &Call) -> R<Value> {
 
 /// `assert(cond, "message")`: an error at the call when `cond` is false.
 pub(super) fn assert(ev: &mut Eval<'_>, c: &Call) -> R<Value> {
+    if let Some(Value::Tensor(t)) = c.get(0)
+        && t.t.staged_id().is_some()
+    {
+        let cond = ev.condition_tensor(&Value::Tensor(t.clone()), c.span(0))?;
+        ev.stage_assert(&cond, c.string(1)?, c.span)?;
+        return Ok(Value::Unit);
+    }
     let cond = ev.scalar_bool(c.req(0)?, c.span(0))?;
     if cond {
         return Ok(Value::Unit);
@@ -41,8 +54,65 @@ pub(super) fn assert(ev: &mut Eval<'_>, c: &Call) -> R<Value> {
 pub(super) fn allclose(ev: &mut Eval<'_>, c: &Call) -> R<Value> {
     let rtol = c.opt_float(ev, 2)?.unwrap_or(1e-5);
     let atol = c.opt_float(ev, 3)?.unwrap_or(1e-8);
-    let ok = close(ev, c.req(0)?, c.req(1)?, rtol, atol, c.span)?;
+    let (a, b) = (c.req(0)?, c.req(1)?);
+    if crate::stage::has_staged(a) || crate::stage::has_staged(b) {
+        return Ok(strong(close_staged(ev, a, b, rtol, atol, c.span)?));
+    }
+    let ok = close(ev, a, b, rtol, atol, c.span)?;
     Ok(strong(Tensor::scalar(ok)))
+}
+
+/// [`close`] on values known only when a staged graph runs: the same test, in primitives,
+/// giving a `bool` scalar.
+fn close_staged(
+    ev: &Eval<'_>,
+    a: &Value,
+    b: &Value,
+    rtol: f64,
+    atol: f64,
+    span: Span,
+) -> R<Tensor> {
+    use ir::{BinaryOp, CmpOp, ReduceOp, UnaryOp};
+    let mut xs = Vec::new();
+    let mut ys = Vec::new();
+    crate::stage::tensor_leaves(a, &mut xs);
+    crate::stage::tensor_leaves(b, &mut ys);
+    if xs.len() != ys.len() {
+        return Ok(Tensor::scalar(false));
+    }
+    let bin = |op, p: &Tensor, q: &Tensor| ev.exec(&Op::Binary { op }, &[p, q], span);
+    let mut all = Tensor::scalar(true);
+    for (x, y) in xs.iter().zip(&ys) {
+        let p = ev.cast(&x.t, DType::F64, span)?;
+        let q = ev.cast(&y.t, DType::F64, span)?;
+        let d = ev.exec(
+            &Op::Unary { op: UnaryOp::Abs },
+            &[&bin(BinaryOp::Sub, &p, &q)?],
+            span,
+        )?;
+        let aq = ev.exec(&Op::Unary { op: UnaryOp::Abs }, &[&q], span)?;
+        let tol = bin(BinaryOp::Mul, &aq, &Tensor::scalar(rtol))?;
+        let tol = bin(BinaryOp::Add, &tol, &Tensor::scalar(atol))?;
+        let within = ev.exec(&Op::Compare { op: CmpOp::Le }, &[&d, &tol], span)?;
+        let equal = ev.exec(&Op::Compare { op: CmpOp::Eq }, &[&p, &q], span)?;
+        let ok = bin(BinaryOp::Or, &within, &equal)?;
+        let axes: Vec<usize> = (0..ok.rank()).collect();
+        let ok = if axes.is_empty() || ok.numel() == 0 {
+            ok
+        } else {
+            ev.exec(
+                &Op::Reduce {
+                    op: ReduceOp::Min,
+                    axes,
+                    keepdims: false,
+                },
+                &[&ok],
+                span,
+            )?
+        };
+        all = bin(BinaryOp::And, &all, &ok)?;
+    }
+    Ok(all)
 }
 
 fn close(ev: &Eval<'_>, a: &Value, b: &Value, rtol: f64, atol: f64, span: Span) -> R<bool> {
@@ -296,10 +366,14 @@ pub(super) fn higher_order(
                 span,
             )),
         },
-        // Eager mode runs a staged function as it is: staging changes speed, not results.
-        "jit" => {
-            arg(0, "f").ok_or_else(|| errors::mismatch("`jit` needs a function".to_string(), span))
-        }
+        "jit" => match arg(0, "f") {
+            Some(f @ (Value::Fn(_) | Value::Derived(_) | Value::Builtin(_))) => {
+                let name = crate::stage::jit::fn_name(&f);
+                Ok(Value::Jit(Arc::new(crate::stage::jit::Jitted { f, name })))
+            }
+            Some(f @ Value::Jit(_)) => Ok(f),
+            _ => Err(errors::mismatch("`jit` needs a function".to_string(), span)),
+        },
         "grad" | "value_and_grad" | "vjp" | "jvp" | "hessian" => {
             super::grad::builtin(ev, name, pos, named, span)
         }

@@ -1,0 +1,544 @@
+//! `if`, `while` and `for` on staged values become `If`, `While` and `For` regions.
+//!
+//! A region is built by running the evaluator over the branch or the loop body with the
+//! graph builder positioned inside the region ([`GraphBuilder`]'s `if_`, `while_`, `for_`
+//! take closures; each closure lends the builder back to the innermost [`Stager`] while the
+//! evaluator runs). What flows through the region is found in the text: the variables the
+//! branch or body assigns that are visible where it starts ([`lang::ast::block_assigned`]),
+//! the value of an `if`, and the random key. Their tensor leaves become the region's
+//! yields or loop-carried values; anything else they hold (a function, a string) must be
+//! the same on every path, or staging stops with E0913.
+//!
+//! Dtypes: a weak literal is stored wider than its dtype (`value.rs`). A loop carries every
+//! leaf strong, in its dtype, so that the body yields what it receives. An `if` yields its
+//! `then` leaves as they are, the `else` leaves converted to them, and converts after the
+//! node where the two did not agree on weakness.
+//!
+//! `break`, `continue` and `return` inside a region are E0913: structured regions have one
+//! exit (a loop over known bounds is unrolled instead, where they work as in eager mode).
+
+use std::cell::RefCell;
+use std::collections::HashSet;
+
+use devices::Tensor;
+use ir::Op;
+use ir::graph::{BuildError, GraphBuilder, ValueId};
+use lang::Span;
+use lang::ast::{Block, Expr, Name, Pattern};
+
+use super::{build_error, has_staged, same_value, staging_error, substitute, tensor_leaves};
+use crate::eval::Eval;
+use crate::eval::errors::{Flow, R};
+use crate::value::{TensorVal, Value};
+
+/// What a region closure hands back through the builder: the evaluator's own error is kept
+/// aside (the builder's closures can only return a [`BuildError`]).
+struct Lent<'a, 'b> {
+    ev: &'a mut Eval<'b>,
+    failed: Option<Flow>,
+}
+
+/// Swaps the builder a region closure was given with the innermost stager's, so that the
+/// evaluator emits into the region; called again to swap back.
+fn swap_builder(ev: &Eval<'_>, b: &mut GraphBuilder) {
+    if let Some(s) = ev.st.stage.borrow_mut().last_mut() {
+        std::mem::swap(b, &mut s.b);
+    }
+}
+
+/// The builder's sentinel for "the evaluator failed; see `Lent::failed`".
+fn lent_failure() -> BuildError {
+    BuildError::Unfinished
+}
+
+impl Eval<'_> {
+    fn stager_rng(&self) -> ValueId {
+        self.st
+            .stage
+            .borrow()
+            .last()
+            .map_or(ValueId::from_index(0), |s| s.rng)
+    }
+
+    fn set_stager_rng(&self, v: ValueId) {
+        if let Some(s) = self.st.stage.borrow_mut().last_mut() {
+            s.rng = v;
+        }
+    }
+
+    /// Runs `f` on the innermost stager's builder moved out of it (so that the region
+    /// closures can lend it back).
+    fn with_builder_out<T>(
+        &mut self,
+        span: Span,
+        f: impl FnOnce(&mut Self, &mut GraphBuilder) -> R<T>,
+    ) -> R<T> {
+        let mut b = GraphBuilder::new("");
+        swap_builder(self, &mut b);
+        b.set_span(super::ir_span(self.src, span));
+        let r = f(self, &mut b);
+        swap_builder(self, &mut b);
+        r
+    }
+
+    /// The variables `names` (those visible here) and their values.
+    fn carried(&self, names: HashSet<Name>) -> (Vec<Name>, Vec<Value>) {
+        let mut names: Vec<Name> = names.into_iter().filter(|n| self.is_local(n)).collect();
+        names.sort();
+        let values = names.iter().filter_map(|n| self.lookup_local(n)).collect();
+        (names, values)
+    }
+
+    /// The graph values of `leaves`, converted to `want` where given.
+    fn leaf_ids(
+        &self,
+        leaves: &[TensorVal],
+        want: Option<&[TensorVal]>,
+        span: Span,
+    ) -> R<Vec<ValueId>> {
+        let mut ids = Vec::with_capacity(leaves.len());
+        for (i, l) in leaves.iter().enumerate() {
+            let mut t = l.t.clone();
+            if let Some(w) = want.and_then(|w| w.get(i))
+                && w.t.dtype() != t.dtype()
+            {
+                t = self.exec(&Op::Cast { dtype: w.t.dtype() }, &[&t], span)?;
+            }
+            ids.push(self.with_stager(span, |s| s.value_of(&t, span))?);
+        }
+        Ok(ids)
+    }
+
+    /// Each leaf strong, in its own dtype (what a loop carries).
+    fn strong_leaves(&self, leaves: Vec<TensorVal>, span: Span) -> R<Vec<TensorVal>> {
+        leaves
+            .into_iter()
+            .map(|l| {
+                let t = self.cast(&l.t, l.dtype, span)?;
+                Ok(TensorVal::strong_of(t))
+            })
+            .collect()
+    }
+
+    /// Staged tensors for `ids`, with the dtypes and weakness of `like`.
+    fn staged_like(&self, ids: &[ValueId], like: &[TensorVal]) -> Vec<TensorVal> {
+        let st = self.st.stage.borrow();
+        let Some(s) = st.last() else {
+            return Vec::new();
+        };
+        ids.iter()
+            .zip(like)
+            .map(|(&v, l)| TensorVal {
+                t: s.tensor(v),
+                ..l.clone()
+            })
+            .collect()
+    }
+
+    /// Assigns `names` the values of `template` with its leaves replaced by `leaves`.
+    fn assign_all(&mut self, names: &[Name], template: &[Value], leaves: Vec<TensorVal>) {
+        let mut it = leaves.into_iter();
+        for (n, t) in names.iter().zip(template) {
+            let v = substitute(t, &mut it);
+            self.assign_local(n, v);
+        }
+    }
+
+    /// `if cond { then } else { els }` with `cond` staged.
+    pub(crate) fn staged_if(
+        &mut self,
+        cond: &Tensor,
+        then: &Block,
+        els: Option<&Expr>,
+        span: Span,
+    ) -> R<Value> {
+        let mut names = HashSet::new();
+        lang::ast::block_assigned(then, &mut names);
+        if let Some(e) = els {
+            lang::ast::expr_assigned(e, &mut names);
+        }
+        let (names, before) = self.carried(names);
+        let c = self.with_stager(span, |s| s.value_of(cond, span))?;
+        let outer_rng = self.stager_rng();
+        // The `then` branch's values (its if-value first, then the variables), which fix
+        // the node's result types.
+        let then_shape: RefCell<Option<(Vec<Value>, Vec<TensorVal>)>> = RefCell::new(None);
+        let else_shape: RefCell<Option<(Vec<Value>, Vec<TensorVal>)>> = RefCell::new(None);
+        let has_else = els.is_some();
+        let results = self.with_builder_out(span, |ev, b| {
+            let lent = RefCell::new(Lent { ev, failed: None });
+            let branch = |b: &mut GraphBuilder,
+                          run: &dyn Fn(&mut Eval<'_>) -> R<Value>,
+                          slot: &RefCell<Option<(Vec<Value>, Vec<TensorVal>)>>,
+                          want: Option<Vec<TensorVal>>|
+             -> Result<Vec<ValueId>, BuildError> {
+                let mut l = lent.borrow_mut();
+                let ev = &mut *l.ev;
+                swap_builder(ev, b);
+                ev.set_stager_rng(outer_rng);
+                let r = (|| {
+                    let v = match run(ev) {
+                        Ok(v) => v,
+                        Err(Flow::Error(e)) => return Err(Flow::Error(e)),
+                        Err(_) => {
+                            return Err(staging_error(
+                                "`break`, `continue` or `return` inside an `if` whose condition \
+                                 is known only at run time"
+                                    .into(),
+                                span,
+                            ));
+                        }
+                    };
+                    let v = if has_else { v } else { Value::Unit };
+                    let mut vals = vec![v];
+                    vals.extend(names.iter().filter_map(|n| ev.lookup_local(n)));
+                    let mut leaves = Vec::new();
+                    vals.iter().for_each(|v| tensor_leaves(v, &mut leaves));
+                    let mut ids = vec![ev.stager_rng()];
+                    ids.extend(ev.leaf_ids(&leaves, want.as_deref(), span)?);
+                    *slot.borrow_mut() = Some((vals, leaves));
+                    Ok(ids)
+                })();
+                // The branch's assignments are undone for the other branch and for the
+                // code after the node, which sees the node's results instead.
+                for (n, v) in names.iter().zip(&before) {
+                    ev.assign_local(n, v.clone());
+                }
+                swap_builder(ev, b);
+                r.map_err(|e| {
+                    l.failed = Some(e);
+                    lent_failure()
+                })
+            };
+            let r = b.if_(
+                c,
+                &[],
+                |b, _| branch(b, &|ev| ev.block(then), &then_shape, None),
+                |b, _| {
+                    let want = then_shape.borrow().as_ref().map(|(_, l)| l.clone());
+                    branch(
+                        b,
+                        &|ev| match els {
+                            Some(e) => ev.expr(e),
+                            None => Ok(Value::Unit),
+                        },
+                        &else_shape,
+                        want,
+                    )
+                },
+            );
+            let l = lent.into_inner();
+            match (r, l.failed) {
+                (_, Some(f)) => Err(f),
+                (Err(e), None) => Err(build_error(&e, span)),
+                (Ok(ids), None) => Ok(ids),
+            }
+        })?;
+        let (Some((tv, tl)), Some((ev_, el))) = (then_shape.into_inner(), else_shape.into_inner())
+        else {
+            return Err(staging_error("an `if` region was not built".into(), span));
+        };
+        if tv.len() != ev_.len() || !tv.iter().zip(&ev_).all(|(a, b)| same_skeleton(a, b)) {
+            return Err(staging_error(
+                "the two branches give values that differ in more than their tensors (a \
+                 function, a string or a structure); staged code needs one"
+                    .into(),
+                span,
+            ));
+        }
+        let (rng, leaf_ids) = results
+            .split_first()
+            .map_or((outer_rng, &[][..]), |(r, l)| (*r, l));
+        self.set_stager_rng(rng);
+        // The result leaves: weak only when both branches were.
+        let like: Vec<TensorVal> = tl
+            .iter()
+            .zip(&el)
+            .map(|(a, b)| TensorVal {
+                weak: a.weak && b.weak,
+                ..a.clone()
+            })
+            .collect();
+        let mut out = self.staged_like(leaf_ids, &like);
+        for o in &mut out {
+            if !o.weak && o.t.dtype() != o.dtype {
+                o.t = self.cast(&o.t, o.dtype, span)?;
+            }
+        }
+        let mut it = out.into_iter();
+        let value = substitute(&tv[0], &mut it);
+        for (n, t) in names.iter().zip(&tv[1..]) {
+            let v = substitute(t, &mut it);
+            self.assign_local(n, v);
+        }
+        Ok(value)
+    }
+
+    /// `while cond { body }` where the condition was found staged (with the variables as
+    /// they are now).
+    pub(crate) fn staged_while(&mut self, cond: &Expr, body: &Block, span: Span) -> R<()> {
+        let mut names = HashSet::new();
+        lang::ast::expr_assigned(cond, &mut names);
+        lang::ast::block_assigned(body, &mut names);
+        let (names, template) = self.carried(names);
+        let mut init = Vec::new();
+        template.iter().for_each(|v| tensor_leaves(v, &mut init));
+        let init = self.strong_leaves(init, span)?;
+        let mut init_ids = vec![self.stager_rng()];
+        init_ids.extend(self.leaf_ids(&init, None, span)?);
+        let results = self.with_builder_out(span, |ev, b| {
+            let lent = RefCell::new(Lent { ev, failed: None });
+            let enter = |ev: &mut Eval<'_>, args: &[ValueId]| {
+                if let Some((&rng, rest)) = args.split_first() {
+                    ev.set_stager_rng(rng);
+                    let leaves = ev.staged_like(rest, &init);
+                    ev.assign_all(&names, &template, leaves);
+                }
+            };
+            let fail = |l: &mut Lent<'_, '_>, f: Flow| {
+                l.failed = Some(f);
+                lent_failure()
+            };
+            let r = b.while_(
+                &init_ids,
+                |b, args| {
+                    let mut l = lent.borrow_mut();
+                    swap_builder(l.ev, b);
+                    enter(l.ev, args);
+                    let r = (|| {
+                        let c = l.ev.expr(cond)?;
+                        let c = l.ev.condition_tensor(&c, cond.span)?;
+                        l.ev.with_stager(cond.span, |s| s.value_of(&c, cond.span))
+                    })();
+                    swap_builder(l.ev, b);
+                    r.map_err(|f| fail(&mut l, f))
+                },
+                |b, args| {
+                    let mut l = lent.borrow_mut();
+                    swap_builder(l.ev, b);
+                    enter(l.ev, args);
+                    let r = l.ev.region_body(body, &names, &template, &init, span);
+                    swap_builder(l.ev, b);
+                    r.map_err(|f| fail(&mut l, f))
+                },
+            );
+            let l = lent.into_inner();
+            match (r, l.failed) {
+                (_, Some(f)) => Err(f),
+                (Err(e), None) => Err(build_error(&e, span)),
+                (Ok(ids), None) => Ok(ids),
+            }
+        })?;
+        self.finish_loop(&names, &template, &init, &results);
+        Ok(())
+    }
+
+    /// `for pat in start..stop { body }` as a `For` region (the caller checked that the
+    /// body carries staged values and does not read the loop variable).
+    pub(crate) fn staged_for(
+        &mut self,
+        pat: &Pattern,
+        (start, stop): (i64, i64),
+        it_span: Span,
+        body: &Block,
+        span: Span,
+    ) -> R<()> {
+        let mut names = HashSet::new();
+        lang::ast::block_assigned(body, &mut names);
+        let (names, template) = self.carried(names);
+        let mut init = Vec::new();
+        template.iter().for_each(|v| tensor_leaves(v, &mut init));
+        let init = self.strong_leaves(init, span)?;
+        let mut init_ids = vec![self.stager_rng()];
+        init_ids.extend(self.leaf_ids(&init, None, span)?);
+        let bounds = [start, stop, 1]
+            .into_iter()
+            .map(|x| self.with_stager(span, |s| s.value_of(&Tensor::scalar(x), span)))
+            .collect::<R<Vec<_>>>()?;
+        let results = self.with_builder_out(span, |ev, b| {
+            let lent = RefCell::new(Lent { ev, failed: None });
+            let r = b.for_(bounds[0], bounds[1], bounds[2], &init_ids, |b, i, args| {
+                let mut l = lent.borrow_mut();
+                swap_builder(l.ev, b);
+                if let Some((&rng, rest)) = args.split_first() {
+                    l.ev.set_stager_rng(rng);
+                    let leaves = l.ev.staged_like(rest, &init);
+                    l.ev.assign_all(&names, &template, leaves);
+                }
+                let r = (|| {
+                    let iv = l.ev.with_stager(span, |s| Ok(s.tensor(i)))?;
+                    l.ev.push_scope();
+                    let r =
+                        l.ev.bind_pat(pat, Value::Tensor(TensorVal::strong_of(iv)), it_span)
+                            .and_then(|()| l.ev.region_body(body, &names, &template, &init, span));
+                    l.ev.pop_scope();
+                    r
+                })();
+                swap_builder(l.ev, b);
+                r.map_err(|f| {
+                    l.failed = Some(f);
+                    lent_failure()
+                })
+            });
+            let l = lent.into_inner();
+            match (r, l.failed) {
+                (_, Some(f)) => Err(f),
+                (Err(e), None) => Err(build_error(&e, span)),
+                (Ok(ids), None) => Ok(ids),
+            }
+        })?;
+        self.finish_loop(&names, &template, &init, &results);
+        Ok(())
+    }
+
+    /// Runs a loop body in a region: the carried values it yields (the random key first).
+    fn region_body(
+        &mut self,
+        body: &Block,
+        names: &[Name],
+        template: &[Value],
+        init: &[TensorVal],
+        span: Span,
+    ) -> R<Vec<ValueId>> {
+        match self.block(body) {
+            Ok(_) => {}
+            Err(Flow::Error(e)) => return Err(Flow::Error(e)),
+            Err(_) => {
+                return Err(staging_error(
+                    "`break`, `continue` or `return` inside a loop staged as a region (its \
+                     condition or its carried values are known only at run time)"
+                        .into(),
+                    span,
+                ));
+            }
+        }
+        let vals: Vec<Value> = names.iter().filter_map(|n| self.lookup_local(n)).collect();
+        if vals.len() != template.len()
+            || !vals.iter().zip(template).all(|(a, b)| same_skeleton(a, b))
+        {
+            return Err(staging_error(
+                "a loop changes a variable's value in more than its tensors (a function, a \
+                 string or a structure); staged code needs one"
+                    .into(),
+                span,
+            ));
+        }
+        let mut leaves = Vec::new();
+        vals.iter().for_each(|v| tensor_leaves(v, &mut leaves));
+        let leaves = self.strong_leaves(leaves, span)?;
+        let mut ids = vec![self.stager_rng()];
+        ids.extend(self.leaf_ids(&leaves, Some(init), span)?);
+        Ok(ids)
+    }
+
+    /// After a loop node: the random key and the variables take its results.
+    fn finish_loop(
+        &mut self,
+        names: &[Name],
+        template: &[Value],
+        init: &[TensorVal],
+        results: &[ValueId],
+    ) {
+        if let Some((&rng, rest)) = results.split_first() {
+            self.set_stager_rng(rng);
+            let leaves = self.staged_like(rest, init);
+            self.assign_all(names, template, leaves);
+        }
+    }
+
+    /// `l && r` or `l || r` with a side known only at run time: both were evaluated (there
+    /// is no short circuit in a graph) and are combined elementwise.
+    pub(crate) fn staged_logic(
+        &self,
+        op: lang::ast::BinOp,
+        l: &Value,
+        r: &Value,
+        lspan: Span,
+        rspan: Span,
+        span: Span,
+    ) -> R<Value> {
+        let a = self.condition_tensor(l, lspan)?;
+        let b = self.condition_tensor(r, rspan)?;
+        let op = match op {
+            lang::ast::BinOp::And => ir::BinaryOp::And,
+            _ => ir::BinaryOp::Or,
+        };
+        let t = self.exec(&Op::Binary { op }, &[&a, &b], span)?;
+        Ok(Value::Tensor(TensorVal::strong_of(t)))
+    }
+
+    /// A condition's tensor, staged or not (a staged `while` condition may be known).
+    pub(crate) fn condition_tensor(&self, v: &Value, span: Span) -> R<Tensor> {
+        match v {
+            Value::Tensor(t) if t.rank() == 0 && t.dtype == ir::DType::Bool => Ok(t.t.clone()),
+            other => Err(crate::eval::errors::mismatch(
+                format!(
+                    "a condition must be a scalar bool, found {}",
+                    other.describe()
+                ),
+                span,
+            )),
+        }
+    }
+}
+
+/// Whether two values agree in everything but their tensors' elements: the same structure,
+/// the same non-tensor parts, tensors of the same dtype and shape.
+fn same_skeleton(a: &Value, b: &Value) -> bool {
+    match (a, b) {
+        (Value::Tensor(x), Value::Tensor(y)) => x.dtype == y.dtype && x.shape() == y.shape(),
+        (Value::Tuple(x), Value::Tuple(y)) => {
+            x.len() == y.len() && x.iter().zip(y.iter()).all(|(p, q)| same_skeleton(p, q))
+        }
+        (Value::Record(x), Value::Record(y)) => {
+            x.len() == y.len()
+                && x.iter()
+                    .zip(y.iter())
+                    .all(|((k, p), (l, q))| k == l && same_skeleton(p, q))
+        }
+        (x, y) => same_value(x, y),
+    }
+}
+
+/// Whether a loop over known bounds should be a `For` region rather than unrolled: it
+/// carries staged values and its body does not read the loop variable (which would then be
+/// known only at run time, and could no longer index or size anything).
+pub(crate) fn for_as_region(ev: &Eval<'_>, pat: &Pattern, body: &Block, trips: usize) -> bool {
+    if trips < 2 || !ev.staging() {
+        return false;
+    }
+    let mut used = HashSet::new();
+    lang::ast::block_names(body, &mut used);
+    let mut bound = HashSet::new();
+    pattern_names(pat, &mut bound);
+    if bound.iter().any(|n| used.contains(n)) {
+        return false;
+    }
+    let mut names = HashSet::new();
+    lang::ast::block_assigned(body, &mut names);
+    names
+        .iter()
+        .filter_map(|n| ev.lookup_local(n))
+        .any(|v| has_staged(&v))
+}
+
+fn pattern_names(p: &Pattern, out: &mut HashSet<Name>) {
+    use lang::ast::PatternKind;
+    match &p.kind {
+        PatternKind::Name(id) => {
+            out.insert(id.name.clone());
+        }
+        PatternKind::Wildcard => {}
+        PatternKind::Tuple(ps) => ps.iter().for_each(|q| pattern_names(q, out)),
+        PatternKind::Record(fs) => {
+            for f in fs {
+                match &f.pat {
+                    Some(q) => pattern_names(q, out),
+                    None => {
+                        out.insert(f.name.name.clone());
+                    }
+                }
+            }
+        }
+    }
+}

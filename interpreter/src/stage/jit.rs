@@ -1,0 +1,552 @@
+//! Staged functions: signatures, the cache, staging one call and running its graph.
+//!
+//! A call of a staged function (`@jit`, `jit(f)`, or any named function called from the
+//! top level in graph mode) computes the call's [`Signature`]: per argument, the dtype,
+//! weakness and shape of every tensor leaf, the value of integer and bool scalars (which
+//! are *static*: they decide sizes, ranges and branches, as Python scalars do in
+//! MindSpore's graph mode, so they are constants of the graph and a new value re-stages),
+//! and the identity of everything else (a function argument is specialized). The cache
+//! keeps, per function, the graphs staged so far; a call whose signature and globals match
+//! one runs it without staging again ([`Cache::stagings`] counts stagings, and
+//! `--explain-restage` says why each one after the first happened).
+
+use std::collections::HashMap;
+use std::io::Write;
+use std::sync::Arc;
+
+use devices::Tensor;
+use devices::schedule::{Effects, Plan, RunError};
+use ir::DType;
+use ir::graph::{NodeId, Span as IrSpan};
+use lang::Span;
+use lang::ast::Name;
+
+use super::{PrintLine, Stager, build_error, same_value, staging_error, substitute, tensor_leaves};
+use crate::eval::Eval;
+use crate::eval::errors::{self, Flow, R};
+use crate::value::{TensorVal, Value};
+
+/// A function value made by `jit(f)` or `@jit`: calling it stages and runs `f`.
+#[derive(Debug)]
+pub struct Jitted {
+    /// The function staged.
+    pub f: Value,
+    /// Its name, for graphs and messages.
+    pub name: Name,
+}
+
+/// What a call's arguments look like to the cache.
+#[derive(Clone, Debug, PartialEq)]
+pub(crate) enum ArgSig {
+    /// A tensor passed as a graph input: its storage dtype, dtype, weakness and dims.
+    Tensor {
+        storage: DType,
+        dtype: DType,
+        weak: bool,
+        shape: Vec<usize>,
+    },
+    /// A static scalar (integer or bool): its value.
+    Static(String),
+    Tuple(Vec<ArgSig>),
+    Record(Vec<(Name, ArgSig)>),
+    /// Anything else, by identity (the value is kept by the cache entry).
+    Other(String),
+}
+
+/// A call's signature: positional arguments, then named ones.
+pub(crate) type Signature = Vec<(Option<Name>, ArgSig)>;
+
+/// One staged graph of a function and what running it needs.
+pub(crate) struct StagedFn {
+    pub graph: ir::Graph,
+    sig: Signature,
+    /// The arguments it was staged with (kept alive so that identities in `sig` stay
+    /// unique).
+    _args: Vec<Value>,
+    /// The result, its tensor leaves standing for the graph's outputs after the key.
+    out: Value,
+    captures: Vec<Tensor>,
+    prints: HashMap<IrSpan, PrintLine>,
+    globals_read: Vec<(Name, Value)>,
+}
+
+/// The staged graphs of a session, per function.
+#[derive(Default)]
+pub(crate) struct Cache {
+    entries: HashMap<usize, (Value, Vec<Arc<StagedFn>>)>,
+    /// How many times a function was staged (a test counts them).
+    pub stagings: usize,
+}
+
+impl Cache {
+    /// The graphs staged for the function `key`, newest last.
+    pub(crate) fn graphs(&self, key: usize) -> Vec<Arc<StagedFn>> {
+        self.entries
+            .get(&key)
+            .map(|(_, v)| v.clone())
+            .unwrap_or_default()
+    }
+}
+
+/// The identity a function value is cached under.
+pub(crate) fn fn_key(f: &Value) -> usize {
+    match f {
+        Value::Fn(x) => Arc::as_ptr(x) as usize,
+        Value::Derived(x) => Arc::as_ptr(x) as usize,
+        Value::Jit(x) => Arc::as_ptr(x) as usize,
+        Value::Builtin(name) => name.as_ptr() as usize,
+        _ => 0,
+    }
+}
+
+/// The name a function value's graphs get.
+pub(crate) fn fn_name(f: &Value) -> Name {
+    match f {
+        Value::Fn(x) => x.name.clone(),
+        Value::Jit(x) => x.name.clone(),
+        Value::Builtin(n) => Name::from(*n),
+        _ => Name::from("derived"),
+    }
+}
+
+/// Whether a tensor argument is static (a constant of the graph).
+fn is_static(t: &TensorVal) -> bool {
+    t.rank() == 0 && (t.dtype.is_int() || t.dtype == DType::Bool)
+}
+
+/// The value of a static scalar, as text.
+fn static_text(t: &Tensor) -> String {
+    let first = |v: Option<String>| v.unwrap_or_else(|| "?".into());
+    match t.dtype() {
+        DType::Bool => first(
+            t.to_vec::<bool>()
+                .and_then(|v| v.first().map(|x| x.to_string())),
+        ),
+        DType::I32 => first(
+            t.to_vec::<i32>()
+                .and_then(|v| v.first().map(|x| x.to_string())),
+        ),
+        _ => first(
+            t.to_vec::<i64>()
+                .and_then(|v| v.first().map(|x| x.to_string())),
+        ),
+    }
+}
+
+fn arg_sig(v: &Value) -> ArgSig {
+    match v {
+        Value::Tensor(t) if is_static(t) => {
+            ArgSig::Static(format!("{} {}", t.dtype, static_text(&t.t)))
+        }
+        Value::Tensor(t) => ArgSig::Tensor {
+            storage: t.t.dtype(),
+            dtype: t.dtype,
+            weak: t.weak,
+            shape: t.shape().to_vec(),
+        },
+        Value::Tuple(items) => ArgSig::Tuple(items.iter().map(arg_sig).collect()),
+        Value::Record(m) => {
+            ArgSig::Record(m.iter().map(|(k, x)| (k.clone(), arg_sig(x))).collect())
+        }
+        Value::Str(s) => ArgSig::Other(format!("str {s:?}")),
+        Value::Unit => ArgSig::Other("()".into()),
+        Value::Range(a, b) => ArgSig::Other(format!("{a}..{b}")),
+        other => ArgSig::Other(format!("{} @{:x}", other.describe(), fn_key(other))),
+    }
+}
+
+/// The tensor leaves of `v` that are graph inputs (not static), in order.
+fn input_leaves(v: &Value, out: &mut Vec<TensorVal>) {
+    match v {
+        Value::Tensor(t) if !is_static(t) => out.push(t.clone()),
+        Value::Tuple(items) => items.iter().for_each(|x| input_leaves(x, out)),
+        Value::Record(m) => m.values().for_each(|x| input_leaves(x, out)),
+        _ => {}
+    }
+}
+
+/// `v` with its input leaves replaced in order.
+fn replace_inputs(v: &Value, leaves: &mut impl Iterator<Item = TensorVal>) -> Value {
+    match v {
+        Value::Tensor(t) if !is_static(t) => {
+            Value::Tensor(leaves.next().unwrap_or_else(|| t.clone()))
+        }
+        Value::Tuple(items) => {
+            Value::Tuple(items.iter().map(|x| replace_inputs(x, leaves)).collect())
+        }
+        Value::Record(m) => Value::Record(Arc::new(
+            m.iter()
+                .map(|(k, x)| (k.clone(), replace_inputs(x, leaves)))
+                .collect(),
+        )),
+        other => other.clone(),
+    }
+}
+
+/// Why a call re-stages: the first difference from the newest graph of the function.
+fn explain(old: &StagedFn, sig: &Signature, ev: &Eval<'_>) -> String {
+    for (name, v) in &old.globals_read {
+        match ev.global_value(name) {
+            Some(now) if same_value(&now, v) => {}
+            _ => return format!("the global `{name}` has another value"),
+        }
+    }
+    if old.sig.len() != sig.len() {
+        return format!(
+            "it is called with {} arguments, not {}",
+            sig.len(),
+            old.sig.len()
+        );
+    }
+    for (i, ((n, a), (_, b))) in sig.iter().zip(&old.sig).enumerate() {
+        let which = match n {
+            Some(n) => format!("argument `{n}`"),
+            None => format!("argument {}", i + 1),
+        };
+        if let Some(why) = sig_difference(a, b) {
+            return format!("{which}: {why}");
+        }
+    }
+    "its signature is new".into()
+}
+
+fn sig_difference(now: &ArgSig, before: &ArgSig) -> Option<String> {
+    match (now, before) {
+        (
+            ArgSig::Tensor {
+                storage: s1,
+                dtype: d1,
+                weak: w1,
+                shape: a,
+            },
+            ArgSig::Tensor {
+                storage: s2,
+                dtype: d2,
+                weak: w2,
+                shape: b,
+            },
+        ) => {
+            if d1 != d2 || s1 != s2 {
+                return Some(format!("dtype {d1}, was {d2}"));
+            }
+            if w1 != w2 {
+                return Some(if *w1 {
+                    "a literal, was a tensor".into()
+                } else {
+                    "a tensor, was a literal".into()
+                });
+            }
+            if a.len() != b.len() {
+                return Some(format!("{} axes, was {}", a.len(), b.len()));
+            }
+            a.iter()
+                .zip(b)
+                .enumerate()
+                .find(|(_, (x, y))| x != y)
+                .map(|(k, (x, y))| format!("dim {k} is {x}, was {y}"))
+        }
+        (ArgSig::Tuple(a), ArgSig::Tuple(b)) if a.len() == b.len() => a
+            .iter()
+            .zip(b)
+            .enumerate()
+            .find_map(|(i, (x, y))| sig_difference(x, y).map(|w| format!("item {i}: {w}"))),
+        (ArgSig::Record(a), ArgSig::Record(b)) if a.len() == b.len() => {
+            a.iter().zip(b).find_map(|((k, x), (l, y))| {
+                if k != l {
+                    return Some(format!("field `{k}`, was `{l}`"));
+                }
+                sig_difference(x, y).map(|w| format!("field `{k}`: {w}"))
+            })
+        }
+        (ArgSig::Static(a), ArgSig::Static(b)) if a != b => {
+            Some(format!("the static value {a}, was {b}"))
+        }
+        (a, b) if a != b => Some("another kind of value".into()),
+        _ => None,
+    }
+}
+
+impl Eval<'_> {
+    /// Calls `f` staged: from the cache when a graph matches the call, staging it first
+    /// otherwise.
+    pub(crate) fn call_staged(
+        &mut self,
+        f: &Value,
+        pos: Vec<(Value, Span)>,
+        named: Vec<(Name, Value, Span)>,
+        span: Span,
+    ) -> R<Value> {
+        let key = fn_key(f);
+        let sig: Signature = pos
+            .iter()
+            .map(|(v, _)| (None, arg_sig(v)))
+            .chain(named.iter().map(|(n, v, _)| (Some(n.clone()), arg_sig(v))))
+            .collect();
+        let known = self.st.jit.graphs(key);
+        let hit = known.iter().rev().find(|g| {
+            g.sig == sig
+                && g.globals_read
+                    .iter()
+                    .all(|(n, v)| self.global_value(n).is_some_and(|now| same_value(&now, v)))
+        });
+        let staged = match hit {
+            Some(g) => g.clone(),
+            None => {
+                if self.st.explain_restage
+                    && let Some(old) = known.last()
+                {
+                    eprintln!(
+                        "note: re-staging `{}` ({}): {}",
+                        fn_name(f),
+                        self.place(span),
+                        explain(old, &sig, self)
+                    );
+                }
+                let g = Arc::new(self.stage_call(f, &pos, &named, sig, span)?);
+                self.st.jit.stagings += 1;
+                let entry = self
+                    .st
+                    .jit
+                    .entries
+                    .entry(key)
+                    .or_insert_with(|| (f.clone(), Vec::new()));
+                entry.1.push(g.clone());
+                g
+            }
+        };
+        let mut leaves = Vec::new();
+        pos.iter().for_each(|(v, _)| input_leaves(v, &mut leaves));
+        named
+            .iter()
+            .for_each(|(_, v, _)| input_leaves(v, &mut leaves));
+        self.run_staged(&staged, leaves, span)
+    }
+
+    /// `line:col` of `span` in the running source, for notes.
+    fn place(&self, span: Span) -> String {
+        let text = self.st.sources.get(self.src).map_or("", |(_, t)| &**t);
+        let (l, c) = errors::line_col(text, span.start);
+        format!("{l}:{c}")
+    }
+
+    /// Stages one call of `f`: a graph whose inputs are the random key, the arguments'
+    /// input leaves and then the captured tensors, and whose outputs are the result's
+    /// tensor leaves and then the final key (a scalar result comes first, as IR autodiff
+    /// wants).
+    pub(crate) fn stage_call(
+        &mut self,
+        f: &Value,
+        pos: &[(Value, Span)],
+        named: &[(Name, Value, Span)],
+        sig: Signature,
+        span: Span,
+    ) -> R<StagedFn> {
+        let name = fn_name(f);
+        self.st.stage.borrow_mut().push(Stager::new(&name));
+        let r = self.stage_body(f, pos, named, span);
+        let Some(s) = self.st.stage.borrow_mut().pop() else {
+            return Err(errors::internal("the staged graph was lost", span));
+        };
+        let (out, leaves) = r?;
+        let mut s = s;
+        let mut outputs = Vec::with_capacity(leaves.len() + 1);
+        s.b.set_span(super::ir_span(self.src, span));
+        for l in &leaves {
+            outputs.push(s.value_of(&l.t, span)?);
+        }
+        outputs.push(s.rng);
+        let graph = s.b.finish(&outputs).map_err(|e| build_error(&e, span))?;
+        if cfg!(debug_assertions)
+            && let Err(e) = ir::verify(&graph)
+        {
+            return Err(errors::internal(
+                &format!("the staged graph of `{name}` does not verify: {e}"),
+                span,
+            ));
+        }
+        let mut args: Vec<Value> = pos.iter().map(|(v, _)| v.clone()).collect();
+        args.extend(named.iter().map(|(_, v, _)| v.clone()));
+        Ok(StagedFn {
+            graph,
+            sig,
+            _args: args,
+            out,
+            captures: s.captures,
+            prints: s.prints,
+            globals_read: s.globals_read,
+        })
+    }
+
+    /// Runs `f` over staged arguments inside the innermost stager: its result and the
+    /// result's tensor leaves.
+    fn stage_body(
+        &mut self,
+        f: &Value,
+        pos: &[(Value, Span)],
+        named: &[(Name, Value, Span)],
+        span: Span,
+    ) -> R<(Value, Vec<TensorVal>)> {
+        let mut leaves = Vec::new();
+        pos.iter().for_each(|(v, _)| input_leaves(v, &mut leaves));
+        named
+            .iter()
+            .for_each(|(_, v, _)| input_leaves(v, &mut leaves));
+        let staged: Vec<TensorVal> = self.with_stager(span, |s| {
+            Ok(leaves
+                .iter()
+                .map(|l| {
+                    let v = s.b.input(l.t.ttype());
+                    TensorVal {
+                        t: s.tensor(v),
+                        ..l.clone()
+                    }
+                })
+                .collect())
+        })?;
+        let mut it = staged.into_iter();
+        let pos2: Vec<(Value, Span)> = pos
+            .iter()
+            .map(|(v, s)| (replace_inputs(v, &mut it), *s))
+            .collect();
+        let named2: Vec<(Name, Value, Span)> = named
+            .iter()
+            .map(|(n, v, s)| (n.clone(), replace_inputs(v, &mut it), *s))
+            .collect();
+        let out = self.call_inner(f, pos2, named2, span)?;
+        if returns_function(&out) {
+            return Err(staging_error(
+                format!(
+                    "`{}` returns a function; a staged function must return values",
+                    fn_name(f)
+                ),
+                span,
+            ));
+        }
+        let mut leaves = Vec::new();
+        tensor_leaves(&out, &mut leaves);
+        Ok((out, leaves))
+    }
+
+    /// Runs a staged graph on the session's device with the call's input leaves.
+    fn run_staged(&mut self, g: &StagedFn, leaves: Vec<TensorVal>, span: Span) -> R<Value> {
+        let key = Tensor::from_vec(vec![self.st.seed, self.st.offset], &[2])
+            .map_err(|e| self.device_error(e, span))?;
+        let mut inputs = Vec::with_capacity(1 + leaves.len() + g.captures.len());
+        inputs.push(key);
+        inputs.extend(leaves.into_iter().map(|l| l.t));
+        inputs.extend(g.captures.iter().cloned());
+        let inputs = self.on_session_device(&inputs, span)?;
+        let device = self.st.device.clone();
+        let mut printer = Printer {
+            out: &mut *self.st.out,
+            g,
+            pending: Vec::new(),
+            failed: None,
+        };
+        let r = Plan::new(&g.graph).run(&*device, &inputs, &mut printer);
+        if let Some(e) = printer.failed {
+            return Err(errors::bad_value(
+                format!("cannot write the output: {e}"),
+                span,
+            ));
+        }
+        let outs = r.map_err(|e| self.run_error(e, span))?;
+        let Some((key, rest)) = outs.split_last() else {
+            return Err(errors::internal("a staged graph returned nothing", span));
+        };
+        let key = key
+            .to_vec::<i64>()
+            .ok_or_else(|| errors::internal("the random key could not be read", span))?;
+        if let [seed, offset] = key[..] {
+            self.st.seed = seed;
+            self.st.offset = offset;
+        }
+        let mut like = Vec::new();
+        tensor_leaves(&g.out, &mut like);
+        let mut it = rest
+            .iter()
+            .zip(like)
+            .map(|(t, l)| TensorVal { t: t.clone(), ..l });
+        Ok(substitute(&g.out, &mut it))
+    }
+
+    /// A graph run's error as the diagnostic eager mode gives at the same place.
+    fn run_error(&self, e: RunError, call: Span) -> Flow {
+        let at = |s: IrSpan| Span::new(s.start as usize, s.end as usize);
+        let (flow, src) = match e {
+            RunError::Device { error, span } => (
+                Flow::error(errors::from_device(*error, at(span))),
+                span.src as usize,
+            ),
+            RunError::Assert { message, span } => (
+                errors::assertion((!message.is_empty()).then_some(message.as_str()), at(span)),
+                span.src as usize,
+            ),
+            other => (
+                errors::internal(&format!("the staged graph failed: {other}"), call),
+                self.src,
+            ),
+        };
+        match flow {
+            Flow::Error(mut b) => {
+                if src != self.main_src {
+                    b.diag.file = crate::eval::source_name(self.st, src);
+                }
+                let mut d = b.diag;
+                d.notes
+                    .push(format!("in the staged call at {}", self.place(call)));
+                Flow::error(d)
+            }
+            other => other,
+        }
+    }
+}
+
+/// Whether a staged function's result holds a function.
+fn returns_function(v: &Value) -> bool {
+    match v {
+        Value::Fn(_) | Value::Derived(_) | Value::Jit(_) => true,
+        Value::Tuple(items) => items.iter().any(returns_function),
+        Value::Record(m) => m.values().any(returns_function),
+        _ => false,
+    }
+}
+
+/// Prints a staged graph's `print` nodes as eager mode prints the `print` calls they came
+/// from: a line is written when its last tensor arrives.
+struct Printer<'a> {
+    out: &'a mut (dyn Write + Send),
+    g: &'a StagedFn,
+    pending: Vec<Tensor>,
+    failed: Option<std::io::Error>,
+}
+
+impl Effects for Printer<'_> {
+    fn print(&mut self, _node: NodeId, value: &Tensor, span: IrSpan) {
+        let Some(pl) = self.g.prints.get(&span) else {
+            return;
+        };
+        // A line's tensors arrive one `print` node at a time, in order (the token orders
+        // them); a line without tensors has one node whose value is not shown.
+        if pl.leaves > 0 {
+            self.pending.push(value.clone());
+            if self.pending.len() < pl.leaves {
+                return;
+            }
+        }
+        let mut like = Vec::new();
+        pl.args.iter().for_each(|a| tensor_leaves(a, &mut like));
+        let mut it = std::mem::take(&mut self.pending)
+            .into_iter()
+            .zip(like)
+            .map(|(t, l)| TensorVal { t, ..l });
+        let parts: Vec<String> = pl
+            .args
+            .iter()
+            .map(|a| crate::value::display(&substitute(a, &mut it)))
+            .collect();
+        if let Err(e) = writeln!(self.out, "{}", parts.join(" ")).and_then(|()| self.out.flush()) {
+            self.failed.get_or_insert(e);
+        }
+    }
+}

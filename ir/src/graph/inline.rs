@@ -1,0 +1,163 @@
+//! Inlining: a graph's body copied into the block a [`GraphBuilder`] is building.
+//!
+//! Staging uses it to put a graph made elsewhere (the derivative of a function staged on
+//! its own and differentiated on the IR) into the graph of the function that called it.
+//! Every node is re-added through the builder, so its type is checked again and an effect
+//! threads the builder's current token: the inlined `print`s and draws take their place in
+//! the caller's effect order.
+
+use std::cell::RefCell;
+use std::collections::HashMap;
+
+use super::{BlockId, BuildError, Graph, GraphBuilder, NodeKind, ValueId};
+
+/// Copies `g`'s body into `b`'s current block with `g`'s tensor inputs bound to `inputs`
+/// (its token input, if any, is `b`'s current token) and gives the values of `g`'s tensor
+/// outputs. Node spans are kept.
+pub fn inline(
+    b: &mut GraphBuilder,
+    g: &Graph,
+    inputs: &[ValueId],
+) -> Result<Vec<ValueId>, BuildError> {
+    let cx = Inliner {
+        g,
+        map: RefCell::new(HashMap::new()),
+    };
+    let mut given = inputs.iter();
+    for &x in g.inputs() {
+        if g.ty(x).is_token() {
+            continue;
+        }
+        let Some(&new) = given.next() else {
+            return Err(BuildError::OutOfScope {
+                op: "inline",
+                index: 0,
+                span: b.span(),
+            });
+        };
+        cx.set(x, new);
+    }
+    cx.block(b, g.body())?;
+    Ok(g.outputs()
+        .iter()
+        .filter(|&&v| !g.ty(v).is_token())
+        .map(|&v| cx.get(v))
+        .collect())
+}
+
+struct Inliner<'g> {
+    g: &'g Graph,
+    /// Value of `g` → the value that holds it where the builder is now.
+    map: RefCell<HashMap<ValueId, ValueId>>,
+}
+
+impl Inliner<'_> {
+    fn get(&self, v: ValueId) -> ValueId {
+        self.map.borrow().get(&v).copied().unwrap_or(v)
+    }
+
+    fn set(&self, old: ValueId, new: ValueId) {
+        self.map.borrow_mut().insert(old, new);
+    }
+
+    fn tensors(&self, vs: &[ValueId]) -> Vec<ValueId> {
+        vs.iter()
+            .filter(|&&v| !self.g.ty(v).is_token())
+            .map(|&v| self.get(v))
+            .collect()
+    }
+
+    /// Maps a node's non-token results to `outs`, in order.
+    fn results(&self, results: &[ValueId], outs: &[ValueId]) {
+        let mut outs = outs.iter();
+        for &r in results {
+            if !self.g.ty(r).is_token()
+                && let Some(&o) = outs.next()
+            {
+                self.set(r, o);
+            }
+        }
+    }
+
+    fn block(&self, b: &mut GraphBuilder, block: BlockId) -> Result<(), BuildError> {
+        let g = self.g;
+        for &n in &g.block(block).nodes {
+            let node = g.node(n);
+            b.set_span(node.span);
+            match &node.kind {
+                NodeKind::Prim(op) => {
+                    let v = b.op(op, &self.tensors(&node.operands))?;
+                    self.results(&node.results, &[v]);
+                }
+                NodeKind::Assert { message } => {
+                    let args = self.tensors(&node.operands);
+                    if let Some(&c) = args.first() {
+                        b.assert(c, message)?;
+                    }
+                }
+                NodeKind::If {
+                    then_block,
+                    else_block,
+                } => {
+                    let all = self.tensors(&node.operands);
+                    let Some((&cond, args)) = all.split_first() else {
+                        continue;
+                    };
+                    let outs = b.if_(
+                        cond,
+                        args,
+                        |b, a| self.region(b, *then_block, &[], a),
+                        |b, a| self.region(b, *else_block, &[], a),
+                    )?;
+                    self.results(&node.results, &outs);
+                }
+                NodeKind::While { cond, body } => {
+                    let init = self.tensors(&node.operands);
+                    let outs = b.while_(
+                        &init,
+                        |b, a| {
+                            let ys = self.region(b, *cond, &[], a)?;
+                            ys.first().copied().ok_or(BuildError::Unfinished)
+                        },
+                        |b, a| self.region(b, *body, &[], a),
+                    )?;
+                    self.results(&node.results, &outs);
+                }
+                NodeKind::For { body } => {
+                    let all = self.tensors(&node.operands);
+                    if all.len() < 3 {
+                        continue;
+                    }
+                    let outs = b.for_(all[0], all[1], all[2], &all[3..], |b, i, a| {
+                        self.region(b, *body, &[i], a)
+                    })?;
+                    self.results(&node.results, &outs);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Inside a region the builder opened: binds the block's arguments (`lead` first, then
+    /// `args`; the token is the region's own), copies its nodes, gives its tensor yields.
+    fn region(
+        &self,
+        b: &mut GraphBuilder,
+        block: BlockId,
+        lead: &[ValueId],
+        args: &[ValueId],
+    ) -> Result<Vec<ValueId>, BuildError> {
+        let g = self.g;
+        let mut given = lead.iter().chain(args.iter());
+        for &a in &g.block(block).args {
+            if g.ty(a).is_token() {
+                continue;
+            }
+            if let Some(&n) = given.next() {
+                self.set(a, n);
+            }
+        }
+        self.block(b, block)?;
+        Ok(self.tensors(&g.block(block).yields))
+    }
+}
