@@ -99,7 +99,12 @@ pub fn differentiability(prim: Prim) -> Differentiability {
         | Prim::Conv2dBackwardFilter
         | Prim::Cast
         | Prim::Print => D,
-        Prim::Compare(_) | Prim::ArgReduce(_) | Prim::Random(_) | Prim::Iota | Prim::Full => N,
+        Prim::Compare(_)
+        | Prim::ArgReduce(_)
+        | Prim::Random(_)
+        | Prim::Iota
+        | Prim::Full
+        | Prim::StopGradient => N,
     }
 }
 
@@ -803,11 +808,13 @@ pub fn vjp_some<E: Emit>(
         }
         // print is the identity.
         Op::Print {} => out[0] = Some(ct.clone()),
+        // stop_gradient's derivative is zero by definition.
         Op::Compare { .. }
         | Op::ArgReduce { .. }
         | Op::Random { .. }
         | Op::Iota { .. }
-        | Op::Full { .. } => {}
+        | Op::Full { .. }
+        | Op::StopGradient {} => {}
     }
     // An integer or bool operand never gets a cotangent, whatever the op.
     for (i, g) in out.iter_mut().enumerate() {
@@ -1002,7 +1009,8 @@ pub fn jvp<E: Emit>(
         | Op::ArgReduce { .. }
         | Op::Random { .. }
         | Op::Iota { .. }
-        | Op::Full { .. } => None,
+        | Op::Full { .. }
+        | Op::StopGradient {} => None,
     };
     // A broadcast operand's tangent (or a tangent multiplied by a broadcast factor) takes
     // the result's shape.

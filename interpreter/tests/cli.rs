@@ -266,12 +266,16 @@ fn every_sample_runs_clean() {
         if path.extension().is_some_and(|e| e == "ms") {
             // Samples name their data relative to the repository root, where they are
             // meant to be run from.
-            let out = Command::new(env!("CARGO_BIN_EXE_ms"))
-                .arg(&path)
-                .current_dir(dir.join(".."))
-                .env("NO_COLOR", "1")
-                .output()
-                .expect("the ms binary runs");
+            let run = |mode: &str| {
+                Command::new(env!("CARGO_BIN_EXE_ms"))
+                    .args(["--mode", mode])
+                    .arg(&path)
+                    .current_dir(dir.join(".."))
+                    .env("NO_COLOR", "1")
+                    .output()
+                    .expect("the ms binary runs")
+            };
+            let out = run("eager");
             assert_eq!(
                 out.status.code(),
                 Some(0),
@@ -284,6 +288,15 @@ fn every_sample_runs_clean() {
                 "{}: {}",
                 path.display(),
                 text(&out.stderr)
+            );
+            // The differential principle: staged, the sample prints the same.
+            let staged = run("graph");
+            assert_eq!(text(&staged.stderr), "", "{} in graph mode", path.display());
+            assert_eq!(
+                text(&staged.stdout),
+                text(&out.stdout),
+                "{} prints otherwise in graph mode",
+                path.display()
             );
             ran += 1;
         }

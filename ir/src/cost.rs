@@ -105,7 +105,7 @@ pub fn cost(op: &Op, inputs: &[TensorType], output: &TensorType) -> Cost {
         // Philox-4x32-10 spends about 15 integer operations per 32-bit output.
         Op::Random { .. } => (out_n.saturating_mul(15), out_b),
         Op::Iota { .. } | Op::Full { .. } => (0, out_b),
-        Op::Print {} => (0, in_b),
+        Op::Print {} | Op::StopGradient {} => (0, in_b),
     };
     Cost { flops, bytes }
 }

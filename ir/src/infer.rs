@@ -484,7 +484,7 @@ pub fn infer(op: &Op, inputs: &[TensorType]) -> Result<TensorType, InferError> {
             shape.checked_numel().map_err(|()| overflow(name, shape))?;
             TensorType::new(*dtype, shape.clone())
         }
-        Op::Print {} => inputs[0].clone(),
+        Op::Print {} | Op::StopGradient {} => inputs[0].clone(),
     };
     Ok(out)
 }

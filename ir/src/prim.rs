@@ -603,6 +603,9 @@ prims! {
     };
     /// Shows its operand (an effect ordered by the executor) and returns it unchanged.
     Print = "print", arity Arity::Exact(1), Effect, {};
+    /// Its operand unchanged, with a zero derivative: `stop_gradient` in a staged graph,
+    /// where no tensor identity can cut the derivative off as the eager tape does.
+    StopGradient = "stop_gradient", arity Arity::Exact(1), Elementwise, {};
 }
 
 impl Prim {

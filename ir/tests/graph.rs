@@ -474,6 +474,7 @@ fn apply(b: &mut GraphBuilder, s: S, prim: Prim) -> Result<Option<ValueId>, Buil
                 vec![],
             ),
             Prim::Print => (Op::Print {}, vec![t(F32, &[2, 3])]),
+            Prim::StopGradient => (Op::StopGradient {}, vec![t(F32, &[2, 3])]),
         }
     };
     let mut vals = Vec::new();

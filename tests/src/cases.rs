@@ -52,6 +52,7 @@ pub const FAMILIES: &[&str] = &[
     "iota",
     "full",
     "print",
+    "stop_gradient",
 ];
 
 /// The cases of one family (by its `PrimInfo::family` name).
@@ -82,7 +83,8 @@ pub fn family(name: &str) -> Vec<Case> {
         "random" => random(&mut t),
         "iota" => iota(&mut t),
         "full" => full(&mut t),
-        "print" => print(&mut t),
+        "print" => identity(&mut t, &Op::Print {}),
+        "stop_gradient" => identity(&mut t, &Op::StopGradient {}),
         other => panic!("no family named {other}"),
     }
     t.cases
@@ -1522,8 +1524,9 @@ fn full(t: &mut Table) {
     }
 }
 
-fn print(t: &mut Table) {
-    let op = Op::Print {};
+/// `print` and `stop_gradient`: the operand unchanged, whatever its dtype and layout.
+fn identity(t: &mut Table, op: &Op) {
+    let op = op.clone();
     for dt in ALL_DTYPES {
         let d = typical(dt);
         let n = |s: &str| format!("{dt}/{s}");

@@ -261,7 +261,7 @@ pub fn eval(op: &Op, inputs: &[&RefTensor]) -> Result<RefTensor, RefError> {
                 convert(*value, DType::F64, *dtype),
             ))
         }
-        Op::Print {} => Ok(x(0).clone()),
+        Op::Print {} | Op::StopGradient {} => Ok(x(0).clone()),
     }
 }
 
@@ -327,7 +327,8 @@ pub fn accumulation(op: &Op, dims: &[&[usize]]) -> Option<Accumulation> {
         | Op::Random { .. }
         | Op::Iota { .. }
         | Op::Full { .. }
-        | Op::Print {} => None,
+        | Op::Print {}
+        | Op::StopGradient {} => None,
     }
 }
 

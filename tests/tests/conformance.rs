@@ -101,6 +101,7 @@ families!(
     iota,
     full,
     print,
+    stop_gradient,
 );
 
 /// Every primitive of the table has at least six conformance cases, and the families of the

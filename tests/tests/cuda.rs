@@ -272,12 +272,13 @@ families!(
     iota,
     full,
     print,
+    stop_gradient,
 );
 
 /// The families above are exactly the table's.
 #[test]
 fn families_are_the_tables() {
-    assert_eq!(cases::FAMILIES.len(), 25);
+    assert_eq!(cases::FAMILIES.len(), 26);
 }
 
 /// The runnable programs of `tests/run` give the same output with the session on the GPU

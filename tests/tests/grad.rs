@@ -336,6 +336,7 @@ fn non_differentiable_primitives_give_nothing() -> R<()> {
             op: ir::BinaryOp::FloorDiv,
         },
         ir::Op::Compare { op: ir::CmpOp::Lt },
+        ir::Op::StopGradient {},
     ] {
         let ins: Vec<usize> = if op.prim().info().arity == ir::Arity::Exact(1) {
             vec![x]

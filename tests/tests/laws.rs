@@ -401,6 +401,10 @@ fn build(family: &str, dims: &[usize], r: &mut Rng) -> (Op, Vec<Tensor>) {
             let dt = pick(r, &ALL);
             (Op::Print {}, vec![tensor(r, dt, dims, &typical(dt))])
         }
+        "stop_gradient" => {
+            let dt = pick(r, &ALL);
+            (Op::StopGradient {}, vec![tensor(r, dt, dims, &typical(dt))])
+        }
         other => panic!("no family {other}"),
     }
 }
@@ -518,6 +522,7 @@ mod infer_matches_kernel {
         iota,
         full,
         print,
+        stop_gradient,
     );
 }
 

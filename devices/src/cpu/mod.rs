@@ -230,7 +230,7 @@ impl Device for CpuDevice {
             Op::Full { value, .. } => Ok(creation::full(&shape, out.dtype, *value)),
             // The value passes through; showing it is the executor's effect, since devices do
             // no IO.
-            Op::Print {} => Ok(arg(0).clone()),
+            Op::Print {} | Op::StopGradient {} => Ok(arg(0).clone()),
         }?;
         // A kernel that saw Ctrl-C stopped early and left its result unfinished: it is
         // dropped here, so a half-computed tensor never reaches the caller.

@@ -625,7 +625,7 @@ impl CudaDevice {
             Op::Iota { axis, .. } => movement::iota(self, shape, *axis, out.dtype),
             Op::Full { value, .. } => movement::full(self, shape, out.dtype, *value),
             // The value passes through; the executor shows it (reading it copies it out).
-            Op::Print {} => Ok(arg(0).clone()),
+            Op::Print {} | Op::StopGradient {} => Ok(arg(0).clone()),
         }
     }
 

@@ -177,32 +177,12 @@ impl Eval<'_> {
             })?;
         }
         let bdims = bshape.to_known().unwrap_or_default();
-        let count: usize = bdims.iter().product();
-        // The flat index into the indexed axes, checked on the host.
-        let mut flat = vec![0i64; count];
-        let mut stride = 1i64;
-        for (axis, idx, sp) in adv.iter().rev() {
-            let n = shape.get(*axis).copied().unwrap_or(0);
-            let b = if idx.shape() == bdims.as_slice() {
-                idx.clone()
-            } else {
-                self.exec(
-                    &Op::Broadcast {
-                        shape: Shape::known(&bdims),
-                    },
-                    &[idx],
-                    *sp,
-                )?
-            };
-            let vals = b
-                .to_vec::<i64>()
-                .ok_or_else(|| errors::internal("an index tensor could not be read", *sp))?;
-            for (f, &v) in flat.iter_mut().zip(&vals) {
-                let i = normalize(v, *axis, n, *sp)?;
-                *f += i as i64 * stride;
-            }
-            stride = stride.saturating_mul(i64::try_from(n).unwrap_or(i64::MAX));
-        }
+        let staged = adv.iter().any(|(_, idx, _)| idx.staged_id().is_some());
+        let idx = if staged {
+            self.flat_index_staged(&shape, &bdims, adv)?
+        } else {
+            self.flat_index(&shape, &bdims, adv, span)?
+        };
         let adv_axes: Vec<usize> = adv.iter().map(|(a, _, _)| *a).collect();
         let rest: Vec<usize> = (0..rank).filter(|a| !adv_axes.contains(a)).collect();
         let adjacent = adv_axes
@@ -223,7 +203,6 @@ impl Eval<'_> {
         let mut mdims = vec![merged];
         mdims.extend(rest.iter().map(|&a| shape.get(a).copied().unwrap_or(0)));
         let moved = self.reshape(&moved, &mdims, span)?;
-        let idx = Tensor::from_vec(flat, &bdims).map_err(|e| self.device_error(e, span))?;
         let g = self.exec(&Op::Gather { axis: 0 }, &[&moved, &idx], span)?;
         // NumPy: adjacent indexed axes keep their place; otherwise their dims come first.
         let first = adv_axes.first().copied().unwrap_or(0);
@@ -236,6 +215,91 @@ impl Eval<'_> {
         perm.extend(0..nb);
         perm.extend(nb + before..nb + rest.len());
         self.exec(&Op::Transpose { perm }, &[&g], span)
+    }
+
+    /// The flat index into the indexed axes of a tensor of `shape`, the indices broadcast to
+    /// `bdims`, computed and checked on the host.
+    fn flat_index(
+        &self,
+        shape: &[usize],
+        bdims: &[usize],
+        adv: &[(usize, Tensor, Span)],
+        span: Span,
+    ) -> R<Tensor> {
+        let count: usize = bdims.iter().product();
+        let mut flat = vec![0i64; count];
+        let mut stride = 1i64;
+        for (axis, idx, sp) in adv.iter().rev() {
+            let n = shape.get(*axis).copied().unwrap_or(0);
+            let b = self.broadcast_index(idx, bdims, *sp)?;
+            let vals = b
+                .to_vec::<i64>()
+                .ok_or_else(|| errors::internal("an index tensor could not be read", *sp))?;
+            for (f, &v) in flat.iter_mut().zip(&vals) {
+                let i = normalize(v, *axis, n, *sp)?;
+                *f += i as i64 * stride;
+            }
+            stride = stride.saturating_mul(i64::try_from(n).unwrap_or(i64::MAX));
+        }
+        Tensor::from_vec(flat, bdims).map_err(|e| self.device_error(e, span))
+    }
+
+    /// [`Eval::flat_index`] for indices known only when a staged graph runs: the same sum
+    /// in primitives, negative indices wrapped with a `select`. An index out of range is
+    /// then found by the `gather` that uses it.
+    fn flat_index_staged(
+        &self,
+        shape: &[usize],
+        bdims: &[usize],
+        adv: &[(usize, Tensor, Span)],
+    ) -> R<Tensor> {
+        use ir::{BinaryOp, CmpOp};
+        let mut flat: Option<Tensor> = None;
+        let mut stride = 1i64;
+        for (axis, idx, sp) in adv.iter().rev() {
+            let n = i64::try_from(shape.get(*axis).copied().unwrap_or(0)).unwrap_or(i64::MAX);
+            let b = self.broadcast_index(idx, bdims, *sp)?;
+            let neg = self.exec(
+                &Op::Compare { op: CmpOp::Lt },
+                &[&b, &Tensor::scalar(0i64)],
+                *sp,
+            )?;
+            let up = self.exec(
+                &Op::Binary { op: BinaryOp::Add },
+                &[&b, &Tensor::scalar(n)],
+                *sp,
+            )?;
+            let norm = self.exec(&Op::Select {}, &[&neg, &up, &b], *sp)?;
+            let term = if stride == 1 {
+                norm
+            } else {
+                self.exec(
+                    &Op::Binary { op: BinaryOp::Mul },
+                    &[&norm, &Tensor::scalar(stride)],
+                    *sp,
+                )?
+            };
+            flat = Some(match flat {
+                None => term,
+                Some(f) => self.exec(&Op::Binary { op: BinaryOp::Add }, &[&f, &term], *sp)?,
+            });
+            stride = stride.saturating_mul(n);
+        }
+        flat.ok_or_else(|| errors::internal("advanced indexing without an index", Span::new(0, 0)))
+    }
+
+    /// An index tensor broadcast to `bdims`.
+    fn broadcast_index(&self, idx: &Tensor, bdims: &[usize], span: Span) -> R<Tensor> {
+        if idx.shape() == bdims {
+            return Ok(idx.clone());
+        }
+        self.exec(
+            &Op::Broadcast {
+                shape: Shape::known(bdims),
+            },
+            &[idx],
+            span,
+        )
     }
 }
 

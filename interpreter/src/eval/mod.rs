@@ -742,8 +742,12 @@ impl<'s> Eval<'s> {
         let v = self.globals().get(name).cloned();
         // A staged graph holds what it read from the top level; a later call checks that
         // those globals still hold the same values.
+        // (The prelude's functions and an imported file's top level never change once
+        // made, so only the session's own top level is recorded.)
         if let Some(v) = &v
             && self.staging()
+            && !self.st.prelude.active
+            && !self.st.namespaces.contains_key(&self.src)
             && let Some(s) = self.st.stage.borrow_mut().first_mut()
             && !s.globals_read.iter().any(|(n, _)| &**n == name)
         {
@@ -1229,6 +1233,19 @@ impl<'s> Eval<'s> {
             Value::Jit(_) if !eager => self.call_staged(f, pos, named, span),
             Value::Fn(func)
                 if self.st.graph_mode && !eager && self.stack.is_empty() && !func.is_closure() =>
+            {
+                self.call_staged(f, pos, named, span)
+            }
+            // In graph mode the gradient of a function is staged too, and differentiated on
+            // the IR (`stage::grad`).
+            Value::Derived(d)
+                if self.st.graph_mode
+                    && !eager
+                    && self.stack.is_empty()
+                    && matches!(
+                        d.kind,
+                        builtins::grad::Kind::Grad | builtins::grad::Kind::ValueAndGrad
+                    ) =>
             {
                 self.call_staged(f, pos, named, span)
             }

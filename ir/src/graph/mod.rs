@@ -291,7 +291,8 @@ pub fn is_effectful(prim: Prim) -> bool {
         | Prim::Pool2dBackward(_)
         | Prim::Cast
         | Prim::Iota
-        | Prim::Full => false,
+        | Prim::Full
+        | Prim::StopGradient => false,
     }
 }
 

@@ -496,6 +496,7 @@ fn build_op(prim: Prim, a: &mut Attrs) -> Result<Op, ParseError> {
             value: a.f64("value")?,
         },
         Prim::Print => Op::Print {},
+        Prim::StopGradient => Op::StopGradient {},
     })
 }
 

@@ -241,7 +241,8 @@ pub(crate) fn attrs(op: &Op) -> Vec<String> {
         | Op::Compare { .. }
         | Op::Select {}
         | Op::MatMul {}
-        | Op::Print {} => Vec::new(),
+        | Op::Print {}
+        | Op::StopGradient {} => Vec::new(),
         Op::Reduce { axes, keepdims, .. } => {
             vec![
                 format!("axes: {}", list(axes)),

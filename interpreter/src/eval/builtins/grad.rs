@@ -878,8 +878,14 @@ fn stack_rows(
 }
 
 /// `stop_gradient(x)`: `x` under new identities, which no trace knows: gradients stop here.
-pub(super) fn stop_gradient(_: &mut Eval<'_>, c: &super::Call) -> R<Value> {
+/// A staged value is a graph value rather than an identity, so it goes through the
+/// `stop_gradient` primitive, whose derivative is zero, instead.
+pub(super) fn stop_gradient(ev: &mut Eval<'_>, c: &super::Call) -> R<Value> {
     c.req(0)?.map_leaves(&mut |v| match v {
+        Value::Tensor(t) if t.t.staged_id().is_some() => Ok(Value::Tensor(TensorVal {
+            t: ev.exec(&Op::StopGradient {}, &[&t.t], c.span)?.renewed(),
+            ..t.clone()
+        })),
         Value::Tensor(t) => Ok(Value::Tensor(TensorVal {
             t: t.t.renewed(),
             ..t.clone()

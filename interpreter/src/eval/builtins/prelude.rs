@@ -44,7 +44,7 @@ pub(crate) struct Scope {
     /// call); during one, the session's top-level variables.
     parked: Globals,
     /// True while a prelude function runs.
-    active: bool,
+    pub(crate) active: bool,
 }
 
 /// The prelude's functions as values, or why the prelude could not be loaded (a bug of
