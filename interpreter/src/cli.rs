@@ -33,6 +33,9 @@ Examples:
                                 ms's flags go before the script
   ms --device cuda train.ms     run on the first NVIDIA GPU (cuda:N for another)
   ms check model.ms             parse and type-check without running
+  ms --mode graph train.ms      stage every named function called from the top level
+  ms ir train.ms --fn step --stage grad
+                                the IR of `step` as the script stages it, differentiated
   ms explain E0301              what a diagnostic code means (`ms explain` lists them)
   ms demo --epochs 5            train a perceptron on the UCI digits, straight on the CPU
 
@@ -86,6 +89,24 @@ pub enum Cmd {
         /// The script
         #[arg(value_name = "FILE.ms")]
         file: PathBuf,
+    },
+    /// Print the IR of a function as the script stages it (the script runs in graph mode,
+    /// its output hidden; one graph per signature it called NAME with)
+    Ir {
+        /// The script
+        #[arg(value_name = "FILE.ms")]
+        file: PathBuf,
+        /// The function whose graphs to print
+        #[arg(long = "fn", value_name = "NAME")]
+        name: String,
+        /// raw: as staged; grad: differentiated on the IR (opt and parallel come with the
+        /// optimizer and auto-parallel issues)
+        #[arg(long, value_name = "STAGE", default_value = "raw",
+              value_parser = ["raw", "grad", "opt", "parallel"])]
+        stage: String,
+        /// Show each node's source span (`@src:start..end`)
+        #[arg(long)]
+        spans: bool,
     },
     /// Explain a diagnostic code; without CODE, list the codes
     Explain {
@@ -292,13 +313,27 @@ impl Cli {
                     .ok_or_else(|| CliError::usage("a script's name is missing"))?;
                 if !looks_like_a_script(word) {
                     return Err(CliError::usage(format!("unknown command `{word}`")).with_help(
-                        "the commands are run, check, explain and demo; a script's name ends in \
+                        "the commands are run, check, ir, explain and demo; a script's name ends in \
                          .ms (`ms --help` shows them all)",
                     ));
                 }
                 run_file(&with_device(script_options(word, args, seed)))
             }
             Some(Cmd::Check { file }) => check_file(&file),
+            Some(Cmd::Ir {
+                file,
+                name,
+                stage,
+                spans,
+            }) => {
+                let file = file.to_string_lossy().into_owned();
+                ir_of(
+                    &with_device(script_options(&file, &[], seed)),
+                    &name,
+                    &stage,
+                    spans,
+                )
+            }
             Some(Cmd::Explain { code }) => explain(code.as_deref()),
             Some(Cmd::Demo {
                 csv,
@@ -412,6 +447,66 @@ fn run_file(options: &crate::Options) -> Result<Status, CliError> {
     } else {
         Status::Ok
     })
+}
+
+/// `ms ir`: runs the script in graph mode with its output kept aside, then prints the
+/// graphs staged for `name`.
+fn ir_of(
+    options: &crate::Options,
+    name: &str,
+    stage: &str,
+    spans: bool,
+) -> Result<Status, CliError> {
+    let stage = match stage {
+        "raw" => crate::session::IrStage::Raw,
+        "grad" => crate::session::IrStage::Grad,
+        other => {
+            return Err(CliError::usage(format!(
+                "the `{other}` stage does not exist yet: the optimizer and auto-parallel \
+                 passes are still to come"
+            ))
+            .with_help("use --stage raw or --stage grad"));
+        }
+    };
+    let path = options.script_path.clone().unwrap_or_default();
+    let text = read_script(&path)?;
+    install_interrupt_handler();
+    let mut session = crate::Session::with_options(crate::Options {
+        graph_mode: true,
+        capture_output: true,
+        ..options.clone()
+    });
+    let outcome = session.eval(&text);
+    if outcome.has_errors() {
+        let file = path.display().to_string();
+        eprint!(
+            "{}",
+            session.render(&outcome, &file, &text, render_options())
+        );
+        return Ok(Status::ProgramError);
+    }
+    // A function the script never called is staged at its annotated types, if it has them.
+    if session.staged_ir_at(name, stage, spans).is_err()
+        && let Some(call) = session.example_call(name)
+    {
+        let out = session.eval(&call);
+        if out.has_errors() {
+            eprint!("{}", session.render(&out, &call, &call, render_options()));
+            return Ok(Status::ProgramError);
+        }
+    }
+    match session.staged_ir_at(name, stage, spans) {
+        Ok(graphs) => {
+            for g in graphs {
+                print!("{g}");
+            }
+            Ok(Status::Ok)
+        }
+        Err(message) => {
+            eprintln!("error: {message}");
+            Ok(Status::ProgramError)
+        }
+    }
 }
 
 fn check_file(path: &Path) -> Result<Status, CliError> {

@@ -131,6 +131,52 @@ impl Default for Session {
     }
 }
 
+/// An expression making zeros of an annotated type, when every size is known.
+fn zeros_of(te: &lang::ast::TypeExpr) -> Option<String> {
+    use lang::ast::{DimExprKind, TypeExprKind};
+    match &te.kind {
+        TypeExprKind::Tensor { dtype, dims } => {
+            let dims: Option<Vec<String>> = dims
+                .as_deref()
+                .unwrap_or(&[])
+                .iter()
+                .map(|d| match d.kind {
+                    DimExprKind::Known(n) => Some(n.to_string()),
+                    _ => None,
+                })
+                .collect();
+            Some(format!("zeros([{}], \"{}\")", dims?.join(", "), dtype.name))
+        }
+        TypeExprKind::Tuple(items) => {
+            let items: Option<Vec<String>> = items.iter().map(zeros_of).collect();
+            let items = items?;
+            Some(if items.len() == 1 {
+                format!("({},)", items[0])
+            } else {
+                format!("({})", items.join(", "))
+            })
+        }
+        TypeExprKind::Record(fields) => {
+            let fields: Option<Vec<String>> = fields
+                .iter()
+                .map(|(n, t)| zeros_of(t).map(|z| format!("{}: {z}", n.name)))
+                .collect();
+            Some(format!("{{{}}}", fields?.join(", ")))
+        }
+        _ => None,
+    }
+}
+
+/// Which form of a staged function `ms ir` and `:ir` show.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum IrStage {
+    /// The graph as staged.
+    Raw,
+    /// Its reverse-mode derivative on the IR: the outputs, then the gradient of the first
+    /// (scalar) output with respect to each float tensor of the arguments.
+    Grad,
+}
+
 impl Session {
     /// A session on the CPU with seed 0, printing to stdout.
     pub fn new() -> Session {
@@ -327,16 +373,75 @@ impl Session {
     /// The text of the graphs staged so far for the function `name` (a global), one per
     /// signature; `None` when `name` is not a function or was never staged.
     pub fn staged_ir(&self, name: &str) -> Option<Vec<String>> {
-        let f = self.state.globals.get(name)?;
-        let key = crate::stage::jit::fn_key(f);
-        let out: Vec<String> = self
-            .state
-            .jit
-            .graphs(key)
+        self.staged_ir_at(name, IrStage::Raw, false).ok()
+    }
+
+    /// A call of the function `name` on zeros of its parameters' annotated types
+    /// (`f(zeros([2, 3], "f32"))`), for staging a function the program never called; `None`
+    /// when a parameter has no annotation with every size known.
+    pub fn example_call(&self, name: &str) -> Option<String> {
+        let f = match self.state.globals.get(name)? {
+            Value::Jit(j) => j.f.clone(),
+            other => other.clone(),
+        };
+        let Value::Fn(func) = f else {
+            return None;
+        };
+        let args: Option<Vec<String>> = func
+            .params
             .iter()
-            .map(|g| ir::graph::print(&g.graph, ir::graph::PrintOptions::default()))
+            .map(|p| p.ty.as_ref().and_then(zeros_of))
             .collect();
-        (!out.is_empty()).then_some(out)
+        Some(format!("{name}({})", args?.join(", ")))
+    }
+
+    /// The graphs staged so far for the function `name`, one per signature, at `stage`:
+    /// as staged, or differentiated on the IR with respect to every float tensor of the
+    /// arguments (`ms ir --stage grad`). With `spans`, each node shows its source span.
+    pub fn staged_ir_at(
+        &self,
+        name: &str,
+        stage: IrStage,
+        spans: bool,
+    ) -> Result<Vec<String>, String> {
+        let not_staged = || {
+            format!(
+                "`{name}` has no staged graph: it must be a function that was called (a `@jit` \
+                 function, or any named function in graph mode)"
+            )
+        };
+        let f = self.state.globals.get(name).ok_or_else(not_staged)?;
+        let graphs = self.state.jit.graphs(crate::stage::jit::fn_key(f));
+        if graphs.is_empty() {
+            return Err(not_staged());
+        }
+        let opts = ir::graph::PrintOptions { spans };
+        let mut out = Vec::with_capacity(graphs.len());
+        for g in &graphs {
+            let graph = match stage {
+                IrStage::Raw => g.graph.clone(),
+                IrStage::Grad => {
+                    let tensors: Vec<ir::graph::ValueId> = g
+                        .graph
+                        .inputs()
+                        .iter()
+                        .copied()
+                        .filter(|&v| !g.graph.ty(v).is_token())
+                        .collect();
+                    let wrt: Vec<usize> = (1..=g.n_args)
+                        .filter(|&i| {
+                            tensors.get(i).is_some_and(|&v| {
+                                g.graph.ty(v).tensor().is_some_and(|t| t.dtype.is_float())
+                            })
+                        })
+                        .collect();
+                    autodiff::graph::value_and_grad(&g.graph, &wrt)
+                        .map_err(|e| format!("`{name}` cannot be differentiated: {e}"))?
+                }
+            };
+            out.push(ir::graph::print(&graph, opts));
+        }
+        Ok(out)
     }
 
     pub fn checker(&mut self) -> &mut Checker {

@@ -584,3 +584,72 @@ fn seed_sets_the_random_stream_of_scripts_and_the_repl() {
     let repl = ms_with_input(&["--seed", "5"], "print(randn([4]))\n");
     assert_eq!(repl, run("5"));
 }
+
+#[test]
+fn ms_ir_prints_the_staged_graph_and_its_derivative() {
+    let dir = std::env::temp_dir().join(format!("ms-ir-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("a temporary folder");
+    let file = dir.join("f.ms");
+    std::fs::write(
+        &file,
+        "fn f(x: f32[3]) -> f32 {\n    if sum(x) > 0.0 { sum(x * x) } else { sum(sin(x)) }\n}\n\
+         fn unused(a: f32[2, 2]) -> f32 { sum(a @ a) }\nprint(f([1.0, 2.0, 3.0]))\n",
+    )
+    .expect("writable script");
+    let path = file.to_string_lossy().into_owned();
+    let raw = ms(&["ir", &path, "--fn", "f"]);
+    assert_eq!(raw.status.code(), Some(0), "{}", text(&raw.stderr));
+    let out = text(&raw.stdout);
+    assert!(out.starts_with("graph @f("), "{out}");
+    assert!(out.contains(" = if "), "{out}");
+    assert!(
+        !out.contains("14.0"),
+        "the script's own output is kept aside: {out}"
+    );
+    // The text form parses back.
+    let parsed = ir::graph::parse(&out).expect("the printed graph parses");
+    ir::verify(&parsed).expect("and verifies");
+    let grad = text(&ms(&["ir", &path, "--fn", "f", "--stage", "grad", "--spans"]).stdout);
+    assert!(grad.starts_with("graph @f_grad("), "{grad}");
+    assert!(
+        grad.contains("cos"),
+        "the derivative of sin is there: {grad}"
+    );
+    assert!(grad.contains("@0:"), "spans are shown: {grad}");
+    // A function the script never calls is staged at its annotated types.
+    let unused = text(&ms(&["ir", &path, "--fn", "unused"]).stdout);
+    assert!(unused.contains("matmul"), "{unused}");
+    let missing = ms(&["ir", &path, "--fn", "nosuch"]);
+    assert_eq!(missing.status.code(), Some(1));
+    assert!(text(&missing.stderr).contains("no staged graph"));
+    assert_eq!(
+        ms(&["ir", &path, "--fn", "f", "--stage", "opt"])
+            .status
+            .code(),
+        Some(2)
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn explain_restage_names_the_argument_and_dim_that_changed() {
+    let dir = std::env::temp_dir().join(format!("ms-restage-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("a temporary folder");
+    let file = dir.join("r.ms");
+    std::fs::write(
+        &file,
+        "@jit\nfn f(x) { sum(x * 2.0) }\nprint(f(ones([2])))\nprint(f(ones([2])))\n\
+         print(f(ones([3])))\n",
+    )
+    .expect("writable script");
+    let out = ms(&["--explain-restage", &file.to_string_lossy()]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert_eq!(text(&out.stdout), "4.0000\n4.0000\n6.0000\n");
+    let notes = text(&out.stderr);
+    assert_eq!(notes.lines().count(), 1, "one re-staging, not two: {notes}");
+    assert!(
+        notes.contains("re-staging `f`") && notes.contains("argument 1: dim 0 is 3, was 2"),
+        "{notes}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}

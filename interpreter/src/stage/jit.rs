@@ -59,6 +59,9 @@ pub(crate) type Signature = Vec<(Option<Name>, ArgSig)>;
 /// One staged graph of a function and what running it needs.
 pub(crate) struct StagedFn {
     pub graph: ir::Graph,
+    /// How many graph inputs after the random key are the arguments' tensors (the rest are
+    /// captured tensors).
+    pub n_args: usize,
     sig: Signature,
     /// The arguments it was staged with (kept alive so that identities in `sig` stay
     /// unique).
@@ -348,6 +351,11 @@ impl Eval<'_> {
             return Err(errors::internal("the staged graph was lost", span));
         };
         let (out, leaves) = r?;
+        let mut n_args = Vec::new();
+        pos.iter().for_each(|(v, _)| input_leaves(v, &mut n_args));
+        named
+            .iter()
+            .for_each(|(_, v, _)| input_leaves(v, &mut n_args));
         let mut s = s;
         let mut outputs = Vec::with_capacity(leaves.len() + 1);
         s.b.set_span(super::ir_span(self.src, span));
@@ -368,6 +376,7 @@ impl Eval<'_> {
         args.extend(named.iter().map(|(_, v, _)| v.clone()));
         Ok(StagedFn {
             graph,
+            n_args: n_args.len(),
             sig,
             _args: args,
             out,
