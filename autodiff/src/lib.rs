@@ -7,6 +7,7 @@
 //! is the eager reverse-mode tape that the interpreter's `grad` records on; [`graph`] is
 //! reverse mode on the IR, with the same rules.
 
+pub mod forward;
 pub mod graph;
 pub mod rules;
 pub mod tape;

@@ -50,48 +50,14 @@ fn staged_gradients_equal_the_eager_rules() {
     let mut fails = Vec::new();
     let mut ran = 0;
     for spec in specs() {
-        let xs: Vec<Tensor> = spec
-            .args
-            .iter()
-            .map(|a| {
-                let r = a.sample(&mut rng);
-                tensor(r.dtype, &r.dims, &r.data)
-            })
-            .collect();
-        // The graph: inputs xs then w; output sum(op(xs) * w).
-        let mut b = GraphBuilder::new(&spec.name);
-        if ir::graph::is_effectful(spec.op.prim()) {
-            b.token_input();
-        }
-        let ins: Vec<_> = xs.iter().map(|x| b.input(x.ttype())).collect();
-        let y = match b.op(&spec.op, &ins) {
-            Ok(y) => y,
+        let (g, xs, wt, wrt) = match spec_graph(&spec, &mut rng) {
+            Ok(Some(built)) => built,
+            Ok(None) => continue,
             Err(e) => {
-                fails.push(format!("{}: staging the op failed: {e}", spec.name));
+                fails.push(e);
                 continue;
             }
         };
-        let yt = b.ttype(&y);
-        if !yt.dtype.is_float() {
-            continue;
-        }
-        let w = b.input(yt.clone());
-        let staged = (|| {
-            let p = b.mul(&y, &w)?;
-            let axes: Vec<usize> = (0..yt.rank()).collect();
-            let s = b.reduce_sum(&p, &axes, false)?;
-            b.finish(&[s])
-        })();
-        let g = match staged {
-            Ok(g) => g,
-            Err(e) => {
-                fails.push(format!("{}: staging failed: {e}", spec.name));
-                continue;
-            }
-        };
-        let wrt: Vec<usize> = (0..xs.len())
-            .filter(|&i| xs[i].dtype().is_float())
-            .collect();
         let dg = match value_and_grad(&g, &wrt) {
             Ok(dg) => dg,
             Err(e) => {
@@ -107,10 +73,6 @@ fn staged_gradients_equal_the_eager_rules() {
             continue;
         }
         // Run it.
-        let dims: Vec<usize> = yt.shape.0.iter().map(|d| d.known().unwrap_or(0)).collect();
-        let n: usize = dims.iter().product();
-        let wdata: Vec<f64> = (0..n).map(|_| rng.unit() * 2.0 - 1.0).collect();
-        let wt = tensor(yt.dtype, &dims, &wdata);
         let mut inputs = xs.clone();
         inputs.push(wt.clone());
         let mut printed = Vec::new();
@@ -143,6 +105,143 @@ fn staged_gradients_equal_the_eager_rules() {
                     &eager[..eager.len().min(4)]
                 ));
             }
+        }
+        ran += 1;
+    }
+    assert!(
+        fails.is_empty(),
+        "{} failures:\n{}",
+        fails.len(),
+        fails.join("\n")
+    );
+    assert!(ran >= 60, "only {ran} specs ran");
+}
+
+/// The staged graph of a spec, `sum(op(xs) * w)` with inputs `xs` then `w`, and its sampled
+/// inputs: (graph, xs, w, the float inputs); `None` when the op's result is not float.
+#[allow(clippy::type_complexity)]
+fn spec_graph(
+    spec: &ms_tests::grad_specs::GradSpec,
+    rng: &mut Rng,
+) -> Result<Option<(ir::Graph, Vec<Tensor>, Tensor, Vec<usize>)>, String> {
+    let xs: Vec<Tensor> = spec
+        .args
+        .iter()
+        .map(|a| {
+            let r = a.sample(rng);
+            tensor(r.dtype, &r.dims, &r.data)
+        })
+        .collect();
+    let mut b = GraphBuilder::new(&spec.name);
+    if ir::graph::is_effectful(spec.op.prim()) {
+        b.token_input();
+    }
+    let ins: Vec<_> = xs.iter().map(|x| b.input(x.ttype())).collect();
+    let y = b
+        .op(&spec.op, &ins)
+        .map_err(|e| format!("{}: staging the op failed: {e}", spec.name))?;
+    let yt = b.ttype(&y);
+    if !yt.dtype.is_float() {
+        return Ok(None);
+    }
+    let w = b.input(yt.clone());
+    let g = (|| {
+        let p = b.mul(&y, &w)?;
+        let axes: Vec<usize> = (0..yt.rank()).collect();
+        let s = b.reduce_sum(&p, &axes, false)?;
+        b.finish(&[s])
+    })()
+    .map_err(|e| format!("{}: staging failed: {e}", spec.name))?;
+    let wrt: Vec<usize> = (0..xs.len())
+        .filter(|&i| xs[i].dtype().is_float())
+        .collect();
+    let dims: Vec<usize> = yt.shape.0.iter().map(|d| d.known().unwrap_or(0)).collect();
+    let n: usize = dims.iter().product();
+    let wdata: Vec<f64> = (0..n).map(|_| rng.unit() * 2.0 - 1.0).collect();
+    let wt = tensor(yt.dtype, &dims, &wdata);
+    Ok(Some((g, xs, wt, wrt)))
+}
+
+/// Forward mode on the IR against reverse mode on the IR, for every spec: the tangent of
+/// `s = sum(op(xs) * w)` along random tangents `v` is `Σ <∂s/∂x_i, v_i>` (both run by the
+/// graph executor; the two transforms share no code beyond the rules).
+#[test]
+fn staged_tangents_are_gradients_along_the_tangent() {
+    let cpu = Arc::new(CpuDevice::new());
+    let mut rng = Rng::new(7);
+    let mut fails = Vec::new();
+    let mut ran = 0;
+    for spec in specs() {
+        let (g, xs, wt, wrt) = match spec_graph(&spec, &mut rng) {
+            Ok(Some(built)) => built,
+            Ok(None) => continue,
+            Err(e) => {
+                fails.push(e);
+                continue;
+            }
+        };
+        let (dg, jg) = match (value_and_grad(&g, &wrt), autodiff::forward::jvp(&g, &wrt)) {
+            (Ok(d), Ok(j)) => (d, j),
+            (d, j) => {
+                fails.push(format!("{}: {:?} {:?}", spec.name, d.err(), j.err()));
+                continue;
+            }
+        };
+        if let Err(e) = ir::verify(&jg) {
+            fails.push(format!(
+                "{}: the tangent graph does not verify: {e}",
+                spec.name
+            ));
+            continue;
+        }
+        let vs: Vec<Tensor> = wrt
+            .iter()
+            .map(|&i| {
+                let data: Vec<f64> = (0..xs[i].numel()).map(|_| rng.unit() * 2.0 - 1.0).collect();
+                tensor(xs[i].dtype(), xs[i].shape(), &data)
+            })
+            .collect();
+        let mut inputs = xs.clone();
+        inputs.push(wt.clone());
+        let mut printed = Vec::new();
+        let grads = run(&dg, cpu.as_ref(), &inputs, &mut printed);
+        inputs.extend(vs.iter().cloned());
+        let tangent = run(&jg, cpu.as_ref(), &inputs, &mut printed);
+        let (grads, tangent) = match (grads, tangent) {
+            (Ok(g), Ok(t)) => (g, t),
+            (g, t) => {
+                fails.push(format!(
+                    "{}: running failed: {:?} {:?}",
+                    spec.name,
+                    g.err(),
+                    t.err()
+                ));
+                continue;
+            }
+        };
+        let along: f64 = vs
+            .iter()
+            .enumerate()
+            .map(|(k, v)| {
+                values(&grads[1 + k])
+                    .iter()
+                    .zip(values(v))
+                    .map(|(a, b)| a * b)
+                    .sum::<f64>()
+            })
+            .sum();
+        let t = values(&tangent[1]);
+        // An f32 operand (the casts) rounds the two sums differently.
+        let tol = if xs.iter().any(|x| x.dtype() == ir::DType::F32) {
+            1e-6
+        } else {
+            1e-12
+        };
+        if (t[0] - along).abs() > tol * (1.0 + along.abs()) {
+            fails.push(format!(
+                "{}: tangent {t:?}, gradient along it {along}",
+                spec.name
+            ));
         }
         ran += 1;
     }

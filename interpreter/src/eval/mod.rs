@@ -1236,12 +1236,13 @@ impl<'s> Eval<'s> {
             {
                 self.call_staged(f, pos, named, span)
             }
-            // In graph mode the gradient of a function is staged too, and differentiated on
-            // the IR (`stage::grad`).
+            // The gradient of a staged function, and in graph mode that of any function
+            // called from the top level, is staged too: differentiated on the IR
+            // (`stage::grad`).
             Value::Derived(d)
-                if self.st.graph_mode
-                    && !eager
-                    && self.stack.is_empty()
+                if !eager
+                    && ((self.st.graph_mode && self.stack.is_empty())
+                        || matches!(d.f, Value::Jit(_)))
                     && matches!(
                         d.kind,
                         builtins::grad::Kind::Grad | builtins::grad::Kind::ValueAndGrad

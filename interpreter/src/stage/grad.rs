@@ -111,3 +111,108 @@ impl Eval<'_> {
         })
     }
 }
+
+impl Eval<'_> {
+    /// `jvp(f, primals, tangents)` inside staged code: `f` staged on its own, forward mode
+    /// on the IR (`autodiff::forward::jvp`), inlined. Gives `(f(primals), tangent)`, the
+    /// tangent shaped like the value.
+    pub(crate) fn forward_staged(
+        &mut self,
+        f: &Value,
+        primals: &[Value],
+        tangents: &[Value],
+        span: Span,
+    ) -> R<(Value, Value)> {
+        let mut inner = Stager::new(&format!("{}_inner", super::jit::fn_name(f)));
+        let mut outer_leaves: Vec<Tensor> = Vec::new();
+        let mut outer_tangents: Vec<Tensor> = Vec::new();
+        let mut args = Vec::with_capacity(primals.len());
+        for (p, t) in primals.iter().zip(tangents) {
+            let (mut ps, mut ts) = (Vec::new(), Vec::new());
+            tensor_leaves(p, &mut ps);
+            tensor_leaves(t, &mut ts);
+            let mut new = Vec::with_capacity(ps.len());
+            for (k, l) in ps.into_iter().enumerate() {
+                match ts.get(k) {
+                    Some(tl) if l.dtype.is_float() => {
+                        outer_leaves.push(l.t.clone());
+                        outer_tangents.push(self.cast(&tl.t, l.t.dtype(), span)?);
+                        let x = inner.b.input(l.t.ttype());
+                        new.push(TensorVal {
+                            t: inner.tensor(x),
+                            ..l
+                        });
+                    }
+                    _ => new.push(l),
+                }
+            }
+            args.push((super::substitute(p, &mut new.into_iter()), span));
+        }
+        let n_diff = outer_leaves.len();
+        self.st.stage.borrow_mut().push(inner);
+        let r = self.call(f, args, Vec::new(), span);
+        let Some(mut inner) = self.st.stage.borrow_mut().pop() else {
+            return Err(errors::internal("the staged graph was lost", span));
+        };
+        let out = r?;
+        let mut leaves = Vec::new();
+        tensor_leaves(&out, &mut leaves);
+        inner.b.set_span(super::ir_span(self.src, span));
+        let mut outputs = Vec::with_capacity(leaves.len() + 1);
+        for l in &leaves {
+            outputs.push(inner.value_of(&l.t, span)?);
+        }
+        outputs.push(inner.rng);
+        let graph = inner
+            .b
+            .finish(&outputs)
+            .map_err(|e| build_error(&e, span))?;
+        let wrt: Vec<usize> = (1..=n_diff).collect();
+        let jgraph = autodiff::forward::jvp(&graph, &wrt)
+            .map_err(|e| staging_error(format!("the derivative cannot be staged: {e}"), span))?;
+        let k = leaves.len();
+        self.with_stager(span, |s| {
+            for (key, v) in inner.prints {
+                s.prints.entry(key).or_insert(v);
+            }
+            let mut inputs = vec![s.rng];
+            for t in outer_leaves
+                .iter()
+                .chain(inner.captures.iter())
+                .chain(outer_tangents.iter())
+            {
+                inputs.push(s.value_of(t, span)?);
+            }
+            let outs =
+                ir::graph::inline(&mut s.b, &jgraph, &inputs).map_err(|e| build_error(&e, span))?;
+            if outs.len() != 2 * (k + 1) {
+                return Err(errors::internal(
+                    "the staged tangent lost its outputs",
+                    span,
+                ));
+            }
+            s.rng = outs[k];
+            let values: Vec<TensorVal> = outs[..k]
+                .iter()
+                .zip(&leaves)
+                .map(|(&v, l)| TensorVal {
+                    t: s.tensor(v),
+                    ..l.clone()
+                })
+                .collect();
+            let tans: Vec<TensorVal> = outs[k + 1..2 * k + 1]
+                .iter()
+                .zip(&leaves)
+                .map(|(&v, l)| TensorVal {
+                    t: s.tensor(v),
+                    weak: false,
+                    ..l.clone()
+                })
+                .collect();
+            Ok((
+                super::substitute(&out, &mut values.into_iter()),
+                super::substitute(&out, &mut tans.into_iter()),
+            ))
+        })
+    }
+}

@@ -658,6 +658,11 @@ fn jvp(
             pspan,
         ));
     };
+    if ev.staging() {
+        // Inside a staged function: forward mode on the IR (`stage::grad`).
+        let (out, tangent) = ev.forward_staged(f, ps, ts, span)?;
+        return Ok(Value::Tuple(vec![out, tangent].into()));
+    }
     let level = ev.st.traces.push(Trace::Forward {
         tangents: HashMap::default(),
     });
