@@ -132,7 +132,7 @@ fn a_bad_flag_is_a_report_with_the_usage() {
     assert_eq!(out.status.code(), Some(2));
     let err = text(&out.stderr);
     assert!(err.contains("× unknown command `frobnicate`"), "{err}");
-    assert!(err.contains("run, check, explain and demo"), "{err}");
+    assert!(err.contains("run, check, ir, explain and demo"), "{err}");
 }
 
 #[test]
