@@ -761,6 +761,16 @@ impl<'s> Eval<'s> {
         self.globals().get(name).cloned()
     }
 
+    /// Whether an expression names a variable that holds a staged value now.
+    pub(crate) fn reads_staged(&self, e: &Expr) -> bool {
+        let mut names = HashSet::new();
+        lang::ast::free_names(e, &mut names);
+        names.iter().any(|n| {
+            self.lookup_var(n)
+                .is_some_and(|v| crate::stage::has_staged(&v))
+        })
+    }
+
     /// Whether `name` is a local variable here (not a captured or global one).
     pub(crate) fn is_local(&self, name: &str) -> bool {
         self.env
@@ -1039,6 +1049,12 @@ impl<'s> Eval<'s> {
                 Ok(Value::Unit)
             }
             ExprKind::While { cond, body } => {
+                // A condition that reads a staged value is staged without being evaluated
+                // here first (its `print`s would otherwise show once too often).
+                if self.staging() && self.reads_staged(cond) {
+                    self.staged_while(cond, body, e.span)?;
+                    return Ok(Value::Unit);
+                }
                 loop {
                     self.check_interrupt(e.span)?;
                     let c = self.expr(cond)?;

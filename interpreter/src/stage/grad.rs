@@ -79,6 +79,7 @@ impl Eval<'_> {
         let wrt_idx: Vec<usize> = (1..=n_wrt).collect();
         let dgraph = autodiff::graph::value_and_grad(&graph, &wrt_idx)
             .map_err(|e| staging_error(format!("the derivative cannot be staged: {e}"), span))?;
+        verified(&dgraph, span)?;
         // Inline it where the enclosing function is being staged.
         let captures = inner.captures;
         let prints = inner.prints;
@@ -170,6 +171,7 @@ impl Eval<'_> {
         let wrt: Vec<usize> = (1..=n_diff).collect();
         let jgraph = autodiff::forward::jvp(&graph, &wrt)
             .map_err(|e| staging_error(format!("the derivative cannot be staged: {e}"), span))?;
+        verified(&jgraph, span)?;
         let k = leaves.len();
         self.with_stager(span, |s| {
             for (key, v) in inner.prints {
@@ -215,4 +217,18 @@ impl Eval<'_> {
             ))
         })
     }
+}
+
+/// `ir::verify` after a transform, in debug builds (DESIGN.md §5): a graph a transform
+/// broke is an internal error at the call, not a wrong answer later.
+fn verified(g: &ir::Graph, span: Span) -> R<()> {
+    if cfg!(debug_assertions)
+        && let Err(e) = ir::verify(g)
+    {
+        return Err(errors::internal(
+            &format!("the transformed graph `{}` does not verify: {e}", g.name()),
+            span,
+        ));
+    }
+    Ok(())
 }

@@ -146,9 +146,12 @@ impl Stager {
 /// attribute of a `full` node), or `None`.
 fn exact_scalar(t: &Tensor) -> Option<f64> {
     let h = t.to_host().ok()?;
+    // A negative zero stays a captured input: an attribute's text form would print it as
+    // a plain zero and lose its sign.
+    let signed = |x: f64| (x != 0.0 || x.is_sign_positive()).then_some(x);
     match t.dtype() {
-        DType::F32 => h.to_vec::<f32>()?.first().map(|&x| f64::from(x)),
-        DType::F64 => h.to_vec::<f64>()?.first().copied(),
+        DType::F32 => signed(f64::from(*h.to_vec::<f32>()?.first()?)),
+        DType::F64 => signed(*h.to_vec::<f64>()?.first()?),
         DType::I32 => h.to_vec::<i32>()?.first().map(|&x| f64::from(x)),
         DType::I64 => {
             let x = *h.to_vec::<i64>()?.first()?;
