@@ -685,3 +685,28 @@ pub fn expr_assigned(e: &Expr, out: &mut HashSet<Name>) {
         }
     }
 }
+
+/// Whether a block holds a `return` outside closures and nested function declarations
+/// (staging takes the rest of a function into both branches of such an `if`).
+pub fn block_returns(b: &Block) -> bool {
+    b.stmts.iter().any(|s| match &s.kind {
+        StmtKind::Let { value, .. } | StmtKind::Assign { value, .. } => expr_returns(value),
+        StmtKind::Expr(e) => expr_returns(e),
+        StmtKind::Fn(_) | StmtKind::TypeAlias { .. } | StmtKind::Import { .. } => false,
+    })
+}
+
+/// [`block_returns`] of an expression.
+pub fn expr_returns(e: &Expr) -> bool {
+    match &e.kind {
+        ExprKind::Return(_) => true,
+        ExprKind::Closure { .. } => false,
+        ExprKind::Block(b) => block_returns(b),
+        ExprKind::If { cond, then, els } => {
+            expr_returns(cond) || block_returns(then) || els.as_deref().is_some_and(expr_returns)
+        }
+        ExprKind::For { iter, body, .. } => expr_returns(iter) || block_returns(body),
+        ExprKind::While { cond, body } => expr_returns(cond) || block_returns(body),
+        _ => false,
+    }
+}

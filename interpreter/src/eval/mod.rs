@@ -705,6 +705,66 @@ impl<'s> Eval<'s> {
         r
     }
 
+    /// A named function's body. While staging, an `if` on a staged condition with a
+    /// `return` in a branch takes the rest of the body into both of its branches
+    /// ([`Eval::staged_if_returning`]), so that an early return stages.
+    fn fn_body(&mut self, b: &Block) -> R<Value> {
+        if !self.staging() {
+            return self.block_body(b);
+        }
+        self.hoist(&b.stmts);
+        self.fn_stmts(&b.stmts)
+    }
+
+    /// The statements of a function body from some point on (see [`Eval::fn_body`]).
+    pub(crate) fn fn_stmts(&mut self, stmts: &[Stmt]) -> R<Value> {
+        let mut last = Value::Unit;
+        for (i, s) in stmts.iter().enumerate() {
+            if let StmtKind::Expr(e) = &s.kind
+                && let ExprKind::If { cond, then, els } = &e.kind
+                && (lang::ast::block_returns(then)
+                    || els.as_deref().is_some_and(lang::ast::expr_returns))
+            {
+                self.check_interrupt(s.span)?;
+                let c = self.expr(cond)?;
+                if let Value::Tensor(t) = &c
+                    && t.t.staged_id().is_some()
+                {
+                    let t = self.condition_tensor(&c, cond.span)?;
+                    let rest = stmts.get(i + 1..).unwrap_or_default();
+                    let v = self.staged_if_returning(&t, then, els.as_deref(), rest, e.span)?;
+                    return Err(Flow::Return(v));
+                }
+                last = if self.scalar_bool(&c, cond.span)? {
+                    self.block(then)?
+                } else {
+                    match els {
+                        Some(x) => self.expr(x)?,
+                        None => Value::Unit,
+                    }
+                };
+                continue;
+            }
+            let v = self.stmt(s)?;
+            last = if matches!(s.kind, StmtKind::Expr(_)) {
+                v
+            } else {
+                Value::Unit
+            };
+        }
+        Ok(last)
+    }
+
+    /// The local scopes, to put back after running code that may rebind them.
+    pub(crate) fn save_frames(&self) -> Vec<Vec<(Name, Value)>> {
+        self.env.frames.clone()
+    }
+
+    /// Puts back scopes [`Eval::save_frames`] saved.
+    pub(crate) fn restore_frames(&mut self, frames: Vec<Vec<(Name, Value)>>) {
+        self.env.frames = frames;
+    }
+
     fn block_body(&mut self, b: &Block) -> R<Value> {
         self.hoist(&b.stmts);
         let mut last = Value::Unit;
@@ -1434,7 +1494,7 @@ impl<'s> Eval<'s> {
             }
         }
         let result = match &func.body {
-            FnBody::Decl(d) => match self.block_body(&d.body) {
+            FnBody::Decl(d) => match self.fn_body(&d.body) {
                 Ok(v) | Err(Flow::Return(v)) => v,
                 Err(e) => return Err(e),
             },

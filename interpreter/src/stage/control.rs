@@ -14,8 +14,10 @@
 //! `then` leaves as they are, the `else` leaves converted to them, and converts after the
 //! node where the two did not agree on weakness.
 //!
-//! `break`, `continue` and `return` inside a region are E0913: structured regions have one
-//! exit (a loop over known bounds is unrolled instead, where they work as in eager mode).
+//! Regions have one exit. An `if` with a `return` in a branch, directly in a function's
+//! body, takes the rest of the body into both branches ([`Eval::staged_if_returning`]);
+//! `break`, `continue` and `return` anywhere else inside a region are E0913 (a loop over
+//! known bounds is unrolled instead, where they work as in eager mode).
 
 use std::cell::RefCell;
 use std::collections::HashSet;
@@ -272,6 +274,124 @@ impl Eval<'_> {
             self.assign_local(n, v);
         }
         Ok(value)
+    }
+
+    /// An `if` on a staged condition, directly in a function's body, with a `return` in a
+    /// branch: each branch runs its block and then, unless it returned, the rest of the
+    /// body (`rest`), so both yield the function's result, which this gives. The rest is
+    /// staged twice, once per branch: a region has one exit, and this is how an early
+    /// return fits it.
+    pub(crate) fn staged_if_returning(
+        &mut self,
+        cond: &Tensor,
+        then: &Block,
+        els: Option<&Expr>,
+        rest: &[lang::ast::Stmt],
+        span: Span,
+    ) -> R<Value> {
+        let c = self.with_stager(span, |s| s.value_of(cond, span))?;
+        let outer_rng = self.stager_rng();
+        let then_shape: RefCell<Option<(Value, Vec<TensorVal>)>> = RefCell::new(None);
+        let else_shape: RefCell<Option<(Value, Vec<TensorVal>)>> = RefCell::new(None);
+        let results = self.with_builder_out(span, |ev, b| {
+            let lent = RefCell::new(Lent { ev, failed: None });
+            let branch = |b: &mut GraphBuilder,
+                          run: &dyn Fn(&mut Eval<'_>) -> R<Value>,
+                          slot: &RefCell<Option<(Value, Vec<TensorVal>)>>,
+                          want: Option<Vec<TensorVal>>|
+             -> Result<Vec<ValueId>, BuildError> {
+                let mut l = lent.borrow_mut();
+                let ev = &mut *l.ev;
+                swap_builder(ev, b);
+                ev.set_stager_rng(outer_rng);
+                let saved = ev.save_frames();
+                ev.push_scope();
+                let r = (|| {
+                    let v = match run(ev) {
+                        Ok(_) => match ev.fn_stmts(rest) {
+                            Ok(v) | Err(Flow::Return(v)) => v,
+                            Err(e) => return Err(e),
+                        },
+                        Err(Flow::Return(v)) => v,
+                        Err(Flow::Error(e)) => return Err(Flow::Error(e)),
+                        Err(_) => {
+                            return Err(staging_error(
+                                "`break` or `continue` inside an `if` whose condition is known \
+                                 only at run time"
+                                    .into(),
+                                span,
+                            ));
+                        }
+                    };
+                    let mut leaves = Vec::new();
+                    tensor_leaves(&v, &mut leaves);
+                    let mut ids = vec![ev.stager_rng()];
+                    ids.extend(ev.leaf_ids(&leaves, want.as_deref(), span)?);
+                    *slot.borrow_mut() = Some((v, leaves));
+                    Ok(ids)
+                })();
+                ev.restore_frames(saved);
+                swap_builder(ev, b);
+                r.map_err(|e| {
+                    l.failed = Some(e);
+                    lent_failure()
+                })
+            };
+            let r = b.if_(
+                c,
+                &[],
+                |b, _| branch(b, &|ev| ev.block(then), &then_shape, None),
+                |b, _| {
+                    let want = then_shape.borrow().as_ref().map(|(_, l)| l.clone());
+                    branch(
+                        b,
+                        &|ev| match els {
+                            Some(e) => ev.expr(e),
+                            None => Ok(Value::Unit),
+                        },
+                        &else_shape,
+                        want,
+                    )
+                },
+            );
+            let l = lent.into_inner();
+            match (r, l.failed) {
+                (_, Some(f)) => Err(f),
+                (Err(e), None) => Err(build_error(&e, span)),
+                (Ok(ids), None) => Ok(ids),
+            }
+        })?;
+        let (Some((tv, tl)), Some((ev_, el))) = (then_shape.into_inner(), else_shape.into_inner())
+        else {
+            return Err(staging_error("an `if` region was not built".into(), span));
+        };
+        if !same_skeleton(&tv, &ev_) {
+            return Err(staging_error(
+                "the two ways out of this `if` return values that differ in more than their \
+                 tensors; staged code needs one"
+                    .into(),
+                span,
+            ));
+        }
+        let (rng, leaf_ids) = results
+            .split_first()
+            .map_or((outer_rng, &[][..]), |(r, l)| (*r, l));
+        self.set_stager_rng(rng);
+        let like: Vec<TensorVal> = tl
+            .iter()
+            .zip(&el)
+            .map(|(a, b)| TensorVal {
+                weak: a.weak && b.weak,
+                ..a.clone()
+            })
+            .collect();
+        let mut out = self.staged_like(leaf_ids, &like);
+        for o in &mut out {
+            if !o.weak && o.t.dtype() != o.dtype {
+                o.t = self.cast(&o.t, o.dtype, span)?;
+            }
+        }
+        Ok(substitute(&tv, &mut out.into_iter()))
     }
 
     /// `while cond { body }` where the condition was found staged (with the variables as
