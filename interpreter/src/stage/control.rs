@@ -146,7 +146,8 @@ impl Eval<'_> {
         }
     }
 
-    /// `if cond { then } else { els }` with `cond` staged.
+    /// `if cond { then } else { els }` with `cond` staged: its value, and the variables
+    /// the branches assign take the node's results.
     pub(crate) fn staged_if(
         &mut self,
         cond: &Tensor,
@@ -159,41 +160,131 @@ impl Eval<'_> {
         if let Some(e) = els {
             lang::ast::expr_assigned(e, &mut names);
         }
-        let (names, before) = self.carried(names);
+        let (names, _) = self.carried(names);
+        let has_else = els.is_some();
+        // A branch yields its value (unit without `else`: the `if` is a statement), then
+        // the variables.
+        let yields = |ev: &mut Eval<'_>, r: R<Value>| -> R<Vec<Value>> {
+            let v = match r {
+                Ok(v) => v,
+                Err(Flow::Error(e)) => return Err(Flow::Error(e)),
+                Err(_) => {
+                    return Err(staging_error(
+                        "`break`, `continue` or `return` inside an `if` whose condition is \
+                         known only at run time"
+                            .into(),
+                        span,
+                    ));
+                }
+            };
+            let mut vals = vec![if has_else { v } else { Value::Unit }];
+            vals.extend(names.iter().filter_map(|n| ev.lookup_local(n)));
+            Ok(vals)
+        };
+        let vals = self.if_region(
+            cond,
+            span,
+            &|ev| {
+                let r = ev.block(then);
+                yields(ev, r)
+            },
+            &|ev| {
+                let r = match els {
+                    Some(e) => ev.expr(e),
+                    None => Ok(Value::Unit),
+                };
+                yields(ev, r)
+            },
+        )?;
+        let mut vals = vals.into_iter();
+        let value = vals.next().unwrap_or(Value::Unit);
+        for (n, v) in names.iter().zip(vals) {
+            self.assign_local(n, v);
+        }
+        Ok(value)
+    }
+
+    /// An `if` on a staged condition, directly in a function's body, with a `return` in a
+    /// branch: each branch runs its block and then, unless it returned, the rest of the
+    /// body (`rest`), so both yield the function's result, which this gives. The rest is
+    /// staged twice, once per branch: a region has one exit, and this is how an early
+    /// return fits it.
+    pub(crate) fn staged_if_returning(
+        &mut self,
+        cond: &Tensor,
+        then: &Block,
+        els: Option<&Expr>,
+        rest: &[lang::ast::Stmt],
+        span: Span,
+    ) -> R<Value> {
+        let result = |ev: &mut Eval<'_>, r: R<Value>| -> R<Vec<Value>> {
+            let v = match r {
+                Ok(_) => match ev.fn_stmts(rest) {
+                    Ok(v) | Err(Flow::Return(v)) => v,
+                    Err(e) => return Err(e),
+                },
+                Err(Flow::Return(v)) => v,
+                Err(Flow::Error(e)) => return Err(Flow::Error(e)),
+                Err(_) => {
+                    return Err(staging_error(
+                        "`break` or `continue` inside an `if` whose condition is known only \
+                         at run time"
+                            .into(),
+                        span,
+                    ));
+                }
+            };
+            Ok(vec![v])
+        };
+        let vals = self.if_region(
+            cond,
+            span,
+            &|ev| {
+                let r = ev.block(then);
+                result(ev, r)
+            },
+            &|ev| {
+                let r = match els {
+                    Some(e) => ev.expr(e),
+                    None => Ok(Value::Unit),
+                };
+                result(ev, r)
+            },
+        )?;
+        Ok(vals.into_iter().next().unwrap_or(Value::Unit))
+    }
+
+    /// Builds an `If` region on `cond` whose branches run `then_run` and `else_run` (each
+    /// gives the values its branch yields; what a branch rebinds is undone after it) and
+    /// gives the node's results as values: the `then` values with their tensors replaced.
+    /// The `else` leaves are converted to the `then` ones; a result is weak only when both
+    /// branches' leaf was.
+    fn if_region(
+        &mut self,
+        cond: &Tensor,
+        span: Span,
+        then_run: &dyn Fn(&mut Eval<'_>) -> R<Vec<Value>>,
+        else_run: &dyn Fn(&mut Eval<'_>) -> R<Vec<Value>>,
+    ) -> R<Vec<Value>> {
+        type Shape = RefCell<Option<(Vec<Value>, Vec<TensorVal>)>>;
         let c = self.with_stager(span, |s| s.value_of(cond, span))?;
         let outer_rng = self.stager_rng();
-        // The `then` branch's values (its if-value first, then the variables), which fix
-        // the node's result types.
-        let then_shape: RefCell<Option<(Vec<Value>, Vec<TensorVal>)>> = RefCell::new(None);
-        let else_shape: RefCell<Option<(Vec<Value>, Vec<TensorVal>)>> = RefCell::new(None);
-        let has_else = els.is_some();
+        let then_shape: Shape = RefCell::new(None);
+        let else_shape: Shape = RefCell::new(None);
         let results = self.with_builder_out(span, |ev, b| {
             let lent = RefCell::new(Lent { ev, failed: None });
             let branch = |b: &mut GraphBuilder,
-                          run: &dyn Fn(&mut Eval<'_>) -> R<Value>,
-                          slot: &RefCell<Option<(Vec<Value>, Vec<TensorVal>)>>,
+                          run: &dyn Fn(&mut Eval<'_>) -> R<Vec<Value>>,
+                          slot: &Shape,
                           want: Option<Vec<TensorVal>>|
              -> Result<Vec<ValueId>, BuildError> {
                 let mut l = lent.borrow_mut();
                 let ev = &mut *l.ev;
                 swap_builder(ev, b);
                 ev.set_stager_rng(outer_rng);
+                let saved = ev.save_frames();
                 let r = (|| {
-                    let v = match run(ev) {
-                        Ok(v) => v,
-                        Err(Flow::Error(e)) => return Err(Flow::Error(e)),
-                        Err(_) => {
-                            return Err(staging_error(
-                                "`break`, `continue` or `return` inside an `if` whose condition \
-                                 is known only at run time"
-                                    .into(),
-                                span,
-                            ));
-                        }
-                    };
-                    let v = if has_else { v } else { Value::Unit };
-                    let mut vals = vec![v];
-                    vals.extend(names.iter().filter_map(|n| ev.lookup_local(n)));
+                    let vals = run(ev)?;
                     let mut leaves = Vec::new();
                     vals.iter().for_each(|v| tensor_leaves(v, &mut leaves));
                     let mut ids = vec![ev.stager_rng()];
@@ -201,11 +292,9 @@ impl Eval<'_> {
                     *slot.borrow_mut() = Some((vals, leaves));
                     Ok(ids)
                 })();
-                // The branch's assignments are undone for the other branch and for the
-                // code after the node, which sees the node's results instead.
-                for (n, v) in names.iter().zip(&before) {
-                    ev.assign_local(n, v.clone());
-                }
+                // The branch's rebindings are undone for the other branch and for the code
+                // after the node, which sees the node's results instead.
+                ev.restore_frames(saved);
                 swap_builder(ev, b);
                 r.map_err(|e| {
                     l.failed = Some(e);
@@ -215,18 +304,10 @@ impl Eval<'_> {
             let r = b.if_(
                 c,
                 &[],
-                |b, _| branch(b, &|ev| ev.block(then), &then_shape, None),
+                |b, _| branch(b, then_run, &then_shape, None),
                 |b, _| {
                     let want = then_shape.borrow().as_ref().map(|(_, l)| l.clone());
-                    branch(
-                        b,
-                        &|ev| match els {
-                            Some(e) => ev.expr(e),
-                            None => Ok(Value::Unit),
-                        },
-                        &else_shape,
-                        want,
-                    )
+                    branch(b, else_run, &else_shape, want)
                 },
             );
             let l = lent.into_inner();
@@ -252,7 +333,6 @@ impl Eval<'_> {
             .split_first()
             .map_or((outer_rng, &[][..]), |(r, l)| (*r, l));
         self.set_stager_rng(rng);
-        // The result leaves: weak only when both branches were.
         let like: Vec<TensorVal> = tl
             .iter()
             .zip(&el)
@@ -268,130 +348,7 @@ impl Eval<'_> {
             }
         }
         let mut it = out.into_iter();
-        let value = substitute(&tv[0], &mut it);
-        for (n, t) in names.iter().zip(&tv[1..]) {
-            let v = substitute(t, &mut it);
-            self.assign_local(n, v);
-        }
-        Ok(value)
-    }
-
-    /// An `if` on a staged condition, directly in a function's body, with a `return` in a
-    /// branch: each branch runs its block and then, unless it returned, the rest of the
-    /// body (`rest`), so both yield the function's result, which this gives. The rest is
-    /// staged twice, once per branch: a region has one exit, and this is how an early
-    /// return fits it.
-    pub(crate) fn staged_if_returning(
-        &mut self,
-        cond: &Tensor,
-        then: &Block,
-        els: Option<&Expr>,
-        rest: &[lang::ast::Stmt],
-        span: Span,
-    ) -> R<Value> {
-        let c = self.with_stager(span, |s| s.value_of(cond, span))?;
-        let outer_rng = self.stager_rng();
-        let then_shape: RefCell<Option<(Value, Vec<TensorVal>)>> = RefCell::new(None);
-        let else_shape: RefCell<Option<(Value, Vec<TensorVal>)>> = RefCell::new(None);
-        let results = self.with_builder_out(span, |ev, b| {
-            let lent = RefCell::new(Lent { ev, failed: None });
-            let branch = |b: &mut GraphBuilder,
-                          run: &dyn Fn(&mut Eval<'_>) -> R<Value>,
-                          slot: &RefCell<Option<(Value, Vec<TensorVal>)>>,
-                          want: Option<Vec<TensorVal>>|
-             -> Result<Vec<ValueId>, BuildError> {
-                let mut l = lent.borrow_mut();
-                let ev = &mut *l.ev;
-                swap_builder(ev, b);
-                ev.set_stager_rng(outer_rng);
-                let saved = ev.save_frames();
-                ev.push_scope();
-                let r = (|| {
-                    let v = match run(ev) {
-                        Ok(_) => match ev.fn_stmts(rest) {
-                            Ok(v) | Err(Flow::Return(v)) => v,
-                            Err(e) => return Err(e),
-                        },
-                        Err(Flow::Return(v)) => v,
-                        Err(Flow::Error(e)) => return Err(Flow::Error(e)),
-                        Err(_) => {
-                            return Err(staging_error(
-                                "`break` or `continue` inside an `if` whose condition is known \
-                                 only at run time"
-                                    .into(),
-                                span,
-                            ));
-                        }
-                    };
-                    let mut leaves = Vec::new();
-                    tensor_leaves(&v, &mut leaves);
-                    let mut ids = vec![ev.stager_rng()];
-                    ids.extend(ev.leaf_ids(&leaves, want.as_deref(), span)?);
-                    *slot.borrow_mut() = Some((v, leaves));
-                    Ok(ids)
-                })();
-                ev.restore_frames(saved);
-                swap_builder(ev, b);
-                r.map_err(|e| {
-                    l.failed = Some(e);
-                    lent_failure()
-                })
-            };
-            let r = b.if_(
-                c,
-                &[],
-                |b, _| branch(b, &|ev| ev.block(then), &then_shape, None),
-                |b, _| {
-                    let want = then_shape.borrow().as_ref().map(|(_, l)| l.clone());
-                    branch(
-                        b,
-                        &|ev| match els {
-                            Some(e) => ev.expr(e),
-                            None => Ok(Value::Unit),
-                        },
-                        &else_shape,
-                        want,
-                    )
-                },
-            );
-            let l = lent.into_inner();
-            match (r, l.failed) {
-                (_, Some(f)) => Err(f),
-                (Err(e), None) => Err(build_error(&e, span)),
-                (Ok(ids), None) => Ok(ids),
-            }
-        })?;
-        let (Some((tv, tl)), Some((ev_, el))) = (then_shape.into_inner(), else_shape.into_inner())
-        else {
-            return Err(staging_error("an `if` region was not built".into(), span));
-        };
-        if !same_skeleton(&tv, &ev_) {
-            return Err(staging_error(
-                "the two ways out of this `if` return values that differ in more than their \
-                 tensors; staged code needs one"
-                    .into(),
-                span,
-            ));
-        }
-        let (rng, leaf_ids) = results
-            .split_first()
-            .map_or((outer_rng, &[][..]), |(r, l)| (*r, l));
-        self.set_stager_rng(rng);
-        let like: Vec<TensorVal> = tl
-            .iter()
-            .zip(&el)
-            .map(|(a, b)| TensorVal {
-                weak: a.weak && b.weak,
-                ..a.clone()
-            })
-            .collect();
-        let mut out = self.staged_like(leaf_ids, &like);
-        for o in &mut out {
-            if !o.weak && o.t.dtype() != o.dtype {
-                o.t = self.cast(&o.t, o.dtype, span)?;
-            }
-        }
-        Ok(substitute(&tv, &mut out.into_iter()))
+        Ok(tv.iter().map(|v| substitute(v, &mut it)).collect())
     }
 
     /// `while cond { body }` where the condition was found staged (with the variables as
