@@ -12,7 +12,7 @@
 //! A failing program is minimized (statements dropped, compound statements replaced by
 //! their bodies, expressions by simpler ones, for as long as it still fails the same way)
 //! and shown with the seed and both results. `MS_GEN_SEED` picks the seed and
-//! `MS_STAGED_PROGRAMS` the count (500 by default). Programs that once failed are kept in
+//! `MS_STAGED_PROGRAMS` the count (1,000 by default). Programs that once failed are kept in
 //! `staged/regressions/*.ms`, in the same form, and run every time; one whose first line is
 //! `// known issue: ...` shows a bug not fixed yet and must still fail (remove the line
 //! when the bug is fixed).
@@ -27,9 +27,20 @@ use ms_tests::inputs::Rng;
 use ms_tests::staged_programs::{Knobs, Program, program};
 use rayon::prelude::*;
 
-/// What the generator leaves out for now, each for a staging bug the lead is fixing (the
-/// regression files named in each comment show it). Empty knobs generate everything.
-const KNOBS: Knobs = Knobs { no_print: false };
+/// `staged/regressions/while_cond_print_twice.ms`: a `print` in a staged `while` condition
+/// runs once too often. The generator puts prints in helpers, which conditions call.
+const KNOWN_ISSUE_WHILE_COND_PRINT: bool = true;
+
+/// `staged/regressions/negative_zero_constant.ms`: a negative zero computed at staging time
+/// becomes `+0.0`, which `print` shows.
+const KNOWN_ISSUE_NEGATIVE_ZERO: bool = true;
+
+/// What the generator leaves out for now: the constructs of the known issues above (set
+/// each to `false` when the bug is fixed).
+const KNOBS: Knobs = Knobs {
+    skip_print_in_helpers: KNOWN_ISSUE_WHILE_COND_PRINT,
+    skip_negative_zero: KNOWN_ISSUE_NEGATIVE_ZERO,
+};
 
 fn seed() -> u64 {
     std::env::var("MS_GEN_SEED")
@@ -42,7 +53,7 @@ fn count() -> usize {
     std::env::var("MS_STAGED_PROGRAMS")
         .ok()
         .and_then(|s| s.parse().ok())
-        .unwrap_or(500)
+        .unwrap_or(1000)
 }
 
 /// The generator of program `i` of a run: its own stream, so that one program can be
@@ -388,4 +399,35 @@ fn the_generator_is_deterministic_and_shrinks() {
     let p = program(&mut program_rng(7, 4), KNOBS);
     assert!(!p.shrink().is_empty());
     assert!(p.shrink().iter().all(|q| q.text() != p.text()));
+}
+
+#[test]
+fn the_comparison_catches_a_wrong_value_and_a_wrong_print() {
+    // `jf` is not `f` here, by a little and by a line printed: both must be caught.
+    let program = |jf_body: &str| {
+        format!(
+            "fn f(x: f32[3]) -> f32 {{ sum(x * x) }}\n\
+             @jit fn jf(x: f32[3]) -> f32 {{ {jf_body} }}\n\
+             @jit fn jg(x: f32[3]) -> f32[3] {{ grad(f)(x) }}\n\
+             let x = [1.0, 2.0, 3.0]\n\
+             let ve = f(x)\nlet vs = jf(x)\nlet ge = grad(f)(x)\nlet gs = jg(x)\n"
+        )
+    };
+    assert!(check(&program("f(x)")).is_ok());
+    match check(&program("f(x) + 0.01")) {
+        Err(Failure::Values { left, right, .. }) => {
+            assert_eq!(left[0].1, vec![14.0]);
+            assert!((right[0].1[0] - 14.01).abs() < 1e-5);
+        }
+        other => panic!("expected a difference of values, got {other:?}"),
+    }
+    match check(&program("print(1); f(x)")) {
+        Err(Failure::Output { left, right, .. }) => {
+            assert_eq!(left, "");
+            assert_eq!(right, "1\n");
+        }
+        other => panic!("expected a difference of output, got {other:?}"),
+    }
+    // Within the tolerance is a pass: 14 * (1 + 1e-6) is not a difference.
+    assert!(check(&program("f(x) * 1.000001")).is_ok());
 }
