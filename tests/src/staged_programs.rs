@@ -137,11 +137,17 @@ pub enum Stmt {
         /// The body.
         body: Vec<Stmt>,
     },
+    /// `let name = if cond { stmts; e } else { stmts; e }`: an `if` expression whose
+    /// branches are blocks with statements (which may assign variables from outside).
+    LetIf(String, Cond, Branch, Branch),
     /// `print("label", e)`.
     Print(String, Expr),
     /// `let name = |t| body`.
     Closure(String, Expr),
 }
+
+/// A block with a value: statements, then the value.
+pub type Branch = (Vec<Stmt>, Expr);
 
 /// A top-level helper function `f` calls.
 #[derive(Clone, Debug)]
@@ -432,6 +438,15 @@ fn write_stmt(out: &mut String, s: &Stmt, indent: usize) {
             write_block(out, body, indent + 1);
             let _ = writeln!(out, "{pad}}}");
         }
+        Stmt::LetIf(n, c, (ts, te), (es, ee)) => {
+            let _ = writeln!(out, "{pad}let {n} = if {} {{", c.text());
+            write_block(out, ts, indent + 1);
+            let _ = writeln!(out, "{pad}    {}", te.text());
+            let _ = writeln!(out, "{pad}}} else {{");
+            write_block(out, es, indent + 1);
+            let _ = writeln!(out, "{pad}    {}", ee.text());
+            let _ = writeln!(out, "{pad}}}");
+        }
         Stmt::Print(label, e) => {
             let _ = writeln!(out, "{pad}print(\"{label}\", {})", e.text());
         }
@@ -481,6 +496,23 @@ fn shrink_block(stmts: &[Stmt]) -> Vec<Vec<Stmt>> {
             Stmt::Closure(n, e) => {
                 for e in e.shrink() {
                     out.push(replace(Stmt::Closure(n.clone(), e)));
+                }
+            }
+            Stmt::LetIf(n, c, (ts, te), (es, ee)) => {
+                out.push(replace(Stmt::Let(n.clone(), te.clone())));
+                out.push(replace(Stmt::Let(n.clone(), ee.clone())));
+                let with = |t: Branch, e: Branch| Stmt::LetIf(n.clone(), c.clone(), t, e);
+                for b in shrink_block(ts) {
+                    out.push(replace(with((b, te.clone()), (es.clone(), ee.clone()))));
+                }
+                for b in shrink_block(es) {
+                    out.push(replace(with((ts.clone(), te.clone()), (b, ee.clone()))));
+                }
+                for e in te.shrink() {
+                    out.push(replace(with((ts.clone(), e), (es.clone(), ee.clone()))));
+                }
+                for e in ee.shrink() {
+                    out.push(replace(with((ts.clone(), te.clone()), (es.clone(), e))));
                 }
             }
             Stmt::If(c, then, els) => {
@@ -1075,9 +1107,21 @@ impl Gen<'_> {
         out
     }
 
+    /// A branch of an `if` expression: a body, then a value of `dims`.
+    fn branch(&mut self, dims: &[usize], loops: usize, nest: usize) -> Branch {
+        let mark = self.scope.len();
+        let mut stmts = Vec::new();
+        for _ in 0..self.rng.below(3) {
+            stmts.push(self.stmt(loops, nest));
+        }
+        let e = self.expr(dims, 2);
+        self.scope.truncate(mark);
+        (stmts, e)
+    }
+
     fn stmt(&mut self, loops: usize, nest: usize) -> Stmt {
         let compound = nest < 2 && self.budget > 0;
-        match self.rng.below(12) {
+        match self.rng.below(13) {
             0..=2 => {
                 let dims = self.dims();
                 let e = if loops > 0 {
@@ -1140,6 +1184,19 @@ impl Gen<'_> {
                     trips,
                     body,
                 }
+            }
+            11 if compound => {
+                let c = self.cond(1);
+                let dims = self.dims();
+                let then = self.branch(&dims, loops, nest + 1);
+                let els = self.branch(&dims, loops, nest + 1);
+                let name = self.fresh("v");
+                self.scope.push(Entry::Var {
+                    name: name.clone(),
+                    dims,
+                    assignable: true,
+                });
+                Stmt::LetIf(name, c, then, els)
             }
             8 if !(self.in_helper && self.knobs.skip_print_in_helpers) => {
                 let dims = self.dims();
