@@ -36,6 +36,10 @@ pub struct Knobs {
     /// No negative zero printed: `print` shows `e + 0.0` (staging turns a negative zero
     /// constant into `+0.0`, which only `print` can tell from `-0.0`).
     pub skip_negative_zero: bool,
+    /// Arguments written strong (`f32([...])`) in programs that print: a staged loop
+    /// carries a weak (literal) value as strong `f32` where eager mode keeps computing it
+    /// in `f64`, so a printed digit can differ.
+    pub skip_weak_printed_args: bool,
 }
 
 /// The dims of a value.
@@ -171,6 +175,9 @@ pub struct Program {
     pub helpers: Vec<Helper>,
     /// The arguments of `f`: name, dims and values.
     pub args: Vec<(String, Dims, Vec<f64>)>,
+    /// Whether the arguments are written strong, `f32([...])`, rather than as literals
+    /// (weak).
+    pub strong_args: bool,
     /// The statements of `f`.
     pub body: Vec<Stmt>,
     /// The scalar result of `f`.
@@ -665,7 +672,11 @@ impl Program {
             "@jit fn jg({params}) -> {grad_ty} {{ {grad}({args}) }}"
         );
         for (n, d, v) in &self.args {
-            let _ = writeln!(out, "let {n} = {}", tensor_lit(d, v));
+            if self.strong_args {
+                let _ = writeln!(out, "let {n} = f32({})", tensor_lit(d, v));
+            } else {
+                let _ = writeln!(out, "let {n} = {}", tensor_lit(d, v));
+            }
         }
         let _ = writeln!(out, "let ve = f({args})");
         let _ = writeln!(out, "let vs = jf({args})");
@@ -743,6 +754,8 @@ struct Gen<'a> {
     params: Vec<String>,
     /// Whether a helper is being written (rather than `f`).
     in_helper: bool,
+    /// Whether a `print` was written.
+    printed: bool,
 }
 
 /// Writes a program from `rng`.
@@ -756,6 +769,7 @@ pub fn program(rng: &mut Rng, knobs: Knobs) -> Program {
         next: 0,
         params: Vec::new(),
         in_helper: true,
+        printed: false,
     };
     let mut helpers = Vec::new();
     for _ in 0..g.rng.below(3) {
@@ -791,6 +805,7 @@ pub fn program(rng: &mut Rng, knobs: Knobs) -> Program {
     Program {
         helpers,
         args,
+        strong_args: g.printed && knobs.skip_weak_printed_args,
         body,
         result,
     }
@@ -1206,6 +1221,7 @@ impl Gen<'_> {
                     e = Expr::new(&dims, Kind::Bin("+", Box::new(e), zero));
                 }
                 let label = self.fresh("p");
+                self.printed = true;
                 Stmt::Print(label, e)
             }
             9 => {

@@ -35,11 +35,17 @@ const KNOWN_ISSUE_WHILE_COND_PRINT: bool = true;
 /// becomes `+0.0`, which `print` shows.
 const KNOWN_ISSUE_NEGATIVE_ZERO: bool = true;
 
+/// `staged/regressions/weak_loop_carry_precision.ms`: a staged loop carries a weak
+/// (literal) argument as strong `f32` where eager mode computes in `f64`; the values agree
+/// within tolerance but a printed digit can differ.
+const KNOWN_ISSUE_WEAK_LOOP_CARRY: bool = true;
+
 /// What the generator leaves out for now: the constructs of the known issues above (set
 /// each to `false` when the bug is fixed).
 const KNOBS: Knobs = Knobs {
     skip_print_in_helpers: KNOWN_ISSUE_WHILE_COND_PRINT,
     skip_negative_zero: KNOWN_ISSUE_NEGATIVE_ZERO,
+    skip_weak_printed_args: KNOWN_ISSUE_WEAK_LOOP_CARRY,
 };
 
 fn seed() -> u64 {
