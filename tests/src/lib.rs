@@ -11,7 +11,10 @@
 //! - [`harness`]: runs one case on a device and compares it with the reference, with the
 //!   tolerances stated in its module doc;
 //! - [`programs`]: seeded generators of valid and damaged MindScript programs for the
-//!   front end's robustness tests and benchmark.
+//!   front end's robustness tests and benchmark;
+//! - [`staged_programs`]: a seeded generator of well-typed programs with control flow,
+//!   closures and helpers, and the steps that shrink one, for the eager == staged test
+//!   (`tests/staged_gen.rs`).
 //!
 //! The tests themselves live in `tests/`: `conformance.rs` (the table against the CPU
 //! device, plus a coverage check that no primitive is missing), `laws.rs` (proptest laws:
@@ -25,3 +28,4 @@ pub mod harness;
 pub mod inputs;
 pub mod programs;
 pub mod reference;
+pub mod staged_programs;
