@@ -29,11 +29,11 @@ use rayon::prelude::*;
 
 /// `staged/regressions/while_cond_print_twice.ms`: a `print` in a staged `while` condition
 /// runs once too often. The generator puts prints in helpers, which conditions call.
-const KNOWN_ISSUE_WHILE_COND_PRINT: bool = true;
+const KNOWN_ISSUE_WHILE_COND_PRINT: bool = false;
 
 /// `staged/regressions/negative_zero_constant.ms`: a negative zero computed at staging time
 /// becomes `+0.0`, which `print` shows.
-const KNOWN_ISSUE_NEGATIVE_ZERO: bool = true;
+const KNOWN_ISSUE_NEGATIVE_ZERO: bool = false;
 
 /// `staged/regressions/weak_loop_carry_precision.ms`: a staged loop carries a weak
 /// (literal) argument as strong `f32` where eager mode computes in `f64`; the values agree
