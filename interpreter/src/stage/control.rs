@@ -9,10 +9,12 @@
 //! yields or loop-carried values; anything else they hold (a function, a string) must be
 //! the same on every path, or staging stops with E0913.
 //!
-//! Dtypes: a weak literal is stored wider than its dtype (`value.rs`). A loop carries every
-//! leaf strong, in its dtype, so that the body yields what it receives. An `if` yields its
-//! `then` leaves as they are, the `else` leaves converted to them, and converts after the
-//! node where the two did not agree on weakness.
+//! Dtypes: a weak literal is stored wider than its dtype (`value.rs`). A loop carries a
+//! weak leaf weak only when a dry run of its body (into a scratch graph, thrown away)
+//! finds it still weak afterwards, as eager mode would go on computing it wide; every
+//! other leaf is carried strong, in its dtype, so the body yields what it receives. An
+//! `if` yields its `then` leaves as they are, the `else` leaves converted to them, and
+//! converts after the node where the two did not agree on weakness.
 //!
 //! Regions have one exit. An `if` with a `return` in a branch, directly in a function's
 //! body, takes the rest of the body into both branches ([`Eval::staged_if_returning`]);
@@ -109,17 +111,6 @@ impl Eval<'_> {
             ids.push(self.with_stager(span, |s| s.value_of(&t, span))?);
         }
         Ok(ids)
-    }
-
-    /// Each leaf strong, in its own dtype (what a loop carries).
-    fn strong_leaves(&self, leaves: Vec<TensorVal>, span: Span) -> R<Vec<TensorVal>> {
-        leaves
-            .into_iter()
-            .map(|l| {
-                let t = self.cast(&l.t, l.dtype, span)?;
-                Ok(TensorVal::strong_of(t))
-            })
-            .collect()
     }
 
     /// Staged tensors for `ids`, with the dtypes and weakness of `like`.
@@ -360,7 +351,8 @@ impl Eval<'_> {
         let (names, template) = self.carried(names);
         let mut init = Vec::new();
         template.iter().for_each(|v| tensor_leaves(v, &mut init));
-        let init = self.strong_leaves(init, span)?;
+        let init =
+            self.carried_leaves(init, &names, &template, LoopKind::While(cond), body, span)?;
         let mut init_ids = vec![self.stager_rng()];
         init_ids.extend(self.leaf_ids(&init, None, span)?);
         let results = self.with_builder_out(span, |ev, b| {
@@ -425,7 +417,14 @@ impl Eval<'_> {
         let (names, template) = self.carried(names);
         let mut init = Vec::new();
         template.iter().for_each(|v| tensor_leaves(v, &mut init));
-        let init = self.strong_leaves(init, span)?;
+        let init = self.carried_leaves(
+            init,
+            &names,
+            &template,
+            LoopKind::For(pat, it_span),
+            body,
+            span,
+        )?;
         let mut init_ids = vec![self.stager_rng()];
         init_ids.extend(self.leaf_ids(&init, None, span)?);
         let bounds = [start, stop, 1]
@@ -502,10 +501,111 @@ impl Eval<'_> {
         }
         let mut leaves = Vec::new();
         vals.iter().for_each(|v| tensor_leaves(v, &mut leaves));
-        let leaves = self.strong_leaves(leaves, span)?;
+        let leaves = self.like_carried(leaves, init, span)?;
         let mut ids = vec![self.stager_rng()];
         ids.extend(self.leaf_ids(&leaves, Some(init), span)?);
         Ok(ids)
+    }
+
+    /// The body's new values of the carried leaves, in the carried form: a leaf carried weak
+    /// stays as the body made it (the dry run found it weak), the others strong.
+    fn like_carried(
+        &self,
+        leaves: Vec<TensorVal>,
+        init: &[TensorVal],
+        span: Span,
+    ) -> R<Vec<TensorVal>> {
+        leaves
+            .into_iter()
+            .zip(init)
+            .map(|(l, i)| {
+                if i.weak && l.weak {
+                    Ok(l)
+                } else {
+                    Ok(TensorVal::strong_of(self.cast(&l.t, l.dtype, span)?))
+                }
+            })
+            .collect()
+    }
+
+    /// The leaves a loop carries, from their values at its start. A strong leaf is carried
+    /// as it is. A weak one (a literal, stored wider than its dtype) stays weak only if the
+    /// body keeps it weak, as eager mode would go on computing it in the wider dtype; that
+    /// is found by a dry run of the condition and body into a scratch graph, which is then
+    /// thrown away (its prints and draws never run). Otherwise it is carried strong.
+    fn carried_leaves(
+        &mut self,
+        init: Vec<TensorVal>,
+        names: &[Name],
+        template: &[Value],
+        kind: LoopKind<'_>,
+        body: &Block,
+        span: Span,
+    ) -> R<Vec<TensorVal>> {
+        if !init.iter().any(|l| l.weak) {
+            return Ok(init);
+        }
+        self.st
+            .stage
+            .borrow_mut()
+            .push(super::Stager::new("dry_run"));
+        let saved = self.save_frames();
+        let after = (|| {
+            let staged: Vec<TensorVal> = self.with_stager(span, |s| {
+                Ok(init
+                    .iter()
+                    .map(|l| {
+                        let v = s.b.input(l.t.ttype());
+                        TensorVal {
+                            t: s.tensor(v),
+                            ..l.clone()
+                        }
+                    })
+                    .collect())
+            })?;
+            self.assign_all(names, template, staged);
+            self.push_scope();
+            let r = (|| {
+                match kind {
+                    LoopKind::While(cond) => {
+                        self.expr(cond)?;
+                    }
+                    LoopKind::For(pat, it_span) => {
+                        let i = self.with_stager(span, |s| {
+                            let v = s.b.input(ir::TensorType::known(ir::DType::I64, &[]));
+                            Ok(s.tensor(v))
+                        })?;
+                        self.bind_pat(pat, Value::Tensor(TensorVal::strong_of(i)), it_span)?;
+                    }
+                }
+                match self.block(body) {
+                    Ok(_) | Err(Flow::Break | Flow::Continue | Flow::Return(_)) => Ok(()),
+                    Err(e) => Err(e),
+                }
+            })();
+            self.pop_scope();
+            r?;
+            let vals: Vec<Value> = names.iter().filter_map(|n| self.lookup_local(n)).collect();
+            let mut leaves = Vec::new();
+            vals.iter().for_each(|v| tensor_leaves(v, &mut leaves));
+            Ok(leaves)
+        })();
+        self.restore_frames(saved);
+        self.st.stage.borrow_mut().pop();
+        let after = after?;
+        init.into_iter()
+            .enumerate()
+            .map(|(k, l)| {
+                let kept = after
+                    .get(k)
+                    .is_some_and(|a| a.weak && a.t.dtype() == l.t.dtype());
+                if l.weak && kept {
+                    Ok(l)
+                } else {
+                    Ok(TensorVal::strong_of(self.cast(&l.t, l.dtype, span)?))
+                }
+            })
+            .collect()
     }
 
     /// After a loop node: the random key and the variables take its results.
@@ -557,6 +657,14 @@ impl Eval<'_> {
             )),
         }
     }
+}
+
+/// What a dry run of a loop evaluates before its body: a `while` condition, or the
+/// binding of a `for` loop's variable.
+#[derive(Clone, Copy)]
+enum LoopKind<'a> {
+    While(&'a Expr),
+    For(&'a Pattern, Span),
 }
 
 /// Whether two values agree in everything but their tensors' elements: the same structure,
