@@ -35,12 +35,11 @@ const KNOWN_ISSUE_WHILE_COND_PRINT: bool = false;
 /// becomes `+0.0`, which `print` shows.
 const KNOWN_ISSUE_NEGATIVE_ZERO: bool = false;
 
-/// `staged/regressions/weak_nested_loop_peel.ms`: a weak (literal) argument that a loop's
-/// first iteration turns strong is carried strong from the start, where eager mode runs
-/// that iteration in `f64`; values agree within tolerance except in chaotic bodies, but a
-/// printed digit can differ. (Weak leaves the body keeps weak are carried weak: fixed,
-/// `weak_loop_carry_precision.ms`.)
-const KNOWN_ISSUE_WEAK_LOOP_CARRY: bool = true;
+/// `staged/regressions/weak_loop_carry_precision.ms` and `weak_nested_loop_peel.ms`: a
+/// staged loop carried a weak (literal) argument as strong `f32` where eager mode computes
+/// in `f64` (fixed: a dry run of the body decides, and a first iteration that turns a weak
+/// leaf strong is peeled off).
+const KNOWN_ISSUE_WEAK_LOOP_CARRY: bool = false;
 
 /// What the generator leaves out for now: the constructs of the known issues above (set
 /// each to `false` when the bug is fixed).

@@ -11,8 +11,10 @@
 //!
 //! Dtypes: a weak literal is stored wider than its dtype (`value.rs`). A loop carries a
 //! weak leaf weak only when a dry run of its body (into a scratch graph, thrown away)
-//! finds it still weak afterwards, as eager mode would go on computing it wide; every
-//! other leaf is carried strong, in its dtype, so the body yields what it receives. An
+//! finds it still weak afterwards, as eager mode would go on computing it wide; when the
+//! body turns it strong, the first iteration is peeled off (`if cond { body; loop }`), so
+//! that it computes wide as eagerly, and the loop carries the rest strong. Every other
+//! leaf is carried strong, in its dtype, so the body yields what it receives. An
 //! `if` yields its `then` leaves as they are, the `else` leaves converted to them, and
 //! converts after the node where the two did not agree on weakness.
 //!
@@ -28,7 +30,7 @@ use devices::Tensor;
 use ir::Op;
 use ir::graph::{BuildError, GraphBuilder, ValueId};
 use lang::Span;
-use lang::ast::{Block, Expr, Name, Pattern};
+use lang::ast::{Block, Expr, ExprKind, Name, Pattern, Stmt, StmtKind};
 
 use super::{build_error, has_staged, same_value, staging_error, substitute, tensor_leaves};
 use crate::eval::Eval;
@@ -351,8 +353,43 @@ impl Eval<'_> {
         let (names, template) = self.carried(names);
         let mut init = Vec::new();
         template.iter().for_each(|v| tensor_leaves(v, &mut init));
-        let init =
+        let (init, peel) =
             self.carried_leaves(init, &names, &template, LoopKind::While(cond), body, span)?;
+        if peel {
+            // The first iteration turns a weak leaf strong: it runs on its own, as
+            // `if cond { body; while cond { body } }`, so that it computes as eagerly.
+            let c = self.expr(cond)?;
+            let c = self.condition_tensor(&c, cond.span)?;
+            let again = Expr {
+                kind: ExprKind::While {
+                    cond: Box::new(cond.clone()),
+                    body: body.clone(),
+                },
+                span,
+            };
+            let peeled = Block {
+                stmts: vec![
+                    Stmt {
+                        kind: StmtKind::Expr(Expr {
+                            kind: ExprKind::Block(body.clone()),
+                            span: body.span,
+                        }),
+                        span: body.span,
+                    },
+                    Stmt {
+                        kind: StmtKind::Expr(again),
+                        span,
+                    },
+                ],
+                span: body.span,
+            };
+            if c.staged_id().is_some() {
+                self.staged_if(&c, &peeled, None, span)?;
+            } else if self.scalar_bool(&Value::Tensor(TensorVal::strong_of(c)), cond.span)? {
+                self.block(&peeled)?;
+            }
+            return Ok(());
+        }
         let mut init_ids = vec![self.stager_rng()];
         init_ids.extend(self.leaf_ids(&init, None, span)?);
         let results = self.with_builder_out(span, |ev, b| {
@@ -417,7 +454,7 @@ impl Eval<'_> {
         let (names, template) = self.carried(names);
         let mut init = Vec::new();
         template.iter().for_each(|v| tensor_leaves(v, &mut init));
-        let init = self.carried_leaves(
+        let (init, peel) = self.carried_leaves(
             init,
             &names,
             &template,
@@ -425,6 +462,25 @@ impl Eval<'_> {
             body,
             span,
         )?;
+        if peel && start < stop {
+            // The first iteration turns a weak leaf strong: it runs on its own first.
+            self.push_scope();
+            let first = Value::Tensor(TensorVal::strong_of(Tensor::scalar(start)));
+            let r = self
+                .bind_pat(pat, first, it_span)
+                .and_then(|()| self.block(body));
+            self.pop_scope();
+            match r {
+                Ok(_) | Err(Flow::Continue) => {}
+                Err(Flow::Break) => return Ok(()),
+                Err(e) => return Err(e),
+            }
+            return if start + 1 < stop {
+                self.staged_for(pat, (start + 1, stop), it_span, body, span)
+            } else {
+                Ok(())
+            };
+        }
         let mut init_ids = vec![self.stager_rng()];
         init_ids.extend(self.leaf_ids(&init, None, span)?);
         let bounds = [start, stop, 1]
@@ -541,9 +597,9 @@ impl Eval<'_> {
         kind: LoopKind<'_>,
         body: &Block,
         span: Span,
-    ) -> R<Vec<TensorVal>> {
+    ) -> R<(Vec<TensorVal>, bool)> {
         if !init.iter().any(|l| l.weak) {
-            return Ok(init);
+            return Ok((init, false));
         }
         self.st
             .stage
@@ -593,19 +649,23 @@ impl Eval<'_> {
         self.restore_frames(saved);
         self.st.stage.borrow_mut().pop();
         let after = after?;
-        init.into_iter()
+        let mut peel = false;
+        let leaves = init
+            .into_iter()
             .enumerate()
             .map(|(k, l)| {
                 let kept = after
                     .get(k)
                     .is_some_and(|a| a.weak && a.t.dtype() == l.t.dtype());
+                peel |= l.weak && !kept;
                 if l.weak && kept {
                     Ok(l)
                 } else {
                     Ok(TensorVal::strong_of(self.cast(&l.t, l.dtype, span)?))
                 }
             })
-            .collect()
+            .collect::<R<Vec<_>>>()?;
+        Ok((leaves, peel))
     }
 
     /// After a loop node: the random key and the variables take its results.
