@@ -355,7 +355,7 @@ impl Eval<'_> {
         template.iter().for_each(|v| tensor_leaves(v, &mut init));
         let (init, peel) =
             self.carried_leaves(init, &names, &template, LoopKind::While(cond), body, span)?;
-        if peel {
+        if peel && self.start_peeling(span) {
             // The first iteration turns a weak leaf strong: it runs on its own, as
             // `if cond { body; while cond { body } }`, so that it computes as eagerly.
             let c = self.expr(cond)?;
@@ -383,12 +383,20 @@ impl Eval<'_> {
                 ],
                 span: body.span,
             };
-            if c.staged_id().is_some() {
-                self.staged_if(&c, &peeled, None, span)?;
-            } else if self.scalar_bool(&Value::Tensor(TensorVal::strong_of(c)), cond.span)? {
-                self.block(&peeled)?;
-            }
-            return Ok(());
+            let r = if c.staged_id().is_some() {
+                self.staged_if(&c, &peeled, None, span).map(|_| ())
+            } else {
+                self.scalar_bool(&Value::Tensor(TensorVal::strong_of(c)), cond.span)
+                    .and_then(|go| {
+                        if go {
+                            self.block(&peeled).map(|_| ())
+                        } else {
+                            Ok(())
+                        }
+                    })
+            };
+            self.stop_peeling();
+            return r;
         }
         let mut init_ids = vec![self.stager_rng()];
         init_ids.extend(self.leaf_ids(&init, None, span)?);
@@ -462,7 +470,7 @@ impl Eval<'_> {
             body,
             span,
         )?;
-        if peel && start < stop {
+        if peel && start < stop && self.start_peeling(span) {
             // The first iteration turns a weak leaf strong: it runs on its own first.
             self.push_scope();
             let first = Value::Tensor(TensorVal::strong_of(Tensor::scalar(start)));
@@ -470,16 +478,15 @@ impl Eval<'_> {
                 .bind_pat(pat, first, it_span)
                 .and_then(|()| self.block(body));
             self.pop_scope();
-            match r {
-                Ok(_) | Err(Flow::Continue) => {}
-                Err(Flow::Break) => return Ok(()),
-                Err(e) => return Err(e),
-            }
-            return if start + 1 < stop {
-                self.staged_for(pat, (start + 1, stop), it_span, body, span)
-            } else {
-                Ok(())
+            let r = match r {
+                Ok(_) | Err(Flow::Continue) if start + 1 < stop => {
+                    self.staged_for(pat, (start + 1, stop), it_span, body, span)
+                }
+                Ok(_) | Err(Flow::Continue | Flow::Break) => Ok(()),
+                Err(e) => Err(e),
             };
+            self.stop_peeling();
+            return r;
         }
         let mut init_ids = vec![self.stager_rng()];
         init_ids.extend(self.leaf_ids(&init, None, span)?);
@@ -561,6 +568,27 @@ impl Eval<'_> {
         let mut ids = vec![self.stager_rng()];
         ids.extend(self.leaf_ids(&leaves, Some(init), span)?);
         Ok(ids)
+    }
+
+    /// Marks the loop at `span` as being peeled; false when it already is (the loop after
+    /// a peeled iteration is not peeled again).
+    fn start_peeling(&self, span: Span) -> bool {
+        let mut st = self.st.stage.borrow_mut();
+        let Some(s) = st.last_mut() else {
+            return false;
+        };
+        if s.peeling.contains(&span) {
+            return false;
+        }
+        s.peeling.push(span);
+        true
+    }
+
+    /// Ends the peel [`Eval::start_peeling`] began.
+    fn stop_peeling(&self) {
+        if let Some(s) = self.st.stage.borrow_mut().last_mut() {
+            s.peeling.pop();
+        }
     }
 
     /// The body's new values of the carried leaves, in the carried form: a leaf carried weak

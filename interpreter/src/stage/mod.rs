@@ -69,6 +69,10 @@ pub(crate) struct Stager {
     /// The functions being staged now (by their declaration's address), to refuse
     /// recursion.
     pub active: Vec<usize>,
+    /// The loops (by span) whose first iteration is being peeled off now: the loop that
+    /// follows it is not peeled again, whatever its dry run says (a run on known values can
+    /// keep weak what the dry run, on staged ones, made strong).
+    pub peeling: Vec<Span>,
 }
 
 /// One `print` call: its arguments, whose tensor leaves are staged (a run substitutes the
@@ -93,6 +97,7 @@ impl Stager {
             prints: HashMap::new(),
             globals_read: Vec::new(),
             active: Vec::new(),
+            peeling: Vec::new(),
         }
     }
 
