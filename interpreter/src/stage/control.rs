@@ -174,21 +174,7 @@ impl Eval<'_> {
             vals.extend(names.iter().filter_map(|n| ev.lookup_local(n)));
             Ok(vals)
         };
-        let vals = self.if_region(
-            cond,
-            span,
-            &|ev| {
-                let r = ev.block(then);
-                yields(ev, r)
-            },
-            &|ev| {
-                let r = match els {
-                    Some(e) => ev.expr(e),
-                    None => Ok(Value::Unit),
-                };
-                yields(ev, r)
-            },
-        )?;
+        let vals = self.if_branches(cond, then, els, span, &yields)?;
         let mut vals = vals.into_iter();
         let value = vals.next().unwrap_or(Value::Unit);
         for (n, v) in names.iter().zip(vals) {
@@ -229,22 +215,35 @@ impl Eval<'_> {
             };
             Ok(vec![v])
         };
-        let vals = self.if_region(
+        let vals = self.if_branches(cond, then, els, span, &result)?;
+        Ok(vals.into_iter().next().unwrap_or(Value::Unit))
+    }
+
+    /// [`Eval::if_region`] whose branches are `then` and `els` (unit without one), each
+    /// branch's outcome turned into the values it yields by `finish`.
+    fn if_branches(
+        &mut self,
+        cond: &Tensor,
+        then: &Block,
+        els: Option<&Expr>,
+        span: Span,
+        finish: &dyn Fn(&mut Eval<'_>, R<Value>) -> R<Vec<Value>>,
+    ) -> R<Vec<Value>> {
+        self.if_region(
             cond,
             span,
             &|ev| {
                 let r = ev.block(then);
-                result(ev, r)
+                finish(ev, r)
             },
             &|ev| {
                 let r = match els {
                     Some(e) => ev.expr(e),
                     None => Ok(Value::Unit),
                 };
-                result(ev, r)
+                finish(ev, r)
             },
-        )?;
-        Ok(vals.into_iter().next().unwrap_or(Value::Unit))
+        )
     }
 
     /// Builds an `If` region on `cond` whose branches run `then_run` and `else_run` (each
