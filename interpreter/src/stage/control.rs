@@ -227,7 +227,7 @@ impl Eval<'_> {
         then: &Block,
         els: Option<&Expr>,
         span: Span,
-        finish: &dyn Fn(&mut Eval<'_>, R<Value>) -> R<Vec<Value>>,
+        finish: &Finish<'_>,
     ) -> R<Vec<Value>> {
         self.if_region(
             cond,
@@ -745,6 +745,9 @@ impl Eval<'_> {
         }
     }
 }
+
+/// How a staged `if` turns a branch's outcome into the values the branch yields.
+type Finish<'a> = dyn Fn(&mut Eval<'_>, R<Value>) -> R<Vec<Value>> + 'a;
 
 /// What a dry run of a loop evaluates before its body: a `while` condition, or the
 /// binding of a `for` loop's variable.
