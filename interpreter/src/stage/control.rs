@@ -52,6 +52,16 @@ fn swap_builder(ev: &Eval<'_>, b: &mut GraphBuilder) {
     }
 }
 
+/// A region's outcome: the evaluator's own error first (the builder's is then only its
+/// sentinel), else the builder's, else the node's results.
+fn lent_result<T>(r: Result<T, BuildError>, failed: Option<Flow>, span: Span) -> R<T> {
+    match (r, failed) {
+        (_, Some(f)) => Err(f),
+        (Err(e), None) => Err(build_error(&e, span)),
+        (Ok(ids), None) => Ok(ids),
+    }
+}
+
 /// The builder's sentinel for "the evaluator failed; see `Lent::failed`".
 fn lent_failure() -> BuildError {
     BuildError::Unfinished
@@ -302,12 +312,7 @@ impl Eval<'_> {
                     branch(b, else_run, &else_shape, want)
                 },
             );
-            let l = lent.into_inner();
-            match (r, l.failed) {
-                (_, Some(f)) => Err(f),
-                (Err(e), None) => Err(build_error(&e, span)),
-                (Ok(ids), None) => Ok(ids),
-            }
+            lent_result(r, lent.into_inner().failed, span)
         })?;
         let (Some((tv, tl)), Some((ev_, el))) = (then_shape.into_inner(), else_shape.into_inner())
         else {
@@ -435,12 +440,7 @@ impl Eval<'_> {
                     r.map_err(|f| fail(&mut l, f))
                 },
             );
-            let l = lent.into_inner();
-            match (r, l.failed) {
-                (_, Some(f)) => Err(f),
-                (Err(e), None) => Err(build_error(&e, span)),
-                (Ok(ids), None) => Ok(ids),
-            }
+            lent_result(r, lent.into_inner().failed, span)
         })?;
         self.finish_loop(&names, &template, &init, &results);
         Ok(())
@@ -518,12 +518,7 @@ impl Eval<'_> {
                     lent_failure()
                 })
             });
-            let l = lent.into_inner();
-            match (r, l.failed) {
-                (_, Some(f)) => Err(f),
-                (Err(e), None) => Err(build_error(&e, span)),
-                (Ok(ids), None) => Ok(ids),
-            }
+            lent_result(r, lent.into_inner().failed, span)
         })?;
         self.finish_loop(&names, &template, &init, &results);
         Ok(())
@@ -634,18 +629,7 @@ impl Eval<'_> {
             .push(super::Stager::new("dry_run"));
         let saved = self.save_frames();
         let after = (|| {
-            let staged: Vec<TensorVal> = self.with_stager(span, |s| {
-                Ok(init
-                    .iter()
-                    .map(|l| {
-                        let v = s.b.input(l.t.ttype());
-                        TensorVal {
-                            t: s.tensor(v),
-                            ..l.clone()
-                        }
-                    })
-                    .collect())
-            })?;
+            let staged = self.with_stager(span, |s| Ok(s.inputs_like(&init)))?;
             self.assign_all(names, template, staged);
             self.push_scope();
             let r = (|| {

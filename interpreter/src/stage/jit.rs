@@ -400,18 +400,7 @@ impl Eval<'_> {
         named
             .iter()
             .for_each(|(_, v, _)| input_leaves(v, &mut leaves));
-        let staged: Vec<TensorVal> = self.with_stager(span, |s| {
-            Ok(leaves
-                .iter()
-                .map(|l| {
-                    let v = s.b.input(l.t.ttype());
-                    TensorVal {
-                        t: s.tensor(v),
-                        ..l.clone()
-                    }
-                })
-                .collect())
-        })?;
+        let staged = self.with_stager(span, |s| Ok(s.inputs_like(&leaves)))?;
         let mut it = staged.into_iter();
         let pos2: Vec<(Value, Span)> = pos
             .iter()

@@ -117,6 +117,21 @@ impl Stager {
         }
     }
 
+    /// A new graph input per leaf, of its storage type, as a staged leaf of the same dtype
+    /// and weakness.
+    pub fn inputs_like(&mut self, leaves: &[TensorVal]) -> Vec<TensorVal> {
+        leaves
+            .iter()
+            .map(|l| {
+                let v = self.b.input(l.t.ttype());
+                TensorVal {
+                    t: self.tensor(v),
+                    ..l.clone()
+                }
+            })
+            .collect()
+    }
+
     /// The graph value of `t`: its own when staged here; a captured constant otherwise.
     pub fn value_of(&mut self, t: &Tensor, span: Span) -> R<ValueId> {
         if let Some((g, v)) = t.staged_id()
