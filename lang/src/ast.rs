@@ -606,7 +606,12 @@ pub fn block_names(b: &Block, out: &mut HashSet<Name>) {
 /// condition is known only at run time. Names a nested `let` shadows are included; the
 /// caller keeps those that name a variable visible where the region starts.
 pub fn block_assigned(b: &Block, out: &mut HashSet<Name>) {
-    for s in &b.stmts {
+    stmts_assigned(&b.stmts, out);
+}
+
+/// [`block_assigned`] of some statements.
+pub fn stmts_assigned(stmts: &[Stmt], out: &mut HashSet<Name>) {
+    for s in stmts {
         match &s.kind {
             StmtKind::Let { value, .. } => expr_assigned(value, out),
             StmtKind::Assign { target, value, .. } => {
@@ -686,27 +691,110 @@ pub fn expr_assigned(e: &Expr, out: &mut HashSet<Name>) {
     }
 }
 
-/// Whether a block holds a `return` outside closures and nested function declarations
-/// (staging takes the rest of a function into both branches of such an `if`).
-pub fn block_returns(b: &Block) -> bool {
-    b.stmts.iter().any(|s| match &s.kind {
-        StmtKind::Let { value, .. } | StmtKind::Assign { value, .. } => expr_returns(value),
-        StmtKind::Expr(e) => expr_returns(e),
-        StmtKind::Fn(_) | StmtKind::TypeAlias { .. } | StmtKind::Import { .. } => false,
-    })
+/// The ways code can leave its surroundings early: a `break` or `continue` that is not
+/// inside a loop of its own, or a `return`. Closures and nested function declarations do
+/// not count (their exits are their own). Staging gives code that may exit on a run-time
+/// condition an exit code.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Exits {
+    /// A `break` or `continue` leaves (or restarts) an enclosing loop.
+    pub loops: bool,
+    /// A `return` leaves the function.
+    pub returns: bool,
 }
 
-/// [`block_returns`] of an expression.
-pub fn expr_returns(e: &Expr) -> bool {
-    match &e.kind {
-        ExprKind::Return(_) => true,
-        ExprKind::Closure { .. } => false,
-        ExprKind::Block(b) => block_returns(b),
-        ExprKind::If { cond, then, els } => {
-            expr_returns(cond) || block_returns(then) || els.as_deref().is_some_and(expr_returns)
+impl Exits {
+    /// Whether there is any exit.
+    pub fn any(self) -> bool {
+        self.loops || self.returns
+    }
+
+    fn or(self, o: Exits) -> Exits {
+        Exits {
+            loops: self.loops || o.loops,
+            returns: self.returns || o.returns,
         }
-        ExprKind::For { iter, body, .. } => expr_returns(iter) || block_returns(body),
-        ExprKind::While { cond, body } => expr_returns(cond) || block_returns(body),
-        _ => false,
+    }
+
+    /// The exits of a loop's body seen from outside the loop: only its `return`s.
+    fn outside_loop(self) -> Exits {
+        Exits {
+            loops: false,
+            returns: self.returns,
+        }
+    }
+}
+
+/// [`Exits`] of a block.
+pub fn block_exits(b: &Block) -> Exits {
+    b.stmts
+        .iter()
+        .map(|s| match &s.kind {
+            StmtKind::Let { value, .. } | StmtKind::Assign { value, .. } => expr_exits(value),
+            StmtKind::Expr(e) => expr_exits(e),
+            StmtKind::Fn(_) | StmtKind::TypeAlias { .. } | StmtKind::Import { .. } => {
+                Exits::default()
+            }
+        })
+        .fold(Exits::default(), Exits::or)
+}
+
+/// [`Exits`] of an expression.
+pub fn expr_exits(e: &Expr) -> Exits {
+    let all =
+        |xs: &mut dyn Iterator<Item = &Expr>| xs.map(expr_exits).fold(Exits::default(), Exits::or);
+    match &e.kind {
+        ExprKind::Int(_)
+        | ExprKind::Float(_)
+        | ExprKind::Bool(_)
+        | ExprKind::Str(_)
+        | ExprKind::Name(_)
+        | ExprKind::Error
+        | ExprKind::Closure { .. } => Exits::default(),
+        ExprKind::Break | ExprKind::Continue => Exits {
+            loops: true,
+            returns: false,
+        },
+        ExprKind::Return(x) => Exits {
+            loops: false,
+            returns: true,
+        }
+        .or(x.as_deref().map(expr_exits).unwrap_or_default()),
+        ExprKind::List(xs) | ExprKind::Tuple(xs) => all(&mut xs.iter()),
+        ExprKind::Record(fs) => all(&mut fs.iter().map(|f| &f.value)),
+        ExprKind::Unary { operand, .. } => expr_exits(operand),
+        ExprKind::Binary { lhs, rhs, .. } => all(&mut [&**lhs, &**rhs].into_iter()),
+        ExprKind::Range { start, end } => all(&mut [&**start, &**end].into_iter()),
+        ExprKind::Call { callee, args } => {
+            all(&mut std::iter::once(&**callee).chain(args.iter().map(|a| &a.value)))
+        }
+        ExprKind::Method { receiver, args, .. } => {
+            all(&mut std::iter::once(&**receiver).chain(args.iter().map(|a| &a.value)))
+        }
+        ExprKind::Field { base, .. } | ExprKind::TupleField { base, .. } => expr_exits(base),
+        ExprKind::Index { base, items } => {
+            let mut ex = expr_exits(base);
+            for it in items {
+                match it {
+                    IndexItem::Expr(x) => ex = ex.or(expr_exits(x)),
+                    IndexItem::Slice {
+                        start, end, step, ..
+                    } => {
+                        for x in [start, end, step].into_iter().flatten() {
+                            ex = ex.or(expr_exits(x));
+                        }
+                    }
+                    IndexItem::Ellipsis(_) => {}
+                }
+            }
+            ex
+        }
+        ExprKind::Block(b) => block_exits(b),
+        ExprKind::If { cond, then, els } => expr_exits(cond)
+            .or(block_exits(then))
+            .or(els.as_deref().map(expr_exits).unwrap_or_default()),
+        // A loop's own `break`s stay inside it; its condition or iterable belongs outside.
+        ExprKind::For { iter, body, .. } => expr_exits(iter).or(block_exits(body).outside_loop()),
+        ExprKind::While { cond, body } => expr_exits(cond).or(block_exits(body).outside_loop()),
     }
 }

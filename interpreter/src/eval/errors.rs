@@ -33,6 +33,9 @@ pub(crate) enum Flow {
     Continue,
     /// `return` from the innermost function, with its value.
     Return(crate::value::Value),
+    /// A `break`, `continue` or `return` taken on some run-time paths only, in staged code
+    /// (`stage::exits`): the enclosing statements, loop or call finish it.
+    Exit(Box<crate::stage::exits::Outcome>),
     /// A runtime error.
     Error(Box<RtError>),
 }

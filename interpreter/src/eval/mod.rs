@@ -426,39 +426,17 @@ impl<'s> Eval<'s> {
         self.check_interrupt(s.span)?;
         match &s.kind {
             StmtKind::Let { pat, ty, value } => {
-                let mut v = self.expr(value)?;
+                let (mut v, exited) = self.expr_or_exit(value)?;
                 if let Some(te) = ty {
                     v = self.fit_annotation(v, te, value.span)?;
                 }
                 self.bind_pattern(pat, v, value.span)?;
-                Ok(Value::Unit)
+                exited.map_or(Ok(Value::Unit), |o| Err(Flow::Exit(o)))
             }
             StmtKind::Assign { target, op, value } => {
-                let rhs = self.expr(value)?;
-                let Some(old) = self.lookup_var(&target.name) else {
-                    return Err(errors::no_value(&target.name, target.span));
-                };
-                let new = match op {
-                    None => rhs,
-                    Some(op) => {
-                        let op_span =
-                            Span::new(target.span.end, value.span.start.max(target.span.end));
-                        self.binary(*op, &old, &rhs, target.span, value.span, op_span)?
-                    }
-                };
-                // Rebinding keeps the variable's dtype: a literal takes it (`x = 0`).
-                let new = keep_dtype(self, &old, new, value.span)?;
-                if self.staging() && !self.is_local(&target.name) {
-                    return Err(crate::stage::staging_error(
-                        format!(
-                            "a staged function cannot assign the top-level variable `{}`",
-                            target.name
-                        ),
-                        target.span,
-                    ));
-                }
-                self.assign(&target.name, new);
-                Ok(Value::Unit)
+                let (rhs, exited) = self.expr_or_exit(value)?;
+                self.assign_rhs(target, *op, value.span, rhs)?;
+                exited.map_or(Ok(Value::Unit), |o| Err(Flow::Exit(o)))
             }
             StmtKind::Fn(_) | StmtKind::TypeAlias { .. } => Ok(Value::Unit),
             StmtKind::Import { source, alias } => {
@@ -696,6 +674,53 @@ impl<'s> Eval<'s> {
         self.exec(&Op::Cast { dtype }, &[t], span)
     }
 
+    /// `target op= rhs` (or `target = rhs`), `rhs` evaluated from the text at `value_span`.
+    fn assign_rhs(
+        &mut self,
+        target: &lang::ast::Ident,
+        op: Option<lang::ast::BinOp>,
+        value_span: Span,
+        rhs: Value,
+    ) -> R<()> {
+        let Some(old) = self.lookup_var(&target.name) else {
+            return Err(errors::no_value(&target.name, target.span));
+        };
+        let new = match op {
+            None => rhs,
+            Some(op) => {
+                let op_span = Span::new(target.span.end, value_span.start.max(target.span.end));
+                self.binary(op, &old, &rhs, target.span, value_span, op_span)?
+            }
+        };
+        // Rebinding keeps the variable's dtype: a literal takes it (`x = 0`).
+        let new = keep_dtype(self, &old, new, value_span)?;
+        if self.staging() && !self.is_local(&target.name) {
+            return Err(crate::stage::staging_error(
+                format!(
+                    "a staged function cannot assign the top-level variable `{}`",
+                    target.name
+                ),
+                target.span,
+            ));
+        }
+        self.assign(&target.name, new);
+        Ok(())
+    }
+
+    /// An expression's value, and the exit it took on some run-time paths (staged code),
+    /// if it did: the value is then the one of the paths that went on.
+    fn expr_or_exit(&mut self, e: &Expr) -> R<(Value, Option<Box<crate::stage::exits::Outcome>>)> {
+        match self.expr(e) {
+            Ok(v) => Ok((v, None)),
+            Err(Flow::Exit(mut o)) => {
+                let v = o.value.take().unwrap_or(Value::Unit);
+                o.value = Some(Value::Unit);
+                Ok((v, Some(o)))
+            }
+            Err(e) => Err(e),
+        }
+    }
+
     /// A block in a new scope: its value is the last statement's when that is an
     /// expression, unit otherwise.
     pub fn block(&mut self, b: &Block) -> R<Value> {
@@ -705,54 +730,10 @@ impl<'s> Eval<'s> {
         r
     }
 
-    /// A named function's body. While staging, an `if` on a staged condition with a
-    /// `return` in a branch takes the rest of the body into both of its branches
-    /// ([`Eval::staged_if_returning`]), so that an early return stages.
+    /// A named function's body.
     fn fn_body(&mut self, b: &Block) -> R<Value> {
-        if !self.staging() {
-            return self.block_body(b);
-        }
         self.hoist(&b.stmts);
-        self.fn_stmts(&b.stmts)
-    }
-
-    /// The statements of a function body from some point on (see [`Eval::fn_body`]).
-    pub(crate) fn fn_stmts(&mut self, stmts: &[Stmt]) -> R<Value> {
-        let mut last = Value::Unit;
-        for (i, s) in stmts.iter().enumerate() {
-            if let StmtKind::Expr(e) = &s.kind
-                && let ExprKind::If { cond, then, els } = &e.kind
-                && (lang::ast::block_returns(then)
-                    || els.as_deref().is_some_and(lang::ast::expr_returns))
-            {
-                self.check_interrupt(s.span)?;
-                let c = self.expr(cond)?;
-                if let Value::Tensor(t) = &c
-                    && t.t.staged_id().is_some()
-                {
-                    let t = self.condition_tensor(&c, cond.span)?;
-                    let rest = stmts.get(i + 1..).unwrap_or_default();
-                    let v = self.staged_if_returning(&t, then, els.as_deref(), rest, e.span)?;
-                    return Err(Flow::Return(v));
-                }
-                last = if self.scalar_bool(&c, cond.span)? {
-                    self.block(then)?
-                } else {
-                    match els {
-                        Some(x) => self.expr(x)?,
-                        None => Value::Unit,
-                    }
-                };
-                continue;
-            }
-            let v = self.stmt(s)?;
-            last = if matches!(s.kind, StmtKind::Expr(_)) {
-                v
-            } else {
-                Value::Unit
-            };
-        }
-        Ok(last)
+        self.stmts(&b.stmts)
     }
 
     /// The local scopes, to put back after running code that may rebind them.
@@ -767,14 +748,24 @@ impl<'s> Eval<'s> {
 
     fn block_body(&mut self, b: &Block) -> R<Value> {
         self.hoist(&b.stmts);
+        self.stmts(&b.stmts)
+    }
+
+    /// Statements in order: the last one's value when it is an expression, unit otherwise.
+    /// After one that exited on some run-time paths only (staged code), the rest runs on
+    /// the others ([`Eval::after_exit`]).
+    pub(crate) fn stmts(&mut self, stmts: &[Stmt]) -> R<Value> {
         let mut last = Value::Unit;
-        for s in &b.stmts {
-            let v = self.stmt(s)?;
-            last = if matches!(s.kind, StmtKind::Expr(_)) {
-                v
-            } else {
-                Value::Unit
+        for (i, s) in stmts.iter().enumerate() {
+            let is_expr = matches!(s.kind, StmtKind::Expr(_));
+            let v = match self.stmt(s) {
+                Err(Flow::Exit(o)) => {
+                    let rest = stmts.get(i + 1..).unwrap_or_default();
+                    return self.after_exit(*o, rest, is_expr, s.span);
+                }
+                r => r?,
             };
+            last = if is_expr { v } else { Value::Unit };
         }
         Ok(last)
     }
@@ -914,6 +905,32 @@ impl<'s> Eval<'s> {
 
     /// Evaluates an expression.
     pub fn expr(&mut self, e: &Expr) -> R<Value> {
+        match self.expr_kind(e) {
+            // Code that exited on some run-time paths only (staged) goes on as data through
+            // the statements, loops and calls around it; an expression that would compute
+            // on after it (`x + if c { break } else { 1 }`) does not stage.
+            Err(Flow::Exit(_))
+                if !matches!(
+                    e.kind,
+                    ExprKind::If { .. }
+                        | ExprKind::Block(_)
+                        | ExprKind::For { .. }
+                        | ExprKind::While { .. }
+                ) =>
+            {
+                Err(crate::stage::staging_error(
+                    "a `break`, `continue` or `return` taken on a run-time condition inside a \
+                     larger expression; give the `if` its own `let` first"
+                        .into(),
+                    e.span,
+                ))
+            }
+            r => r,
+        }
+    }
+
+    /// [`Eval::expr`] by the expression's kind.
+    fn expr_kind(&mut self, e: &Expr) -> R<Value> {
         match &e.kind {
             ExprKind::Int(n) => Ok(Value::Tensor(TensorVal {
                 t: Tensor::scalar(*n),
@@ -1112,7 +1129,7 @@ impl<'s> Eval<'s> {
                 // A condition that reads a staged value is staged without being evaluated
                 // here first (its `print`s would otherwise show once too often).
                 if self.staging() && self.reads_staged(cond) {
-                    self.staged_while(cond, body, e.span)?;
+                    self.staged_while(cond, body, e.span, None)?;
                     return Ok(Value::Unit);
                 }
                 loop {
@@ -1121,7 +1138,7 @@ impl<'s> Eval<'s> {
                     if let Value::Tensor(t) = &c
                         && t.t.staged_id().is_some()
                     {
-                        self.staged_while(cond, body, e.span)?;
+                        self.staged_while(cond, body, e.span, None)?;
                         break;
                     }
                     if !self.scalar_bool(&c, cond.span)? {
@@ -1130,6 +1147,18 @@ impl<'s> Eval<'s> {
                     match self.block(body) {
                         Ok(_) | Err(Flow::Continue) => {}
                         Err(Flow::Break) => break,
+                        Err(Flow::Exit(o)) => {
+                            // The loop went on on some run-time paths only: from here on
+                            // it is a `While` region that carries the exit code.
+                            let o = self.iteration_end(Err(Flow::Exit(o)), e.span)?;
+                            match o.code.single() {
+                                Some(crate::stage::exits::GO) => continue,
+                                Some(crate::stage::exits::BREAK) => break,
+                                Some(_) => return crate::stage::exits::into_flow(o),
+                                None => self.staged_while(cond, body, e.span, Some(o))?,
+                            }
+                            break;
+                        }
                         Err(other) => return Err(other),
                     }
                 }
@@ -1270,22 +1299,39 @@ impl<'s> Eval<'s> {
         // and a tight loop does not pay an allocation per iteration for them.
         self.env.frames.push(Vec::new());
         let r = (|| {
+            // An iteration that exited on some run-time paths only (staged code) leaves
+            // the next ones to run under a guard each, carrying its exit code.
+            let mut pending: Option<crate::stage::exits::Outcome> = None;
             for i in 0..n {
                 self.check_interrupt(span)?;
                 let item = builtins::iter_item(self, it, i, it_span)?;
                 if let Some(frame) = self.env.frames.last_mut() {
                     frame.clear();
                 }
-                let r = self
-                    .bind_pattern(pat, item, it_span)
-                    .and_then(|()| self.block(body));
+                self.bind_pattern(pat, item, it_span)?;
+                let r = match pending.take() {
+                    None => self.block(body),
+                    Some(o) => self.guarded_block(o, body, span),
+                };
                 match r {
                     Ok(_) | Err(Flow::Continue) => {}
                     Err(Flow::Break) => break,
+                    Err(Flow::Exit(o)) => {
+                        let o = self.iteration_end(Err(Flow::Exit(o)), span)?;
+                        match o.code.single() {
+                            Some(crate::stage::exits::GO) => {}
+                            Some(crate::stage::exits::BREAK) => break,
+                            Some(_) => return crate::stage::exits::into_flow(o).map(|_| ()),
+                            None => pending = Some(o),
+                        }
+                    }
                     Err(other) => return Err(other),
                 }
             }
-            Ok(())
+            match pending {
+                Some(o) => self.loop_end(o, span),
+                None => Ok(()),
+            }
         })();
         self.env.frames.pop();
         r
@@ -1496,10 +1542,12 @@ impl<'s> Eval<'s> {
         let result = match &func.body {
             FnBody::Decl(d) => match self.fn_body(&d.body) {
                 Ok(v) | Err(Flow::Return(v)) => v,
+                Err(Flow::Exit(o)) => self.call_result(*o, span)?,
                 Err(e) => return Err(e),
             },
             FnBody::Closure(body) => match self.expr(body) {
                 Ok(v) | Err(Flow::Return(v)) => v,
+                Err(Flow::Exit(o)) => self.call_result(*o, span)?,
                 Err(e) => return Err(e),
             },
         };

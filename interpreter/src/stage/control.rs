@@ -18,10 +18,10 @@
 //! `if` yields its `then` leaves as they are, the `else` leaves converted to them, and
 //! converts after the node where the two did not agree on weakness.
 //!
-//! Regions have one exit. An `if` with a `return` in a branch, directly in a function's
-//! body, takes the rest of the body into both branches ([`Eval::staged_if_returning`]);
-//! `break`, `continue` and `return` anywhere else inside a region are E0913 (a loop over
-//! known bounds is unrolled instead, where they work as in eager mode).
+//! Regions have one exit: a `break`, `continue` or `return` taken on a run-time condition
+//! becomes an exit code that the code after it, the loop and the call carry as data
+//! ([`super::exits`]). A loop over known bounds whose body reads its variable is unrolled
+//! instead.
 
 use std::cell::RefCell;
 use std::collections::HashSet;
@@ -30,8 +30,9 @@ use devices::Tensor;
 use ir::Op;
 use ir::graph::{BuildError, GraphBuilder, ValueId};
 use lang::Span;
-use lang::ast::{Block, Expr, ExprKind, Name, Pattern, Stmt, StmtKind};
+use lang::ast::{Block, Expr, ExprKind, Name, Pattern, StmtKind};
 
+use super::exits::{self, Arm, Code, Outcome, Yields};
 use super::{build_error, has_staged, same_value, staging_error, substitute, tensor_leaves};
 use crate::eval::Eval;
 use crate::eval::errors::{Flow, R};
@@ -99,10 +100,16 @@ impl Eval<'_> {
 
     /// The variables `names` (those visible here) and their values.
     fn carried(&self, names: HashSet<Name>) -> (Vec<Name>, Vec<Value>) {
-        let mut names: Vec<Name> = names.into_iter().filter(|n| self.is_local(n)).collect();
-        names.sort();
+        let names = self.visible(names);
         let values = names.iter().filter_map(|n| self.lookup_local(n)).collect();
         (names, values)
+    }
+
+    /// Those of `names` that are local variables visible here, sorted.
+    pub(crate) fn visible(&self, names: HashSet<Name>) -> Vec<Name> {
+        let mut names: Vec<Name> = names.into_iter().filter(|n| self.is_local(n)).collect();
+        names.sort();
+        names
     }
 
     /// The graph values of `leaves`, converted to `want` where given.
@@ -150,7 +157,7 @@ impl Eval<'_> {
     }
 
     /// `if cond { then } else { els }` with `cond` staged: its value, and the variables
-    /// the branches assign take the node's results.
+    /// the branches assign take the node's results. A branch may exit (`exits.rs`).
     pub(crate) fn staged_if(
         &mut self,
         cond: &Tensor,
@@ -163,97 +170,75 @@ impl Eval<'_> {
         if let Some(e) = els {
             lang::ast::expr_assigned(e, &mut names);
         }
-        let (names, _) = self.carried(names);
-        let has_else = els.is_some();
-        // A branch yields its value (unit without `else`: the `if` is a statement), then
-        // the variables.
-        let yields = |ev: &mut Eval<'_>, r: R<Value>| -> R<Vec<Value>> {
-            let v = match r {
-                Ok(v) => v,
-                Err(Flow::Error(e)) => return Err(Flow::Error(e)),
-                Err(_) => {
-                    return Err(staging_error(
-                        "`break`, `continue` or `return` inside an `if` whose condition is \
-                         known only at run time"
-                            .into(),
-                        span,
-                    ));
-                }
+        let names = self.visible(names);
+        let then_ex = lang::ast::block_exits(then);
+        let else_ex = els.map(lang::ast::expr_exits).unwrap_or_default();
+        let run_then = |ev: &mut Eval<'_>| exits::outcome(ev.block(then));
+        let run_else =
+            |ev: &mut Eval<'_>| exits::outcome(els.map_or(Ok(Value::Unit), |e| ev.expr(e)));
+        // The branch staged first decides the shape of the `if`'s value: one that goes on
+        // (`if c { break } else { v }` stages `v` first, on the negated condition).
+        let swap = block_surely_exits(then) && !els.is_some_and(expr_surely_exits);
+        let (cond, arms, first_ex, second_ex): (Tensor, [&Arm<'_>; 2], _, _) = if swap {
+            let not = Op::Unary {
+                op: ir::UnaryOp::Not,
             };
-            let mut vals = vec![if has_else { v } else { Value::Unit }];
-            vals.extend(names.iter().filter_map(|n| ev.lookup_local(n)));
-            Ok(vals)
+            let c = self.exec(&not, &[cond], span)?;
+            (c, [&run_else, &run_then], else_ex, then_ex)
+        } else {
+            (cond.clone(), [&run_then, &run_else], then_ex, else_ex)
         };
-        let vals = self.if_branches(cond, then, els, span, &yields)?;
-        let mut vals = vals.into_iter();
-        let value = vals.next().unwrap_or(Value::Unit);
-        for (n, v) in names.iter().zip(vals) {
-            self.assign_local(n, v);
+        // A value returned only by the branch staged second gets its shape from a dry run.
+        let prior_ret = if second_ex.returns && !first_ex.returns {
+            self.dry_run_ret(arms[1])?
+        } else {
+            None
+        };
+        let y = Yields {
+            value: els.is_some(),
+            code: then_ex.any() || else_ex.any(),
+            prior_ret: prior_ret.as_ref(),
+        };
+        let o = self.exit_if(&cond, span, arms, &y, &names)?;
+        exits::into_flow(o)
+    }
+
+    /// What `arm` returns, from a dry run into a scratch graph that is thrown away (only
+    /// the shape of the value is wanted).
+    fn dry_run_ret(&mut self, arm: &Arm<'_>) -> R<Option<Value>> {
+        self.push_scratch();
+        let saved = self.save_frames();
+        let r = arm(self);
+        self.restore_frames(saved);
+        self.st.stage.borrow_mut().pop();
+        Ok(r?.ret)
+    }
+
+    /// Pushes a scratch stager for a dry run; it refuses recursion as the real one does.
+    fn push_scratch(&self) {
+        let mut st = self.st.stage.borrow_mut();
+        let mut scratch = super::Stager::new("dry_run");
+        if let Some(s) = st.last() {
+            scratch.active = s.active.clone();
+            scratch.peeling = s.peeling.clone();
         }
-        Ok(value)
+        st.push(scratch);
     }
 
-    /// An `if` on a staged condition, directly in a function's body, with a `return` in a
-    /// branch: each branch runs its block and then, unless it returned, the rest of the
-    /// body (`rest`), so both yield the function's result, which this gives. The rest is
-    /// staged twice, once per branch: a region has one exit, and this is how an early
-    /// return fits it.
-    pub(crate) fn staged_if_returning(
-        &mut self,
-        cond: &Tensor,
-        then: &Block,
-        els: Option<&Expr>,
-        rest: &[lang::ast::Stmt],
-        span: Span,
-    ) -> R<Value> {
-        let result = |ev: &mut Eval<'_>, r: R<Value>| -> R<Vec<Value>> {
-            let v = match r {
-                Ok(_) => match ev.fn_stmts(rest) {
-                    Ok(v) | Err(Flow::Return(v)) => v,
-                    Err(e) => return Err(e),
-                },
-                Err(Flow::Return(v)) => v,
-                Err(Flow::Error(e)) => return Err(Flow::Error(e)),
-                Err(_) => {
-                    return Err(staging_error(
-                        "`break` or `continue` inside an `if` whose condition is known only \
-                         at run time"
-                            .into(),
-                        span,
-                    ));
-                }
-            };
-            Ok(vec![v])
-        };
-        let vals = self.if_branches(cond, then, els, span, &result)?;
-        Ok(vals.into_iter().next().unwrap_or(Value::Unit))
-    }
-
-    /// [`Eval::if_region`] whose branches are `then` and `els` (unit without one), each
-    /// branch's outcome turned into the values it yields by `finish`.
-    fn if_branches(
-        &mut self,
-        cond: &Tensor,
-        then: &Block,
-        els: Option<&Expr>,
-        span: Span,
-        finish: &Finish<'_>,
-    ) -> R<Vec<Value>> {
-        self.if_region(
-            cond,
-            span,
-            &|ev| {
-                let r = ev.block(then);
-                finish(ev, r)
-            },
-            &|ev| {
-                let r = match els {
-                    Some(e) => ev.expr(e),
-                    None => Ok(Value::Unit),
-                };
-                finish(ev, r)
-            },
-        )
+    /// After one iteration staged on its own (a peeled first iteration) that ended with
+    /// `o` (its `continue`s done with): `rest`, the rest of the loop, runs on the paths that
+    /// went on. Gives the loop's outcome (its `break`s done with).
+    fn then_rest(&mut self, o: Outcome, names: &[Name], span: Span, rest: &Arm<'_>) -> R<Outcome> {
+        match o.code.single() {
+            Some(exits::GO) => rest(self),
+            Some(exits::BREAK) => exits::outcome(Ok(Value::Unit)),
+            Some(_) => Ok(o),
+            None => {
+                let mut g = self.guard(o, names, false, span, rest)?;
+                g.code = self.remap(g.code, exits::BREAK, exits::GO, span)?;
+                Ok(g)
+            }
+        }
     }
 
     /// Builds an `If` region on `cond` whose branches run `then_run` and `else_run` (each
@@ -261,7 +246,7 @@ impl Eval<'_> {
     /// gives the node's results as values: the `then` values with their tensors replaced.
     /// The `else` leaves are converted to the `then` ones; a result is weak only when both
     /// branches' leaf was.
-    fn if_region(
+    pub(crate) fn if_region(
         &mut self,
         cond: &Tensor,
         span: Span,
@@ -349,70 +334,42 @@ impl Eval<'_> {
     }
 
     /// `while cond { body }` where the condition was found staged (with the variables as
-    /// they are now).
-    pub(crate) fn staged_while(&mut self, cond: &Expr, body: &Block, span: Span) -> R<()> {
+    /// they are now), or where an iteration before exited on some run-time paths only
+    /// (`pending`, its `continue`s done with): a `While` region.
+    pub(crate) fn staged_while(
+        &mut self,
+        cond: &Expr,
+        body: &Block,
+        span: Span,
+        pending: Option<Outcome>,
+    ) -> R<()> {
         let mut names = HashSet::new();
         lang::ast::expr_assigned(cond, &mut names);
         lang::ast::block_assigned(body, &mut names);
         let (names, template) = self.carried(names);
         let mut init = Vec::new();
         template.iter().for_each(|v| tensor_leaves(v, &mut init));
-        let (init, peel) =
-            self.carried_leaves(init, &names, &template, LoopKind::While(cond), body, span)?;
-        if peel && self.start_peeling(span) {
+        let ex = lang::ast::block_exits(body);
+        let want_ret = ex.returns && pending.as_ref().is_none_or(|p| p.ret.is_none());
+        let kind = LoopKind::While(cond);
+        let dry = self.carried_leaves(init, &names, &template, kind, body, want_ret, span)?;
+        if dry.peel && pending.is_none() && self.start_peeling(span) {
             // The first iteration turns a weak leaf strong: it runs on its own, as
             // `if cond { body; while cond { body } }`, so that it computes as eagerly.
-            let c = self.expr(cond)?;
-            let c = self.condition_tensor(&c, cond.span)?;
-            let again = Expr {
-                kind: ExprKind::While {
-                    cond: Box::new(cond.clone()),
-                    body: body.clone(),
-                },
-                span,
-            };
-            let peeled = Block {
-                stmts: vec![
-                    Stmt {
-                        kind: StmtKind::Expr(Expr {
-                            kind: ExprKind::Block(body.clone()),
-                            span: body.span,
-                        }),
-                        span: body.span,
-                    },
-                    Stmt {
-                        kind: StmtKind::Expr(again),
-                        span,
-                    },
-                ],
-                span: body.span,
-            };
-            let r = if c.staged_id().is_some() {
-                self.staged_if(&c, &peeled, None, span).map(|_| ())
-            } else {
-                self.scalar_bool(&Value::Tensor(TensorVal::strong_of(c)), cond.span)
-                    .and_then(|go| {
-                        if go {
-                            self.block(&peeled).map(|_| ())
-                        } else {
-                            Ok(())
-                        }
-                    })
-            };
+            let r = self.peeled_while(cond, body, &names, dry.ret.as_ref(), ex.any(), span);
             self.stop_peeling();
             return r;
         }
-        let mut init_ids = vec![self.stager_rng()];
-        init_ids.extend(self.leaf_ids(&init, None, span)?);
+        let slots = self.exit_slots(ex.any() || pending.is_some(), pending, dry.ret, span)?;
+        let lp = Looped {
+            names,
+            template,
+            init: dry.leaves,
+            slots,
+        };
+        let init_ids = self.loop_init(&lp, span)?;
         let results = self.with_builder_out(span, |ev, b| {
             let lent = RefCell::new(Lent { ev, failed: None });
-            let enter = |ev: &mut Eval<'_>, args: &[ValueId]| {
-                if let Some((&rng, rest)) = args.split_first() {
-                    ev.set_stager_rng(rng);
-                    let leaves = ev.staged_like(rest, &init);
-                    ev.assign_all(&names, &template, leaves);
-                }
-            };
             let fail = |l: &mut Lent<'_, '_>, f: Flow| {
                 l.failed = Some(f);
                 lent_failure()
@@ -422,10 +379,14 @@ impl Eval<'_> {
                 |b, args| {
                     let mut l = lent.borrow_mut();
                     swap_builder(l.ev, b);
-                    enter(l.ev, args);
                     let r = (|| {
-                        let c = l.ev.expr(cond)?;
-                        let c = l.ev.condition_tensor(&c, cond.span)?;
+                        let c = match l.ev.enter_loop(&lp, args, span)? {
+                            None => {
+                                let c = l.ev.expr(cond)?;
+                                l.ev.condition_tensor(&c, cond.span)?
+                            }
+                            Some((code, _)) => l.ev.cond_unless_exited(&code, cond)?,
+                        };
                         l.ev.with_stager(cond.span, |s| s.value_of(&c, cond.span))
                     })();
                     swap_builder(l.ev, b);
@@ -434,15 +395,56 @@ impl Eval<'_> {
                 |b, args| {
                     let mut l = lent.borrow_mut();
                     swap_builder(l.ev, b);
-                    enter(l.ev, args);
-                    let r = l.ev.region_body(body, &names, &template, &init, span);
+                    let r =
+                        l.ev.enter_loop(&lp, args, span)
+                            .and_then(|_| l.ev.region_body(&lp, span, &|ev| ev.block(body)));
                     swap_builder(l.ev, b);
                     r.map_err(|f| fail(&mut l, f))
                 },
             );
             lent_result(r, lent.into_inner().failed, span)
         })?;
-        self.finish_loop(&names, &template, &init, &results);
+        self.finish_loop(&lp, &results, span)
+    }
+
+    /// A staged `while` whose first iteration is staged on its own (see
+    /// [`Eval::staged_while`]).
+    fn peeled_while(
+        &mut self,
+        cond: &Expr,
+        body: &Block,
+        names: &[Name],
+        dry_ret: Option<&Value>,
+        exits: bool,
+        span: Span,
+    ) -> R<()> {
+        let c = self.expr(cond)?;
+        let c = self.condition_tensor(&c, cond.span)?;
+        let first = |ev: &mut Eval<'_>| -> R<Outcome> {
+            let r = ev.block(body);
+            let o = ev.iteration_end(r, span)?;
+            let rest = |ev: &mut Eval<'_>| {
+                exits::outcome(
+                    ev.staged_while(cond, body, span, None)
+                        .map(|()| Value::Unit),
+                )
+            };
+            ev.then_rest(o, names, span, &rest)
+        };
+        if c.staged_id().is_some() {
+            let none = |_: &mut Eval<'_>| exits::outcome(Ok(Value::Unit));
+            let y = Yields {
+                value: false,
+                code: exits,
+                prior_ret: dry_ret,
+            };
+            let o = self.exit_if(&c, span, [&first, &none], &y, names)?;
+            return exits::into_flow(o).map(|_| ());
+        }
+        if self.scalar_bool(&Value::Tensor(TensorVal::strong_of(c)), cond.span)? {
+            let o = first(self)?;
+            return exits::into_flow(o).map(|_| ());
+        }
         Ok(())
     }
 
@@ -461,34 +463,31 @@ impl Eval<'_> {
         let (names, template) = self.carried(names);
         let mut init = Vec::new();
         template.iter().for_each(|v| tensor_leaves(v, &mut init));
-        let (init, peel) = self.carried_leaves(
-            init,
-            &names,
-            &template,
-            LoopKind::For(pat, it_span),
-            body,
-            span,
-        )?;
-        if peel && start < stop && self.start_peeling(span) {
+        let ex = lang::ast::block_exits(body);
+        let kind = LoopKind::For(pat, it_span);
+        let dry = self.carried_leaves(init, &names, &template, kind, body, ex.returns, span)?;
+        if dry.peel && start < stop && self.start_peeling(span) {
             // The first iteration turns a weak leaf strong: it runs on its own first.
-            self.push_scope();
-            let first = Value::Tensor(TensorVal::strong_of(Tensor::scalar(start)));
-            let r = self
-                .bind_pat(pat, first, it_span)
-                .and_then(|()| self.block(body));
-            self.pop_scope();
-            let r = match r {
-                Ok(_) | Err(Flow::Continue) if start + 1 < stop => {
-                    self.staged_for(pat, (start + 1, stop), it_span, body, span)
-                }
-                Ok(_) | Err(Flow::Continue | Flow::Break) => Ok(()),
-                Err(e) => Err(e),
-            };
+            let r = self.peeled_for(pat, (start, stop), it_span, body, &names, span);
             self.stop_peeling();
             return r;
         }
-        let mut init_ids = vec![self.stager_rng()];
-        init_ids.extend(self.leaf_ids(&init, None, span)?);
+        let slots = self.exit_slots(ex.any(), None, dry.ret, span)?;
+        // The codes an iteration may start with: once one exited, the rest keep its exit.
+        let may_in: u8 = (1 << exits::GO)
+            | if ex.loops { 1 << exits::BREAK } else { 0 }
+            | if slots.as_ref().is_some_and(|s| s.ret.is_some()) {
+                1 << exits::RETURN
+            } else {
+                0
+            };
+        let lp = Looped {
+            names,
+            template,
+            init: dry.leaves,
+            slots,
+        };
+        let init_ids = self.loop_init(&lp, span)?;
         let bounds = [start, stop, 1]
             .into_iter()
             .map(|x| self.with_stager(span, |s| s.value_of(&Tensor::scalar(x), span)))
@@ -498,17 +497,28 @@ impl Eval<'_> {
             let r = b.for_(bounds[0], bounds[1], bounds[2], &init_ids, |b, i, args| {
                 let mut l = lent.borrow_mut();
                 swap_builder(l.ev, b);
-                if let Some((&rng, rest)) = args.split_first() {
-                    l.ev.set_stager_rng(rng);
-                    let leaves = l.ev.staged_like(rest, &init);
-                    l.ev.assign_all(&names, &template, leaves);
-                }
                 let r = (|| {
+                    let entered = l.ev.enter_loop(&lp, args, span)?;
                     let iv = l.ev.with_stager(span, |s| Ok(s.tensor(i)))?;
                     l.ev.push_scope();
                     let r =
                         l.ev.bind_pat(pat, Value::Tensor(TensorVal::strong_of(iv)), it_span)
-                            .and_then(|()| l.ev.region_body(body, &names, &template, &init, span));
+                            .and_then(|()| match entered {
+                                Some((code, ret)) if may_in.count_ones() > 1 => {
+                                    let o = Outcome {
+                                        code: Code {
+                                            may: may_in,
+                                            t: Some(code),
+                                        },
+                                        value: None,
+                                        ret,
+                                    };
+                                    l.ev.region_body(&lp, span, &|ev| {
+                                        ev.guarded_block(o.clone(), body, span)
+                                    })
+                                }
+                                _ => l.ev.region_body(&lp, span, &|ev| ev.block(body)),
+                            });
                     l.ev.pop_scope();
                     r
                 })();
@@ -520,34 +530,189 @@ impl Eval<'_> {
             });
             lent_result(r, lent.into_inner().failed, span)
         })?;
-        self.finish_loop(&names, &template, &init, &results);
-        Ok(())
+        self.finish_loop(&lp, &results, span)
     }
 
-    /// Runs a loop body in a region: the carried values it yields (the random key first).
-    fn region_body(
+    /// A `For` region whose first iteration is staged on its own (see
+    /// [`Eval::staged_for`]).
+    fn peeled_for(
         &mut self,
+        pat: &Pattern,
+        (start, stop): (i64, i64),
+        it_span: Span,
         body: &Block,
         names: &[Name],
-        template: &[Value],
-        init: &[TensorVal],
         span: Span,
-    ) -> R<Vec<ValueId>> {
-        match self.block(body) {
-            Ok(_) => {}
-            Err(Flow::Error(e)) => return Err(Flow::Error(e)),
-            Err(_) => {
-                return Err(staging_error(
-                    "`break`, `continue` or `return` inside a loop staged as a region (its \
-                     condition or its carried values are known only at run time)"
-                        .into(),
-                    span,
-                ));
+    ) -> R<()> {
+        self.push_scope();
+        let first = Value::Tensor(TensorVal::strong_of(Tensor::scalar(start)));
+        let r = self
+            .bind_pat(pat, first, it_span)
+            .and_then(|()| self.block(body));
+        self.pop_scope();
+        let o = self.iteration_end(r, span)?;
+        let rest = |ev: &mut Eval<'_>| {
+            let r = if start + 1 < stop {
+                ev.staged_for(pat, (start + 1, stop), it_span, body, span)
+            } else {
+                Ok(())
+            };
+            exits::outcome(r.map(|()| Value::Unit))
+        };
+        let o = self.then_rest(o, names, span, &rest)?;
+        exits::into_flow(o).map(|_| ())
+    }
+
+    /// What a loop region carries besides the variables when its body may exit: the exit
+    /// code (from `pending`, else `GO`) and the value returned (from `pending`, else zeros
+    /// shaped like the dry run's `dry_ret`), both strong.
+    fn exit_slots(
+        &mut self,
+        needed: bool,
+        pending: Option<Outcome>,
+        dry_ret: Option<Value>,
+        span: Span,
+    ) -> R<Option<ExitSlots>> {
+        if !needed {
+            return Ok(None);
+        }
+        let (code, ret) = match pending {
+            Some(p) => (p.code, p.ret),
+            None => (Code::known(exits::GO), None),
+        };
+        let ret = match (ret, dry_ret) {
+            (Some(r), _) => Some(self.strong_value(&r, span)?),
+            (None, Some(d)) => Some(self.strong_value(&self.zeros_like(&d, span)?, span)?),
+            (None, None) => None,
+        };
+        Ok(Some(ExitSlots {
+            may: std::cell::Cell::new(code.may | (1 << exits::GO)),
+            code: code.tensor(),
+            ret,
+        }))
+    }
+
+    /// `v` with every tensor leaf strong, in its dtype.
+    fn strong_value(&self, v: &Value, span: Span) -> R<Value> {
+        let mut leaves = Vec::new();
+        tensor_leaves(v, &mut leaves);
+        let strong = leaves
+            .into_iter()
+            .map(|l| Ok(TensorVal::strong_of(self.cast(&l.t, l.dtype, span)?)))
+            .collect::<R<Vec<_>>>()?;
+        Ok(substitute(v, &mut strong.into_iter()))
+    }
+
+    /// A loop region's initial carried values: the random key, the variables' leaves, then
+    /// the exit slots.
+    fn loop_init(&mut self, lp: &Looped, span: Span) -> R<Vec<ValueId>> {
+        let mut ids = vec![self.stager_rng()];
+        ids.extend(self.leaf_ids(&lp.init, None, span)?);
+        if let Some(sl) = &lp.slots {
+            ids.extend(self.leaf_ids(&[TensorVal::strong_of(sl.code.clone())], None, span)?);
+            if let Some(r) = &sl.ret {
+                let mut leaves = Vec::new();
+                tensor_leaves(r, &mut leaves);
+                ids.extend(self.leaf_ids(&leaves, None, span)?);
             }
         }
-        let vals: Vec<Value> = names.iter().filter_map(|n| self.lookup_local(n)).collect();
-        if vals.len() != template.len()
-            || !vals.iter().zip(template).all(|(a, b)| same_skeleton(a, b))
+        Ok(ids)
+    }
+
+    /// Enters a loop region with its block arguments `args`: the random key and the
+    /// variables take them. Gives the exit code and the value returned it carries, if any.
+    fn enter_loop(
+        &mut self,
+        lp: &Looped,
+        args: &[ValueId],
+        span: Span,
+    ) -> R<Option<(Tensor, Option<Value>)>> {
+        let Some((&rng, rest)) = args.split_first() else {
+            return Ok(None);
+        };
+        self.set_stager_rng(rng);
+        let n = lp.init.len();
+        let leaves = self.staged_like(rest.get(..n).unwrap_or_default(), &lp.init);
+        self.assign_all(&lp.names, &lp.template, leaves);
+        let Some(sl) = &lp.slots else {
+            return Ok(None);
+        };
+        let tail = rest.get(n..).unwrap_or_default();
+        let Some((&code, ret_ids)) = tail.split_first() else {
+            return Err(crate::eval::errors::internal(
+                "a loop lost its exit code",
+                span,
+            ));
+        };
+        let code = self.with_stager(span, |s| Ok(s.tensor(code)))?;
+        let ret = sl.ret.as_ref().map(|t| {
+            let mut like = Vec::new();
+            tensor_leaves(t, &mut like);
+            let staged = self.staged_like(ret_ids, &like);
+            substitute(t, &mut staged.into_iter())
+        });
+        Ok(Some((code, ret)))
+    }
+
+    /// A `while` condition in a region that carries an exit code: evaluated only while the
+    /// code is `GO`, false otherwise.
+    fn cond_unless_exited(&mut self, code: &Tensor, cond: &Expr) -> R<Tensor> {
+        let go = self.code_is(code, exits::GO, cond.span)?;
+        let vals = self.if_region(
+            &go,
+            cond.span,
+            &|ev| {
+                let c = ev.expr(cond)?;
+                let c = ev.condition_tensor(&c, cond.span)?;
+                Ok(vec![Value::Tensor(TensorVal::strong_of(c))])
+            },
+            &|_| {
+                Ok(vec![Value::Tensor(TensorVal::strong_of(Tensor::scalar(
+                    false,
+                )))])
+            },
+        )?;
+        match vals.into_iter().next() {
+            Some(Value::Tensor(t)) => Ok(t.t),
+            _ => Err(crate::eval::errors::internal(
+                "a loop condition was lost",
+                cond.span,
+            )),
+        }
+    }
+
+    /// Runs a loop body in a region (`run`): the carried values it yields (the random key
+    /// first, the exit slots last).
+    fn region_body(
+        &mut self,
+        lp: &Looped,
+        span: Span,
+        run: &dyn Fn(&mut Eval<'_>) -> R<Value>,
+    ) -> R<Vec<ValueId>> {
+        let r = run(self);
+        let o = match &lp.slots {
+            Some(_) => self.iteration_end(r, span)?,
+            None => match r {
+                Ok(v) => exits::outcome(Ok(v))?,
+                Err(Flow::Error(e)) => return Err(Flow::Error(e)),
+                Err(_) => {
+                    return Err(staging_error(
+                        "this loop exits in a way staging did not foresee".into(),
+                        span,
+                    ));
+                }
+            },
+        };
+        let vals: Vec<Value> = lp
+            .names
+            .iter()
+            .filter_map(|n| self.lookup_local(n))
+            .collect();
+        if vals.len() != lp.template.len()
+            || !vals
+                .iter()
+                .zip(&lp.template)
+                .all(|(a, b)| same_skeleton(a, b))
         {
             return Err(staging_error(
                 "a loop changes a variable's value in more than its tensors (a function, a \
@@ -558,9 +723,31 @@ impl Eval<'_> {
         }
         let mut leaves = Vec::new();
         vals.iter().for_each(|v| tensor_leaves(v, &mut leaves));
-        let leaves = self.like_carried(leaves, init, span)?;
+        let leaves = self.like_carried(leaves, &lp.init, span)?;
         let mut ids = vec![self.stager_rng()];
-        ids.extend(self.leaf_ids(&leaves, Some(init), span)?);
+        ids.extend(self.leaf_ids(&leaves, Some(&lp.init), span)?);
+        if let Some(sl) = &lp.slots {
+            sl.may.set(sl.may.get() | o.code.may);
+            let code = TensorVal::strong_of(o.code.tensor());
+            ids.extend(self.leaf_ids(&[code], None, span)?);
+            let ret = match (&sl.ret, o.ret) {
+                (Some(_), Some(r)) => Some(r),
+                (Some(t), None) => Some(self.zeros_like(t, span)?),
+                (None, None) => None,
+                (None, Some(_)) => {
+                    return Err(staging_error(
+                        "a `return` inside this loop was not found when it was first staged".into(),
+                        span,
+                    ));
+                }
+            };
+            if let (Some(t), Some(r)) = (&sl.ret, ret) {
+                let (mut want, mut got) = (Vec::new(), Vec::new());
+                tensor_leaves(t, &mut want);
+                tensor_leaves(&r, &mut got);
+                ids.extend(self.leaf_ids(&got, Some(&want), span)?);
+            }
+        }
         Ok(ids)
     }
 
@@ -610,7 +797,9 @@ impl Eval<'_> {
     /// as it is. A weak one (a literal, stored wider than its dtype) stays weak only if the
     /// body keeps it weak, as eager mode would go on computing it in the wider dtype; that
     /// is found by a dry run of the condition and body into a scratch graph, which is then
-    /// thrown away (its prints and draws never run). Otherwise it is carried strong.
+    /// thrown away (its prints and draws never run). Otherwise it is carried strong. The dry
+    /// run also finds the shape of a value the body returns (`want_ret`).
+    #[allow(clippy::too_many_arguments)]
     fn carried_leaves(
         &mut self,
         init: Vec<TensorVal>,
@@ -618,15 +807,17 @@ impl Eval<'_> {
         template: &[Value],
         kind: LoopKind<'_>,
         body: &Block,
+        want_ret: bool,
         span: Span,
-    ) -> R<(Vec<TensorVal>, bool)> {
-        if !init.iter().any(|l| l.weak) {
-            return Ok((init, false));
+    ) -> R<Dry> {
+        if !want_ret && !init.iter().any(|l| l.weak) {
+            return Ok(Dry {
+                leaves: init,
+                peel: false,
+                ret: None,
+            });
         }
-        self.st
-            .stage
-            .borrow_mut()
-            .push(super::Stager::new("dry_run"));
+        self.push_scratch();
         let saved = self.save_frames();
         let after = (|| {
             let staged = self.with_stager(span, |s| Ok(s.inputs_like(&init)))?;
@@ -645,21 +836,18 @@ impl Eval<'_> {
                         self.bind_pat(pat, Value::Tensor(TensorVal::strong_of(i)), it_span)?;
                     }
                 }
-                match self.block(body) {
-                    Ok(_) | Err(Flow::Break | Flow::Continue | Flow::Return(_)) => Ok(()),
-                    Err(e) => Err(e),
-                }
+                exits::outcome(self.block(body))
             })();
             self.pop_scope();
-            r?;
+            let o = r?;
             let vals: Vec<Value> = names.iter().filter_map(|n| self.lookup_local(n)).collect();
             let mut leaves = Vec::new();
             vals.iter().for_each(|v| tensor_leaves(v, &mut leaves));
-            Ok(leaves)
+            Ok((leaves, o.ret))
         })();
         self.restore_frames(saved);
         self.st.stage.borrow_mut().pop();
-        let after = after?;
+        let (after, ret) = after?;
         let mut peel = false;
         let leaves = init
             .into_iter()
@@ -676,22 +864,43 @@ impl Eval<'_> {
                 }
             })
             .collect::<R<Vec<_>>>()?;
-        Ok((leaves, peel))
+        Ok(Dry { leaves, peel, ret })
     }
 
-    /// After a loop node: the random key and the variables take its results.
-    fn finish_loop(
-        &mut self,
-        names: &[Name],
-        template: &[Value],
-        init: &[TensorVal],
-        results: &[ValueId],
-    ) {
-        if let Some((&rng, rest)) = results.split_first() {
-            self.set_stager_rng(rng);
-            let leaves = self.staged_like(rest, init);
-            self.assign_all(names, template, leaves);
-        }
+    /// After a loop node: the random key and the variables take its results; a loop that
+    /// carried an exit code is done with its `break`s, and a `return` goes on out.
+    fn finish_loop(&mut self, lp: &Looped, results: &[ValueId], span: Span) -> R<()> {
+        let Some((&rng, rest)) = results.split_first() else {
+            return Ok(());
+        };
+        self.set_stager_rng(rng);
+        let n = lp.init.len();
+        let leaves = self.staged_like(rest.get(..n).unwrap_or_default(), &lp.init);
+        self.assign_all(&lp.names, &lp.template, leaves);
+        let Some(sl) = &lp.slots else {
+            return Ok(());
+        };
+        let tail = rest.get(n..).unwrap_or_default();
+        let Some((&code, ret_ids)) = tail.split_first() else {
+            return Err(crate::eval::errors::internal(
+                "a loop lost its exit code",
+                span,
+            ));
+        };
+        let code = self.with_stager(span, |s| Ok(s.tensor(code)))?;
+        let ret = sl.ret.as_ref().map(|t| {
+            let mut like = Vec::new();
+            tensor_leaves(t, &mut like);
+            let staged = self.staged_like(ret_ids, &like);
+            substitute(t, &mut staged.into_iter())
+        });
+        let may = sl.may.get();
+        let o = Outcome {
+            code: Code { may, t: Some(code) }.narrowed(may),
+            value: Some(Value::Unit),
+            ret,
+        };
+        self.loop_end(o, span)
     }
 
     /// `l && r` or `l || r` with a side known only at run time: both were evaluated (there
@@ -730,8 +939,30 @@ impl Eval<'_> {
     }
 }
 
-/// How a staged `if` turns a branch's outcome into the values the branch yields.
-type Finish<'a> = dyn Fn(&mut Eval<'_>, R<Value>) -> R<Vec<Value>> + 'a;
+/// What a loop region carries: the random key, the leaves of the variables `names`
+/// (whose values are `template` with leaves like `init`), then the exit slots.
+struct Looped {
+    names: Vec<Name>,
+    template: Vec<Value>,
+    init: Vec<TensorVal>,
+    slots: Option<ExitSlots>,
+}
+
+/// The exit code a loop region carries, and the value returned (strong leaves), when its
+/// body may exit; `may` gathers the codes the body may end with.
+struct ExitSlots {
+    code: Tensor,
+    ret: Option<Value>,
+    may: std::cell::Cell<u8>,
+}
+
+/// What a loop's dry run found: the leaves to carry, whether to peel the first iteration,
+/// and the value the body returns.
+struct Dry {
+    leaves: Vec<TensorVal>,
+    peel: bool,
+    ret: Option<Value>,
+}
 
 /// What a dry run of a loop evaluates before its body: a `while` condition, or the
 /// binding of a `for` loop's variable.
@@ -779,6 +1010,26 @@ pub(crate) fn for_as_region(ev: &Eval<'_>, pat: &Pattern, body: &Block, trips: u
         .iter()
         .filter_map(|n| ev.lookup_local(n))
         .any(|v| has_staged(&v))
+}
+
+/// Whether a block surely exits (a `break`, `continue` or `return` among its statements,
+/// or an `if` whose branches all do): its value is never wanted.
+fn block_surely_exits(b: &Block) -> bool {
+    b.stmts
+        .iter()
+        .any(|s| matches!(&s.kind, StmtKind::Expr(e) if expr_surely_exits(e)))
+}
+
+/// [`block_surely_exits`] of an expression.
+fn expr_surely_exits(e: &Expr) -> bool {
+    match &e.kind {
+        ExprKind::Break | ExprKind::Continue | ExprKind::Return(_) => true,
+        ExprKind::Block(b) => block_surely_exits(b),
+        ExprKind::If {
+            then, els: Some(x), ..
+        } => block_surely_exits(then) && expr_surely_exits(x),
+        _ => false,
+    }
 }
 
 fn pattern_names(p: &Pattern, out: &mut HashSet<Name>) {

@@ -29,6 +29,7 @@
 //! hold other values re-stages (late binding, as in eager mode).
 
 pub(crate) mod control;
+pub(crate) mod exits;
 pub(crate) mod grad;
 pub(crate) mod jit;
 
@@ -159,6 +160,19 @@ impl Stager {
         self.capture_ids.insert(t.id(), v);
         self.captures.push(t.clone());
         Ok(v)
+    }
+}
+
+impl Stager {
+    /// Staged zeros of `dtype` and `shape` (a `full` node).
+    pub fn zeros(&mut self, dtype: DType, shape: &[usize], span: Span) -> R<Tensor> {
+        let op = Op::Full {
+            shape: Shape::known(shape),
+            dtype,
+            value: 0.0,
+        };
+        let v = self.b.op(&op, &[]).map_err(|e| build_error(&e, span))?;
+        Ok(self.tensor(v))
     }
 }
 
