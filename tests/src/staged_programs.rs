@@ -8,7 +8,8 @@
 //! and gradient). The body mixes elementwise arithmetic, broadcasting, reductions, matrix
 //! products, `where`, `if` on run-time conditions (statements with and without `else`, and
 //! expressions), bounded `while` loops with a staged counter (and with an integer counter,
-//! which staging unrolls), `for` loops carrying values, closures, helper calls and `print`.
+//! which staging unrolls), `for` loops carrying values, `break`, `continue` and `return`
+//! on run-time conditions, closures, helper calls and `print`.
 //!
 //! The generator tracks each variable's shape, so every operation it writes fits. It keeps
 //! values tame, so that a disagreement is a staging bug and not a rounding accident: `exp`
@@ -148,6 +149,20 @@ pub enum Stmt {
     Print(String, Expr),
     /// `let name = |t| body`.
     Closure(String, Expr),
+    /// `if cond { break }`, `{ continue }` or `{ return e }`: an exit on a run-time
+    /// condition.
+    Exit(Cond, Exit),
+}
+
+/// What a [`Stmt::Exit`] does.
+#[derive(Clone, Debug)]
+pub enum Exit {
+    /// `break`.
+    Break,
+    /// `continue` (only in `for` loops: a `while` body's counter comes last).
+    Continue,
+    /// `return e` from `f`, with a scalar.
+    Return(Expr),
 }
 
 /// A block with a value: statements, then the value.
@@ -460,6 +475,14 @@ fn write_stmt(out: &mut String, s: &Stmt, indent: usize) {
         Stmt::Closure(n, e) => {
             let _ = writeln!(out, "{pad}let {n} = |t| {}", e.text());
         }
+        Stmt::Exit(c, x) => {
+            let what = match x {
+                Exit::Break => "break".to_string(),
+                Exit::Continue => "continue".to_string(),
+                Exit::Return(e) => format!("return {}", e.text()),
+            };
+            let _ = writeln!(out, "{pad}if {} {{ {what} }}", c.text());
+        }
     }
 }
 
@@ -503,6 +526,17 @@ fn shrink_block(stmts: &[Stmt]) -> Vec<Vec<Stmt>> {
             Stmt::Closure(n, e) => {
                 for e in e.shrink() {
                     out.push(replace(Stmt::Closure(n.clone(), e)));
+                }
+            }
+            Stmt::Exit(c, x) => {
+                for e in c.e.shrink() {
+                    let c = Cond { e, ..c.clone() };
+                    out.push(replace(Stmt::Exit(c, x.clone())));
+                }
+                if let Exit::Return(r) = x {
+                    for r in r.shrink() {
+                        out.push(replace(Stmt::Exit(c.clone(), Exit::Return(r))));
+                    }
                 }
             }
             Stmt::LetIf(n, c, (ts, te), (es, ee)) => {
@@ -756,6 +790,9 @@ struct Gen<'a> {
     in_helper: bool,
     /// Whether a `print` was written.
     printed: bool,
+    /// The innermost loop being written, if any, is a `while` (whose body must not
+    /// `continue`: its counter's increment comes last).
+    in_while: bool,
 }
 
 /// Writes a program from `rng`.
@@ -770,6 +807,7 @@ pub fn program(rng: &mut Rng, knobs: Knobs) -> Program {
         params: Vec::new(),
         in_helper: true,
         printed: false,
+        in_while: false,
     };
     let mut helpers = Vec::new();
     for _ in 0..g.rng.below(3) {
@@ -1170,7 +1208,9 @@ impl Gen<'_> {
                 let from = self.params[self.rng.below(self.params.len())].clone();
                 let trips = 1 + self.rng.below(3) as u32;
                 let extra = (self.rng.below(3) == 0).then(|| self.cond(1));
+                let outer = std::mem::replace(&mut self.in_while, true);
                 let body = self.body(loops + 1, nest + 1);
+                self.in_while = outer;
                 Stmt::While {
                     counter,
                     kind,
@@ -1187,7 +1227,9 @@ impl Gen<'_> {
                 if let Some(i) = &index {
                     self.scope.push(Entry::Index(i.clone()));
                 }
+                let outer = std::mem::replace(&mut self.in_while, false);
                 let body = self.body(loops + 1, nest + 1);
+                self.in_while = outer;
                 self.scope.truncate(mark);
                 let exit = (index.is_some() && self.rng.coin()).then(|| {
                     let word = if self.rng.coin() { "break" } else { "continue" };
@@ -1223,6 +1265,16 @@ impl Gen<'_> {
                 let label = self.fresh("p");
                 self.printed = true;
                 Stmt::Print(label, e)
+            }
+            12 if loops > 0 || !self.in_helper => {
+                let c = self.cond(1);
+                let x = match self.rng.below(3) {
+                    0 if !self.in_helper => Exit::Return(self.reduce(&[], 2)),
+                    1 if loops > 0 && !self.in_while => Exit::Continue,
+                    _ if loops > 0 => Exit::Break,
+                    _ => Exit::Return(self.reduce(&[], 2)),
+                };
+                Stmt::Exit(c, x)
             }
             9 => {
                 // A closure over a value of one shape, capturing what is in scope.

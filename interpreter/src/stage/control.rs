@@ -179,39 +179,56 @@ impl Eval<'_> {
         // The branch staged first decides the shape of the `if`'s value: one that goes on
         // (`if c { break } else { v }` stages `v` first, on the negated condition).
         let swap = block_surely_exits(then) && !els.is_some_and(expr_surely_exits);
-        let (cond, arms, first_ex, second_ex): (Tensor, [&Arm<'_>; 2], _, _) = if swap {
+        let then_returns = block_surely_exits_by(then, true);
+        let else_returns = els.is_some_and(|e| expr_surely_exits_by(e, true));
+        let else_exits = els.is_some_and(expr_surely_exits);
+        let (cond, arms, first_ex, first_returns, second_ex, second_surely_exits) = if swap {
             let not = Op::Unary {
                 op: ir::UnaryOp::Not,
             };
             let c = self.exec(&not, &[cond], span)?;
-            (c, [&run_else, &run_then], else_ex, then_ex)
+            let arms: [&Arm<'_>; 2] = [&run_else, &run_then];
+            (c, arms, else_ex, else_returns, then_ex, true)
         } else {
-            (cond.clone(), [&run_then, &run_else], then_ex, else_ex)
+            let arms: [&Arm<'_>; 2] = [&run_then, &run_else];
+            (
+                cond.clone(),
+                arms,
+                then_ex,
+                then_returns,
+                else_ex,
+                else_exits,
+            )
         };
-        // A value returned only by the branch staged second gets its shape from a dry run.
-        let prior_ret = if second_ex.returns && !first_ex.returns {
-            self.dry_run_ret(arms[1])?
-        } else {
-            None
-        };
+        // What the branch staged second gives that the first may not (a value, when the
+        // first may exit early; a value returned, unless the first surely returns) gets its
+        // shape from a dry run of the second.
+        let second_gives_value = els.is_some() && !second_surely_exits;
+        let prior =
+            if (second_ex.returns && !first_returns) || (second_gives_value && first_ex.any()) {
+                self.dry_run(arms[1])?
+            } else {
+                None
+            };
         let y = Yields {
             value: els.is_some(),
             code: then_ex.any() || else_ex.any(),
-            prior_ret: prior_ret.as_ref(),
+            prior_value: prior.as_ref().and_then(|o| o.value.as_ref()),
+            prior_ret: prior.as_ref().and_then(|o| o.ret.as_ref()),
         };
         let o = self.exit_if(&cond, span, arms, &y, &names)?;
         exits::into_flow(o)
     }
 
-    /// What `arm` returns, from a dry run into a scratch graph that is thrown away (only
-    /// the shape of the value is wanted).
-    fn dry_run_ret(&mut self, arm: &Arm<'_>) -> R<Option<Value>> {
+    /// What `arm` gives, from a dry run into a scratch graph that is thrown away (only the
+    /// shapes of its value and of the value it returns are wanted).
+    fn dry_run(&mut self, arm: &Arm<'_>) -> R<Option<Outcome>> {
         self.push_scratch();
         let saved = self.save_frames();
         let r = arm(self);
         self.restore_frames(saved);
         self.st.stage.borrow_mut().pop();
-        Ok(r?.ret)
+        r.map(Some)
     }
 
     /// Pushes a scratch stager for a dry run; it refuses recursion as the real one does.
@@ -436,6 +453,7 @@ impl Eval<'_> {
             let y = Yields {
                 value: false,
                 code: exits,
+                prior_value: None,
                 prior_ret: dry_ret,
             };
             let o = self.exit_if(&c, span, [&first, &none], &y, names)?;
@@ -1015,19 +1033,30 @@ pub(crate) fn for_as_region(ev: &Eval<'_>, pat: &Pattern, body: &Block, trips: u
 /// Whether a block surely exits (a `break`, `continue` or `return` among its statements,
 /// or an `if` whose branches all do): its value is never wanted.
 fn block_surely_exits(b: &Block) -> bool {
-    b.stmts
-        .iter()
-        .any(|s| matches!(&s.kind, StmtKind::Expr(e) if expr_surely_exits(e)))
+    block_surely_exits_by(b, false)
 }
 
 /// [`block_surely_exits`] of an expression.
 fn expr_surely_exits(e: &Expr) -> bool {
+    expr_surely_exits_by(e, false)
+}
+
+/// Whether a block surely exits, by a `return` only when `returns`.
+fn block_surely_exits_by(b: &Block, returns: bool) -> bool {
+    b.stmts
+        .iter()
+        .any(|s| matches!(&s.kind, StmtKind::Expr(e) if expr_surely_exits_by(e, returns)))
+}
+
+/// [`block_surely_exits_by`] of an expression.
+fn expr_surely_exits_by(e: &Expr, returns: bool) -> bool {
     match &e.kind {
-        ExprKind::Break | ExprKind::Continue | ExprKind::Return(_) => true,
-        ExprKind::Block(b) => block_surely_exits(b),
+        ExprKind::Break | ExprKind::Continue => !returns,
+        ExprKind::Return(_) => true,
+        ExprKind::Block(b) => block_surely_exits_by(b, returns),
         ExprKind::If {
             then, els: Some(x), ..
-        } => block_surely_exits(then) && expr_surely_exits(x),
+        } => block_surely_exits_by(then, returns) && expr_surely_exits_by(x, returns),
         _ => false,
     }
 }

@@ -153,7 +153,11 @@ pub(crate) struct Yields<'a> {
     pub value: bool,
     /// An exit code (the branches may exit).
     pub code: bool,
-    /// A value returned before this region, kept on the paths that skip it.
+    /// The shape of the value, when the arm staged first may not give one (from a dry run
+    /// of the second).
+    pub prior_value: Option<&'a Value>,
+    /// The shape of the value returned, when the arm staged first may not give one: the
+    /// value returned before a guard, or a dry run's of the second arm.
     pub prior_ret: Option<&'a Value>,
 }
 
@@ -225,8 +229,9 @@ impl Eval<'_> {
             let shape = first.borrow().clone();
             let (value, ret) = match shape {
                 None => {
-                    let value = match (&o.value, y.value) {
-                        (Some(v), true) => v.clone(),
+                    let value = match (&o.value, y.value, y.prior_value) {
+                        (Some(v), true, _) => v.clone(),
+                        (None, true, Some(p)) => ev.zeros_like(p, span)?,
                         _ => Value::Unit,
                     };
                     let ret = match (o.ret, y.prior_ret) {
@@ -317,6 +322,7 @@ impl Eval<'_> {
         let y = Yields {
             value,
             code: true,
+            prior_value: None,
             prior_ret: o.ret.as_ref(),
         };
         self.exit_if(&go, span, [rest, &stay], &y, names)
