@@ -132,7 +132,7 @@ impl Default for Session {
 }
 
 /// An expression making zeros of an annotated type, when every size is known.
-fn zeros_of(te: &lang::ast::TypeExpr) -> Option<String> {
+fn zeros_of(te: &lang::ast::TypeExpr, sizes: &[(lang::ast::Name, usize)]) -> Option<String> {
     use lang::ast::{DimExprKind, TypeExprKind};
     match &te.kind {
         TypeExprKind::Tensor { dtype, dims } => {
@@ -140,15 +140,19 @@ fn zeros_of(te: &lang::ast::TypeExpr) -> Option<String> {
                 .as_deref()
                 .unwrap_or(&[])
                 .iter()
-                .map(|d| match d.kind {
+                .map(|d| match &d.kind {
                     DimExprKind::Known(n) => Some(n.to_string()),
+                    DimExprKind::Sym(s) => sizes
+                        .iter()
+                        .find(|(m, _)| m == s)
+                        .map(|(_, n)| n.to_string()),
                     _ => None,
                 })
                 .collect();
             Some(format!("zeros([{}], \"{}\")", dims?.join(", "), dtype.name))
         }
         TypeExprKind::Tuple(items) => {
-            let items: Option<Vec<String>> = items.iter().map(zeros_of).collect();
+            let items: Option<Vec<String>> = items.iter().map(|t| zeros_of(t, sizes)).collect();
             let items = items?;
             Some(if items.len() == 1 {
                 format!("({},)", items[0])
@@ -159,11 +163,48 @@ fn zeros_of(te: &lang::ast::TypeExpr) -> Option<String> {
         TypeExprKind::Record(fields) => {
             let fields: Option<Vec<String>> = fields
                 .iter()
-                .map(|(n, t)| zeros_of(t).map(|z| format!("{}: {z}", n.name)))
+                .map(|(n, t)| zeros_of(t, sizes).map(|z| format!("{}: {z}", n.name)))
                 .collect();
             Some(format!("{{{}}}", fields?.join(", ")))
         }
         _ => None,
+    }
+}
+
+/// The graph inputs among the first `n_args` after the random key that are float tensors
+/// (what `ms ir --stage grad` differentiates with respect to).
+fn float_args(graph: &ir::Graph, n_args: usize) -> Vec<usize> {
+    let tensors: Vec<ir::graph::ValueId> = graph
+        .inputs()
+        .iter()
+        .copied()
+        .filter(|&v| !graph.ty(v).is_token())
+        .collect();
+    (1..=n_args)
+        .filter(|&i| {
+            tensors
+                .get(i)
+                .is_some_and(|&v| graph.ty(v).tensor().is_some_and(|t| t.dtype.is_float()))
+        })
+        .collect()
+}
+
+/// The symbolic dims a type names, each once, in order.
+fn sym_names(te: &lang::ast::TypeExpr, out: &mut Vec<lang::ast::Name>) {
+    use lang::ast::{DimExprKind, TypeExprKind};
+    match &te.kind {
+        TypeExprKind::Tensor { dims, .. } => {
+            for d in dims.as_deref().unwrap_or(&[]) {
+                if let DimExprKind::Sym(s) = &d.kind
+                    && !out.contains(s)
+                {
+                    out.push(s.clone());
+                }
+            }
+        }
+        TypeExprKind::Tuple(items) => items.iter().for_each(|t| sym_names(t, out)),
+        TypeExprKind::Record(fields) => fields.iter().for_each(|(_, t)| sym_names(t, out)),
+        _ => {}
     }
 }
 
@@ -376,23 +417,51 @@ impl Session {
         self.staged_ir_at(name, IrStage::Raw, false).ok()
     }
 
-    /// A call of the function `name` on zeros of its parameters' annotated types
-    /// (`f(zeros([2, 3], "f32"))`), for staging a function the program never called; `None`
-    /// when a parameter has no annotation with every size known.
-    pub fn example_call(&self, name: &str) -> Option<String> {
-        let f = match self.state.globals.get(name)? {
-            Value::Jit(j) => j.f.clone(),
-            other => other.clone(),
+    /// Calls of the function `name` on zeros of its parameters' annotated types
+    /// (`f(zeros([2, 3], "f32"))`), for staging a function the program never called: one
+    /// call, or two when the annotations name symbolic dims, at two sizes each, so that the
+    /// graph is staged general in them where it can be. Empty when a parameter has no
+    /// annotation, or one with a dim that is neither a size nor a name.
+    pub fn example_calls(&self, name: &str) -> Vec<String> {
+        let f = match self.state.globals.get(name) {
+            Some(Value::Jit(j)) => j.f.clone(),
+            Some(other) => other.clone(),
+            None => return Vec::new(),
         };
         let Value::Fn(func) = f else {
-            return None;
+            return Vec::new();
         };
-        let args: Option<Vec<String>> = func
-            .params
+        let mut syms = Vec::new();
+        for p in func.params.iter() {
+            if let Some(t) = &p.ty {
+                sym_names(t, &mut syms);
+            }
+        }
+        // Each symbolic dim gets its own size in each call, different between the calls.
+        let n = syms.len();
+        let sizes = |second: bool| -> Vec<(lang::ast::Name, usize)> {
+            syms.iter()
+                .enumerate()
+                .map(|(k, s)| (s.clone(), if second { 3 + n + k } else { 2 + k }))
+                .collect()
+        };
+        let rounds: &[bool] = if syms.is_empty() {
+            &[false]
+        } else {
+            &[false, true]
+        };
+        rounds
             .iter()
-            .map(|p| p.ty.as_ref().and_then(zeros_of))
-            .collect();
-        Some(format!("{name}({})", args?.join(", ")))
+            .filter_map(|&second| {
+                let sizes = sizes(second);
+                let args: Option<Vec<String>> = func
+                    .params
+                    .iter()
+                    .map(|p| p.ty.as_ref().and_then(|t| zeros_of(t, &sizes)))
+                    .collect();
+                Some(format!("{name}({})", args?.join(", ")))
+            })
+            .collect()
     }
 
     /// The graphs staged so far for the function `name`, one per signature, at `stage`:
@@ -417,26 +486,29 @@ impl Session {
         }
         let opts = ir::graph::PrintOptions { spans };
         let mut out = Vec::with_capacity(graphs.len());
-        for g in &graphs {
+        // A graph general in its symbolic dims stands for the graphs staged at their sizes.
+        let shown = graphs
+            .iter()
+            .filter(|g| g.general || !graphs.iter().any(|h| h.general && h.covers(g)));
+        for g in shown {
             let graph = match stage {
                 IrStage::Raw => g.graph.clone(),
                 IrStage::Grad => {
-                    let tensors: Vec<ir::graph::ValueId> = g
-                        .graph
-                        .inputs()
-                        .iter()
-                        .copied()
-                        .filter(|&v| !g.graph.ty(v).is_token())
-                        .collect();
-                    let wrt: Vec<usize> = (1..=g.n_args)
-                        .filter(|&i| {
-                            tensors.get(i).is_some_and(|&v| {
-                                g.graph.ty(v).tensor().is_some_and(|t| t.dtype.is_float())
-                            })
-                        })
-                        .collect();
-                    autodiff::graph::value_and_grad(&g.graph, &wrt)
-                        .map_err(|e| format!("`{name}` cannot be differentiated: {e}"))?
+                    let grad = |graph: &ir::Graph| {
+                        autodiff::graph::value_and_grad(graph, &float_args(graph, g.n_args))
+                            .map_err(|e| format!("`{name}` cannot be differentiated: {e}"))
+                    };
+                    // IR autodiff works on concrete shapes: a general graph's derivative is
+                    // the generalization of the derivatives of two of its stagings.
+                    match (&g.staged, graphs.iter().find(|h| !h.general && g.covers(h))) {
+                        (Some(mine), Some(h)) => {
+                            ir::graph::generalize(&grad(&h.graph)?, &grad(mine)?, &g.sym_sizes(h))
+                                .map_err(|e| {
+                                format!("the derivative of `{name}` is not general: {e}")
+                            })?
+                        }
+                        _ => grad(&g.graph)?,
+                    }
                 }
             };
             out.push(ir::graph::print(&graph, opts));

@@ -593,7 +593,9 @@ fn ms_ir_prints_the_staged_graph_and_its_derivative() {
     std::fs::write(
         &file,
         "fn f(x: f32[3]) -> f32 {\n    if sum(x) > 0.0 { sum(x * x) } else { sum(sin(x)) }\n}\n\
-         fn unused(a: f32[2, 2]) -> f32 { sum(a @ a) }\nprint(f([1.0, 2.0, 3.0]))\n",
+         fn unused(a: f32[2, 2]) -> f32 { sum(a @ a) }\n\
+         fn batch_loss(w: f32[4, 2], x: f32[B, 4]) -> f32 { mean(tanh(x @ w)) }\n\
+         print(f([1.0, 2.0, 3.0]))\n",
     )
     .expect("writable script");
     let path = file.to_string_lossy().into_owned();
@@ -619,6 +621,22 @@ fn ms_ir_prints_the_staged_graph_and_its_derivative() {
     // A function the script never calls is staged at its annotated types.
     let unused = text(&ms(&["ir", &path, "--fn", "unused"]).stdout);
     assert!(unused.contains("matmul"), "{unused}");
+    // Symbolic dims stay symbolic, in the graph and in its derivative.
+    let sym = text(&ms(&["ir", &path, "--fn", "batch_loss"]).stdout);
+    assert!(
+        sym.contains("%3: f32[B, 4]") && sym.contains("f32[B, 2] = matmul"),
+        "{sym}"
+    );
+    assert_eq!(
+        sym.matches("graph @").count(),
+        1,
+        "one general graph: {sym}"
+    );
+    let sym_grad = text(&ms(&["ir", &path, "--fn", "batch_loss", "--stage", "grad"]).stdout);
+    assert!(
+        sym_grad.contains("-> (token, f32[], i64[2], f32[4, 2], f32[B, 4])"),
+        "{sym_grad}"
+    );
     let missing = ms(&["ir", &path, "--fn", "nosuch"]);
     assert_eq!(missing.status.code(), Some(1));
     assert!(text(&missing.stderr).contains("no staged graph"));

@@ -399,6 +399,51 @@ fn a_jit_function_is_staged_once_per_signature() {
 }
 
 #[test]
+fn a_graph_general_in_its_symbolic_dims_serves_every_size() {
+    let mut s = Session::with_options(Options {
+        capture_output: true,
+        ..Options::default()
+    });
+    let defs = s.eval(
+        "@jit fn msq(w: f32[4, 2], x: f32[B, 4]) -> f32 { mean(tanh(x @ w) ** 2.0) }\n\
+         @jit fn per_row(x: f32[n, 3]) -> f32 { sum(x) / f32(len(x)) }\n\
+         let w = full([4, 2], 0.25)",
+    );
+    assert!(!defs.has_errors(), "{:?}", defs.diagnostics);
+    let value = |s: &mut Session, src: &str| -> f64 {
+        let o = s.eval(src);
+        assert!(!o.has_errors(), "{src}: {:?}", o.diagnostics);
+        let mut l = Leaves::new();
+        leaves(&o.values[0], &mut l).expect("a tensor");
+        l[0].1[0]
+    };
+    // tanh(4 * 0.25 * x) for rows of x: every row of `ones` gives tanh(1)^2.
+    let want = 1f64.tanh().powi(2);
+    for (b, stagings) in [(3, 1), (5, 2), (7, 2), (2, 2), (5, 2)] {
+        let v = value(&mut s, &format!("msq(w, ones([{b}, 4]))"));
+        assert!((v - want).abs() < 1e-6, "B = {b}: {v}");
+        // The second size stages again; the two graphs generalize, and no later size
+        // stages.
+        assert_eq!(s.stagings(), stagings, "after B = {b}");
+    }
+    // Rows at other sizes: the graph holds for each size (the batch mean is computed by
+    // the graph, not folded).
+    let v = value(
+        &mut s,
+        "msq(w, f32([[0.0, 0.0, 0.0, 0.0], [1.0, 1.0, 1.0, 1.0], [1.0, 1.0, 1.0, 1.0]]))",
+    );
+    assert!((v - want * 2.0 / 3.0).abs() < 1e-6, "{v}");
+    assert_eq!(s.stagings(), 2);
+    let ir = s.staged_ir("msq").expect("staged").join("");
+    assert!(ir.contains("f32[B, 4]"), "{ir}");
+    // A function that computes with the size itself stays specific to each size.
+    for (n, stagings) in [(2, 3), (4, 4), (6, 5), (4, 5)] {
+        assert_eq!(value(&mut s, &format!("per_row(ones([{n}, 3]))")), 3.0);
+        assert_eq!(s.stagings(), stagings, "after n = {n}");
+    }
+}
+
+#[test]
 fn the_generator_is_deterministic_and_shrinks() {
     let a = program(&mut program_rng(7, 3), KNOBS).text();
     let b = program(&mut program_rng(7, 3), KNOBS).text();

@@ -193,7 +193,7 @@ impl Eval<'_> {
         let zeros = leaves
             .into_iter()
             .map(|l| {
-                let t = self.with_stager(span, |s| s.zeros(l.t.dtype(), l.t.shape(), span))?;
+                let t = self.with_stager(span, |s| s.full(0.0, l.t.dtype(), l.t.shape(), span))?;
                 Ok(TensorVal { t, ..l })
             })
             .collect::<R<Vec<_>>>()?;

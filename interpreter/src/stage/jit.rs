@@ -19,7 +19,7 @@ use devices::schedule::{Effects, Plan, RunError};
 use ir::DType;
 use ir::graph::{NodeId, Span as IrSpan};
 use lang::Span;
-use lang::ast::Name;
+use lang::ast::{DimExprKind, Name, TypeExpr, TypeExprKind};
 
 use super::{PrintLine, Stager, build_error, same_value, staging_error, substitute, tensor_leaves};
 use crate::eval::Eval;
@@ -71,6 +71,39 @@ pub(crate) struct StagedFn {
     captures: Vec<Tensor>,
     prints: HashMap<IrSpan, PrintLine>,
     globals_read: Vec<(Name, Value)>,
+    /// The signature with the sizes of symbolic dims (those the parameters' annotations
+    /// name) left out.
+    abs: Signature,
+    /// The sizes the symbolic dims had when this graph was staged.
+    sizes: Vec<(Name, usize)>,
+    /// Whether the graph holds for every size of its symbolic dims (found by
+    /// [`ir::graph::generalize`] from two stagings), so that it serves every call whose
+    /// signature matches `abs`.
+    pub general: bool,
+    /// For a general graph, the concrete one it was generalized from (at `sizes`).
+    pub staged: Option<ir::Graph>,
+}
+
+impl StagedFn {
+    /// Whether this graph, general in its symbolic dims, serves the calls `other` was
+    /// staged for.
+    pub(crate) fn covers(&self, other: &StagedFn) -> bool {
+        self.general && self.abs == other.abs && self.globals_read.len() == other.globals_read.len()
+    }
+
+    /// The sizes of the symbolic dims in `other`'s staging and in this one's.
+    pub(crate) fn sym_sizes(&self, other: &StagedFn) -> Vec<ir::graph::SymSize> {
+        other
+            .sizes
+            .iter()
+            .zip(&self.sizes)
+            .map(|((name, a), (_, b))| ir::graph::SymSize {
+                name: name.clone(),
+                a: *a,
+                b: *b,
+            })
+            .collect()
+    }
 }
 
 /// The staged graphs of a session, per function.
@@ -285,9 +318,10 @@ impl Eval<'_> {
             .map(|(v, _)| (None, arg_sig(v)))
             .chain(named.iter().map(|(n, v, _)| (Some(n.clone()), arg_sig(v))))
             .collect();
+        let (abs, sizes) = abstract_sig(&sig, &sym_dims(f, &pos, &named));
         let known = self.st.jit.graphs(key);
         let hit = known.iter().rev().find(|g| {
-            g.sig == sig
+            (g.sig == sig || (g.general && g.abs == abs))
                 && g.globals_read
                     .iter()
                     .all(|(n, v)| self.global_value(n).is_some_and(|now| same_value(&now, v)))
@@ -305,8 +339,12 @@ impl Eval<'_> {
                         explain(old, &sig, self)
                     );
                 }
-                let g = Arc::new(self.stage_call(f, &pos, &named, sig, span)?);
+                let mut g = self.stage_call(f, &pos, &named, sig, span)?;
                 self.st.jit.stagings += 1;
+                g.abs = abs;
+                g.sizes = sizes;
+                self.generalize(f, &known, &mut g, span);
+                let g = Arc::new(g);
                 let entry = self
                     .st
                     .jit
@@ -377,13 +415,60 @@ impl Eval<'_> {
         Ok(StagedFn {
             graph,
             n_args: n_args.len(),
+            abs: sig.clone(),
             sig,
             _args: args,
             out,
             captures: s.captures,
             prints: s.prints,
             globals_read: s.globals_read,
+            sizes: Vec::new(),
+            general: false,
+            staged: None,
         })
+    }
+
+    /// Makes the new graph `g` general when an earlier graph of the function (`known`)
+    /// differs from it only in the sizes of every symbolic dim and the two generalize
+    /// (`ir::graph::generalize`): then no later size stages again. With
+    /// `--explain-restage`, says why they do not.
+    fn generalize(&self, f: &Value, known: &[Arc<StagedFn>], g: &mut StagedFn, span: Span) {
+        if g.sizes.is_empty() {
+            return;
+        }
+        let Some(old) = known.iter().rev().find(|o| {
+            !o.general
+                && o.abs == g.abs
+                && o.sizes.len() == g.sizes.len()
+                && o.sizes
+                    .iter()
+                    .zip(&g.sizes)
+                    .all(|(a, b)| a.0 == b.0 && a.1 != b.1)
+        }) else {
+            return;
+        };
+        let syms = g.sym_sizes(old);
+        let r = if same_tensors(&old.captures, &g.captures) {
+            ir::graph::generalize(&old.graph, &g.graph, &syms)
+        } else {
+            Err("a tensor it computes while staging differs".into())
+        };
+        match r {
+            Ok(general) => {
+                g.staged = Some(std::mem::replace(&mut g.graph, general));
+                g.general = true;
+            }
+            Err(why) if self.st.explain_restage => {
+                let names: Vec<&str> = syms.iter().map(|s| &*s.name).collect();
+                eprintln!(
+                    "note: `{}` ({}) stays specific to the sizes of {}: {why}",
+                    fn_name(f),
+                    self.place(span),
+                    names.join(", ")
+                );
+            }
+            Err(_) => {}
+        }
     }
 
     /// Runs `f` over staged arguments inside the innermost stager: its result and the
@@ -498,6 +583,179 @@ impl Eval<'_> {
             other => other,
         }
     }
+}
+
+/// Per input leaf of a call (in [`input_leaves`] order), per axis: the symbolic dim the
+/// parameter's annotation names there (`B` in `x: f32[B, 4]`), if any.
+fn sym_dims(
+    f: &Value,
+    pos: &[(Value, Span)],
+    named: &[(Name, Value, Span)],
+) -> Vec<Vec<Option<Name>>> {
+    // A gradient takes the arguments of the function it differentiates.
+    fn params_of(f: &Value) -> Option<Arc<[lang::ast::Param]>> {
+        use crate::eval::builtins::grad::Kind;
+        match f {
+            Value::Fn(x) => Some(x.params.clone()),
+            Value::Jit(j) => params_of(&j.f),
+            Value::Derived(d)
+                if matches!(d.kind, Kind::Grad | Kind::ValueAndGrad | Kind::Hessian) =>
+            {
+                params_of(&d.f)
+            }
+            _ => None,
+        }
+    }
+    let params = params_of(f);
+    let ty_of = |i: Option<usize>, n: Option<&Name>| {
+        let ps = params.as_deref()?;
+        let p = match (i, n) {
+            (Some(i), _) => ps.get(i),
+            (None, Some(n)) => ps.iter().find(|p| p.name.name == *n),
+            (None, None) => None,
+        }?;
+        p.ty.as_ref()
+    };
+    let mut out = Vec::new();
+    for (i, (v, _)) in pos.iter().enumerate() {
+        leaf_syms(v, ty_of(Some(i), None), &mut out);
+    }
+    for (n, v, _) in named {
+        leaf_syms(v, ty_of(None, Some(n)), &mut out);
+    }
+    out
+}
+
+/// [`sym_dims`] of one argument and its annotation.
+fn leaf_syms(v: &Value, ty: Option<&TypeExpr>, out: &mut Vec<Vec<Option<Name>>>) {
+    match v {
+        Value::Tensor(t) if !is_static(t) => {
+            let mut dims = vec![None; t.rank()];
+            if let Some(TypeExprKind::Tensor { dims: Some(ds), .. }) = ty.map(|t| &t.kind) {
+                // Dims after a `...` count from the end.
+                let from = ds
+                    .iter()
+                    .position(|d| d.kind == DimExprKind::Ellipsis)
+                    .map_or(0, |p| p + 1);
+                let tail = ds.get(from..).unwrap_or_default();
+                if from > 0 || tail.len() == dims.len() {
+                    let start = dims.len().saturating_sub(tail.len());
+                    for (slot, d) in dims.iter_mut().skip(start).zip(tail) {
+                        if let DimExprKind::Sym(n) = &d.kind {
+                            *slot = Some(n.clone());
+                        }
+                    }
+                }
+            }
+            out.push(dims);
+        }
+        Value::Tuple(items) => {
+            let tys = match ty.map(|t| &t.kind) {
+                Some(TypeExprKind::Tuple(ts)) => Some(ts),
+                _ => None,
+            };
+            for (i, x) in items.iter().enumerate() {
+                leaf_syms(x, tys.and_then(|ts| ts.get(i)), out);
+            }
+        }
+        Value::Record(m) => {
+            let fields = match ty.map(|t| &t.kind) {
+                Some(TypeExprKind::Record(fs)) => Some(fs),
+                _ => None,
+            };
+            for (k, x) in m.iter() {
+                let fty =
+                    fields.and_then(|fs| fs.iter().find(|(n, _)| n.name == *k).map(|(_, t)| t));
+                leaf_syms(x, fty, out);
+            }
+        }
+        _ => {}
+    }
+}
+
+/// `sig` with the sizes of symbolic dims left out, and the size of each symbolic dim (none
+/// when one name has two sizes, which the checker rules out).
+fn abstract_sig(sig: &Signature, syms: &[Vec<Option<Name>>]) -> (Signature, Vec<(Name, usize)>) {
+    let mut it = syms.iter();
+    let mut sizes: Vec<(Name, usize)> = Vec::new();
+    let mut clash = false;
+    let abs = sig
+        .iter()
+        .map(|(n, a)| (n.clone(), abstract_arg(a, &mut it, &mut sizes, &mut clash)))
+        .collect();
+    if clash {
+        return (sig.clone(), Vec::new());
+    }
+    sizes.sort();
+    (abs, sizes)
+}
+
+fn abstract_arg<'s>(
+    a: &ArgSig,
+    syms: &mut impl Iterator<Item = &'s Vec<Option<Name>>>,
+    sizes: &mut Vec<(Name, usize)>,
+    clash: &mut bool,
+) -> ArgSig {
+    match a {
+        ArgSig::Tensor {
+            storage,
+            dtype,
+            weak,
+            shape,
+        } => {
+            let names = syms.next();
+            let shape = shape
+                .iter()
+                .enumerate()
+                .map(
+                    |(k, &n)| match names.and_then(|ns| ns.get(k)).cloned().flatten() {
+                        Some(name) => {
+                            match sizes.iter().find(|(m, _)| *m == name) {
+                                Some((_, s)) if *s != n => *clash = true,
+                                Some(_) => {}
+                                None => sizes.push((name, n)),
+                            }
+                            usize::MAX
+                        }
+                        None => n,
+                    },
+                )
+                .collect();
+            ArgSig::Tensor {
+                storage: *storage,
+                dtype: *dtype,
+                weak: *weak,
+                shape,
+            }
+        }
+        ArgSig::Tuple(xs) => ArgSig::Tuple(
+            xs.iter()
+                .map(|x| abstract_arg(x, syms, sizes, clash))
+                .collect(),
+        ),
+        ArgSig::Record(fs) => ArgSig::Record(
+            fs.iter()
+                .map(|(k, x)| (k.clone(), abstract_arg(x, syms, sizes, clash)))
+                .collect(),
+        ),
+        other => other.clone(),
+    }
+}
+
+/// Whether two lists of captured tensors are the same tensors or hold the same elements.
+fn same_tensors(a: &[Tensor], b: &[Tensor]) -> bool {
+    a.len() == b.len()
+        && a.iter().zip(b).all(|(x, y)| {
+            x.id() == y.id()
+                || (x.dtype() == y.dtype()
+                    && x.shape() == y.shape()
+                    && match (x.to_f64_vec(), y.to_f64_vec()) {
+                        (Some(p), Some(q)) => {
+                            p.iter().zip(&q).all(|(u, v)| u.to_bits() == v.to_bits())
+                        }
+                        _ => false,
+                    })
+        })
 }
 
 /// Whether a staged function's result holds a function.

@@ -164,12 +164,13 @@ impl Stager {
 }
 
 impl Stager {
-    /// Staged zeros of `dtype` and `shape` (a `full` node).
-    pub fn zeros(&mut self, dtype: DType, shape: &[usize], span: Span) -> R<Tensor> {
+    /// A staged `full` node of `value`, `dtype` and `shape` (staged even though its value
+    /// is known, so that the graph computes it, at whatever size a symbolic dim has).
+    pub fn full(&mut self, value: f64, dtype: DType, shape: &[usize], span: Span) -> R<Tensor> {
         let op = Op::Full {
             shape: Shape::known(shape),
             dtype,
-            value: 0.0,
+            value,
         };
         let v = self.b.op(&op, &[]).map_err(|e| build_error(&e, span))?;
         Ok(self.tensor(v))

@@ -46,12 +46,14 @@
 
 mod builder;
 mod eq;
+mod generalize;
 mod inline;
 mod parse;
 mod print;
 mod verify;
 
 pub use builder::{BuildError, GraphBuilder};
+pub use generalize::{SymSize, generalize};
 pub use inline::inline;
 pub use parse::{ParseError, parse};
 pub use print::{PrintOptions, print};

@@ -240,12 +240,23 @@ pub(crate) fn mean(
 ) -> R<Tensor> {
     let xf = to_float(ev, x, span)?;
     let s = reduce_prim(ev, ReduceOp::Sum, &xf, axes, keepdims, span)?;
-    let n = count(x.shape(), axes) as f64;
-    ev.exec(
-        &Op::Binary { op: BinaryOp::Div },
-        &[&s, &scalar_like(&xf, n)],
-        span,
-    )
+    let n = if xf.staged_id().is_some() {
+        // Staged, the count is computed by the graph (the sum of ones over the axes), so
+        // that the graph holds for every size of a symbolic dim (`ir::graph::generalize`)
+        // rather than for the size it was staged at. The sum is exact, so the mean is the
+        // eager one bit for bit.
+        let reduced: Vec<usize> = axes
+            .iter()
+            .filter_map(|&a| x.shape().get(a))
+            .copied()
+            .collect();
+        let ones = ev.with_stager(span, |s| s.full(1.0, xf.dtype(), &reduced, span))?;
+        let all: Vec<usize> = (0..reduced.len()).collect();
+        reduce_prim(ev, ReduceOp::Sum, &ones, &all, false, span)?
+    } else {
+        scalar_like(&xf, count(x.shape(), axes) as f64)
+    };
+    ev.exec(&Op::Binary { op: BinaryOp::Div }, &[&s, &n], span)
 }
 
 /// The variance over `axes`, with `ddof` 0 (NumPy's default).
