@@ -271,7 +271,55 @@ fn check(src: &str) -> Result<(), Failure> {
             &format!("`{n}` eager vs `{n}` in graph mode"),
         )?;
     }
+    // The same program in f64 is the reference: staged f32 is no further from it than
+    // twice eager f32 (plus a few f32 roundings, for results eager gets exactly).
+    if let Ok(wide) = run(&src.replace("f32", "f64"), false) {
+        for (e, st) in [("ve", "vs"), ("ge", "gs")] {
+            let (Some((reference, _)), Some((le, _)), Some((ls, _))) =
+                (wide.get(e), eager.get(e), eager.get(st))
+            else {
+                continue;
+            };
+            let (err_e, scale) = distance(le, reference);
+            let (err_s, _) = distance(ls, reference);
+            if err_s > 2.0 * err_e + 4.0 * f64::from(f32::EPSILON) * scale {
+                return Err(Failure::Values {
+                    what: format!(
+                        "`{st}` is {err_s:e} from the f64 run, more than twice `{e}` ({err_e:e})"
+                    ),
+                    left: le.clone(),
+                    right: ls.clone(),
+                });
+            }
+        }
+    }
     Ok(())
+}
+
+/// The largest elementwise distance between two results of the same shapes (infinite when
+/// they differ in shape or one is NaN where the other is not), and the largest magnitude.
+fn distance(a: &Leaves, reference: &Leaves) -> (f64, f64) {
+    let mut err = 0.0f64;
+    let mut scale = 1.0f64;
+    if a.len() != reference.len() {
+        return (f64::INFINITY, scale);
+    }
+    for ((da, xa), (dr, xr)) in a.iter().zip(reference) {
+        if da != dr || xa.len() != xr.len() {
+            return (f64::INFINITY, scale);
+        }
+        for (x, r) in xa.iter().zip(xr) {
+            if x.is_nan() || r.is_nan() || x.is_infinite() || r.is_infinite() {
+                if !(x.is_nan() && r.is_nan()) && x != r {
+                    err = f64::INFINITY;
+                }
+                continue;
+            }
+            err = err.max((x - r).abs());
+            scale = scale.max(r.abs());
+        }
+    }
+    (err, scale)
 }
 
 /// The smallest program found, by greedy steps, that still fails as `kind` says.
@@ -480,6 +528,12 @@ fn the_comparison_catches_a_wrong_value_and_a_wrong_print() {
         }
         other => panic!("expected a difference of output, got {other:?}"),
     }
-    // Within the tolerance is a pass: 14 * (1 + 1e-6) is not a difference.
-    assert!(check(&program("f(x) * 1.000001")).is_ok());
+    // Within the tolerance is a pass: 14 * (1 + 1e-7) is not a difference.
+    assert!(check(&program("f(x) * 1.0000001")).is_ok());
+    // 14 * (1 + 1e-6) is within the f32 tolerance of eager, but eager is exact here and
+    // this is several roundings away from the f64 run.
+    match check(&program("f(x) * 1.000001")) {
+        Err(Failure::Values { what, .. }) => assert!(what.contains("f64 run"), "{what}"),
+        other => panic!("expected a difference from the f64 run, got {other:?}"),
+    }
 }

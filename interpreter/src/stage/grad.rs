@@ -20,6 +20,9 @@ use crate::eval::Eval;
 use crate::eval::errors::{self, R};
 use crate::value::{TensorVal, Value};
 
+/// The scalar function a staged reverse pass differentiates, given the arguments.
+pub(crate) type ScalarFn<'a> = dyn Fn(&mut Eval<'_>, Vec<(Value, Span)>) -> R<Value> + 'a;
+
 /// What a staged reverse pass gives: the function's value, the gradient of each float
 /// leaf of the differentiated arguments (in order), and those arguments.
 pub(crate) type Reverse = (TensorVal, Vec<Option<Tensor>>, Vec<Value>);
@@ -29,13 +32,45 @@ impl Eval<'_> {
     pub(crate) fn reverse_staged(
         &mut self,
         f: &Value,
-        mut pos: Vec<(Value, Span)>,
+        pos: Vec<(Value, Span)>,
         named: Vec<(Name, Value, Span)>,
         wrt: &[usize],
         at: Span,
         span: Span,
     ) -> R<Reverse> {
-        let mut inner = Stager::new(&format!("{}_inner", super::jit::fn_name(f)));
+        let name = super::jit::fn_name(f);
+        let run = |ev: &mut Eval<'_>, pos: Vec<(Value, Span)>| -> R<Value> {
+            let out = ev.call(f, pos, named.clone(), span)?;
+            crate::eval::builtins::grad::scalar_out(&out, at, span).map(Value::Tensor)
+        };
+        self.reverse_with(&name, pos, wrt, None, span, &run)
+    }
+
+    /// The gradient of the scalar `run(pos)` with respect to the arguments `wrt`, staged,
+    /// for a pullback: `run` is recomputed with the random key `replay` (the draws of the
+    /// forward run) and its prints muted.
+    pub(crate) fn reverse_staged_with(
+        &mut self,
+        pos: Vec<(Value, Span)>,
+        wrt: &[usize],
+        replay: Option<&Tensor>,
+        span: Span,
+        run: &ScalarFn<'_>,
+    ) -> R<Reverse> {
+        self.reverse_with(&Name::from("pullback"), pos, wrt, replay, span, run)
+    }
+
+    fn reverse_with(
+        &mut self,
+        name: &Name,
+        mut pos: Vec<(Value, Span)>,
+        wrt: &[usize],
+        replay: Option<&Tensor>,
+        span: Span,
+        run: &ScalarFn<'_>,
+    ) -> R<Reverse> {
+        let mut inner = Stager::new(&format!("{name}_inner"));
+        inner.muted = replay.is_some();
         // The differentiated leaves become the inner graph's inputs after the key.
         let mut outer_leaves: Vec<Tensor> = Vec::new();
         let mut watched = Vec::with_capacity(wrt.len());
@@ -63,12 +98,16 @@ impl Eval<'_> {
         }
         let n_wrt = outer_leaves.len();
         self.st.stage.borrow_mut().push(inner);
-        let r = self.call(f, pos, named, span);
+        let r = run(self, pos);
         let Some(mut inner) = self.st.stage.borrow_mut().pop() else {
             return Err(errors::internal("the staged graph was lost", span));
         };
-        let out = r?;
-        let y = crate::eval::builtins::grad::scalar_out(&out, at, span)?;
+        let Value::Tensor(y) = r? else {
+            return Err(errors::internal(
+                "a derivative's value is not a tensor",
+                span,
+            ));
+        };
         inner.b.set_span(super::ir_span(self.src, span));
         let y_id = inner.value_of(&y.t, span)?;
         let rng = inner.rng;
@@ -93,7 +132,11 @@ impl Eval<'_> {
                     s.globals_read.push((n, v));
                 }
             }
-            let mut inputs = vec![s.rng];
+            let key = match replay {
+                Some(k) => s.value_of(k, span)?,
+                None => s.rng,
+            };
+            let mut inputs = vec![key];
             for t in outer_leaves.iter().chain(captures.iter()) {
                 inputs.push(s.value_of(t, span)?);
             }
@@ -105,7 +148,10 @@ impl Eval<'_> {
                     span,
                 ));
             };
-            s.rng = *rng;
+            // A replay's draws were the forward run's: the stream does not move on.
+            if replay.is_none() {
+                s.rng = *rng;
+            }
             let value = TensorVal::strong_of(s.tensor(*y));
             let grads = grads.iter().map(|&g| Some(s.tensor(g))).collect();
             Ok((value, grads, watched))

@@ -74,6 +74,9 @@ pub(crate) struct Stager {
     /// follows it is not peeled again, whatever its dry run says (a run on known values can
     /// keep weak what the dry run, on staged ones, made strong).
     pub peeling: Vec<Span>,
+    /// Whether `print` stages nothing (a pullback's recomputation of its function, which
+    /// eager mode does not run again).
+    pub muted: bool,
 }
 
 /// One `print` call: its arguments, whose tensor leaves are staged (a run substitutes the
@@ -99,6 +102,7 @@ impl Stager {
             globals_read: Vec::new(),
             active: Vec::new(),
             peeling: Vec::new(),
+            muted: false,
         }
     }
 
@@ -260,6 +264,9 @@ impl Eval<'_> {
     /// `print(args...)` in staged code: one `print` node per tensor leaf (one of a unit
     /// scalar when there is none), and the line's layout for the run to fill in.
     pub fn stage_print(&self, args: &[Value], span: Span) -> R<()> {
+        if self.st.stage.borrow().last().is_some_and(|s| s.muted) {
+            return Ok(());
+        }
         let at = ir_span(self.src, span);
         self.with_stager(span, |s| {
             let mut leaves = Vec::new();

@@ -251,6 +251,10 @@ pub struct Pullback {
     out: Option<NodeId>,
     out_type: (DType, Vec<usize>),
     inputs: Vec<Value>,
+    /// Inside a staged function: the function and the random key it ran with. The tape is
+    /// then empty; a call stages the reverse pass on the IR instead, recomputing the
+    /// function with the same key (so the same draws) and its prints muted.
+    staged: Option<(Value, Tensor)>,
 }
 
 impl std::fmt::Debug for Pullback {
@@ -582,7 +586,17 @@ fn ones_like(ev: &Eval<'_>, t: &Tensor, span: Span) -> R<Tensor> {
 /// `vjp(f, x...)`: the value and a pullback of the cotangents of all the inputs.
 fn vjp(ev: &mut Eval<'_>, f: &Value, xs: Vec<(Value, Span)>, span: Span) -> R<Value> {
     let wrt: Vec<usize> = (0..xs.len()).collect();
-    let (out, tape, node, watched) = record(ev, f, xs, Vec::new(), &wrt, span)?;
+    let (out, tape, node, watched, staged) = if ev.staging() {
+        // The eager tape cannot see into staged regions: the pullback stages its reverse
+        // pass on the IR when it is called.
+        let key = ev.with_stager(span, |s| Ok(s.tensor(s.rng)))?;
+        let inputs: Vec<Value> = xs.iter().map(|(v, _)| v.clone()).collect();
+        let out = ev.call(f, xs, Vec::new(), span)?;
+        (out, Tape::new(), None, inputs, Some((f.clone(), key)))
+    } else {
+        let (out, tape, node, watched) = record(ev, f, xs, Vec::new(), &wrt, span)?;
+        (out, tape, node, watched, None)
+    };
     let Value::Tensor(y) = &out else {
         return Err(errors::mismatch(
             format!(
@@ -597,6 +611,7 @@ fn vjp(ev: &mut Eval<'_>, f: &Value, xs: Vec<(Value, Span)>, span: Span) -> R<Va
         out: node,
         out_type: (y.t.dtype(), y.t.shape().to_vec()),
         inputs: watched,
+        staged,
     };
     let pb = Value::Derived(Arc::new(Derived {
         kind: Kind::Pullback(p),
@@ -629,6 +644,41 @@ fn pullback(ev: &mut Eval<'_>, p: &Pullback, pos: Vec<(Value, Span)>, span: Span
         ));
     }
     let seed = ev.cast(&v.t, *dtype, *vs)?;
+    if let Some((f, key)) = &p.staged {
+        // The cotangent's pullback is the gradient of `sum(f(x) * seed)`.
+        let run = |ev: &mut Eval<'_>, pos: Vec<(Value, Span)>| -> R<Value> {
+            let y = ev.call(f, pos, Vec::new(), span)?;
+            let Value::Tensor(y) = y else {
+                return Err(errors::internal("a pullback's function changed", span));
+            };
+            let prod = ev.exec(
+                &Op::Binary {
+                    op: ir::BinaryOp::Mul,
+                },
+                &[&y.t, &seed],
+                span,
+            )?;
+            let sum = Op::Reduce {
+                op: ir::ReduceOp::Sum,
+                axes: (0..prod.rank()).collect(),
+                keepdims: false,
+            };
+            Ok(Value::Tensor(TensorVal::strong_of(ev.exec(
+                &sum,
+                &[&prod],
+                span,
+            )?)))
+        };
+        let pos: Vec<(Value, Span)> = p.inputs.iter().map(|v| (v.clone(), span)).collect();
+        let wrt: Vec<usize> = (0..pos.len()).collect();
+        let (_, grads, watched) = ev.reverse_staged_with(pos, &wrt, Some(key), span, &run)?;
+        let mut cts = structure(ev, &watched, grads, span)?;
+        return Ok(if cts.len() == 1 {
+            cts.pop().unwrap_or(Value::Unit)
+        } else {
+            Value::Tuple(cts.into())
+        });
+    }
     let grads = match p.out {
         Some(node) => p
             .tape
@@ -766,6 +816,13 @@ fn hessian(
         let numel = ls[a].t.numel();
         for k in 0..numel {
             let tangent = basis_tangent(ev, &x, &ls, a, k, span)?;
+            if ev.staging() {
+                // Inside a staged function the gradient is an IR graph, which an eager
+                // forward trace cannot see into: forward mode on the IR instead.
+                let rows = staged_hessian_rows(ev, f, &pos, &named, i, &tangent, span)?;
+                push_rows(ev, &mut blocks[a], &ls, rows, span)?;
+                continue;
+            }
             let level = ev.st.traces.push(Trace::Forward {
                 tangents: HashMap::default(),
             });
@@ -791,22 +848,7 @@ fn hessian(
             })();
             ev.st.traces.pop(level);
             let rows = r?;
-            for (b, lb) in ls.iter().enumerate() {
-                let row = match rows.get(b).cloned().flatten() {
-                    Some(t) => t,
-                    None => ExecEmit::new(ev, span).zeros_like(&lb.t)?,
-                };
-                let row = ev.cast(&row, lb.dtype, span)?;
-                let mut flat = lb.t.shape().to_vec();
-                flat.insert(0, 1);
-                blocks[a][b].push(ev.exec(
-                    &Op::Reshape {
-                        shape: ir::Shape::known(&flat),
-                    },
-                    &[&row],
-                    span,
-                )?);
-            }
+            push_rows(ev, &mut blocks[a], &ls, rows, span)?;
         }
     }
     let mut outer = Vec::with_capacity(n);
@@ -826,6 +868,71 @@ fn hessian(
         outer.push(rebuild(&x, &mut inner.into_iter()));
     }
     Ok(rebuild(&x, &mut outer.into_iter()))
+}
+
+/// Appends one row of each block `H[a][b]` (the tangent of the gradient's leaf `b`; zeros
+/// where there is none) to `blocks`.
+fn push_rows(
+    ev: &Eval<'_>,
+    blocks: &mut [Vec<Tensor>],
+    ls: &[TensorVal],
+    rows: Vec<Option<Tensor>>,
+    span: Span,
+) -> R<()> {
+    for ((lb, block), row) in ls.iter().zip(blocks.iter_mut()).zip(
+        rows.into_iter()
+            .chain(std::iter::repeat(None))
+            .take(ls.len()),
+    ) {
+        let row = match row {
+            Some(t) => t,
+            None => ExecEmit::new(ev, span).zeros_like(&lb.t)?,
+        };
+        let row = ev.cast(&row, lb.dtype, span)?;
+        let mut flat = lb.t.shape().to_vec();
+        flat.insert(0, 1);
+        block.push(ev.exec(
+            &Op::Reshape {
+                shape: ir::Shape::known(&flat),
+            },
+            &[&row],
+            span,
+        )?);
+    }
+    Ok(())
+}
+
+/// One row of the staged Hessian: the tangent of `grad(f, wrt: i)` along `tangent` (a
+/// basis direction of argument `i`), by forward mode on the IR of the staged gradient.
+fn staged_hessian_rows(
+    ev: &mut Eval<'_>,
+    f: &Value,
+    pos: &[(Value, Span)],
+    named: &[(Name, Value, Span)],
+    i: usize,
+    tangent: &Value,
+    span: Span,
+) -> R<Vec<Option<Tensor>>> {
+    if !named.is_empty() {
+        return Err(crate::stage::staging_error(
+            "`hessian` inside a staged function takes its arguments by position".into(),
+            span,
+        ));
+    }
+    let g = Value::Derived(Arc::new(Derived {
+        kind: Kind::Grad,
+        f: f.clone(),
+        wrt: (vec![i], false),
+        at: span,
+    }));
+    let primals: Vec<Value> = pos.iter().map(|(v, _)| v.clone()).collect();
+    let tangents: Vec<Value> = (0..pos.len())
+        .map(|k| if k == i { tangent.clone() } else { Value::Unit })
+        .collect();
+    let (_, dg) = ev.forward_staged(&g, &primals, &tangents, span)?;
+    let mut gl = Vec::new();
+    leaves(&dg, &mut gl);
+    Ok(gl.into_iter().map(|t| Some(t.t)).collect())
 }
 
 /// The tangent for `hessian`'s basis direction `k` of leaf `a`: `x`'s structure with zeros
