@@ -486,14 +486,9 @@ fn ir_of(
         return Ok(Status::ProgramError);
     }
     // A function the script never called is staged at its annotated types, if it has them.
-    if session.staged_ir_at(name, stage, spans).is_err() {
-        for call in session.example_calls(name) {
-            let out = session.eval(&call);
-            if out.has_errors() {
-                eprint!("{}", session.render(&out, &call, &call, render_options()));
-                return Ok(Status::ProgramError);
-            }
-        }
+    if let Err((call, out)) = session.stage_at_annotations(name) {
+        eprint!("{}", session.render(&out, &call, &call, render_options()));
+        return Ok(Status::ProgramError);
     }
     match session.staged_ir_at(name, stage, spans) {
         Ok(graphs) => {

@@ -464,6 +464,34 @@ impl Session {
             .collect()
     }
 
+    /// Stages the function `name`, if it was never staged, by [`Session::example_calls`]
+    /// on zeros of its annotated types, leaving no trace but its graphs: what the calls
+    /// print is dropped and the random stream is where it was. Gives the failed call and
+    /// its outcome when one fails.
+    pub fn stage_at_annotations(&mut self, name: &str) -> Result<(), (String, Outcome)> {
+        if self.staged_ir_at(name, IrStage::Raw, false).is_ok() {
+            return Ok(());
+        }
+        let (seed, offset) = (self.state.seed, self.state.offset);
+        let last = self.state.globals.get("_").cloned();
+        let out = self.swap_output(Box::new(std::io::sink()));
+        let mut failed = None;
+        for call in self.example_calls(name) {
+            let o = self.eval(&call);
+            if o.has_errors() {
+                failed = Some((call, o));
+                break;
+            }
+        }
+        self.swap_output(out);
+        (self.state.seed, self.state.offset) = (seed, offset);
+        // `_` (the REPL's last value) is not the example's.
+        let last = last.unwrap_or(Value::Unit);
+        self.checker.set_global("_", last.ty());
+        self.state.globals.insert(Arc::from("_"), last);
+        failed.map_or(Ok(()), Err)
+    }
+
     /// The graphs staged so far for the function `name`, one per signature, at `stage`:
     /// as staged, or differentiated on the IR with respect to every float tensor of the
     /// arguments (`ms ir --stage grad`). With `spans`, each node shows its source span.

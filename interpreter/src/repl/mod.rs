@@ -347,14 +347,18 @@ impl Repl {
                 }
                 other => self.error(&format!("`{other}` is not a mode: use eager or graph")),
             },
-            "ir" => match self.session.staged_ir(arg.trim()) {
-                Some(graphs) => self.say(graphs.join("\n").trim_end()),
-                None => self.error(&format!(
-                    "`{}` has no staged graph: call it first (a `@jit` function, or any named \
-                     function in graph mode)",
-                    arg.trim()
-                )),
-            },
+            "ir" => {
+                // A function never called is staged at its annotated types first.
+                let staged = self.session.stage_at_annotations(arg.trim()).is_ok();
+                match self.session.staged_ir(arg.trim()).filter(|_| staged) {
+                    Some(graphs) => self.say(graphs.join("\n").trim_end()),
+                    None => self.error(&format!(
+                        "`{}` has no staged graph: call it first (a `@jit` function, or any \
+                         named function in graph mode), or annotate its parameters",
+                        arg.trim()
+                    )),
+                }
+            }
             other => self.error(&format!("the command `:{other}` has no action")),
         }
         Next::Continue
