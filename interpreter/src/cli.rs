@@ -99,8 +99,8 @@ pub enum Cmd {
         /// The function whose graphs to print
         #[arg(long = "fn", value_name = "NAME")]
         name: String,
-        /// raw: as staged; grad: differentiated on the IR (opt and parallel come with the
-        /// optimizer and auto-parallel issues)
+        /// raw: as staged; grad: differentiated on the IR; opt: after the optimizer's
+        /// passes, as it runs (parallel comes with the auto-parallel issue)
         #[arg(long, value_name = "STAGE", default_value = "raw",
               value_parser = ["raw", "grad", "opt", "parallel"])]
         stage: String,
@@ -460,12 +460,13 @@ fn ir_of(
     let stage = match stage {
         "raw" => crate::session::IrStage::Raw,
         "grad" => crate::session::IrStage::Grad,
+        "opt" => crate::session::IrStage::Opt,
         other => {
             return Err(CliError::usage(format!(
-                "the `{other}` stage does not exist yet: the optimizer and auto-parallel \
-                 passes are still to come"
+                "the `{other}` stage does not exist yet: the auto-parallel passes are still \
+                 to come"
             ))
-            .with_help("use --stage raw or --stage grad"));
+            .with_help("use --stage raw, grad or opt"));
         }
     };
     let path = options.script_path.clone().unwrap_or_default();

@@ -214,8 +214,10 @@ pub enum IrStage {
     /// The graph as staged.
     Raw,
     /// Its reverse-mode derivative on the IR: the outputs, then the gradient of the first
-    /// (scalar) output with respect to each float tensor of the arguments.
+    /// output with respect to every float tensor argument.
     Grad,
+    /// The graph after the optimizer's pipeline (`ir::passes::PIPELINE`): what runs.
+    Opt,
 }
 
 impl Session {
@@ -520,7 +522,8 @@ impl Session {
             .filter(|g| g.general || !graphs.iter().any(|h| h.general && h.covers(g)));
         for g in shown {
             let graph = match stage {
-                IrStage::Raw => g.graph.clone(),
+                IrStage::Raw => g.raw.clone(),
+                IrStage::Opt => g.graph.clone(),
                 IrStage::Grad => {
                     let grad = |graph: &ir::Graph| {
                         autodiff::graph::value_and_grad(graph, &float_args(graph, g.n_args))
@@ -535,7 +538,7 @@ impl Session {
                                 format!("the derivative of `{name}` is not general: {e}")
                             })?
                         }
-                        _ => grad(&g.graph)?,
+                        _ => grad(&g.raw)?,
                     }
                 }
             };

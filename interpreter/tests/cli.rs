@@ -595,6 +595,7 @@ fn ms_ir_prints_the_staged_graph_and_its_derivative() {
         "fn f(x: f32[3]) -> f32 {\n    if sum(x) > 0.0 { sum(x * x) } else { sum(sin(x)) }\n}\n\
          fn unused(a: f32[2, 2]) -> f32 { sum(a @ a) }\n\
          fn batch_loss(w: f32[4, 2], x: f32[B, 4]) -> f32 { mean(tanh(x @ w)) }\n\
+         fn dup(x: f32[3]) -> f32 { let unused = tanh(x)\n sum(exp(x)) + sum(exp(x)) }\n\
          print(f([1.0, 2.0, 3.0]))\n",
     )
     .expect("writable script");
@@ -640,8 +641,20 @@ fn ms_ir_prints_the_staged_graph_and_its_derivative() {
     let missing = ms(&["ir", &path, "--fn", "nosuch"]);
     assert_eq!(missing.status.code(), Some(1));
     assert!(text(&missing.stderr).contains("no staged graph"));
+    // The optimized graph (what runs): the repeated `exp(x)` once, the unused `tanh` gone.
+    let opt = ms(&["ir", &path, "--fn", "dup", "--stage", "opt"]);
+    assert_eq!(opt.status.code(), Some(0), "{}", text(&opt.stderr));
+    let opt = text(&opt.stdout);
+    assert_eq!(opt.matches("exp").count(), 1, "one exp after CSE: {opt}");
+    assert!(!opt.contains("tanh"), "the unused tanh is gone: {opt}");
+    let raw = text(&ms(&["ir", &path, "--fn", "dup"]).stdout);
     assert_eq!(
-        ms(&["ir", &path, "--fn", "f", "--stage", "opt"])
+        raw.matches("exp").count(),
+        2,
+        "the raw graph has both: {raw}"
+    );
+    assert_eq!(
+        ms(&["ir", &path, "--fn", "f", "--stage", "parallel"])
             .status
             .code(),
         Some(2)

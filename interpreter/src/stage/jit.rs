@@ -58,6 +58,9 @@ pub(crate) type Signature = Vec<(Option<Name>, ArgSig)>;
 
 /// One staged graph of a function and what running it needs.
 pub(crate) struct StagedFn {
+    /// The graph as staged (`ms ir --stage raw`).
+    pub raw: ir::Graph,
+    /// The graph that runs: `raw` after the optimizer's pipeline (`ir::passes::PIPELINE`).
     pub graph: ir::Graph,
     /// How many graph inputs after the random key are the arguments' tensors (the rest are
     /// captured tensors).
@@ -80,7 +83,7 @@ pub(crate) struct StagedFn {
     /// [`ir::graph::generalize`] from two stagings), so that it serves every call whose
     /// signature matches `abs`.
     pub general: bool,
-    /// For a general graph, the concrete one it was generalized from (at `sizes`).
+    /// For a general graph, the concrete raw one it was generalized from (at `sizes`).
     pub staged: Option<ir::Graph>,
 }
 
@@ -412,8 +415,11 @@ impl Eval<'_> {
         }
         let mut args: Vec<Value> = pos.iter().map(|(v, _)| v.clone()).collect();
         args.extend(named.iter().map(|(_, v, _)| v.clone()));
+        let optimized = ir::passes::optimize(&graph, ir::passes::PIPELINE, cfg!(debug_assertions))
+            .map_err(|e| errors::internal(&format!("optimizing `{name}`: {e}"), span))?;
         Ok(StagedFn {
-            graph,
+            raw: graph,
+            graph: optimized,
             n_args: n_args.len(),
             abs: sig.clone(),
             sig,
@@ -449,13 +455,15 @@ impl Eval<'_> {
         };
         let syms = g.sym_sizes(old);
         let r = if same_tensors(&old.captures, &g.captures) {
-            ir::graph::generalize(&old.graph, &g.graph, &syms)
+            ir::graph::generalize(&old.raw, &g.raw, &syms)
+                .and_then(|raw| Ok((raw, ir::graph::generalize(&old.graph, &g.graph, &syms)?)))
         } else {
             Err("a tensor it computes while staging differs".into())
         };
         match r {
-            Ok(general) => {
-                g.staged = Some(std::mem::replace(&mut g.graph, general));
+            Ok((raw, optimized)) => {
+                g.staged = Some(std::mem::replace(&mut g.raw, raw));
+                g.graph = optimized;
                 g.general = true;
             }
             Err(why) if self.st.explain_restage => {

@@ -5,11 +5,70 @@
 //! Every node is re-added through the builder, so its type is checked again and an effect
 //! threads the builder's current token: the inlined `print`s and draws take their place in
 //! the caller's effect order.
+//!
+//! The same copy, into a fresh builder and with a [`Rewrite`] deciding what to keep, is how
+//! the optimizer's passes (`crate::passes`) rewrite a graph ([`rewrite`]).
 
 use std::cell::RefCell;
 use std::collections::HashMap;
 
-use super::{BlockId, BuildError, Graph, GraphBuilder, NodeKind, ValueId};
+use super::{BlockId, BuildError, Graph, GraphBuilder, NodeId, NodeKind, Type, ValueId};
+use crate::Op;
+
+/// What a copy changes: nodes dropped, primitives replaced by values already there.
+pub(crate) trait Rewrite {
+    /// Whether node `n` is left out (its results are never read).
+    fn skip(&self, _n: NodeId) -> bool {
+        false
+    }
+
+    /// The value standing for the primitive `op` on `args` (already copied): one the
+    /// builder has, or one the rewrite adds; `None` copies it as it is.
+    fn prim(
+        &self,
+        _b: &mut GraphBuilder,
+        _op: &Op,
+        _args: &[ValueId],
+    ) -> Result<Option<ValueId>, BuildError> {
+        Ok(None)
+    }
+
+    /// A region's copy begins (what it defines is not visible after it ends).
+    fn enter(&self) {}
+
+    /// A region's copy ends.
+    fn leave(&self) {}
+}
+
+/// The copy that changes nothing.
+struct Plain;
+
+impl Rewrite for Plain {}
+
+/// `g` copied node by node through a new builder, as `rw` says. Spans, the token and the
+/// inputs and outputs are kept.
+pub(crate) fn rewrite(g: &Graph, rw: &dyn Rewrite) -> Result<Graph, BuildError> {
+    let mut b = GraphBuilder::new(g.name());
+    let cx = Inliner {
+        g,
+        map: RefCell::new(HashMap::new()),
+        rw,
+    };
+    for &x in g.inputs() {
+        match g.ty(x) {
+            Type::Token => {
+                b.token_input();
+            }
+            Type::Tensor(t) => {
+                let v = b.input(t.clone());
+                cx.set(x, v);
+            }
+        }
+    }
+    cx.block(&mut b, g.body())?;
+    let outs = cx.tensors(g.outputs());
+    b.finish(&outs)
+}
 
 /// Copies `g`'s body into `b`'s current block with `g`'s tensor inputs bound to `inputs`
 /// (its token input, if any, is `b`'s current token) and gives the values of `g`'s tensor
@@ -22,6 +81,7 @@ pub fn inline(
     let cx = Inliner {
         g,
         map: RefCell::new(HashMap::new()),
+        rw: &Plain,
     };
     let mut given = inputs.iter();
     for &x in g.inputs() {
@@ -49,6 +109,7 @@ struct Inliner<'g> {
     g: &'g Graph,
     /// Value of `g` → the value that holds it where the builder is now.
     map: RefCell<HashMap<ValueId, ValueId>>,
+    rw: &'g dyn Rewrite,
 }
 
 impl Inliner<'_> {
@@ -82,11 +143,18 @@ impl Inliner<'_> {
     fn block(&self, b: &mut GraphBuilder, block: BlockId) -> Result<(), BuildError> {
         let g = self.g;
         for &n in &g.block(block).nodes {
+            if self.rw.skip(n) {
+                continue;
+            }
             let node = g.node(n);
             b.set_span(node.span);
             match &node.kind {
                 NodeKind::Prim(op) => {
-                    let v = b.op(op, &self.tensors(&node.operands))?;
+                    let args = self.tensors(&node.operands);
+                    let v = match self.rw.prim(b, op, &args)? {
+                        Some(v) => v,
+                        None => b.op(op, &args)?,
+                    };
                     self.results(&node.results, &[v]);
                 }
                 NodeKind::Assert { message } => {
@@ -157,7 +225,10 @@ impl Inliner<'_> {
                 self.set(a, n);
             }
         }
-        self.block(b, block)?;
+        self.rw.enter();
+        let r = self.block(b, block);
+        self.rw.leave();
+        r?;
         Ok(self.tensors(&g.block(block).yields))
     }
 }

@@ -1,0 +1,98 @@
+//! The optimizer's passes over staged graphs, one file each, and the pipeline that runs
+//! them.
+//!
+//! A pass takes a graph and gives an equivalent one: the same inputs and outputs, the same
+//! effects in the same order, the same values (bit for bit: a pass never reassociates
+//! arithmetic). Every pass rewrites by copying the graph through a [`GraphBuilder`]
+//! (`graph::rewrite`), so each node it keeps is type-checked again; the pipeline verifies
+//! the result after each pass in debug builds and tests.
+//!
+//! The pipeline is data ([`PIPELINE`]): a list of [`Pass`]es, run in order by
+//! [`optimize`].
+//!
+//! [`GraphBuilder`]: crate::GraphBuilder
+
+mod cse;
+mod dce;
+
+use std::fmt;
+
+use crate::graph::{BuildError, Graph, VerifyError};
+
+/// One pass.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Pass {
+    /// Common-subexpression elimination: a pure primitive applied again to the same
+    /// operands is the value computed first (`cse.rs`).
+    Cse,
+    /// Dead-code elimination: nodes whose results nothing reads, and that have no effect,
+    /// are dropped (`dce.rs`).
+    Dce,
+}
+
+impl Pass {
+    /// Every pass.
+    pub const ALL: [Pass; 2] = [Pass::Cse, Pass::Dce];
+
+    /// The pass's name, as `ms ir --stage opt` and the tests write it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Pass::Cse => "cse",
+            Pass::Dce => "dce",
+        }
+    }
+
+    /// The pass named `name`.
+    pub fn from_name(name: &str) -> Option<Pass> {
+        Pass::ALL.into_iter().find(|p| p.name() == name)
+    }
+
+    /// `g` after this pass.
+    pub fn run(self, g: &Graph) -> Result<Graph, PassError> {
+        let out = match self {
+            Pass::Cse => cse::run(g),
+            Pass::Dce => dce::run(g),
+        };
+        out.map_err(|e| PassError::Build(self, e))
+    }
+}
+
+/// The passes staged graphs go through, in order: duplicates merged first, so that what
+/// only they read becomes dead.
+pub const PIPELINE: &[Pass] = &[Pass::Cse, Pass::Dce];
+
+/// Why a pass failed: its rewrite did not build, or its result does not verify. Either is
+/// a bug in the pass.
+#[derive(Debug, Clone, PartialEq)]
+pub enum PassError {
+    /// The rewritten graph could not be built.
+    Build(Pass, BuildError),
+    /// The rewritten graph breaks a rule of the IR.
+    Verify(Pass, VerifyError),
+}
+
+impl fmt::Display for PassError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            PassError::Build(p, e) => write!(f, "the pass `{}` built a bad graph: {e}", p.name()),
+            PassError::Verify(p, e) => {
+                write!(f, "the pass `{}` broke the graph: {e}", p.name())
+            }
+        }
+    }
+}
+
+impl std::error::Error for PassError {}
+
+/// `g` after each of `passes` in order; with `check` (debug builds and tests), each result
+/// is verified.
+pub fn optimize(g: &Graph, passes: &[Pass], check: bool) -> Result<Graph, PassError> {
+    let mut g = g.clone();
+    for &p in passes {
+        g = p.run(&g)?;
+        if check {
+            crate::verify(&g).map_err(|e| PassError::Verify(p, e))?;
+        }
+    }
+    Ok(g)
+}
