@@ -417,6 +417,15 @@ fn regression_programs_agree_eager_and_staged() {
     assert!(wrong.is_empty(), "{}", wrong.join("\n\n"));
 }
 
+/// The first element of the value of `src` in the session.
+fn value(s: &mut Session, src: &str) -> f64 {
+    let o = s.eval(src);
+    assert!(!o.has_errors(), "{src}: {:?}", o.diagnostics);
+    let mut l = Leaves::new();
+    leaves(&o.values[0], &mut l).expect("a tensor");
+    l[0].1[0]
+}
+
 #[test]
 fn a_jit_function_is_staged_once_per_signature() {
     let mut s = Session::with_options(Options {
@@ -425,13 +434,6 @@ fn a_jit_function_is_staged_once_per_signature() {
     });
     let defs = s.eval("@jit fn sq(x) { sum(x * x) }");
     assert!(!defs.has_errors(), "{:?}", defs.diagnostics);
-    let value = |s: &mut Session, src: &str| -> f64 {
-        let o = s.eval(src);
-        assert!(!o.has_errors(), "{src}: {:?}", o.diagnostics);
-        let mut l = Leaves::new();
-        leaves(&o.values[0], &mut l).expect("a tensor");
-        l[0].1[0]
-    };
     assert_eq!(s.stagings(), 0);
     assert_eq!(value(&mut s, "sq([1.0, 2.0, 3.0])"), 14.0);
     assert_eq!(s.stagings(), 1);
@@ -458,13 +460,6 @@ fn a_graph_general_in_its_symbolic_dims_serves_every_size() {
          let w = full([4, 2], 0.25)",
     );
     assert!(!defs.has_errors(), "{:?}", defs.diagnostics);
-    let value = |s: &mut Session, src: &str| -> f64 {
-        let o = s.eval(src);
-        assert!(!o.has_errors(), "{src}: {:?}", o.diagnostics);
-        let mut l = Leaves::new();
-        leaves(&o.values[0], &mut l).expect("a tensor");
-        l[0].1[0]
-    };
     // tanh(4 * 0.25 * x) for rows of x: every row of `ones` gives tanh(1)^2.
     let want = 1f64.tanh().powi(2);
     for (b, stagings) in [(3, 1), (5, 2), (7, 2), (2, 2), (5, 2)] {

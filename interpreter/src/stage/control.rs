@@ -637,8 +637,9 @@ impl Eval<'_> {
         Ok(ids)
     }
 
-    /// Enters a loop region with its block arguments `args`: the random key and the
-    /// variables take them. Gives the exit code and the value returned it carries, if any.
+    /// Takes a loop's carried values `args` (a region's block arguments, or the node's
+    /// results): the random key and the variables take them. Gives the exit code and the
+    /// value returned it carries, if any.
     fn enter_loop(
         &mut self,
         lp: &Looped,
@@ -888,31 +889,10 @@ impl Eval<'_> {
     /// After a loop node: the random key and the variables take its results; a loop that
     /// carried an exit code is done with its `break`s, and a `return` goes on out.
     fn finish_loop(&mut self, lp: &Looped, results: &[ValueId], span: Span) -> R<()> {
-        let Some((&rng, rest)) = results.split_first() else {
+        let Some((code, ret)) = self.enter_loop(lp, results, span)? else {
             return Ok(());
         };
-        self.set_stager_rng(rng);
-        let n = lp.init.len();
-        let leaves = self.staged_like(rest.get(..n).unwrap_or_default(), &lp.init);
-        self.assign_all(&lp.names, &lp.template, leaves);
-        let Some(sl) = &lp.slots else {
-            return Ok(());
-        };
-        let tail = rest.get(n..).unwrap_or_default();
-        let Some((&code, ret_ids)) = tail.split_first() else {
-            return Err(crate::eval::errors::internal(
-                "a loop lost its exit code",
-                span,
-            ));
-        };
-        let code = self.with_stager(span, |s| Ok(s.tensor(code)))?;
-        let ret = sl.ret.as_ref().map(|t| {
-            let mut like = Vec::new();
-            tensor_leaves(t, &mut like);
-            let staged = self.staged_like(ret_ids, &like);
-            substitute(t, &mut staged.into_iter())
-        });
-        let may = sl.may.get();
+        let may = lp.slots.as_ref().map_or(1 << exits::GO, |s| s.may.get());
         let o = Outcome {
             code: Code { may, t: Some(code) }.narrowed(may),
             value: Some(Value::Unit),
