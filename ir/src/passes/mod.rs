@@ -14,14 +14,21 @@
 
 mod cse;
 mod dce;
+mod fold;
+mod simplify;
 
 use std::fmt;
 
-use crate::graph::{BuildError, Graph, VerifyError};
+use crate::Op;
+use crate::graph::{BuildError, Graph, GraphBuilder, NodeKind, ValueDef, ValueId, VerifyError};
 
 /// One pass.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Pass {
+    /// Constant folding: arithmetic on constants becomes a constant (`fold.rs`).
+    Fold,
+    /// Algebraic simplification: `x * 1`, a transpose of a transpose, ... (`simplify.rs`).
+    Simplify,
     /// Common-subexpression elimination: a pure primitive applied again to the same
     /// operands is the value computed first (`cse.rs`).
     Cse,
@@ -32,11 +39,13 @@ pub enum Pass {
 
 impl Pass {
     /// Every pass.
-    pub const ALL: [Pass; 2] = [Pass::Cse, Pass::Dce];
+    pub const ALL: [Pass; 4] = [Pass::Fold, Pass::Simplify, Pass::Cse, Pass::Dce];
 
     /// The pass's name, as `ms ir --stage opt` and the tests write it.
     pub fn name(self) -> &'static str {
         match self {
+            Pass::Fold => "fold",
+            Pass::Simplify => "simplify",
             Pass::Cse => "cse",
             Pass::Dce => "dce",
         }
@@ -50,6 +59,8 @@ impl Pass {
     /// `g` after this pass.
     pub fn run(self, g: &Graph) -> Result<Graph, PassError> {
         let out = match self {
+            Pass::Fold => fold::run(g),
+            Pass::Simplify => simplify::run(g),
             Pass::Cse => cse::run(g),
             Pass::Dce => dce::run(g),
         };
@@ -57,9 +68,10 @@ impl Pass {
     }
 }
 
-/// The passes staged graphs go through, in order: duplicates merged first, so that what
-/// only they read becomes dead.
-pub const PIPELINE: &[Pass] = &[Pass::Cse, Pass::Dce];
+/// The passes staged graphs go through, in order: constants folded first (so that the
+/// identities see them), then the identities, then duplicates merged, and last what all of
+/// that left unread removed.
+pub const PIPELINE: &[Pass] = &[Pass::Fold, Pass::Simplify, Pass::Cse, Pass::Dce];
 
 /// Why a pass failed: its rewrite did not build, or its result does not verify. Either is
 /// a bug in the pass.
@@ -95,4 +107,24 @@ pub fn optimize(g: &Graph, passes: &[Pass], check: bool) -> Result<Graph, PassEr
         }
     }
     Ok(g)
+}
+
+/// The primitive and operands of the node that defines `v` in the graph being built.
+fn producer(b: &GraphBuilder, v: ValueId) -> Option<(&Op, Vec<ValueId>)> {
+    let g = b.graph();
+    let ValueDef::Result { node, .. } = g.value(v).def else {
+        return None;
+    };
+    match &g.node(node).kind {
+        NodeKind::Prim(op) => Some((op, g.node(node).operands.clone())),
+        _ => None,
+    }
+}
+
+/// The value of `v` when a `full` node defines it.
+fn full_value(b: &GraphBuilder, v: ValueId) -> Option<f64> {
+    match producer(b, v) {
+        Some((Op::Full { value, .. }, _)) => Some(*value),
+        _ => None,
+    }
 }
