@@ -65,6 +65,12 @@ fn run(path: &Path) -> (String, String, Vec<&'static str>) {
 /// [`run`], in graph mode when `graph` (every named function called from the top level is
 /// staged, and so is a gradient of one).
 fn run_in(path: &Path, graph: bool) -> (String, String, Vec<&'static str>) {
+    let (_, stdout, stderr, codes) = session_run(path, graph);
+    (stdout, stderr, codes)
+}
+
+/// [`run_in`], also giving the session the program ran in.
+fn session_run(path: &Path, graph: bool) -> (Session, String, String, Vec<&'static str>) {
     enter_run_dir();
     let text = fs::read_to_string(path).expect("readable program");
     let script_args: Vec<String> = text
@@ -98,7 +104,44 @@ fn run_in(path: &Path, graph: bool) -> (String, String, Vec<&'static str>) {
         stderr.push_str(&s.render(&out, &name, entry, RenderOptions::default()));
         codes.extend(out.diagnostics.iter().map(|d| d.code));
     }
-    (stdout, stderr, codes)
+    (s, stdout, stderr, codes)
+}
+
+/// Every pass of the optimizer's pipeline changes at least one graph that the programs of
+/// `tests/run/` stage in graph mode (run alone on the raw graph), so none is dead weight
+/// on real code; the count of graphs each pass changed is shown.
+#[test]
+fn every_pass_fires_on_the_corpus() {
+    use ir::passes::{Pass, optimize};
+    let mut fired = std::collections::BTreeMap::new();
+    let mut graphs = 0;
+    for p in programs() {
+        let (s, _, _, _) = session_run(&p, true);
+        let names: Vec<String> = s.globals().map(|(n, _)| n.to_string()).collect();
+        for name in names {
+            let Ok(texts) = s.staged_ir_at(&name, interpreter::IrStage::Raw, false) else {
+                continue;
+            };
+            for text in texts {
+                let g = ir::graph::parse(&text).expect("a staged graph parses");
+                graphs += 1;
+                for pass in Pass::ALL {
+                    let after = optimize(&g, &[pass], true).expect("the pass runs");
+                    let changed =
+                        ir::graph::print(&after, ir::graph::PrintOptions::default()) != text;
+                    *fired.entry(pass.name()).or_insert(0) += usize::from(changed);
+                }
+            }
+        }
+    }
+    eprintln!("{graphs} staged graphs; graphs each pass changed: {fired:?}");
+    for pass in Pass::ALL {
+        assert!(
+            fired.get(pass.name()).is_some_and(|&n| n > 0),
+            "the pass `{}` changed none of the {graphs} graphs: {fired:?}",
+            pass.name()
+        );
+    }
 }
 
 #[test]
