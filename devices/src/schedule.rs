@@ -354,25 +354,15 @@ impl Dims {
     /// `op` with the symbolic dims of its shape attribute resolved (borrowed when there are
     /// none).
     fn resolve_op<'o>(&self, op: &'o Op) -> Result<Cow<'o, Op>, String> {
-        let shape = match op {
-            Op::Reshape { shape }
-            | Op::Broadcast { shape }
-            | Op::Random { shape, .. }
-            | Op::Iota { shape, .. }
-            | Op::Full { shape, .. } => shape,
-            _ => return Ok(Cow::Borrowed(op)),
+        let Some(shape) = op.shape_attr() else {
+            return Ok(Cow::Borrowed(op));
         };
         if shape.to_known().is_some() {
             return Ok(Cow::Borrowed(op));
         }
         let resolved = self.resolve(shape)?;
         let mut op = op.clone();
-        if let Op::Reshape { shape }
-        | Op::Broadcast { shape }
-        | Op::Random { shape, .. }
-        | Op::Iota { shape, .. }
-        | Op::Full { shape, .. } = &mut op
-        {
+        if let Some(shape) = op.shape_attr_mut() {
             *shape = resolved;
         }
         Ok(Cow::Owned(op))

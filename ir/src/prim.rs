@@ -626,4 +626,30 @@ impl Op {
     pub fn name(&self) -> &'static str {
         self.prim().name()
     }
+
+    /// The shape attribute that gives the op's result shape (`reshape`, `broadcast`, draws,
+    /// `iota`, `full`): the one attribute whose symbolic dims the executor binds at run
+    /// time.
+    pub fn shape_attr(&self) -> Option<&Shape> {
+        match self {
+            Op::Reshape { shape }
+            | Op::Broadcast { shape }
+            | Op::Random { shape, .. }
+            | Op::Iota { shape, .. }
+            | Op::Full { shape, .. } => Some(shape),
+            _ => None,
+        }
+    }
+
+    /// [`Op::shape_attr`], to change.
+    pub fn shape_attr_mut(&mut self) -> Option<&mut Shape> {
+        match self {
+            Op::Reshape { shape }
+            | Op::Broadcast { shape }
+            | Op::Random { shape, .. }
+            | Op::Iota { shape, .. }
+            | Op::Full { shape, .. } => Some(shape),
+            _ => None,
+        }
+    }
 }

@@ -110,43 +110,20 @@ fn general_op(x: &Op, y: &Op, syms: &[SymSize]) -> Result<Op, String> {
     }
     let text = |op: &Op| format!("{{{}}}", super::print::attrs(op).join(", "));
     let differ = || format!("its attributes differ ({} and {})", text(x), text(y));
-    let (Some(sx), Some(sy)) = (shape_attr(x), shape_attr(y)) else {
+    let (Some(sx), Some(sy)) = (x.shape_attr(), y.shape_attr()) else {
         return Err(differ());
     };
     // Everything but the shape must agree: `y` with `x`'s shape is `x`.
     let mut same = y.clone();
-    if let Some(s) = shape_attr_mut(&mut same) {
+    if let Some(s) = same.shape_attr_mut() {
         s.clone_from(sx);
     }
     if same != *x {
         return Err(differ());
     }
     let mut out = x.clone();
-    if let Some(s) = shape_attr_mut(&mut out) {
+    if let Some(s) = out.shape_attr_mut() {
         *s = general_shape(sx, sy, syms)?;
     }
     Ok(out)
-}
-
-/// The shape attribute the executor binds at run time, if the op has one.
-fn shape_attr(op: &Op) -> Option<&Shape> {
-    match op {
-        Op::Reshape { shape }
-        | Op::Broadcast { shape }
-        | Op::Random { shape, .. }
-        | Op::Iota { shape, .. }
-        | Op::Full { shape, .. } => Some(shape),
-        _ => None,
-    }
-}
-
-fn shape_attr_mut(op: &mut Op) -> Option<&mut Shape> {
-    match op {
-        Op::Reshape { shape }
-        | Op::Broadcast { shape }
-        | Op::Random { shape, .. }
-        | Op::Iota { shape, .. }
-        | Op::Full { shape, .. } => Some(shape),
-        _ => None,
-    }
 }
