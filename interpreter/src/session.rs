@@ -171,6 +171,39 @@ fn zeros_of(te: &lang::ast::TypeExpr, sizes: &[(lang::ast::Name, usize)]) -> Opt
     }
 }
 
+/// The lines of `a` not in `b` (`-`) and of `b` not in `a` (`+`), in order, by a longest
+/// common subsequence of lines (graphs are short; the quadratic table is fine). Value
+/// numbers are renumbered by each print, so a pass that drops a line also shows the lines
+/// after it renumbered.
+fn line_diff(a: &str, b: &str) -> String {
+    let (x, y): (Vec<&str>, Vec<&str>) = (a.lines().collect(), b.lines().collect());
+    let (n, m) = (x.len(), y.len());
+    let mut lcs = vec![vec![0usize; m + 1]; n + 1];
+    for i in (0..n).rev() {
+        for j in (0..m).rev() {
+            lcs[i][j] = if x[i] == y[j] {
+                lcs[i + 1][j + 1] + 1
+            } else {
+                lcs[i + 1][j].max(lcs[i][j + 1])
+            };
+        }
+    }
+    let (mut i, mut j, mut out) = (0, 0, String::new());
+    while i < n || j < m {
+        if i < n && j < m && x[i] == y[j] {
+            i += 1;
+            j += 1;
+        } else if i < n && (j == m || lcs[i + 1][j] >= lcs[i][j + 1]) {
+            out.push_str(&format!("- {}\n", x[i]));
+            i += 1;
+        } else {
+            out.push_str(&format!("+ {}\n", y[j]));
+            j += 1;
+        }
+    }
+    out
+}
+
 /// The graph inputs among the first `n_args` after the random key that are float tensors
 /// (what `ms ir --stage grad` differentiates with respect to).
 fn float_args(graph: &ir::Graph, n_args: usize) -> Vec<usize> {
@@ -545,6 +578,37 @@ impl Session {
             out.push(ir::graph::print(&graph, opts));
         }
         Ok(out)
+    }
+
+    /// The optimizer's pipeline on the newest raw graph of the function `name`, pass by
+    /// pass: a header per pass and the lines of the IR text it removed (`-`) and added
+    /// (`+`). `None` when `name` was never staged.
+    pub fn passes_ir(&self, name: &str) -> Option<String> {
+        let f = self.state.globals.get(name)?;
+        let graphs = self.state.jit.graphs(crate::stage::jit::fn_key(f));
+        let newest = graphs.last()?;
+        let opts = ir::graph::PrintOptions::default();
+        let mut g = newest.raw.clone();
+        let mut text = ir::graph::print(&g, opts);
+        let mut out = format!("staged:\n{text}");
+        for &pass in ir::passes::PIPELINE {
+            let next = match ir::passes::optimize(&g, &[pass], true) {
+                Ok(n) => n,
+                Err(e) => {
+                    out.push_str(&format!("{e}\n"));
+                    return Some(out);
+                }
+            };
+            let next_text = ir::graph::print(&next, opts);
+            let diff = line_diff(&text, &next_text);
+            if diff.is_empty() {
+                out.push_str(&format!("after {}: no change\n", pass.name()));
+            } else {
+                out.push_str(&format!("after {}:\n{diff}", pass.name()));
+            }
+            (g, text) = (next, next_text);
+        }
+        Some(out)
     }
 
     pub fn checker(&mut self) -> &mut Checker {

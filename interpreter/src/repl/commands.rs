@@ -75,7 +75,16 @@ pub const COMMANDS: &[Command] = &[
         args: "NAME",
         summary: "the IR graphs staged so far for the function NAME",
         detail: "One graph per signature the function was called with (a `@jit` function, or \
-                 any named function in graph mode). Call it first to stage it.",
+                 any named function in graph mode). A function never called is staged at its \
+                 annotated types (at two sizes when they name symbolic dims).",
+    },
+    Command {
+        name: "passes",
+        args: "NAME",
+        summary: "the optimizer's passes on the function NAME, each as a diff of its IR",
+        detail: "Stages NAME as `:ir` does, then runs the passes of the pipeline one after \
+                 another and shows, for each, the lines of the IR it removed (-) and added (+). \
+                 The last graph is the one that runs (`ms ir --stage opt`).",
     },
     Command {
         name: "explain",

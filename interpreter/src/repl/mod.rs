@@ -359,6 +359,16 @@ impl Repl {
                     )),
                 }
             }
+            "passes" => {
+                let name = arg.trim();
+                let staged = self.session.stage_at_annotations(name).is_ok();
+                match self.session.passes_ir(name).filter(|_| staged) {
+                    Some(text) => self.say(text.trim_end()),
+                    None => self.error(&format!(
+                        "`{name}` has no staged graph: call it first, or annotate its parameters"
+                    )),
+                }
+            }
             other => self.error(&format!("the command `:{other}` has no action")),
         }
         Next::Continue
