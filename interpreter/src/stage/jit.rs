@@ -321,14 +321,25 @@ impl Eval<'_> {
             .map(|(v, _)| (None, arg_sig(v)))
             .chain(named.iter().map(|(n, v, _)| (Some(n.clone()), arg_sig(v))))
             .collect();
-        let (abs, sizes) = abstract_sig(&sig, &sym_dims(f, &pos, &named));
         let known = self.st.jit.graphs(key);
-        let hit = known.iter().rev().find(|g| {
-            (g.sig == sig || (g.general && g.abs == abs))
-                && g.globals_read
-                    .iter()
-                    .all(|(n, v)| self.global_value(n).is_some_and(|now| same_value(&now, v)))
-        });
+        let globals_hold = |g: &StagedFn| {
+            g.globals_read
+                .iter()
+                .all(|(n, v)| self.global_value(n).is_some_and(|now| same_value(&now, v)))
+        };
+        // The exact signature first: the abstract one (symbolic dims left out) is only
+        // worked out when no graph was staged for this one, so a training loop's calls at
+        // one batch size pay nothing for it.
+        let mut hit = known.iter().rev().find(|g| g.sig == sig && globals_hold(g));
+        let mut abstracted = None;
+        if hit.is_none() {
+            let (abs, sizes) = abstract_sig(&sig, &sym_dims(f, &pos, &named));
+            hit = known
+                .iter()
+                .rev()
+                .find(|g| g.general && g.abs == abs && globals_hold(g));
+            abstracted = Some((abs, sizes));
+        }
         let staged = match hit {
             Some(g) => g.clone(),
             None => {
@@ -344,8 +355,10 @@ impl Eval<'_> {
                 }
                 let mut g = self.stage_call(f, &pos, &named, sig, span)?;
                 self.st.jit.stagings += 1;
-                g.abs = abs;
-                g.sizes = sizes;
+                if let Some((abs, sizes)) = abstracted {
+                    g.abs = abs;
+                    g.sizes = sizes;
+                }
                 self.generalize(f, &known, &mut g, span);
                 let g = Arc::new(g);
                 let entry = self
