@@ -28,6 +28,13 @@ type R<T> = Result<T, GradError>;
 /// The graph of `(f's outputs..., tangent of each output...)`, with one tangent input per
 /// requested input after `f`'s inputs. See the module doc.
 pub fn jvp(f: &Graph, wrt: &[usize]) -> R<Graph> {
+    let unfused;
+    let f = if ir::passes::has_fused(f) {
+        unfused = ir::passes::unfuse(f)?;
+        &unfused
+    } else {
+        f
+    };
     let tensor_inputs: Vec<ValueId> = f
         .inputs()
         .iter()
@@ -182,6 +189,7 @@ impl Cx<'_> {
                     )?;
                     self.bind_results(&results, &outs);
                 }
+                NodeKind::Fused { .. } => return Err(GradError::Fused { span: node.span }),
                 NodeKind::For { body } => {
                     let ops = self.tensors(&node.operands);
                     if ops.len() < 3 {

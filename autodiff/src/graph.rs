@@ -63,6 +63,12 @@ pub enum GradError {
         /// The loop's span.
         span: Span,
     },
+    /// A fused node reached differentiation. The entry points unfuse a graph first
+    /// (`ir::passes::unfuse`), so this is a bug if it shows.
+    Fused {
+        /// The fused node's span.
+        span: Span,
+    },
 }
 
 impl fmt::Display for GradError {
@@ -82,6 +88,11 @@ impl fmt::Display for GradError {
             GradError::WhilePasses { span } => write!(
                 f,
                 "a while whose condition passes on other values than its arguments cannot be copied yet (the loop at {}..{})",
+                span.start, span.end
+            ),
+            GradError::Fused { span } => write!(
+                f,
+                "a fused group cannot be differentiated; unfuse the graph first (the group at {}..{})",
                 span.start, span.end
             ),
             GradError::Loop { span } => write!(
@@ -106,6 +117,13 @@ type R<T> = Result<T, GradError>;
 /// The graph of `(f's outputs..., ∂y/∂x_wrt[0], ∂y/∂x_wrt[1], ...)`, `y` being `f`'s first
 /// (non-token) output. See the module doc.
 pub fn value_and_grad(f: &Graph, wrt: &[usize]) -> R<Graph> {
+    let unfused;
+    let f = if ir::passes::has_fused(f) {
+        unfused = ir::passes::unfuse(f)?;
+        &unfused
+    } else {
+        f
+    };
     let inputs: Vec<ValueId> = f.inputs().to_vec();
     let tensor_inputs: Vec<ValueId> = inputs
         .iter()
@@ -411,6 +429,7 @@ impl Cx<'_> {
                         self.set_results(b, node, &outs);
                     }
                 }
+                NodeKind::Fused { .. } => return Err(GradError::Fused { span: node.span }),
                 NodeKind::For { body } => {
                     let all = tensors(&node.operands);
                     let (start, stop, step, init) = (all[0], all[1], all[2], &all[3..]);
@@ -506,6 +525,7 @@ impl Cx<'_> {
                     then_block,
                     else_block,
                 } => self.reverse_if(b, node, *then_block, *else_block, &mut ct)?,
+                NodeKind::Fused { .. } => return Err(GradError::Fused { span: node.span }),
                 NodeKind::For { body } => {
                     if node.results.iter().any(|r| self.varied.contains(r)) {
                         self.reverse_loop(b, node, *body, None, &mut ct)?;

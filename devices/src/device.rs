@@ -4,6 +4,7 @@ use std::fmt;
 
 use ir::{DType, InferError, Op, TensorType};
 
+use crate::fused::Kernel;
 use crate::{DeviceError, HostBuffer, Tensor};
 
 /// Where a tensor lives.
@@ -42,6 +43,19 @@ pub trait Device: Send + Sync + fmt::Debug {
     /// Runs one primitive. The operands' types are checked with `ir::infer` first; the result
     /// has exactly the inferred type.
     fn exec(&self, op: &Op, inputs: &[&Tensor]) -> Result<Tensor, DeviceError>;
+
+    /// Runs a fused group ([`Kernel`]) on `inputs` in one pass, giving its outputs (all of
+    /// the broadcast shape of the inputs). `Ok(None)` says this device has no kernel for
+    /// the group; the executor then runs the group's region node by node, which gives the
+    /// same values.
+    fn exec_fused(
+        &self,
+        kernel: &Kernel,
+        inputs: &[&Tensor],
+    ) -> Result<Option<Vec<Tensor>>, DeviceError> {
+        let _ = (kernel, inputs);
+        Ok(None)
+    }
 
     /// Copies host data in as a tensor of the given shape (C order).
     fn upload(&self, data: HostBuffer, shape: &[usize]) -> Result<Tensor, DeviceError>;

@@ -23,6 +23,7 @@ pub mod cuda;
 pub mod cuda;
 pub mod device;
 pub mod error;
+pub mod fused;
 pub mod schedule;
 pub mod tensor;
 

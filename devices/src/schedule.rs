@@ -1,10 +1,9 @@
 //! The graph executor: runs an `ir::Graph` on a [`Device`].
 //!
-//! Execution is op by op for now: every `Prim` node is one [`Device::exec`]. The work is
-//! split in two so that the optimizer can slot in between: [`Plan::new`] analyses a graph
-//! once (for every block, which values die after which node), and [`Plan::run`] executes
-//! it as often as asked. A fusing optimizer will replace runs of nodes by fused kernels in
-//! the plan without changing how values are bound and released.
+//! Every `Prim` node is one [`Device::exec`]; every `fused` node (made by the optimizer's
+//! fusion pass) is one [`Device::exec_fused`]. The work is split in two: [`Plan::new`]
+//! analyses a graph once (for every block, which values die after which node, and the
+//! program of every fused group), and [`Plan::run`] executes it as often as asked.
 //!
 //! - **Values** live in one table indexed by `ValueId`. A slot holds a [`Tensor`] (a cheap
 //!   shared handle) or the unit marker of the effect token, which is ordering only and
@@ -17,6 +16,10 @@
 //!   reads its integer bounds and runs its body with the induction variable as a scalar of
 //!   the bounds' dtype; `While` alternates its `cond` and `body` regions. Region arguments
 //!   bind to the passed or carried values; a region's `yield` gives the node's results.
+//! - **Fused groups.** A `fused` node's region is compiled once into a [`Kernel`] and
+//!   handed to [`Device::exec_fused`], which runs it in one pass over memory; a device
+//!   without a kernel for it declines, and the region then runs node by node like any
+//!   other block.
 //! - **Effects.** A `print` node hands its value to [`Effects::print`] (the interpreter
 //!   renders it) and passes it on; an `assert` node fails the run with
 //!   [`RunError::Assert`] when its condition is false. The token orders them.
@@ -32,6 +35,7 @@ use ir::graph::{BlockId, NodeId, NodeKind, Span, Type, ValueDef, ValueId, is_eff
 use ir::{DType, Dim, Graph, Op, Shape, TensorType};
 use thiserror::Error;
 
+use crate::fused::Kernel;
 use crate::{Device, DeviceError, HostBuffer, Tensor};
 
 /// The side effects a graph performs through its token, provided by the caller.
@@ -153,6 +157,8 @@ pub struct Plan<'g> {
     /// at position `p`: 0 right after the arguments are bound (arguments never used),
     /// `k + 1` after node `k`, `len + 1` after the yield.
     releases: Vec<Vec<Vec<ValueId>>>,
+    /// The program of every fused node, compiled once.
+    kernels: HashMap<NodeId, Kernel>,
 }
 
 /// What a [`Plan::run_with_stats`] observed.
@@ -168,14 +174,24 @@ impl<'g> Plan<'g> {
     /// Computes the last use of every value of every block of `graph`.
     pub fn new(graph: &'g Graph) -> Plan<'g> {
         let mut releases = vec![Vec::new(); graph.block_count()];
+        let mut kernels = HashMap::new();
         let body = graph.body();
         releases[body.index()] = block_releases(graph, body);
         for n in graph.walk(body) {
             for r in graph.node(n).kind.regions() {
                 releases[r.index()] = block_releases(graph, r);
             }
+            if let NodeKind::Fused { body } = graph.node(n).kind
+                && let Some(k) = Kernel::from_region(graph, body)
+            {
+                kernels.insert(n, k);
+            }
         }
-        Plan { graph, releases }
+        Plan {
+            graph,
+            releases,
+            kernels,
+        }
     }
 
     /// Runs the graph (see [`run`]).
@@ -655,6 +671,21 @@ impl Run<'_, '_, '_> {
                 };
                 let args = self.operands(passed, span)?;
                 let out = self.block(region, args, span)?;
+                self.bind_results(n, out)
+            }
+            NodeKind::Fused { body } => {
+                if let Some(kernel) = self.plan.kernels.get(&n) {
+                    let args = node
+                        .operands
+                        .iter()
+                        .map(|&v| self.tensor(v, span))
+                        .collect::<Result<Vec<_>, _>>()?;
+                    if let Some(outs) = self.device.exec_fused(kernel, &args).map_err(device_err)? {
+                        return self.bind_results(n, outs.into_iter().map(Slot::Tensor).collect());
+                    }
+                }
+                let args = self.operands(&node.operands, span)?;
+                let out = self.block(*body, args, span)?;
                 self.bind_results(n, out)
             }
             NodeKind::For { body } => {

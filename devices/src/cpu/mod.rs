@@ -15,6 +15,7 @@ mod cast;
 mod conv;
 mod creation;
 mod elementwise;
+mod fused;
 #[cfg(target_arch = "x86_64")]
 mod gemm;
 pub mod math;
@@ -238,6 +239,40 @@ impl Device for CpuDevice {
         debug_assert_eq!(result.shape(), &shape[..], "{name} kernel shape");
         debug_assert_eq!(result.dtype(), out.dtype, "{name} kernel dtype");
         Ok(result)
+    }
+
+    fn exec_fused(
+        &self,
+        kernel: &crate::fused::Kernel,
+        inputs: &[&Tensor],
+    ) -> Result<Option<Vec<Tensor>>, DeviceError> {
+        crate::cancel::check()?;
+        if inputs.iter().any(|t| t.device() != DeviceId::Cpu) {
+            return Ok(None);
+        }
+        // The outputs have the inputs' broadcast shape; each must fit under the cap.
+        let types: Vec<TensorType> = inputs.iter().map(|t| t.ttype()).collect();
+        let mut shape = ir::Shape::scalar();
+        for t in &types {
+            shape = match ir::broadcast_shapes(&shape, &t.shape) {
+                Ok(s) => s,
+                Err(_) => return Ok(None),
+            };
+        }
+        let Some(dims) = shape.to_known() else {
+            return Ok(None);
+        };
+        for &o in &kernel.outputs {
+            if let Some(t) = kernel.ty(o) {
+                self.check_alloc("fused", &TensorType::new(t.dtype, shape.clone()), &dims)?;
+            }
+        }
+        let result = match fused::exec(kernel, inputs) {
+            None => return Ok(None),
+            Some(r) => r.map_err(DeviceError::Unavailable)?,
+        };
+        crate::cancel::check()?;
+        Ok(Some(result))
     }
 
     fn upload(&self, data: HostBuffer, shape: &[usize]) -> Result<Tensor, DeviceError> {

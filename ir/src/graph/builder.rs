@@ -501,6 +501,33 @@ impl GraphBuilder {
         Ok(self.results(n, tok.is_some(), &types))
     }
 
+    /// A fused group over `inputs`: `body_f` gets the region's arguments (one per input,
+    /// of its type) and returns what the group gives. The region has no token, so an effect
+    /// inside it fails to build; it should use only its arguments (a fused region is
+    /// closed, which [`verify`](super::verify()) checks). Gives the node's results.
+    pub fn fused(
+        &mut self,
+        inputs: &[ValueId],
+        body_f: impl FnOnce(&mut Self, &[ValueId]) -> R<Vec<ValueId>>,
+    ) -> R<Vec<ValueId>> {
+        self.check_operands("fused", inputs, 0)?;
+        let types = inputs
+            .iter()
+            .enumerate()
+            .map(|(i, &v)| self.tensor("fused", i, v).map(Type::Tensor))
+            .collect::<R<Vec<_>>>()?;
+        let span = self.span;
+        let n = self.push_node(NodeKind::Fused { body: BlockId(0) }, inputs.to_vec());
+        let bb = self.g.add_block(Some(n));
+        self.g.node_mut(n).kind = NodeKind::Fused { body: bb };
+        let (ys, _) = self.region(bb, &[], false, &types, |b, _, a| body_f(b, a))?;
+        self.check_yields("fused", bb, &ys)?;
+        let out: Vec<Type> = ys.iter().map(|&v| self.g.ty(v).clone()).collect();
+        self.span = span;
+        self.close("fused", "body", bb, None, ys, &out)?;
+        Ok(self.results(n, false, &out))
+    }
+
     /// Ends the graph with `outputs` (after the body's final token, if it has one).
     pub fn finish(mut self, outputs: &[ValueId]) -> R<Graph> {
         if self.stack.len() != 1 {

@@ -64,7 +64,8 @@ impl Matcher<'_> {
                 (NodeKind::Assert { message: m1 }, NodeKind::Assert { message: m2 }) => m1 == m2,
                 (NodeKind::If { .. }, NodeKind::If { .. })
                 | (NodeKind::While { .. }, NodeKind::While { .. })
-                | (NodeKind::For { .. }, NodeKind::For { .. }) => true,
+                | (NodeKind::For { .. }, NodeKind::For { .. })
+                | (NodeKind::Fused { .. }, NodeKind::Fused { .. }) => true,
                 _ => false,
             };
             if !same_kind

@@ -33,8 +33,21 @@ pub(crate) trait Rewrite {
         Ok(None)
     }
 
-    /// A region's copy begins (what it defines is not visible after it ends).
-    fn enter(&self) {}
+    /// Copies node `n` some other way: `Some(bindings)` pairs values of the original graph
+    /// with the values that now stand for them (the rewrite adds what it needs through `b`;
+    /// `get` maps a value of the original graph to its copy); `None` copies it as usual.
+    fn node(
+        &self,
+        _b: &mut GraphBuilder,
+        _n: NodeId,
+        _get: &dyn Fn(ValueId) -> ValueId,
+    ) -> Result<Option<Vec<(ValueId, ValueId)>>, BuildError> {
+        Ok(None)
+    }
+
+    /// A region's copy begins (what it defines is not visible after it ends). A `closed`
+    /// region (a fused node's) sees nothing of the blocks around it.
+    fn enter(&self, _closed: bool) {}
 
     /// A region's copy ends.
     fn leave(&self) {}
@@ -148,6 +161,12 @@ impl Inliner<'_> {
             }
             let node = g.node(n);
             b.set_span(node.span);
+            if let Some(bindings) = self.rw.node(b, n, &|v| self.get(v))? {
+                for (old, new) in bindings {
+                    self.set(old, new);
+                }
+                continue;
+            }
             match &node.kind {
                 NodeKind::Prim(op) => {
                     let args = self.tensors(&node.operands);
@@ -201,6 +220,11 @@ impl Inliner<'_> {
                     })?;
                     self.results(&node.results, &outs);
                 }
+                NodeKind::Fused { body } => {
+                    let inputs = self.tensors(&node.operands);
+                    let outs = b.fused(&inputs, |b, a| self.region(b, *body, &[], a))?;
+                    self.results(&node.results, &outs);
+                }
             }
         }
         Ok(())
@@ -225,7 +249,11 @@ impl Inliner<'_> {
                 self.set(a, n);
             }
         }
-        self.rw.enter();
+        let closed = g
+            .block(block)
+            .parent
+            .is_some_and(|n| matches!(g.node(n).kind, NodeKind::Fused { .. }));
+        self.rw.enter(closed);
         let r = self.block(b, block);
         self.rw.leave();
         r?;

@@ -29,6 +29,11 @@
 //!   dtype; the `body` block takes `(i, T...)` with `i` the induction variable (of the
 //!   bounds' type) and yields `T...`; the results are the final `T...`. It runs
 //!   `i = start, start + step, ...` while `i < stop` (`i > stop` for a negative step).
+//! - `Fused`: operands `T...` (tensors); the `body` block takes `T...`, holds only pure
+//!   primitives and yields the node's results. Unlike the other regions it is *closed*: it
+//!   uses nothing but its own arguments, so a device can compile it on its own (one CPU
+//!   loop over tiles, one generated GPU kernel). The fusion pass (`passes::fuse`) makes
+//!   these; running the body node by node is always a correct way to execute one.
 //!
 //! **The effect token.** `print`, random draws and assertions must happen in program order
 //! on every run, although nothing else depends on them. They take a value of type
@@ -240,10 +245,16 @@ pub enum NodeKind {
         /// Takes the induction variable and the carried values.
         body: BlockId,
     },
+    /// A fused group: `body` computes the node's results from its operands in one pass over
+    /// memory (see the module doc). Only the fusion pass makes these.
+    Fused {
+        /// Takes the operands, holds pure primitives only, yields the results.
+        body: BlockId,
+    },
 }
 
 impl NodeKind {
-    /// The regions of the node, in order (`then`, `else`; `cond`, `body`; `body`).
+    /// The regions of the node, in order (`then`, `else`; `cond`, `body`; `body`; `body`).
     pub fn regions(&self) -> Vec<BlockId> {
         match self {
             NodeKind::Prim(_) | NodeKind::Assert { .. } => Vec::new(),
@@ -252,11 +263,12 @@ impl NodeKind {
                 else_block,
             } => vec![*then_block, *else_block],
             NodeKind::While { cond, body } => vec![*cond, *body],
-            NodeKind::For { body } => vec![*body],
+            NodeKind::For { body } | NodeKind::Fused { body } => vec![*body],
         }
     }
 
-    /// The node's keyword in the text form (`matmul`, `assert`, `if`, `while`, `for`).
+    /// The node's keyword in the text form (`matmul`, `assert`, `if`, `while`, `for`,
+    /// `fused`).
     pub fn name(&self) -> &'static str {
         match self {
             NodeKind::Prim(op) => op.name(),
@@ -264,6 +276,7 @@ impl NodeKind {
             NodeKind::If { .. } => "if",
             NodeKind::While { .. } => "while",
             NodeKind::For { .. } => "for",
+            NodeKind::Fused { .. } => "fused",
         }
     }
 }

@@ -801,6 +801,9 @@ impl Parser {
             "for" => NodeKind::For {
                 body: self.region("body", n)?,
             },
+            "fused" => NodeKind::Fused {
+                body: self.region("body", n)?,
+            },
             "assert" => {
                 let mut a = self.attrs("assert", kp)?;
                 let message = match a.take("message")? {

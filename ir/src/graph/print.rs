@@ -162,7 +162,9 @@ impl Printer<'_> {
                     self.region("cond", *cond, depth);
                     self.region("body", *body, depth);
                 }
-                NodeKind::For { body } => self.region("body", *body, depth),
+                NodeKind::For { body } | NodeKind::Fused { body } => {
+                    self.region("body", *body, depth);
+                }
             }
             if self.opts.spans && node.span != Span::default() {
                 let _ = write!(self.out, " {}", node.span);

@@ -8,7 +8,8 @@
 //! 3. **Types**: a primitive's operand types are re-inferred with [`infer`] and must give
 //!    its declared result type; an assertion takes `(token, bool[])` and gives a token.
 //! 4. **Regions**: block arguments and yields match what the node passes and returns
-//!    (see the control-flow shapes in the module doc of [`graph`](super)).
+//!    (see the control-flow shapes in the module doc of [`graph`](super)); a fused region
+//!    holds pure primitives only and uses only its own arguments.
 //! 5. **Token**: effects take and give the token; every token value is used exactly once,
 //!    in the block that defines it; no list of operands, results or arguments holds two.
 //!
@@ -276,8 +277,19 @@ impl Verifier<'_> {
         self.one_token(&node.results, &format!("the results of {label}"), span)?;
         self.check_types(n)?;
         // Regions are checked before the results are in scope: a region cannot see them.
+        // A fused region is closed: it sees only its own arguments.
+        let closed = matches!(node.kind, NodeKind::Fused { .. });
         for r in node.kind.regions() {
-            self.block(r, Some(n))?;
+            let outer = if closed {
+                std::mem::take(&mut self.scopes)
+            } else {
+                Vec::new()
+            };
+            let checked = self.block(r, Some(n));
+            if closed {
+                self.scopes = outer;
+            }
+            checked?;
         }
         self.check_regions(n)?;
         for (index, &r) in node.results.iter().enumerate() {
@@ -346,6 +358,13 @@ impl Verifier<'_> {
                 }
             }
             NodeKind::While { .. } => {}
+            NodeKind::Fused { .. } => {
+                if ops.iter().any(Type::is_token) {
+                    return Err(ty_err(
+                        "a fused group takes tensors only, not the token".to_string(),
+                    ));
+                }
+            }
             NodeKind::For { .. } => {
                 let ok = ops.len() >= 3
                     && ops[..3].iter().all(|t| *t == ops[0])
@@ -416,6 +435,20 @@ impl Verifier<'_> {
                 args.extend(carried.iter().cloned());
                 region("body", *body, &args, carried)?;
                 self.results_are(&label, span, &res, carried)
+            }
+            NodeKind::Fused { body } => {
+                region("body", *body, &ops, &res)?;
+                let impure = self.g.block(*body).nodes.iter().any(|&m| {
+                    !matches!(&self.g.node(m).kind, NodeKind::Prim(op) if !is_effectful(op.prim()))
+                });
+                if impure {
+                    return Err(self.err(
+                        VerifyErrorKind::Region,
+                        span,
+                        format!("{label}: a fused region holds pure primitives only"),
+                    ));
+                }
+                Ok(())
             }
         }
     }

@@ -4,7 +4,8 @@
 //! attributes as one before it, in the same block or an enclosing one, is replaced by that
 //! earlier value. The copy keeps one table of what each block computed; a region starts a
 //! new one on top of its enclosing blocks' tables and drops it when it ends, since what a
-//! region computes is not visible after it. Float attributes compare by their bits.
+//! region computes is not visible after it. A fused region is closed, so its lookups stop
+//! at its own table. Float attributes compare by their bits.
 
 use std::cell::RefCell;
 use std::collections::HashMap;
@@ -18,6 +19,7 @@ pub(super) fn run(g: &Graph) -> Result<Graph, BuildError> {
         g,
         &Cse {
             scopes: RefCell::new(vec![HashMap::new()]),
+            barriers: RefCell::new(Vec::new()),
         },
     )
 }
@@ -25,6 +27,9 @@ pub(super) fn run(g: &Graph) -> Result<Graph, BuildError> {
 struct Cse {
     /// Per open block, innermost last: a computation's key → its value.
     scopes: RefCell<Vec<HashMap<String, ValueId>>>,
+    /// Per open fused region, innermost last: the index of the empty table that marks its
+    /// start. Lookups do not go below the innermost one.
+    barriers: RefCell<Vec<usize>>,
 }
 
 impl Rewrite for Cse {
@@ -40,9 +45,8 @@ impl Rewrite for Cse {
         // `Op`'s debug form spells every attribute (floats exactly), so equal keys are equal
         // computations.
         let key = format!("{op:?} {args:?}");
-        if let Some(v) = self
-            .scopes
-            .borrow()
+        let floor = self.barriers.borrow().last().copied().unwrap_or(0);
+        if let Some(v) = self.scopes.borrow()[floor..]
             .iter()
             .rev()
             .find_map(|s| s.get(&key).copied())
@@ -56,11 +60,24 @@ impl Rewrite for Cse {
         Ok(Some(v))
     }
 
-    fn enter(&self) {
-        self.scopes.borrow_mut().push(HashMap::new());
+    fn enter(&self, closed: bool) {
+        let mut scopes = self.scopes.borrow_mut();
+        if closed {
+            // A fused region may use nothing from outside: its lookups start afresh, and
+            // the barrier keeps them from reaching the enclosing tables.
+            scopes.push(HashMap::new());
+            self.barriers.borrow_mut().push(scopes.len() - 1);
+        }
+        scopes.push(HashMap::new());
     }
 
     fn leave(&self) {
-        self.scopes.borrow_mut().pop();
+        let mut scopes = self.scopes.borrow_mut();
+        scopes.pop();
+        let mut barriers = self.barriers.borrow_mut();
+        if barriers.last() == Some(&(scopes.len().wrapping_sub(1))) {
+            barriers.pop();
+            scopes.pop();
+        }
     }
 }

@@ -27,7 +27,10 @@ fn mark(g: &Graph, block: BlockId, values: &mut HashSet<ValueId>, live: &mut Has
         let effect = match &node.kind {
             NodeKind::Prim(op) => is_effectful(op.prim()),
             NodeKind::Assert { .. } => true,
-            NodeKind::If { .. } | NodeKind::While { .. } | NodeKind::For { .. } => false,
+            NodeKind::If { .. }
+            | NodeKind::While { .. }
+            | NodeKind::For { .. }
+            | NodeKind::Fused { .. } => false,
         };
         if !effect && !node.results.iter().any(|r| values.contains(r)) {
             continue;

@@ -15,7 +15,10 @@
 mod cse;
 mod dce;
 mod fold;
+mod fuse;
 mod simplify;
+
+pub use fuse::{has_fused, unfuse};
 
 use std::fmt;
 
@@ -35,11 +38,14 @@ pub enum Pass {
     /// Dead-code elimination: nodes whose results nothing reads, and that have no effect,
     /// are dropped (`dce.rs`).
     Dce,
+    /// Elementwise fusion: chains and siblings of elementwise primitives of one shape become
+    /// one `fused` node that a device runs in one pass over memory (`fuse.rs`).
+    Fuse,
 }
 
 impl Pass {
     /// Every pass.
-    pub const ALL: [Pass; 4] = [Pass::Fold, Pass::Simplify, Pass::Cse, Pass::Dce];
+    pub const ALL: [Pass; 5] = [Pass::Fold, Pass::Simplify, Pass::Cse, Pass::Dce, Pass::Fuse];
 
     /// The pass's name, as `ms ir --stage opt` and the tests write it.
     pub fn name(self) -> &'static str {
@@ -48,6 +54,7 @@ impl Pass {
             Pass::Simplify => "simplify",
             Pass::Cse => "cse",
             Pass::Dce => "dce",
+            Pass::Fuse => "fuse",
         }
     }
 
@@ -63,15 +70,24 @@ impl Pass {
             Pass::Simplify => simplify::run(g),
             Pass::Cse => cse::run(g),
             Pass::Dce => dce::run(g),
+            Pass::Fuse => fuse::run(g),
         };
         out.map_err(|e| PassError::Build(self, e))
     }
 }
 
 /// The passes staged graphs go through, in order: constants folded first (so that the
-/// identities see them), then the identities, then duplicates merged, and last what all of
-/// that left unread removed.
-pub const PIPELINE: &[Pass] = &[Pass::Fold, Pass::Simplify, Pass::Cse, Pass::Dce];
+/// identities see them), then the identities, then duplicates merged, then what all of
+/// that left unread removed; last the elementwise groups fused, and the scalar constants
+/// that fusion copied into regions removed from outside.
+pub const PIPELINE: &[Pass] = &[
+    Pass::Fold,
+    Pass::Simplify,
+    Pass::Cse,
+    Pass::Dce,
+    Pass::Fuse,
+    Pass::Dce,
+];
 
 /// Why a pass failed: its rewrite did not build, or its result does not verify. Either is
 /// a bug in the pass.

@@ -1,0 +1,631 @@
+//! The CPU's fused executor: a [`Kernel`] evaluated in one pass over memory.
+//!
+//! The output is cut into tiles of [`TILE`] elements, small enough that every register a
+//! tile needs stays in L1. For each tile the program runs step by step, each step one tight
+//! loop over the tile (the same vectorised math kernels and the same scalar arithmetic as
+//! the unfused primitives, so every element gets exactly the value the unfused graph
+//! gives); only the inputs are read from memory and only the outputs are written to it.
+//! Tiles are grouped into tasks of [`TASK`] elements that run in parallel on rayon, each
+//! with its own scratch registers.
+//!
+//! **Registers.** A scalar constant, or a step whose operands are all scalars, is evaluated
+//! once before the loop and never stored per tile. An input of the output's shape is read
+//! in place; one that repeats along leading axes (a bias row) is gathered per tile; any
+//! other broadcast input is made contiguous at the output's shape first. The remaining
+//! steps get scratch buffers, reused once a register is dead (a linear scan over the
+//! program), so a long chain needs only a few tiles of scratch.
+//!
+//! The executor covers groups over one float dtype (f32 or f64) and bool: unary math,
+//! arithmetic, comparisons, `select`, logic and `stop_gradient`. Any other group (integer
+//! arithmetic, which can fail on division by zero, and casts) is declined, and the
+//! schedule runs its region node by node.
+
+use ir::{BinaryOp, CmpOp, DType, Op, UnaryOp};
+use rayon::prelude::*;
+
+use super::elementwise::Num;
+use super::{PAR_MIN_ELEMS, math};
+use crate::fused::Kernel;
+use crate::{Elem, Tensor};
+
+/// Elements per tile: 4 KiB of f32 per register.
+const TILE: usize = 1024;
+
+/// Elements per parallel task (a whole number of tiles).
+const TASK: usize = TILE * 16;
+
+/// The float element types the executor runs.
+pub(crate) trait Float: Num {
+    fn unary(op: UnaryOp, x: &[Self], out: &mut [Self]);
+}
+
+impl Float for f32 {
+    fn unary(op: UnaryOp, x: &[f32], out: &mut [f32]) {
+        math::unary_f32(op, x, out);
+    }
+}
+
+impl Float for f64 {
+    fn unary(op: UnaryOp, x: &[f64], out: &mut [f64]) {
+        math::unary_f64(op, x, out);
+    }
+}
+
+/// Runs `kernel` on `inputs` (already checked to be on the CPU), or `None` when the
+/// executor does not cover it.
+pub(crate) fn exec(kernel: &Kernel, inputs: &[&Tensor]) -> Option<Result<Vec<Tensor>, String>> {
+    if inputs.len() != kernel.inputs.len() {
+        return None;
+    }
+    let mut float = None;
+    for dt in inputs
+        .iter()
+        .map(|t| t.dtype())
+        .chain(kernel.steps.iter().map(|s| s.ty.dtype))
+    {
+        match dt {
+            DType::Bool => {}
+            DType::F32 | DType::F64 if float.is_none_or(|f| f == dt) => float = Some(dt),
+            _ => return None,
+        }
+    }
+    match float.unwrap_or(DType::F32) {
+        DType::F32 => run::<f32>(kernel, inputs),
+        DType::F64 => run::<f64>(kernel, inputs),
+        _ => None,
+    }
+}
+
+/// Where a register's elements come from in one run.
+#[derive(Clone, Copy, Debug)]
+enum Reg<'a, T> {
+    /// A float input of the output's shape, read in place.
+    Slice(&'a [T]),
+    /// A bool input of the output's shape.
+    BSlice(&'a [bool]),
+    /// A float input repeating every `len` elements, gathered into a slot per tile.
+    Periodic(&'a [T], usize),
+    /// A bool input repeating every `len` elements.
+    BPeriodic(&'a [bool], usize),
+    /// A float scalar.
+    Const(T),
+    /// A bool scalar.
+    BConst(bool),
+    /// A float scratch slot.
+    Slot(usize),
+    /// A bool scratch slot.
+    BSlot(usize),
+}
+
+/// An operand as a step sees it on one tile.
+#[derive(Clone, Copy)]
+enum Arg<'a, E> {
+    V(&'a [E]),
+    S(E),
+}
+
+/// The scratch registers of one task.
+struct Scratch<T> {
+    t: Vec<Vec<T>>,
+    b: Vec<Vec<bool>>,
+}
+
+/// Where an output's elements go, for one task.
+enum Out<'a, T> {
+    T(&'a mut [T]),
+    B(&'a mut [bool]),
+}
+
+/// A whole output.
+enum OutBuf<T> {
+    T(Vec<T>),
+    B(Vec<bool>),
+}
+
+fn run<T: Float>(kernel: &Kernel, inputs: &[&Tensor]) -> Option<Result<Vec<Tensor>, String>> {
+    let shape = broadcast(inputs.iter().map(|t| t.shape()))?;
+    let n: usize = shape.iter().product();
+    // Inputs that neither match the output's shape nor repeat along leading axes are made
+    // contiguous at that shape; they are held here so that registers can borrow them.
+    let owned: Vec<Tensor> = inputs
+        .iter()
+        .map(|t| match periodic(t.shape(), &shape) {
+            Some(_) => t.contiguous(),
+            None => t.broadcast_view(&shape).contiguous(),
+        })
+        .collect();
+    let mut regs: Vec<Reg<'_, T>> = Vec::with_capacity(kernel.inputs.len() + kernel.steps.len());
+    let (mut t_slots, mut b_slots) = (0usize, 0usize);
+    let mut gathers = Vec::new();
+    for t in &owned {
+        let reg = if t.dtype() == DType::Bool {
+            let s = t.as_slice::<bool>()?;
+            match s.len() {
+                1 => Reg::BConst(s[0]),
+                len if len == n => Reg::BSlice(s),
+                _ => {
+                    b_slots += 1;
+                    gathers.push(regs.len());
+                    Reg::BPeriodic(s, b_slots - 1)
+                }
+            }
+        } else {
+            let s = t.as_slice::<T>()?;
+            match s.len() {
+                1 => Reg::Const(s[0]),
+                len if len == n => Reg::Slice(s),
+                _ => {
+                    t_slots += 1;
+                    gathers.push(regs.len());
+                    Reg::Periodic(s, t_slots - 1)
+                }
+            }
+        };
+        regs.push(reg);
+    }
+    // The last step that reads each register (outputs are read after every step). A
+    // `stop_gradient` is its operand's register under another name, so reads of either
+    // count for the register both stand for (`root`).
+    let count = kernel.inputs.len() + kernel.steps.len();
+    let mut root: Vec<usize> = (0..count).collect();
+    for (k, s) in kernel.steps.iter().enumerate() {
+        if let (Op::StopGradient {}, [a]) = (&s.op, s.args.as_slice()) {
+            root[kernel.inputs.len() + k] = *root.get(*a)?;
+        }
+    }
+    let mut last_use = vec![0usize; count];
+    for (k, s) in kernel.steps.iter().enumerate() {
+        for &a in &s.args {
+            last_use[*root.get(a)?] = k;
+        }
+    }
+    for &o in &kernel.outputs {
+        last_use[*root.get(o)?] = usize::MAX;
+    }
+    let (mut free_t, mut free_b): (Vec<usize>, Vec<usize>) = (Vec::new(), Vec::new());
+    // Steps evaluated per tile: (step index, register).
+    let mut program = Vec::new();
+    for (k, step) in kernel.steps.iter().enumerate() {
+        let args: Vec<Reg<'_, T>> = step
+            .args
+            .iter()
+            .map(|&a| regs.get(a).copied())
+            .collect::<Option<_>>()?;
+        let is_bool = step.ty.dtype == DType::Bool;
+        let reg = match (&step.op, args.as_slice()) {
+            (Op::StopGradient {}, [a]) => *a,
+            (Op::Full { shape, value, .. }, []) if shape.rank() == 0 => {
+                if is_bool {
+                    Reg::BConst(*value != 0.0)
+                } else {
+                    Reg::Const(T::from_f64(*value))
+                }
+            }
+            (op, args)
+                if args
+                    .iter()
+                    .all(|a| matches!(a, Reg::Const(_) | Reg::BConst(_))) =>
+            {
+                // Every operand is a scalar: evaluate once, on one element.
+                let sargs: Vec<AnyArg<'_, T>> = args.iter().map(|a| scalar_arg(*a)).collect();
+                if is_bool {
+                    let mut o = [false];
+                    eval(op, &sargs, Out::B(&mut o))?;
+                    Reg::BConst(o[0])
+                } else {
+                    let mut o = [T::default()];
+                    eval(op, &sargs, Out::T(&mut o))?;
+                    Reg::Const(o[0])
+                }
+            }
+            _ => {
+                let reg = if is_bool {
+                    Reg::BSlot(free_b.pop().unwrap_or_else(|| {
+                        b_slots += 1;
+                        b_slots - 1
+                    }))
+                } else {
+                    Reg::Slot(free_t.pop().unwrap_or_else(|| {
+                        t_slots += 1;
+                        t_slots - 1
+                    }))
+                };
+                program.push((k, reg));
+                reg
+            }
+        };
+        if !supported(&step.op) {
+            return None;
+        }
+        // Operands whose last reader is this step free their slots for later steps (after
+        // this step's own slot was chosen, so a step never writes a slot it reads).
+        for &a in &step.args {
+            if last_use[root[a]] == k {
+                match regs[a] {
+                    Reg::Slot(s) if !free_t.contains(&s) => free_t.push(s),
+                    Reg::BSlot(s) if !free_b.contains(&s) => free_b.push(s),
+                    _ => {}
+                }
+            }
+        }
+        regs.push(reg);
+    }
+    let outputs: Vec<Reg<'_, T>> = kernel
+        .outputs
+        .iter()
+        .map(|&o| regs.get(o).copied())
+        .collect::<Option<_>>()?;
+    let mut bufs: Vec<OutBuf<T>> = kernel
+        .outputs
+        .iter()
+        .map(|&o| match kernel.ty(o).map(|t| t.dtype) {
+            Some(DType::Bool) => OutBuf::B(crate::buffer::zeroed::<bool>(n)),
+            _ => OutBuf::T(crate::buffer::zeroed::<T>(n)),
+        })
+        .collect();
+    let tasks = n.div_ceil(TASK);
+    let mut per_task: Vec<Vec<Out<'_, T>>> = (0..tasks).map(|_| Vec::new()).collect();
+    for buf in &mut bufs {
+        match buf {
+            OutBuf::T(v) => {
+                for (k, c) in v.chunks_mut(TASK).enumerate() {
+                    per_task[k].push(Out::T(c));
+                }
+            }
+            OutBuf::B(v) => {
+                for (k, c) in v.chunks_mut(TASK).enumerate() {
+                    per_task[k].push(Out::B(c));
+                }
+            }
+        }
+    }
+    let ctx = Ctx {
+        kernel,
+        regs: &regs,
+        program: &program,
+        gathers: &gathers,
+        outputs: &outputs,
+        n,
+    };
+    let scratch = || Scratch {
+        t: vec![vec![T::default(); TILE]; t_slots],
+        b: vec![vec![false; TILE]; b_slots],
+    };
+    let task = |scr: &mut Scratch<T>, (k, outs): (usize, Vec<Out<'_, T>>)| -> bool {
+        crate::cancel::requested() || ctx.task(scr, k * TASK, outs).is_some()
+    };
+    let ok = if n >= PAR_MIN_ELEMS {
+        per_task
+            .into_par_iter()
+            .enumerate()
+            .map_init(scratch, task)
+            .all(|ok| ok)
+    } else {
+        let mut scr = scratch();
+        per_task
+            .into_iter()
+            .enumerate()
+            .all(|item| task(&mut scr, item))
+    };
+    if !ok {
+        return Some(Err(
+            "a fused kernel met an operand it was not built for".into()
+        ));
+    }
+    Some(Ok(bufs
+        .into_iter()
+        .map(|b| match b {
+            OutBuf::T(v) => Tensor::from_host_unchecked(T::into_buffer(v), &shape),
+            OutBuf::B(v) => Tensor::from_host_unchecked(bool::into_buffer(v), &shape),
+        })
+        .collect()))
+}
+
+/// What every task of one run shares.
+struct Ctx<'r, 'a, T> {
+    kernel: &'r Kernel,
+    regs: &'r [Reg<'a, T>],
+    program: &'r [(usize, Reg<'a, T>)],
+    gathers: &'r [usize],
+    outputs: &'r [Reg<'a, T>],
+    n: usize,
+}
+
+impl<T: Float> Ctx<'_, '_, T> {
+    /// Runs the tiles of the task starting at element `base`, writing `outs`.
+    fn task(&self, scr: &mut Scratch<T>, base: usize, mut outs: Vec<Out<'_, T>>) -> Option<()> {
+        let end = (base + TASK).min(self.n);
+        let mut start = base;
+        while start < end {
+            let len = TILE.min(end - start);
+            for &g in self.gathers {
+                match self.regs[g] {
+                    Reg::Periodic(src, slot) => gather(src, start, &mut scr.t[slot][..len]),
+                    Reg::BPeriodic(src, slot) => gather(src, start, &mut scr.b[slot][..len]),
+                    _ => {}
+                }
+            }
+            for &(k, reg) in self.program {
+                let step = self.kernel.steps.get(k)?;
+                match reg {
+                    Reg::Slot(s) => {
+                        let mut o = std::mem::take(&mut scr.t[s]);
+                        let r = self.step(step, scr, start, len, Out::T(&mut o[..len]));
+                        scr.t[s] = o;
+                        r?;
+                    }
+                    Reg::BSlot(s) => {
+                        let mut o = std::mem::take(&mut scr.b[s]);
+                        let r = self.step(step, scr, start, len, Out::B(&mut o[..len]));
+                        scr.b[s] = o;
+                        r?;
+                    }
+                    _ => return None,
+                }
+            }
+            let at = start - base;
+            for (out, &reg) in outs.iter_mut().zip(self.outputs) {
+                match (out, arg(reg, scr, start, len)) {
+                    (Out::T(o), AnyArg::T(Arg::V(v))) => o[at..at + len].copy_from_slice(v),
+                    (Out::T(o), AnyArg::T(Arg::S(x))) => o[at..at + len].fill(x),
+                    (Out::B(o), AnyArg::B(Arg::V(v))) => o[at..at + len].copy_from_slice(v),
+                    (Out::B(o), AnyArg::B(Arg::S(x))) => o[at..at + len].fill(x),
+                    _ => return None,
+                }
+            }
+            start += len;
+        }
+        Some(())
+    }
+
+    fn step(
+        &self,
+        step: &crate::fused::Step,
+        scr: &Scratch<T>,
+        start: usize,
+        len: usize,
+        out: Out<'_, T>,
+    ) -> Option<()> {
+        let mut args = [AnyArg::B(Arg::S(false)); 3];
+        for (slot, &a) in args.iter_mut().zip(&step.args) {
+            *slot = arg(*self.regs.get(a)?, scr, start, len);
+        }
+        eval(&step.op, args.get(..step.args.len())?, out)
+    }
+}
+
+/// An operand of either element type.
+#[derive(Clone, Copy)]
+enum AnyArg<'a, T> {
+    T(Arg<'a, T>),
+    B(Arg<'a, bool>),
+}
+
+impl<'a, T: Copy> AnyArg<'a, T> {
+    fn t(self) -> Option<Arg<'a, T>> {
+        match self {
+            AnyArg::T(a) => Some(a),
+            AnyArg::B(_) => None,
+        }
+    }
+
+    fn b(self) -> Option<Arg<'a, bool>> {
+        match self {
+            AnyArg::B(a) => Some(a),
+            AnyArg::T(_) => None,
+        }
+    }
+}
+
+/// Register `reg` on the tile `start..start + len`.
+fn arg<'s, T: Copy>(
+    reg: Reg<'s, T>,
+    scr: &'s Scratch<T>,
+    start: usize,
+    len: usize,
+) -> AnyArg<'s, T> {
+    match reg {
+        Reg::Slice(s) => AnyArg::T(Arg::V(&s[start..start + len])),
+        Reg::BSlice(s) => AnyArg::B(Arg::V(&s[start..start + len])),
+        Reg::Const(x) => AnyArg::T(Arg::S(x)),
+        Reg::BConst(x) => AnyArg::B(Arg::S(x)),
+        Reg::Periodic(_, s) | Reg::Slot(s) => AnyArg::T(Arg::V(&scr.t[s][..len])),
+        Reg::BPeriodic(_, s) | Reg::BSlot(s) => AnyArg::B(Arg::V(&scr.b[s][..len])),
+    }
+}
+
+/// A scalar register as an operand.
+fn scalar_arg<T: Copy>(reg: Reg<'_, T>) -> AnyArg<'_, T> {
+    match reg {
+        Reg::BConst(x) => AnyArg::B(Arg::S(x)),
+        Reg::Const(x) => AnyArg::T(Arg::S(x)),
+        _ => AnyArg::B(Arg::S(false)),
+    }
+}
+
+/// Copies the elements `start..` of the periodic sequence `src` into `out`.
+fn gather<E: Copy>(src: &[E], start: usize, out: &mut [E]) {
+    let p = src.len();
+    let mut i = start % p;
+    for o in out {
+        *o = src[i];
+        i += 1;
+        if i == p {
+            i = 0;
+        }
+    }
+}
+
+/// Whether the executor has a kernel for `op` (the dtypes are checked by [`exec`]).
+fn supported(op: &Op) -> bool {
+    match op {
+        Op::Unary { .. }
+        | Op::Binary { .. }
+        | Op::Compare { .. }
+        | Op::Select {}
+        | Op::StopGradient {} => true,
+        Op::Full { shape, .. } => shape.rank() == 0,
+        _ => false,
+    }
+}
+
+/// Evaluates one step on one tile.
+#[inline(never)]
+fn eval<T: Float>(op: &Op, args: &[AnyArg<'_, T>], out: Out<'_, T>) -> Option<()> {
+    match (op, out, args) {
+        (Op::Unary { op }, Out::T(o), [x]) => match x.t()? {
+            Arg::V(x) => T::unary(*op, x, o),
+            Arg::S(x) => {
+                let mut r = [T::default()];
+                T::unary(*op, &[x], &mut r);
+                o.fill(r[0]);
+            }
+        },
+        (Op::Unary { op: UnaryOp::Not }, Out::B(o), [x]) => map1(x.b()?, o, |v: bool| !v),
+        (Op::Unary { op: UnaryOp::IsNan }, Out::B(o), [x]) => {
+            map1(x.t()?, o, |v: T| v.to_f64().is_nan());
+        }
+        (
+            Op::Unary {
+                op: UnaryOp::IsFinite,
+            },
+            Out::B(o),
+            [x],
+        ) => {
+            map1(x.t()?, o, |v: T| v.to_f64().is_finite());
+        }
+        (Op::Binary { op }, Out::T(o), [a, b]) => {
+            let (a, b) = (a.t()?, b.t()?);
+            match op {
+                BinaryOp::Add => map2(a, b, o, T::add),
+                BinaryOp::Sub => map2(a, b, o, T::sub),
+                BinaryOp::Mul => map2(a, b, o, T::mul),
+                BinaryOp::Div => map2(a, b, o, T::div),
+                BinaryOp::Rem => map2(a, b, o, T::rem),
+                BinaryOp::FloorDiv => map2(a, b, o, T::floor_div),
+                BinaryOp::Pow => map2(a, b, o, T::pow),
+                BinaryOp::Maximum => map2(a, b, o, T::maximum),
+                BinaryOp::Minimum => map2(a, b, o, T::minimum),
+                BinaryOp::And | BinaryOp::Or => return None,
+            }
+        }
+        (Op::Binary { op }, Out::B(o), [a, b]) => {
+            let (a, b) = (a.b()?, b.b()?);
+            match op {
+                BinaryOp::And => map2(a, b, o, |x: bool, y: bool| x && y),
+                BinaryOp::Or => map2(a, b, o, |x: bool, y: bool| x || y),
+                _ => return None,
+            }
+        }
+        (Op::Compare { op }, Out::B(o), [a, b]) => {
+            let (a, b) = (a.t()?, b.t()?);
+            match op {
+                CmpOp::Eq => map2(a, b, o, |x: T, y: T| x == y),
+                CmpOp::Ne => map2(a, b, o, |x: T, y: T| x != y),
+                CmpOp::Lt => map2(a, b, o, |x: T, y: T| x < y),
+                CmpOp::Le => map2(a, b, o, |x: T, y: T| x <= y),
+                CmpOp::Gt => map2(a, b, o, |x: T, y: T| x > y),
+                CmpOp::Ge => map2(a, b, o, |x: T, y: T| x >= y),
+            }
+        }
+        (Op::Select {}, Out::T(o), [c, a, b]) => {
+            let (c, a, b) = (c.b()?, a.t()?, b.t()?);
+            select(c, a, b, o);
+        }
+        _ => return None,
+    }
+    Some(())
+}
+
+#[inline(always)]
+fn map1<A: Copy, O: Copy>(a: Arg<'_, A>, o: &mut [O], f: impl Fn(A) -> O) {
+    match a {
+        Arg::V(x) => {
+            for (o, &x) in o.iter_mut().zip(x) {
+                *o = f(x);
+            }
+        }
+        Arg::S(x) => o.fill(f(x)),
+    }
+}
+
+#[inline(always)]
+fn map2<A: Copy, B: Copy, O: Copy>(
+    a: Arg<'_, A>,
+    b: Arg<'_, B>,
+    o: &mut [O],
+    f: impl Fn(A, B) -> O,
+) {
+    match (a, b) {
+        (Arg::V(x), Arg::V(y)) => {
+            for ((o, &x), &y) in o.iter_mut().zip(x).zip(y) {
+                *o = f(x, y);
+            }
+        }
+        (Arg::V(x), Arg::S(y)) => {
+            for (o, &x) in o.iter_mut().zip(x) {
+                *o = f(x, y);
+            }
+        }
+        (Arg::S(x), Arg::V(y)) => {
+            for (o, &y) in o.iter_mut().zip(y) {
+                *o = f(x, y);
+            }
+        }
+        (Arg::S(x), Arg::S(y)) => o.fill(f(x, y)),
+    }
+}
+
+fn select<T: Copy>(c: Arg<'_, bool>, a: Arg<'_, T>, b: Arg<'_, T>, o: &mut [T]) {
+    let pick = |i: usize| {
+        let k = match c {
+            Arg::V(v) => v[i],
+            Arg::S(k) => k,
+        };
+        let src = if k { a } else { b };
+        match src {
+            Arg::V(v) => v[i],
+            Arg::S(x) => x,
+        }
+    };
+    for (i, o) in o.iter_mut().enumerate() {
+        *o = pick(i);
+    }
+}
+
+/// The NumPy broadcast of `shapes`, or `None` when they do not broadcast.
+fn broadcast<'s>(shapes: impl Iterator<Item = &'s [usize]>) -> Option<Vec<usize>> {
+    let mut out: Vec<usize> = Vec::new();
+    for s in shapes {
+        if s.len() > out.len() {
+            let mut grown = vec![1; s.len() - out.len()];
+            grown.extend_from_slice(&out);
+            out = grown;
+        }
+        let off = out.len() - s.len();
+        for (i, &d) in s.iter().enumerate() {
+            let o = &mut out[off + i];
+            match (*o, d) {
+                (a, b) if a == b => {}
+                (1, b) => *o = b,
+                (_, 1) => {}
+                _ => return None,
+            }
+        }
+    }
+    Some(out)
+}
+
+/// Whether a tensor of `shape` broadcast to `full` repeats its elements in order: its
+/// dims, right-aligned, equal the trailing dims of `full` after some leading ones. Gives
+/// the period (its element count).
+fn periodic(shape: &[usize], full: &[usize]) -> Option<usize> {
+    let off = full.len().checked_sub(shape.len())?;
+    // Leading ones of `shape` are stretched; from its first other dim on it must match.
+    let first = shape.iter().position(|&d| d != 1).unwrap_or(shape.len());
+    let tail_matches = shape[first..]
+        .iter()
+        .zip(&full[off + first..])
+        .all(|(a, b)| a == b);
+    tail_matches.then(|| shape.iter().product())
+}

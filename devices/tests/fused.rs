@@ -1,0 +1,256 @@
+//! The fused executor against the nodes it replaces: each case is a graph of elementwise
+//! nodes, run once as it is (node by node) and once after the fusion pass (one `fused`
+//! node the CPU runs over tiles); every output must be the same, bit for bit. The sizes
+//! straddle the tile (1024 elements) and the parallel task (16 tiles, and the 32 Ki
+//! elements from which work goes parallel); the operands cover every way an input is read
+//! (in place, a repeating row, a scalar, a column made contiguous first) and both float
+//! dtypes, with NaNs, infinities and signed zeros among the values.
+
+use devices::schedule::{self, Plan};
+use devices::{CpuDevice, Tensor};
+use ir::Graph;
+use ir::graph::NodeKind;
+use ir::passes::{Pass, optimize};
+
+/// A small deterministic generator (xorshift64*), so that failures reproduce.
+struct Gen(u64);
+
+impl Gen {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+
+    /// Mostly normal-sized values, with the special ones mixed in.
+    fn value(&mut self) -> f64 {
+        match self.next() % 64 {
+            0 => f64::NAN,
+            1 => f64::INFINITY,
+            2 => f64::NEG_INFINITY,
+            3 => -0.0,
+            4 => 0.0,
+            _ => ((self.next() % 20_000) as f64 / 1000.0) - 10.0,
+        }
+    }
+}
+
+fn tensor(g: &mut Gen, dtype: &str, shape: &[usize]) -> Tensor {
+    let n: usize = shape.iter().product();
+    let v: Vec<f64> = (0..n).map(|_| g.value()).collect();
+    match dtype {
+        "f64" => Tensor::from_vec(v, shape).expect("f64 tensor"),
+        _ => Tensor::from_vec(v.iter().map(|&x| x as f32).collect::<Vec<f32>>(), shape)
+            .expect("f32 tensor"),
+    }
+}
+
+/// The elements of `t` as bit patterns, whatever its dtype.
+fn bits(t: &Tensor) -> Vec<u64> {
+    if let Some(v) = t.to_vec::<f32>() {
+        return v.iter().map(|x| u64::from(x.to_bits())).collect();
+    }
+    if let Some(v) = t.to_vec::<f64>() {
+        return v.iter().map(|x| x.to_bits()).collect();
+    }
+    if let Some(v) = t.to_vec::<bool>() {
+        return v.iter().map(|&x| u64::from(x)).collect();
+    }
+    panic!("unexpected dtype {}", t.dtype())
+}
+
+fn fused_nodes(g: &Graph) -> usize {
+    g.walk(g.body())
+        .into_iter()
+        .filter(|&n| matches!(g.node(n).kind, NodeKind::Fused { .. }))
+        .count()
+}
+
+/// The graph of `body` over inputs of the given shapes, with `{t}` standing for the dtype.
+fn graph(dtype: &str, inputs: &[(&str, &str)], outs: &str, body: &str) -> Graph {
+    let params: Vec<String> = inputs
+        .iter()
+        .map(|(name, shape)| format!("%{name}: {dtype}{shape}"))
+        .collect();
+    let text = format!(
+        "graph @g({}) -> ({}) {{\n{}\n}}\n",
+        params.join(", "),
+        outs.replace("{t}", dtype),
+        body.replace("{t}", dtype)
+    );
+    let g = ir::graph::parse(&text).unwrap_or_else(|e| panic!("{e}\n{text}"));
+    ir::verify(&g).unwrap_or_else(|e| panic!("{e}\n{text}"));
+    g
+}
+
+/// Runs `g` unfused and fused on the same inputs and compares every output bit for bit.
+fn check(name: &str, g: &Graph, inputs: &[Tensor]) {
+    let fused = optimize(g, &[Pass::Fuse, Pass::Dce], true).expect("fusion runs");
+    assert!(fused_nodes(&fused) > 0, "{name}: nothing was fused");
+    let device = CpuDevice::new();
+    let mut p1 = Vec::new();
+    let mut p2 = Vec::new();
+    let want = schedule::run(g, &device, inputs, &mut p1).expect("unfused run");
+    let got = Plan::new(&fused)
+        .run(&device, inputs, &mut p2)
+        .expect("fused run");
+    assert_eq!(want.len(), got.len(), "{name}: output count");
+    for (i, (w, o)) in want.iter().zip(&got).enumerate() {
+        assert_eq!(w.shape(), o.shape(), "{name}: output {i} shape");
+        assert_eq!(w.dtype(), o.dtype(), "{name}: output {i} dtype");
+        let (w, o) = (bits(w), bits(o));
+        if let Some(k) = w.iter().zip(&o).position(|(a, b)| a != b) {
+            panic!(
+                "{name}: output {i} differs first at element {k}: {:#x} unfused, {:#x} fused",
+                w[k], o[k]
+            );
+        }
+    }
+}
+
+const SIZES: [usize; 7] = [1, 7, 1023, 1025, 16 * 1024 + 3, 33_000, 100_003];
+
+#[test]
+fn a_chain_of_math_and_arithmetic_matches_node_by_node() {
+    let mut rng = Gen(0x5eed);
+    for dtype in ["f32", "f64"] {
+        for n in SIZES {
+            let shape = format!("[{n}]");
+            let g = graph(
+                dtype,
+                &[("x", &shape), ("y", &shape)],
+                "{t}[N], {t}[N]".replace("N", &n.to_string()).as_str(),
+                &"  %a: {t}[] = full {shape: [], dtype: {t}, value: 1.5}
+  %m: {t}[N] = mul %x, %a
+  %b: {t}[] = full {shape: [], dtype: {t}, value: 0.25}
+  %p: {t}[N] = add %m, %b
+  %t: {t}[N] = tanh %p
+  %s: {t}[N] = sigmoid %x
+  %ts: {t}[N] = mul %t, %s
+  %h: {t}[] = full {shape: [], dtype: {t}, value: 0.5}
+  %hx: {t}[N] = mul %h, %x
+  %o: {t}[N] = sub %ts, %hx
+  %d: {t}[N] = div %o, %y
+  %r: {t}[N] = rem %d, %y
+  %q: {t}[N] = floor_div %x, %y
+  %w: {t}[N] = pow %s, %y
+  %mx: {t}[N] = maximum %r, %q
+  %mn: {t}[N] = minimum %mx, %w
+  %e: {t}[N] = exp %mn
+  %l: {t}[N] = log1p %e
+  %g: {t}[N] = gelu %l
+  %k: {t}[N] = sqrt %g
+  yield %o, %k"
+                    .replace("N", &n.to_string()),
+            );
+            let x = tensor(&mut rng, dtype, &[n]);
+            let y = tensor(&mut rng, dtype, &[n]);
+            check(&format!("chain {dtype} n={n}"), &g, &[x, y]);
+        }
+    }
+}
+
+#[test]
+fn broadcast_inputs_are_read_as_rows_scalars_and_columns() {
+    let mut rng = Gen(42);
+    for dtype in ["f32", "f64"] {
+        for rows in [1usize, 3, 40, 700] {
+            let cols = 97;
+            let g = graph(
+                dtype,
+                &[
+                    ("x", &format!("[{rows}, {cols}]")),
+                    ("row", &format!("[{cols}]")),
+                    ("col", &format!("[{rows}, 1]")),
+                    ("s", "[]"),
+                ],
+                &format!("{{t}}[{rows}, {cols}], {{t}}[{rows}, {cols}]"),
+                &"  %a: {t}[R, C] = add %x, %row
+  %b: {t}[R, C] = mul %a, %col
+  %c: {t}[R, C] = sub %b, %s
+  %d: {t}[R, C] = sin %c
+  %e: {t}[R, C] = mul %row, %col
+  %f: {t}[R, C] = add %d, %e
+  yield %f, %e"
+                    .replace('R', &rows.to_string())
+                    .replace('C', &cols.to_string()),
+            );
+            let inputs = [
+                tensor(&mut rng, dtype, &[rows, cols]),
+                tensor(&mut rng, dtype, &[cols]),
+                tensor(&mut rng, dtype, &[rows, 1]),
+                tensor(&mut rng, dtype, &[]),
+            ];
+            check(&format!("broadcast {dtype} rows={rows}"), &g, &inputs);
+        }
+    }
+}
+
+#[test]
+fn comparisons_selects_and_logic_keep_bools_inside_or_give_them_out() {
+    let mut rng = Gen(7);
+    for dtype in ["f32", "f64"] {
+        for n in SIZES {
+            let g = graph(
+                dtype,
+                &[("x", &format!("[{n}]")), ("y", &format!("[{n}]"))],
+                &format!("{{t}}[{n}], bool[{n}]"),
+                &"  %z: {t}[] = full {shape: [], dtype: {t}, value: 0}
+  %pos: bool[N] = gt %x, %z
+  %lt: bool[N] = lt %x, %y
+  %both: bool[N] = logical_and %pos, %lt
+  %either: bool[N] = logical_or %both, %lt
+  %not: bool[N] = logical_not %either
+  %nan: bool[N] = isnan %y
+  %fin: bool[N] = isfinite %x
+  %odd: bool[N] = logical_or %nan, %fin
+  %eq: bool[N] = eq %x, %y
+  %ne: bool[N] = ne %x, %z
+  %ge: bool[N] = ge %x, %y
+  %le: bool[N] = le %y, %z
+  %k: bool[N] = logical_and %eq, %ne
+  %k2: bool[N] = logical_or %ge, %le
+  %k3: bool[N] = logical_and %k, %k2
+  %k4: bool[N] = logical_or %k3, %odd
+  %s: {t}[N] = select %k4, %x, %y
+  %r: {t}[N] = relu %s
+  %a: {t}[N] = abs %r
+  %n: {t}[N] = neg %a
+  %sg: {t}[N] = sign %n
+  %st: {t}[N] = stop_gradient %sg
+  %o: {t}[N] = select %not, %st, %z
+  yield %o, %not"
+                    .replace('N', &n.to_string()),
+            );
+            let inputs = [tensor(&mut rng, dtype, &[n]), tensor(&mut rng, dtype, &[n])];
+            check(&format!("logic {dtype} n={n}"), &g, &inputs);
+        }
+    }
+}
+
+#[test]
+fn a_group_the_cpu_does_not_cover_runs_node_by_node() {
+    // Integer arithmetic (which can fail on a zero divisor) and casts are declined by the
+    // fused executor; the region then runs as plain nodes and gives the same values.
+    let g = ir::graph::parse(
+        "graph @g(%x: i32[5], %y: i32[5]) -> (f32[5]) {
+  %a: i32[5] = add %x, %y
+  %m: i32[5] = mul %a, %x
+  %c: f32[5] = cast %m {dtype: f32}
+  yield %c
+}",
+    )
+    .expect("parses");
+    let x = Tensor::from_vec(vec![1i32, -2, 3, 4, 5], &[5]).expect("x");
+    let y = Tensor::from_vec(vec![10i32, 20, -30, 40, 50], &[5]).expect("y");
+    let fused = optimize(&g, &[Pass::Fuse], true).expect("fusion runs");
+    assert_eq!(fused_nodes(&fused), 1);
+    let out = Plan::new(&fused)
+        .run(&CpuDevice::new(), &[x, y], &mut Vec::new())
+        .expect("runs");
+    assert_eq!(
+        out[0].to_vec::<f32>().expect("f32"),
+        vec![11.0, -36.0, -81.0, 176.0, 275.0]
+    );
+}

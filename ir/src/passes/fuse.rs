@@ -1,0 +1,395 @@
+//! Elementwise fusion: chains and siblings of elementwise primitives of one shape become
+//! one `fused` node, whose closed region a device runs in one pass over memory.
+//!
+//! **Groups.** The nodes of each block are visited in order. An elementwise node (unary,
+//! binary, compare, select, cast, `stop_gradient`) joins a group when its result has the
+//! group's shape and the group is still *open*: it joins the groups that produce its
+//! operands (merging them when there are several: producer/consumer fusion), or else an
+//! open group of its shape that reads one of its operands (sibling fusion: the two read
+//! that operand in one pass). A group closes as soon as a node outside it reads one of its
+//! values (a use inside a region counts as a use by the region's node).
+//!
+//! **Why that keeps the graph valid.** The fused node takes the place of the group's last
+//! member. Every operand a member reads from outside is defined before that member, so
+//! before the fused node; and since a group takes no member after an outside node has read
+//! it, every outside use of a member's value comes after the fused node.
+//!
+//! **The region.** It takes the values the members read from outside (in order of first
+//! use) and yields the member values that something outside reads. A scalar constant
+//! (`full` of shape `[]`) a member reads is copied into the region rather than passed, so
+//! the region keeps its constants (a generated kernel inlines them); the outer `full` is
+//! left for dead-code elimination. A group of one node stays a plain node.
+//!
+//! Fusion changes no value: a fused node computes exactly what its members computed. It
+//! runs after the other passes, which see through plain nodes only. [`unfuse`] undoes it
+//! (differentiation on the IR works on unfused graphs).
+
+use std::collections::{HashMap, HashSet};
+
+use crate::graph::{
+    BlockId, BuildError, Graph, GraphBuilder, NodeId, NodeKind, Rewrite, Type, ValueDef, ValueId,
+    rewrite,
+};
+use crate::prim::Category;
+use crate::{Op, Shape};
+
+/// `g` with its elementwise groups fused.
+pub(super) fn run(g: &Graph) -> Result<Graph, BuildError> {
+    let mut plan = Plan {
+        g,
+        at: HashMap::new(),
+        skip: HashSet::new(),
+    };
+    for b in blocks(g) {
+        plan.block(b);
+    }
+    rewrite(g, &plan)
+}
+
+/// `g` with every fused node replaced by the nodes of its region.
+pub fn unfuse(g: &Graph) -> Result<Graph, BuildError> {
+    rewrite(g, &Unfuse { g })
+}
+
+/// Whether `g` holds a fused node anywhere.
+pub fn has_fused(g: &Graph) -> bool {
+    g.walk(g.body())
+        .into_iter()
+        .any(|n| matches!(g.node(n).kind, NodeKind::Fused { .. }))
+}
+
+/// The body and every region, except the regions of fused nodes.
+fn blocks(g: &Graph) -> Vec<BlockId> {
+    let mut out = vec![g.body()];
+    for n in g.walk(g.body()) {
+        if !matches!(g.node(n).kind, NodeKind::Fused { .. }) {
+            out.extend(g.node(n).kind.regions());
+        }
+    }
+    out
+}
+
+/// The shape of an elementwise node's result, when the node may join a group.
+fn fusible(g: &Graph, n: NodeId) -> Option<&Shape> {
+    let node = g.node(n);
+    let NodeKind::Prim(op) = &node.kind else {
+        return None;
+    };
+    if op.prim().info().category != Category::Elementwise {
+        return None;
+    }
+    match node.results.as_slice() {
+        [r] => match g.ty(*r) {
+            Type::Tensor(t) => Some(&t.shape),
+            Type::Token => None,
+        },
+        _ => None,
+    }
+}
+
+/// A scalar constant: the op of the `full` node of shape `[]` that defines `v`.
+fn scalar_constant(g: &Graph, v: ValueId) -> Option<&Op> {
+    let ValueDef::Result { node, .. } = g.value(v).def else {
+        return None;
+    };
+    match &g.node(node).kind {
+        NodeKind::Prim(op @ Op::Full { shape, .. }) if shape.rank() == 0 => Some(op),
+        _ => None,
+    }
+}
+
+/// One group being formed.
+#[derive(Default)]
+struct Group {
+    /// Members in block order.
+    members: Vec<NodeId>,
+    /// Whether it may still take members.
+    open: bool,
+    /// Merged into another group (its members moved there).
+    gone: bool,
+}
+
+/// A finished group of two or more members, as the copy emits it.
+struct Fusion {
+    members: Vec<NodeId>,
+    /// Values read from outside, in order of first use (scalar constants excepted).
+    inputs: Vec<ValueId>,
+    /// Member values read outside the group.
+    outputs: Vec<ValueId>,
+}
+
+/// What to fuse, found before the copy.
+struct Plan<'g> {
+    /// The graph being copied.
+    g: &'g Graph,
+    /// Last member → its group.
+    at: HashMap<NodeId, Fusion>,
+    /// Members other than the last: left out where they stand.
+    skip: HashSet<NodeId>,
+}
+
+impl Plan<'_> {
+    /// Forms the groups of block `b`.
+    fn block(&mut self, b: BlockId) {
+        let g = self.g;
+        let mut groups: Vec<Group> = Vec::new();
+        let mut shape_of: Vec<Shape> = Vec::new();
+        // Which group defines a value.
+        let mut owner: HashMap<ValueId, usize> = HashMap::new();
+        // Which groups read a value from outside (for sibling fusion).
+        let mut readers: HashMap<ValueId, Vec<usize>> = HashMap::new();
+        let find = |groups: &Vec<Group>, mut i: usize, merged: &HashMap<usize, usize>| {
+            while groups[i].gone {
+                i = merged[&i];
+            }
+            i
+        };
+        let mut merged: HashMap<usize, usize> = HashMap::new();
+        for &n in &g.block(b).nodes {
+            let node = g.node(n);
+            let mut joined = None;
+            if let Some(shape) = fusible(g, n) {
+                let mut producers: Vec<usize> = node
+                    .operands
+                    .iter()
+                    .filter_map(|v| owner.get(v))
+                    .map(|&i| find(&groups, i, &merged))
+                    .filter(|&i| groups[i].open && shape_of[i] == *shape)
+                    .collect();
+                producers.sort_unstable();
+                producers.dedup();
+                let target = match producers.first() {
+                    Some(&first) => Some(first),
+                    None => node
+                        .operands
+                        .iter()
+                        .filter_map(|v| readers.get(v))
+                        .flatten()
+                        .map(|&i| find(&groups, i, &merged))
+                        .find(|&i| groups[i].open && shape_of[i] == *shape),
+                };
+                let i = match target {
+                    Some(i) => i,
+                    None => {
+                        groups.push(Group {
+                            open: true,
+                            ..Group::default()
+                        });
+                        shape_of.push(shape.clone());
+                        groups.len() - 1
+                    }
+                };
+                for &other in producers.iter().skip(1) {
+                    let moved = std::mem::take(&mut groups[other].members);
+                    groups[other].gone = true;
+                    merged.insert(other, i);
+                    groups[i].members.extend(moved);
+                }
+                groups[i].members.push(n);
+                joined = Some(i);
+            }
+            // Every read of a group's value by a node outside it closes that group.
+            let mut reads = node.operands.clone();
+            for r in node.kind.regions() {
+                region_reads(g, r, &mut reads);
+            }
+            for v in &reads {
+                if let Some(&i) = owner.get(v) {
+                    let i = find(&groups, i, &merged);
+                    if Some(i) != joined {
+                        groups[i].open = false;
+                    }
+                }
+            }
+            if let Some(i) = joined {
+                for &v in &node.operands {
+                    if owner
+                        .get(&v)
+                        .is_none_or(|&o| find(&groups, o, &merged) != i)
+                    {
+                        readers.entry(v).or_default().push(i);
+                    }
+                }
+                for &r in &node.results {
+                    owner.insert(r, i);
+                }
+            }
+        }
+        let position: HashMap<NodeId, usize> = g
+            .block(b)
+            .nodes
+            .iter()
+            .enumerate()
+            .map(|(k, &n)| (n, k))
+            .collect();
+        for group in groups {
+            if group.gone || group.members.len() < 2 {
+                continue;
+            }
+            let mut members = group.members;
+            members.sort_by_key(|n| position[n]);
+            self.add(b, members);
+        }
+    }
+
+    /// Records the fusion of `members` (two or more, in block order) of block `b`.
+    fn add(&mut self, b: BlockId, members: Vec<NodeId>) {
+        let g = self.g;
+        let set: HashSet<NodeId> = members.iter().copied().collect();
+        let defined: HashSet<ValueId> = members
+            .iter()
+            .flat_map(|&m| g.node(m).results.iter().copied())
+            .collect();
+        let mut inputs = Vec::new();
+        for &m in &members {
+            for &v in &g.node(m).operands {
+                if !defined.contains(&v) && scalar_constant(g, v).is_none() && !inputs.contains(&v)
+                {
+                    inputs.push(v);
+                }
+            }
+        }
+        // Member values read by a node of the block outside the group, by a region, or by
+        // the block's yield.
+        let mut read_outside: HashSet<ValueId> = g.block(b).yields.iter().copied().collect();
+        for &n in &g.block(b).nodes {
+            if set.contains(&n) {
+                continue;
+            }
+            let mut reads = g.node(n).operands.clone();
+            for r in g.node(n).kind.regions() {
+                region_reads(g, r, &mut reads);
+            }
+            read_outside.extend(reads);
+        }
+        let outputs: Vec<ValueId> = members
+            .iter()
+            .flat_map(|&m| g.node(m).results.iter().copied())
+            .filter(|v| read_outside.contains(v))
+            .collect();
+        let Some((&last, rest)) = members.split_last() else {
+            return;
+        };
+        self.skip.extend(rest.iter().copied());
+        self.at.insert(
+            last,
+            Fusion {
+                members,
+                inputs,
+                outputs,
+            },
+        );
+    }
+}
+
+/// Every value read inside `region`, at any depth (operands and yields).
+fn region_reads(g: &Graph, region: BlockId, out: &mut Vec<ValueId>) {
+    for &n in &g.block(region).nodes {
+        out.extend_from_slice(&g.node(n).operands);
+        for r in g.node(n).kind.regions() {
+            region_reads(g, r, out);
+        }
+    }
+    out.extend_from_slice(&g.block(region).yields);
+}
+
+impl Rewrite for Plan<'_> {
+    fn node(
+        &self,
+        b: &mut GraphBuilder,
+        n: NodeId,
+        get: &dyn Fn(ValueId) -> ValueId,
+    ) -> Result<Option<Vec<(ValueId, ValueId)>>, BuildError> {
+        if self.skip.contains(&n) {
+            return Ok(Some(Vec::new()));
+        }
+        let Some(f) = self.at.get(&n) else {
+            return Ok(None);
+        };
+        let g = self.g;
+        let outer: Vec<ValueId> = f.inputs.iter().map(|&v| get(v)).collect();
+        let span = b.span();
+        let outs = b.fused(&outer, |b, args| {
+            let mut local: HashMap<ValueId, ValueId> =
+                f.inputs.iter().copied().zip(args.iter().copied()).collect();
+            for &m in &f.members {
+                let node = g.node(m);
+                let NodeKind::Prim(op) = &node.kind else {
+                    return Err(BuildError::Unfinished);
+                };
+                b.set_span(node.span);
+                let mut operands = Vec::with_capacity(node.operands.len());
+                for &v in &node.operands {
+                    let value = match local.get(&v) {
+                        Some(&x) => x,
+                        None => {
+                            let c = scalar_constant(g, v).ok_or(BuildError::Unfinished)?;
+                            let x = b.op(c, &[])?;
+                            local.insert(v, x);
+                            x
+                        }
+                    };
+                    operands.push(value);
+                }
+                let r = b.op(op, &operands)?;
+                local.insert(node.results[0], r);
+            }
+            b.set_span(span);
+            f.outputs
+                .iter()
+                .map(|v| local.get(v).copied().ok_or(BuildError::Unfinished))
+                .collect()
+        })?;
+        Ok(Some(f.outputs.iter().copied().zip(outs).collect()))
+    }
+}
+
+/// The copy that puts every fused node's region back in its place.
+struct Unfuse<'g> {
+    g: &'g Graph,
+}
+
+impl Rewrite for Unfuse<'_> {
+    fn node(
+        &self,
+        b: &mut GraphBuilder,
+        n: NodeId,
+        get: &dyn Fn(ValueId) -> ValueId,
+    ) -> Result<Option<Vec<(ValueId, ValueId)>>, BuildError> {
+        let g = self.g;
+        let node = g.node(n);
+        let NodeKind::Fused { body } = node.kind else {
+            return Ok(None);
+        };
+        let region = g.block(body);
+        let mut local: HashMap<ValueId, ValueId> = region
+            .args
+            .iter()
+            .zip(&node.operands)
+            .map(|(&a, &v)| (a, get(v)))
+            .collect();
+        for &m in &region.nodes {
+            let inner = g.node(m);
+            let NodeKind::Prim(op) = &inner.kind else {
+                return Err(BuildError::Unfinished);
+            };
+            b.set_span(inner.span);
+            let args = inner
+                .operands
+                .iter()
+                .map(|v| local.get(v).copied().ok_or(BuildError::Unfinished))
+                .collect::<Result<Vec<_>, _>>()?;
+            let r = b.op(op, &args)?;
+            if let Some(&res) = inner.results.last() {
+                local.insert(res, r);
+            }
+        }
+        b.set_span(node.span);
+        node.results
+            .iter()
+            .zip(&region.yields)
+            .map(|(&r, y)| local.get(y).map(|&v| (r, v)).ok_or(BuildError::Unfinished))
+            .collect::<Result<Vec<_>, _>>()
+            .map(Some)
+    }
+}
