@@ -161,6 +161,32 @@ pub(crate) fn zeroed<T: Elem>(n: usize) -> Vec<T> {
     }
 }
 
+/// An empty vector with room for `n` elements, for a kernel that writes every element
+/// before the vector is used (through `spare_capacity_mut`, then `set_len`). Unlike
+/// [`zeroed`] it writes nothing: an allocator that reuses freed memory (mimalloc does)
+/// would otherwise clear it first, a whole extra pass over a large result. Large vectors
+/// are marked for transparent huge pages like [`zeroed`]'s.
+pub(crate) fn unfilled<T: Elem>(n: usize) -> Vec<T> {
+    let bytes = n.saturating_mul(std::mem::size_of::<T>());
+    if bytes < HUGE_PAGE_MIN_BYTES {
+        return Vec::with_capacity(n);
+    }
+    let Ok(layout) = std::alloc::Layout::array::<T>(n) else {
+        return Vec::with_capacity(n);
+    };
+    // SAFETY: `layout` has non-zero size (bytes ≥ HUGE_PAGE_MIN_BYTES); the vector takes
+    // ownership of an allocation made by the global allocator with exactly the layout
+    // `Vec<T>` uses for capacity `n`, and its length 0 claims no element initialised.
+    unsafe {
+        let ptr = std::alloc::alloc(layout);
+        if ptr.is_null() {
+            std::alloc::handle_alloc_error(layout);
+        }
+        advise_huge_pages(ptr, bytes);
+        Vec::from_raw_parts(ptr.cast::<T>(), 0, n)
+    }
+}
+
 #[cfg(target_os = "linux")]
 fn advise_huge_pages(ptr: *mut u8, bytes: usize) {
     const PAGE: usize = 4096;

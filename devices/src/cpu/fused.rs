@@ -21,6 +21,8 @@
 //! schedule runs its region node by node.
 
 use ir::{BinaryOp, CmpOp, DType, Op, UnaryOp};
+use std::mem::MaybeUninit;
+
 use rayon::prelude::*;
 
 use super::elementwise::Num;
@@ -110,10 +112,16 @@ struct Scratch<T> {
     b: Vec<Vec<bool>>,
 }
 
-/// Where an output's elements go, for one task.
+/// Where a step's elements go on one tile.
 enum Out<'a, T> {
     T(&'a mut [T]),
     B(&'a mut [bool]),
+}
+
+/// Where an output's elements go, for one task: the not yet written part of its vector.
+enum Dest<'a, T> {
+    T(&'a mut [MaybeUninit<T>]),
+    B(&'a mut [MaybeUninit<bool>]),
 }
 
 /// A whole output.
@@ -259,22 +267,22 @@ fn run<T: Float>(kernel: &Kernel, inputs: &[&Tensor]) -> Option<Result<Vec<Tenso
         .outputs
         .iter()
         .map(|&o| match kernel.ty(o).map(|t| t.dtype) {
-            Some(DType::Bool) => OutBuf::B(crate::buffer::zeroed::<bool>(n)),
-            _ => OutBuf::T(crate::buffer::zeroed::<T>(n)),
+            Some(DType::Bool) => OutBuf::B(crate::buffer::unfilled::<bool>(n)),
+            _ => OutBuf::T(crate::buffer::unfilled::<T>(n)),
         })
         .collect();
     let tasks = n.div_ceil(TASK);
-    let mut per_task: Vec<Vec<Out<'_, T>>> = (0..tasks).map(|_| Vec::new()).collect();
+    let mut per_task: Vec<Vec<Dest<'_, T>>> = (0..tasks).map(|_| Vec::new()).collect();
     for buf in &mut bufs {
         match buf {
             OutBuf::T(v) => {
-                for (k, c) in v.chunks_mut(TASK).enumerate() {
-                    per_task[k].push(Out::T(c));
+                for (k, c) in v.spare_capacity_mut()[..n].chunks_mut(TASK).enumerate() {
+                    per_task[k].push(Dest::T(c));
                 }
             }
             OutBuf::B(v) => {
-                for (k, c) in v.chunks_mut(TASK).enumerate() {
-                    per_task[k].push(Out::B(c));
+                for (k, c) in v.spare_capacity_mut()[..n].chunks_mut(TASK).enumerate() {
+                    per_task[k].push(Dest::B(c));
                 }
             }
         }
@@ -291,8 +299,10 @@ fn run<T: Float>(kernel: &Kernel, inputs: &[&Tensor]) -> Option<Result<Vec<Tenso
         t: vec![vec![T::default(); TILE]; t_slots],
         b: vec![vec![false; TILE]; b_slots],
     };
-    let task = |scr: &mut Scratch<T>, (k, outs): (usize, Vec<Out<'_, T>>)| -> bool {
-        crate::cancel::requested() || ctx.task(scr, k * TASK, outs).is_some()
+    // A task that starts after Ctrl-C writes nothing and fails, so the outputs are dropped
+    // unfinished (the caller reports the interruption).
+    let task = |scr: &mut Scratch<T>, (k, outs): (usize, Vec<Dest<'_, T>>)| -> bool {
+        !crate::cancel::requested() && ctx.task(scr, k * TASK, outs).is_some()
     };
     let ok = if n >= PAR_MIN_ELEMS {
         per_task
@@ -315,8 +325,17 @@ fn run<T: Float>(kernel: &Kernel, inputs: &[&Tensor]) -> Option<Result<Vec<Tenso
     Some(Ok(bufs
         .into_iter()
         .map(|b| match b {
-            OutBuf::T(v) => Tensor::from_host_unchecked(T::into_buffer(v), &shape),
-            OutBuf::B(v) => Tensor::from_host_unchecked(bool::into_buffer(v), &shape),
+            OutBuf::T(mut v) => {
+                // SAFETY: the capacity is at least `n`, and every task succeeded: each wrote
+                // every element of its chunk, and the chunks cover `0..n`.
+                unsafe { v.set_len(n) };
+                Tensor::from_host_unchecked(T::into_buffer(v), &shape)
+            }
+            OutBuf::B(mut v) => {
+                // SAFETY: as above.
+                unsafe { v.set_len(n) };
+                Tensor::from_host_unchecked(bool::into_buffer(v), &shape)
+            }
         })
         .collect()))
 }
@@ -333,7 +352,9 @@ struct Ctx<'r, 'a, T> {
 
 impl<T: Float> Ctx<'_, '_, T> {
     /// Runs the tiles of the task starting at element `base`, writing `outs`.
-    fn task(&self, scr: &mut Scratch<T>, base: usize, mut outs: Vec<Out<'_, T>>) -> Option<()> {
+    /// Gives `None`, with the outputs possibly not all written, when a step meets operands
+    /// it was not built for.
+    fn task(&self, scr: &mut Scratch<T>, base: usize, mut outs: Vec<Dest<'_, T>>) -> Option<()> {
         let end = (base + TASK).min(self.n);
         let mut start = base;
         while start < end {
@@ -366,10 +387,8 @@ impl<T: Float> Ctx<'_, '_, T> {
             let at = start - base;
             for (out, &reg) in outs.iter_mut().zip(self.outputs) {
                 match (out, arg(reg, scr, start, len)) {
-                    (Out::T(o), AnyArg::T(Arg::V(v))) => o[at..at + len].copy_from_slice(v),
-                    (Out::T(o), AnyArg::T(Arg::S(x))) => o[at..at + len].fill(x),
-                    (Out::B(o), AnyArg::B(Arg::V(v))) => o[at..at + len].copy_from_slice(v),
-                    (Out::B(o), AnyArg::B(Arg::S(x))) => o[at..at + len].fill(x),
+                    (Dest::T(o), AnyArg::T(a)) => put(a, o.get_mut(at..at + len)?),
+                    (Dest::B(o), AnyArg::B(a)) => put(a, o.get_mut(at..at + len)?),
                     _ => return None,
                 }
             }
@@ -431,6 +450,22 @@ fn arg<'s, T: Copy>(
         Reg::BConst(x) => AnyArg::B(Arg::S(x)),
         Reg::Periodic(_, s) | Reg::Slot(s) => AnyArg::T(Arg::V(&scr.t[s][..len])),
         Reg::BPeriodic(_, s) | Reg::BSlot(s) => AnyArg::B(Arg::V(&scr.b[s][..len])),
+    }
+}
+
+/// Writes a tile of an output.
+fn put<E: Copy>(a: Arg<'_, E>, o: &mut [MaybeUninit<E>]) {
+    match a {
+        Arg::V(v) => {
+            for (d, &x) in o.iter_mut().zip(v) {
+                d.write(x);
+            }
+        }
+        Arg::S(x) => {
+            for d in o {
+                d.write(x);
+            }
+        }
     }
 }
 

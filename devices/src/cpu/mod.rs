@@ -269,10 +269,11 @@ impl Device for CpuDevice {
         }
         let result = match fused::exec(kernel, inputs) {
             None => return Ok(None),
-            Some(r) => r.map_err(DeviceError::Unavailable)?,
+            Some(r) => r,
         };
+        // A run cut short by Ctrl-C fails inside; the interruption is what to report.
         crate::cancel::check()?;
-        Ok(Some(result))
+        Ok(Some(result.map_err(DeviceError::Unavailable)?))
     }
 
     fn upload(&self, data: HostBuffer, shape: &[usize]) -> Result<Tensor, DeviceError> {
