@@ -34,6 +34,8 @@ Examples:
   ms --device cuda train.ms     run on the first NVIDIA GPU (cuda:N for another)
   ms check model.ms             parse and type-check without running
   ms --mode graph train.ms      stage every named function called from the top level
+  ms run --check-modes train.ms run every staged call eagerly too and compare; a difference
+                                names the optimizer's pass and the node to blame
   ms ir train.ms --fn step --stage grad
                                 the IR of `step` as the script stages it, differentiated
   ms explain E0301              what a diagnostic code means (`ms explain` lists them)
@@ -79,6 +81,11 @@ pub struct Cli {
 pub enum Cmd {
     /// Check a script, then run it eagerly (the same as `ms FILE.ms`)
     Run {
+        /// Run every staged call also eagerly and as staged (before the optimizer's
+        /// passes), compare the results, and report the first difference with the pass and
+        /// the node to blame; implies `--mode graph` unless `--mode eager` is given
+        #[arg(long)]
+        check_modes: bool,
         /// The script, then the words given to it
         #[arg(value_name = "FILE.ms [ARGS]", required = true, num_args = 1..,
               trailing_var_arg = true, allow_hyphen_values = true)]
@@ -277,6 +284,7 @@ impl Cli {
         let seed = self.seed.unwrap_or(0);
         let device = open_device(self.device.as_deref())?;
         let graph_mode = self.mode.as_deref() == Some("graph");
+        let eager_mode = self.mode.as_deref() == Some("eager");
         let explain_restage = self.explain_restage;
         let with_device = |o: crate::Options| {
             let o = crate::Options {
@@ -300,12 +308,22 @@ impl Cli {
                     ..crate::Options::default()
                 })))
             }
-            Some(Cmd::Run { words }) => {
+            Some(Cmd::Run { check_modes, words }) => {
                 let (file, args) = words.split_first().ok_or_else(|| {
                     CliError::usage("`ms run` needs a FILE.ms")
-                        .with_help("ms run FILE.ms [ARGS]...")
+                        .with_help("ms run [--check-modes] FILE.ms [ARGS]...")
                 })?;
-                run_file(&with_device(script_options(file, args, seed)))
+                let options = with_device(script_options(file, args, seed));
+                if !check_modes {
+                    return run_file(&options);
+                }
+                // Checking is about staged calls: without a mode, every named function
+                // called from the top level is staged (and so checked), as in graph mode.
+                run_file(&crate::Options {
+                    check_modes: true,
+                    graph_mode: !eager_mode,
+                    ..options
+                })
             }
             Some(Cmd::Script(words)) => {
                 let (word, args) = words
@@ -440,6 +458,13 @@ fn run_file(options: &crate::Options) -> Result<Status, CliError> {
         "{}",
         session.render(&outcome, &name, &text, render_options())
     );
+    // `--check-modes` says what it checked, unless it found a difference (which the
+    // diagnostic above reports).
+    if let Some(summary) = session.check_summary()
+        && !outcome.diagnostics.iter().any(|d| d.code == "E0914")
+    {
+        eprintln!("{summary}");
+    }
     Ok(if outcome.diagnostics.iter().any(|d| d.code == "E0911") {
         Status::Interrupted
     } else if outcome.has_errors() {
@@ -585,10 +610,27 @@ mod tests {
 
         let cli = parse(&["run", "--seed", "-4", "t.ms", "-x", "--threads", "2"]).expect("parses");
         assert_eq!((cli.seed, cli.threads), (Some(-4), None));
-        let Some(Cmd::Run { words: w }) = cli.command else {
+        let Some(Cmd::Run {
+            words: w,
+            check_modes,
+        }) = cli.command
+        else {
             panic!("not run: {:?}", cli.command)
         };
         assert_eq!(w, words(&["t.ms", "-x", "--threads", "2"]));
+        assert!(!check_modes);
+
+        // `--check-modes` before the script is `ms run`'s; after it, the script's.
+        let cli = parse(&["run", "--check-modes", "t.ms", "--check-modes"]).expect("parses");
+        let Some(Cmd::Run {
+            words: w,
+            check_modes,
+        }) = cli.command
+        else {
+            panic!("not run: {:?}", cli.command)
+        };
+        assert!(check_modes);
+        assert_eq!(w, words(&["t.ms", "--check-modes"]));
     }
 
     #[test]

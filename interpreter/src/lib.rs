@@ -15,5 +15,5 @@ pub mod session;
 pub(crate) mod stage;
 pub mod value;
 
-pub use session::{IrStage, Options, Outcome, Session};
+pub use session::{CheckSummary, IrStage, Options, Outcome, Session};
 pub use value::Value;

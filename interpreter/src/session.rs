@@ -44,6 +44,10 @@ pub struct Options {
     pub graph_mode: bool,
     /// Say on stderr why a staged function is staged again (`--explain-restage`).
     pub explain_restage: bool,
+    /// Check every staged call against eager evaluation and against its graph as staged
+    /// (`ms run --check-modes`): the first difference stops the entry with E0914, naming
+    /// the pass and the node to blame; [`Session::check_summary`] says what was checked.
+    pub check_modes: bool,
 }
 
 impl Default for Options {
@@ -58,6 +62,7 @@ impl Default for Options {
             script_path: None,
             graph_mode: false,
             explain_restage: false,
+            check_modes: false,
         }
     }
 }
@@ -241,6 +246,37 @@ fn sym_names(te: &lang::ast::TypeExpr, out: &mut Vec<lang::ast::Name>) {
     }
 }
 
+/// What `ms run --check-modes` checked: staged calls that agreed with eager evaluation and
+/// with their graphs as staged.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CheckSummary {
+    /// Staged calls checked.
+    pub calls: usize,
+    /// Distinct graphs those calls ran.
+    pub graphs: usize,
+    /// The passes of the pipeline, in order.
+    pub passes: Vec<String>,
+}
+
+impl std::fmt::Display for CheckSummary {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let plural =
+            |n: usize, one: &str, many: &str| format!("{n} {}", if n == 1 { one } else { many });
+        let passes = if self.passes.is_empty() {
+            "no passes".to_string()
+        } else {
+            format!("passes: {}", self.passes.join(", "))
+        };
+        write!(
+            f,
+            "check-modes: {} of {} agreed with eager evaluation and with the graph as staged \
+             ({passes})",
+            plural(self.calls, "staged call", "staged calls"),
+            plural(self.graphs, "graph", "graphs"),
+        )
+    }
+}
+
 /// Which form of a staged function `ms ir` and `:ir` show.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum IrStage {
@@ -249,7 +285,8 @@ pub enum IrStage {
     /// Its reverse-mode derivative on the IR: the outputs, then the gradient of the first
     /// output with respect to every float tensor argument.
     Grad,
-    /// The graph after the optimizer's pipeline (`ir::passes::PIPELINE`): what runs.
+    /// The graph after the session's pipeline of passes (`ir::passes::PIPELINE` unless
+    /// [`Session::set_passes`] chose others): what runs.
     Opt,
 }
 
@@ -271,6 +308,9 @@ impl Session {
         state.script_args = options.script_args;
         state.graph_mode = options.graph_mode;
         state.explain_restage = options.explain_restage;
+        state.check = options
+            .check_modes
+            .then(crate::stage::check::CheckModes::default);
         // `import "file.ms"` resolves against the script's folder; in the REPL (no
         // script) against the working directory.
         let base = options
@@ -446,6 +486,50 @@ impl Session {
         self.state.jit.stagings
     }
 
+    /// The optimizer's passes staged graphs go through from now on, in order (the default
+    /// is `ir::passes::PIPELINE`; an empty list runs graphs as staged). The graphs staged
+    /// so far were optimized with the passes of their time, so they are dropped: the next
+    /// call of each function stages it again.
+    pub fn set_passes(&mut self, passes: Vec<ir::passes::Pass>) {
+        self.state.passes = crate::stage::pipeline::Pipeline::of(&passes);
+        self.state.jit.forget();
+    }
+
+    /// The names of the passes staged graphs go through, in order.
+    pub fn passes(&self) -> Vec<String> {
+        self.state.passes.names()
+    }
+
+    /// Puts a graph transformation of a test's own into the pipeline at position `at` (0
+    /// runs it first; past the end, last), named `name` in reports, and drops the graphs
+    /// staged so far as [`Session::set_passes`] does. The tests of `--check-modes` use it
+    /// to give the pipeline a deliberately wrong pass, which the real passes never are.
+    #[doc(hidden)]
+    pub fn insert_test_pass(
+        &mut self,
+        at: usize,
+        name: &str,
+        pass: impl Fn(&ir::Graph) -> Result<ir::Graph, String> + Send + Sync + 'static,
+    ) {
+        let steps = &mut self.state.passes.steps;
+        let at = at.min(steps.len());
+        steps.insert(
+            at,
+            crate::stage::pipeline::Step::Test(Arc::from(name), Arc::new(pass)),
+        );
+        self.state.jit.forget();
+    }
+
+    /// What `--check-modes` checked so far (every staged call agreed, or the entry that
+    /// found a difference stopped with E0914); `None` when the session does not check.
+    pub fn check_summary(&self) -> Option<CheckSummary> {
+        self.state.check.as_ref().map(|c| CheckSummary {
+            calls: c.calls,
+            graphs: c.graphs.len(),
+            passes: self.state.passes.names(),
+        })
+    }
+
     /// The text of the graphs staged so far for the function `name` (a global), one per
     /// signature; `None` when `name` is not a function or was never staged.
     pub fn staged_ir(&self, name: &str) -> Option<Vec<String>> {
@@ -580,7 +664,7 @@ impl Session {
         Ok(out)
     }
 
-    /// The optimizer's pipeline on the newest raw graph of the function `name`, pass by
+    /// The session's pipeline on the newest raw graph of the function `name`, pass by
     /// pass: a header per pass and the lines of the IR text it removed (`-`) and added
     /// (`+`). `None` when `name` was never staged.
     pub fn passes_ir(&self, name: &str) -> Option<String> {
@@ -591,8 +675,8 @@ impl Session {
         let mut g = newest.raw.clone();
         let mut text = ir::graph::print(&g, opts);
         let mut out = format!("staged:\n{text}");
-        for &pass in ir::passes::PIPELINE {
-            let next = match ir::passes::optimize(&g, &[pass], true) {
+        for step in &self.state.passes.steps {
+            let next = match step.run(&g, true) {
                 Ok(n) => n,
                 Err(e) => {
                     out.push_str(&format!("{e}\n"));
@@ -602,9 +686,9 @@ impl Session {
             let next_text = ir::graph::print(&next, opts);
             let diff = line_diff(&text, &next_text);
             if diff.is_empty() {
-                out.push_str(&format!("after {}: no change\n", pass.name()));
+                out.push_str(&format!("after {}: no change\n", step.name()));
             } else {
-                out.push_str(&format!("after {}:\n{diff}", pass.name()));
+                out.push_str(&format!("after {}:\n{diff}", step.name()));
             }
             (g, text) = (next, next_text);
         }

@@ -684,3 +684,40 @@ fn explain_restage_names_the_argument_and_dim_that_changed() {
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// `ms run --check-modes`: the script runs in graph mode, prints what it prints eagerly,
+/// and one line on stderr says what was checked; with `--mode eager` only `@jit` calls are
+/// staged, so only they are checked.
+#[test]
+fn check_modes_says_what_it_checked() {
+    let case = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/check_modes/agrees.ms");
+    let case = case.to_string_lossy();
+    let eager = ms(&["run", &case]);
+    assert_eq!(eager.status.code(), Some(0), "{}", text(&eager.stderr));
+    let checked = ms(&["run", "--check-modes", &case]);
+    assert_eq!(checked.status.code(), Some(0), "{}", text(&checked.stderr));
+    assert_eq!(text(&checked.stdout), text(&eager.stdout));
+    assert_eq!(
+        text(&checked.stderr),
+        "check-modes: 4 staged calls of 3 graphs agreed with eager evaluation and with the \
+         graph as staged (passes: fold, simplify, cse, dce)\n"
+    );
+    // Eagerly, `grad(loss)` is not staged: the three calls of the `@jit` `step` are.
+    let jit_only = ms(&["--mode", "eager", "run", "--check-modes", &case]);
+    assert_eq!(
+        jit_only.status.code(),
+        Some(0),
+        "{}",
+        text(&jit_only.stderr)
+    );
+    assert_eq!(text(&jit_only.stdout), text(&eager.stdout));
+    assert!(
+        text(&jit_only.stderr).starts_with("check-modes: 3 staged calls of 2 graphs agreed"),
+        "{}",
+        text(&jit_only.stderr)
+    );
+    // The code it reports on a difference is explained.
+    let explained = ms(&["explain", "E0914"]);
+    assert_eq!(explained.status.code(), Some(0));
+    assert!(text(&explained.stdout).starts_with("# E0914: eager and staged results differ"));
+}

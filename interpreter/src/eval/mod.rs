@@ -92,6 +92,15 @@ pub(crate) struct State {
     pub graph_mode: bool,
     /// Whether each re-staging is explained on stderr (`--explain-restage`).
     pub explain_restage: bool,
+    /// The optimizer's passes that staged graphs go through, in order
+    /// (`Session::set_passes`; `ir::passes::PIPELINE` by default).
+    pub passes: crate::stage::pipeline::Pipeline,
+    /// `ms run --check-modes`: every staged call is also run eagerly and as staged, and the
+    /// results compared (`stage::check`); what was checked so far.
+    pub check: Option<crate::stage::check::CheckModes>,
+    /// Whether every call runs eagerly, `@jit` ones included: set while a checked call
+    /// runs eagerly for reference, so that the reference stages nothing.
+    pub eager_only: bool,
 }
 
 impl State {
@@ -120,6 +129,9 @@ impl State {
             jit: crate::stage::jit::Cache::default(),
             graph_mode: false,
             explain_restage: false,
+            passes: crate::stage::pipeline::Pipeline::default(),
+            check: None,
+            eager_only: false,
         }
     }
 }
@@ -414,7 +426,7 @@ impl<'s> Eval<'s> {
     /// each statement, loop iteration and call, so that any running program stops within
     /// one step; `span` is the place it stops at.
     #[inline]
-    fn check_interrupt(&self, span: Span) -> R<()> {
+    pub(crate) fn check_interrupt(&self, span: Span) -> R<()> {
         if devices::cancel::requested() {
             Err(errors::interrupted(span))
         } else {
@@ -1348,10 +1360,11 @@ impl<'s> Eval<'s> {
         named: Vec<(Name, Value, Span)>,
         span: Span,
     ) -> R<Value> {
-        let eager = self.staging() || self.st.traces.any();
+        let eager = self.staging() || self.st.traces.any() || self.st.eager_only;
         match f {
             // Inside a staged function a staged one is inlined; under an eager derivative
-            // it runs eagerly, so that the derivative sees its primitives.
+            // it runs eagerly, so that the derivative sees its primitives; in the eager
+            // reference run of `--check-modes` (`eager_only`) everything runs eagerly.
             Value::Jit(_) if !eager => self.call_staged(f, pos, named, span),
             Value::Fn(func)
                 if self.st.graph_mode && !eager && self.stack.is_empty() && !func.is_closure() =>

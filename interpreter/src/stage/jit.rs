@@ -60,7 +60,8 @@ pub(crate) type Signature = Vec<(Option<Name>, ArgSig)>;
 pub(crate) struct StagedFn {
     /// The graph as staged (`ms ir --stage raw`).
     pub raw: ir::Graph,
-    /// The graph that runs: `raw` after the optimizer's pipeline (`ir::passes::PIPELINE`).
+    /// The graph that runs: `raw` after the session's pipeline of passes
+    /// (`ir::passes::PIPELINE` unless `Session::set_passes` chose others).
     pub graph: ir::Graph,
     /// How many graph inputs after the random key are the arguments' tensors (the rest are
     /// captured tensors).
@@ -71,7 +72,7 @@ pub(crate) struct StagedFn {
     _args: Vec<Value>,
     /// The result, its tensor leaves standing for the graph's outputs after the key.
     out: Value,
-    captures: Vec<Tensor>,
+    pub(super) captures: Vec<Tensor>,
     prints: HashMap<IrSpan, PrintLine>,
     globals_read: Vec<(Name, Value)>,
     /// The signature with the sizes of symbolic dims (those the parameters' annotations
@@ -118,6 +119,12 @@ pub(crate) struct Cache {
 }
 
 impl Cache {
+    /// Drops every staged graph (the pipeline changed: they were optimized with other
+    /// passes). The count of stagings stays.
+    pub(crate) fn forget(&mut self) {
+        self.entries.clear();
+    }
+
     /// The graphs staged for the function `key`, newest last.
     pub(crate) fn graphs(&self, key: usize) -> Vec<Arc<StagedFn>> {
         self.entries
@@ -376,11 +383,14 @@ impl Eval<'_> {
         named
             .iter()
             .for_each(|(_, v, _)| input_leaves(v, &mut leaves));
+        if self.st.check.is_some() {
+            return self.run_checked(f, &staged, pos, named, leaves, span);
+        }
         self.run_staged(&staged, leaves, span)
     }
 
     /// `line:col` of `span` in the running source, for notes.
-    fn place(&self, span: Span) -> String {
+    pub(super) fn place(&self, span: Span) -> String {
         let text = self.st.sources.get(self.src).map_or("", |(_, t)| &**t);
         let (l, c) = errors::line_col(text, span.start);
         format!("{l}:{c}")
@@ -428,7 +438,10 @@ impl Eval<'_> {
         }
         let mut args: Vec<Value> = pos.iter().map(|(v, _)| v.clone()).collect();
         args.extend(named.iter().map(|(_, v, _)| v.clone()));
-        let optimized = ir::passes::optimize(&graph, ir::passes::PIPELINE, cfg!(debug_assertions))
+        let optimized = self
+            .st
+            .passes
+            .optimize(&graph, cfg!(debug_assertions))
             .map_err(|e| errors::internal(&format!("optimizing `{name}`: {e}"), span))?;
         Ok(StagedFn {
             raw: graph,
@@ -533,28 +546,59 @@ impl Eval<'_> {
 
     /// Runs a staged graph on the session's device with the call's input leaves.
     fn run_staged(&mut self, g: &StagedFn, leaves: Vec<TensorVal>, span: Span) -> R<Value> {
+        let inputs = self.staged_inputs(g, leaves, span)?;
+        let outs = self.run_graph(g, &inputs, span, None)?;
+        self.staged_result(g, &outs, span)
+    }
+
+    /// The inputs of a run of `g`: the random key, the call's input leaves, the captured
+    /// tensors, all on the session's device.
+    pub(super) fn staged_inputs(
+        &self,
+        g: &StagedFn,
+        leaves: Vec<TensorVal>,
+        span: Span,
+    ) -> R<Vec<Tensor>> {
         let key = Tensor::from_vec(vec![self.st.seed, self.st.offset], &[2])
             .map_err(|e| self.device_error(e, span))?;
         let mut inputs = Vec::with_capacity(1 + leaves.len() + g.captures.len());
         inputs.push(key);
         inputs.extend(leaves.into_iter().map(|l| l.t));
         inputs.extend(g.captures.iter().cloned());
-        let inputs = self.on_session_device(&inputs, span)?;
+        self.on_session_device(&inputs, span)
+    }
+
+    /// Runs `g`'s optimized graph on `inputs`, printing what its `print` nodes show as
+    /// eager mode would; with `kept`, the printed tensors are also kept there, in order.
+    /// Gives the graph's tensor outputs: the result's leaves, then the random key.
+    pub(super) fn run_graph(
+        &mut self,
+        g: &StagedFn,
+        inputs: &[Tensor],
+        span: Span,
+        kept: Option<&mut Vec<Tensor>>,
+    ) -> R<Vec<Tensor>> {
         let device = self.st.device.clone();
         let mut printer = Printer {
             out: &mut *self.st.out,
             g,
             pending: Vec::new(),
             failed: None,
+            kept,
         };
-        let r = Plan::new(&g.graph).run(&*device, &inputs, &mut printer);
+        let r = Plan::new(&g.graph).run(&*device, inputs, &mut printer);
         if let Some(e) = printer.failed {
             return Err(errors::bad_value(
                 format!("cannot write the output: {e}"),
                 span,
             ));
         }
-        let outs = r.map_err(|e| self.run_error(e, span))?;
+        r.map_err(|e| self.run_error(e, span))
+    }
+
+    /// The call's result from a run's outputs; the session's random stream continues from
+    /// the key the run gave back.
+    pub(super) fn staged_result(&mut self, g: &StagedFn, outs: &[Tensor], span: Span) -> R<Value> {
         let Some((key, rest)) = outs.split_last() else {
             return Err(errors::internal("a staged graph returned nothing", span));
         };
@@ -796,10 +840,16 @@ struct Printer<'a> {
     g: &'a StagedFn,
     pending: Vec<Tensor>,
     failed: Option<std::io::Error>,
+    /// Where the printed tensors are kept, when the caller compares them
+    /// (`--check-modes`).
+    kept: Option<&'a mut Vec<Tensor>>,
 }
 
 impl Effects for Printer<'_> {
     fn print(&mut self, _node: NodeId, value: &Tensor, span: IrSpan) {
+        if let Some(kept) = self.kept.as_deref_mut() {
+            kept.push(value.clone());
+        }
         let Some(pl) = self.g.prints.get(&span) else {
             return;
         };

@@ -28,10 +28,12 @@
 //! buffers). Globals a staged function reads are recorded, and a later call whose globals
 //! hold other values re-stages (late binding, as in eager mode).
 
+pub(crate) mod check;
 pub(crate) mod control;
 pub(crate) mod exits;
 pub(crate) mod grad;
 pub(crate) mod jit;
+pub(crate) mod pipeline;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU32, Ordering};
