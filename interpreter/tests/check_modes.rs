@@ -79,7 +79,7 @@ fn a_wrong_pass_is_named_with_the_node_it_changed() {
     let (s, out, rendered, text) = run_case("pass_changes_a_node", 2);
     assert_eq!(
         s.passes(),
-        ["fold", "simplify", "wrong", "cse", "dce"],
+        ["fold", "simplify", "wrong", "cse", "dce", "fuse", "dce"],
         "the wrong pass runs after fold and simplify"
     );
     let d = out
@@ -113,7 +113,7 @@ fn a_wrong_pass_is_named_with_the_node_it_changed() {
     assert!(d.notes.contains(&element), "{:?}", d.notes);
     assert!(
         d.notes.iter().any(|n| n.contains(
-            "the pipeline is `fold`, `simplify`, `wrong`, `cse`, `dce`: the outputs are kept \
+            "the pipeline is `fold`, `simplify`, `wrong`, `cse`, `dce`, `fuse`, `dce`: the outputs are kept \
              through `fold`, `simplify` and change after `wrong`"
         )),
         "{:?}",
@@ -181,11 +181,14 @@ fn agreeing_calls_are_counted() {
     // and the gradient of `loss` once (staged with `step` inlined, checked against the
     // eager tape's gradient).
     assert_eq!((summary.calls, summary.graphs), (4, 3), "{summary}");
-    assert_eq!(summary.passes, ["fold", "simplify", "cse", "dce"]);
+    assert_eq!(
+        summary.passes,
+        ["fold", "simplify", "cse", "dce", "fuse", "dce"]
+    );
     assert_eq!(
         summary.to_string(),
         "check-modes: 4 staged calls of 3 graphs agreed with eager evaluation and with the \
-         graph as staged (passes: fold, simplify, cse, dce)"
+         graph as staged (passes: fold, simplify, cse, dce, fuse, dce)"
     );
     // Without the wrong pass the report says nothing; with it, the same calls fail.
     let mut wrong = checking();

@@ -23,7 +23,7 @@
 //! with a given span and operation after the pass with the `k`-th one before it; a node
 //! left over, which the pass may have made another operation, by span and types), both
 //! graphs are copied with the values of the matched nodes as extra outputs
-//! ([`with_outputs`]), both copies run, and the first matched node (in execution order
+//! ([`ir::graph::with_outputs`]), both copies run, and the first matched node (in execution order
 //! after the pass) whose values differ is reported, with its span, as error E0914. A node
 //! inside a region (an `if` branch, a loop body) is seen through the region's node, whose
 //! results are compared: values inside a region exist once per iteration and cannot be
@@ -35,14 +35,13 @@
 //! The first difference stops the program with E0914 (exit status 1); without one, the
 //! command line prints what was checked ([`CheckModes`]).
 
-use std::cell::RefCell;
 use std::collections::HashMap;
 use std::io::Write;
 use std::sync::{Arc, Mutex};
 
 use devices::Tensor;
 use ir::DType;
-use ir::graph::{BlockId, BuildError, GraphBuilder, NodeId, NodeKind, Type, ValueId};
+use ir::graph::{BuildError, NodeId, NodeKind, Type, ValueId, with_outputs};
 use lang::ast::Name;
 use lang::{Diagnostic, Span};
 
@@ -676,151 +675,6 @@ fn tensor_results(g: &ir::Graph, n: NodeId) -> Vec<ValueId> {
         .copied()
         .filter(|&v| !g.ty(v).is_token())
         .collect()
-}
-
-/// `g` with `extra` (values of its body block) as further outputs after its own: the same
-/// nodes copied through a builder, so the copy is checked as every graph is.
-///
-/// This is the copy `ir::graph::inline` makes, kept here because it must also give where
-/// each value went; values inside regions are not visible outside them and cannot be
-/// extra outputs.
-fn with_outputs(g: &ir::Graph, extra: &[ValueId]) -> Result<ir::Graph, BuildError> {
-    let mut b = GraphBuilder::new(g.name());
-    let cx = Copier {
-        g,
-        map: RefCell::new(HashMap::new()),
-    };
-    for &x in g.inputs() {
-        match g.ty(x) {
-            Type::Token => {
-                b.token_input();
-            }
-            Type::Tensor(t) => {
-                let v = b.input(t.clone());
-                cx.set(x, v);
-            }
-        }
-    }
-    cx.block(&mut b, g.body())?;
-    let mut outs = cx.tensors(g.outputs());
-    outs.extend(extra.iter().map(|&v| cx.get(v)));
-    b.finish(&outs)
-}
-
-/// The state of [`with_outputs`]'s copy: where each value of `g` is in the copy.
-struct Copier<'g> {
-    g: &'g ir::Graph,
-    map: RefCell<HashMap<ValueId, ValueId>>,
-}
-
-impl Copier<'_> {
-    fn get(&self, v: ValueId) -> ValueId {
-        self.map.borrow().get(&v).copied().unwrap_or(v)
-    }
-
-    fn set(&self, old: ValueId, new: ValueId) {
-        self.map.borrow_mut().insert(old, new);
-    }
-
-    fn tensors(&self, vs: &[ValueId]) -> Vec<ValueId> {
-        vs.iter()
-            .filter(|&&v| !self.g.ty(v).is_token())
-            .map(|&v| self.get(v))
-            .collect()
-    }
-
-    /// Binds a node's tensor results to `outs`, in order.
-    fn results(&self, results: &[ValueId], outs: &[ValueId]) {
-        let mut outs = outs.iter();
-        for &r in results {
-            if !self.g.ty(r).is_token()
-                && let Some(&o) = outs.next()
-            {
-                self.set(r, o);
-            }
-        }
-    }
-
-    fn block(&self, b: &mut GraphBuilder, block: BlockId) -> Result<(), BuildError> {
-        let g = self.g;
-        for &n in &g.block(block).nodes {
-            let node = g.node(n);
-            b.set_span(node.span);
-            match &node.kind {
-                NodeKind::Prim(op) => {
-                    let v = b.op(op, &self.tensors(&node.operands))?;
-                    self.results(&node.results, &[v]);
-                }
-                NodeKind::Assert { message } => {
-                    if let Some(&c) = self.tensors(&node.operands).first() {
-                        b.assert(c, message)?;
-                    }
-                }
-                NodeKind::If {
-                    then_block,
-                    else_block,
-                } => {
-                    let all = self.tensors(&node.operands);
-                    let Some((&cond, args)) = all.split_first() else {
-                        return Err(BuildError::Unfinished);
-                    };
-                    let outs = b.if_(
-                        cond,
-                        args,
-                        |b, a| self.region(b, *then_block, &[], a),
-                        |b, a| self.region(b, *else_block, &[], a),
-                    )?;
-                    self.results(&node.results, &outs);
-                }
-                NodeKind::While { cond, body } => {
-                    let init = self.tensors(&node.operands);
-                    let outs = b.while_(
-                        &init,
-                        |b, a| {
-                            let ys = self.region(b, *cond, &[], a)?;
-                            ys.first().copied().ok_or(BuildError::Unfinished)
-                        },
-                        |b, a| self.region(b, *body, &[], a),
-                    )?;
-                    self.results(&node.results, &outs);
-                }
-                NodeKind::For { body } => {
-                    let all = self.tensors(&node.operands);
-                    let [start, stop, step, init @ ..] = &all[..] else {
-                        return Err(BuildError::Unfinished);
-                    };
-                    let outs = b.for_(*start, *stop, *step, init, |b, i, a| {
-                        self.region(b, *body, &[i], a)
-                    })?;
-                    self.results(&node.results, &outs);
-                }
-            }
-        }
-        Ok(())
-    }
-
-    /// Inside a region the builder opened: binds the block's arguments (`lead` first, then
-    /// `args`; the token is the region's own), copies its nodes, gives its tensor yields.
-    fn region(
-        &self,
-        b: &mut GraphBuilder,
-        block: BlockId,
-        lead: &[ValueId],
-        args: &[ValueId],
-    ) -> Result<Vec<ValueId>, BuildError> {
-        let g = self.g;
-        let mut given = lead.iter().chain(args.iter());
-        for &a in &g.block(block).args {
-            if g.ty(a).is_token() {
-                continue;
-            }
-            if let Some(&n) = given.next() {
-                self.set(a, n);
-            }
-        }
-        self.block(b, block)?;
-        Ok(self.tensors(&g.block(block).yields))
-    }
 }
 
 #[cfg(test)]

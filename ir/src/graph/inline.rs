@@ -61,6 +61,17 @@ impl Rewrite for Plain {}
 /// `g` copied node by node through a new builder, as `rw` says. Spans, the token and the
 /// inputs and outputs are kept.
 pub(crate) fn rewrite(g: &Graph, rw: &dyn Rewrite) -> Result<Graph, BuildError> {
+    copy_with(g, rw, &[])
+}
+
+/// `g` copied unchanged, with `extra` (values of its body block) as further outputs after
+/// its own: how a checker observes intermediate values of a run. Values inside regions are
+/// not visible outside them and cannot be extra outputs (the build fails).
+pub fn with_outputs(g: &Graph, extra: &[ValueId]) -> Result<Graph, BuildError> {
+    copy_with(g, &Plain, extra)
+}
+
+fn copy_with(g: &Graph, rw: &dyn Rewrite, extra: &[ValueId]) -> Result<Graph, BuildError> {
     let mut b = GraphBuilder::new(g.name());
     let cx = Inliner {
         g,
@@ -79,7 +90,8 @@ pub(crate) fn rewrite(g: &Graph, rw: &dyn Rewrite) -> Result<Graph, BuildError> 
         }
     }
     cx.block(&mut b, g.body())?;
-    let outs = cx.tensors(g.outputs());
+    let mut outs = cx.tensors(g.outputs());
+    outs.extend(extra.iter().map(|&v| cx.get(v)));
     b.finish(&outs)
 }
 

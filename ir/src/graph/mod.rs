@@ -59,8 +59,8 @@ mod verify;
 
 pub use builder::{BuildError, GraphBuilder};
 pub use generalize::{SymSize, generalize};
-pub use inline::inline;
 pub(crate) use inline::{Rewrite, rewrite};
+pub use inline::{inline, with_outputs};
 pub use parse::{ParseError, parse};
 pub use print::{PrintOptions, print};
 pub use verify::{VerifyError, VerifyErrorKind, verify};
