@@ -153,6 +153,14 @@ pub fn run(
 #[derive(Clone, Debug)]
 pub struct Plan<'g> {
     graph: &'g Graph,
+    prepared: Cow<'g, Prepared>,
+}
+
+/// What [`Plan::new`] works out about a graph, owned, so that a caller who runs one graph
+/// many times (a staged function) keeps it next to the graph and pays for it once
+/// ([`Plan::with`]).
+#[derive(Clone, Debug)]
+pub struct Prepared {
     /// Per block (by index): `releases[b][p]` are the values of block `b` whose last use is
     /// at position `p`: 0 right after the arguments are bound (arguments never used),
     /// `k + 1` after node `k`, `len + 1` after the yield.
@@ -170,9 +178,10 @@ pub struct RunStats {
     pub nodes_run: usize,
 }
 
-impl<'g> Plan<'g> {
-    /// Computes the last use of every value of every block of `graph`.
-    pub fn new(graph: &'g Graph) -> Plan<'g> {
+impl Prepared {
+    /// Computes the last use of every value of every block of `graph`, and compiles its
+    /// fused groups.
+    pub fn new(graph: &Graph) -> Prepared {
         let mut releases = vec![Vec::new(); graph.block_count()];
         let mut kernels = HashMap::new();
         let body = graph.body();
@@ -187,10 +196,29 @@ impl<'g> Plan<'g> {
                 kernels.insert(n, k);
             }
         }
+        Prepared { releases, kernels }
+    }
+}
+
+impl<'g> Plan<'g> {
+    /// Analyses `graph` ([`Prepared::new`]).
+    pub fn new(graph: &'g Graph) -> Plan<'g> {
         Plan {
             graph,
-            releases,
-            kernels,
+            prepared: Cow::Owned(Prepared::new(graph)),
+        }
+    }
+
+    /// The plan of `graph` from an analysis made earlier, which must be `graph`'s own:
+    /// another graph's would free values at the wrong time. (One whose block count shows
+    /// it belongs elsewhere is not used; `graph` is analysed afresh.)
+    pub fn with(graph: &'g Graph, prepared: &'g Prepared) -> Plan<'g> {
+        if prepared.releases.len() != graph.block_count() {
+            return Plan::new(graph);
+        }
+        Plan {
+            graph,
+            prepared: Cow::Borrowed(prepared),
         }
     }
 
@@ -511,7 +539,7 @@ impl Run<'_, '_, '_> {
         for (&v, slot) in block.args.iter().zip(args) {
             self.set(v, slot);
         }
-        let releases = &self.plan.releases[b.index()];
+        let releases = &self.plan.prepared.releases[b.index()];
         for &v in &releases[0] {
             self.release(v);
         }
@@ -674,7 +702,7 @@ impl Run<'_, '_, '_> {
                 self.bind_results(n, out)
             }
             NodeKind::Fused { body } => {
-                if let Some(kernel) = self.plan.kernels.get(&n) {
+                if let Some(kernel) = self.plan.prepared.kernels.get(&n) {
                     let args = node
                         .operands
                         .iter()

@@ -71,9 +71,32 @@ pub struct Cli {
     /// Say on stderr why a staged function is staged again (which argument, which dim)
     #[arg(long, global = true)]
     pub explain_restage: bool,
+    /// The optimizer's passes for staged graphs, in order, comma-separated (fold,
+    /// simplify, cse, dce, fuse), or `none` [default: fold,simplify,cse,dce,fuse,dce]
+    #[arg(long, global = true, value_name = "LIST")]
+    pub passes: Option<String>,
     /// What to do; without one, the REPL.
     #[command(subcommand)]
     pub command: Option<Cmd>,
+}
+
+/// The passes `--passes` names: `none`, or pass names separated by commas.
+fn parse_passes(list: &str) -> Result<Vec<ir::passes::Pass>, CliError> {
+    if list.trim() == "none" {
+        return Ok(Vec::new());
+    }
+    list.split(',')
+        .map(|name| {
+            ir::passes::Pass::from_name(name.trim()).ok_or_else(|| {
+                let known: Vec<&str> = ir::passes::Pass::ALL.iter().map(|p| p.name()).collect();
+                CliError::usage(format!(
+                    "`{}` is not a pass; the passes are {} (or `none`)",
+                    name.trim(),
+                    known.join(", ")
+                ))
+            })
+        })
+        .collect()
 }
 
 /// The commands of `ms`.
@@ -286,10 +309,12 @@ impl Cli {
         let graph_mode = self.mode.as_deref() == Some("graph");
         let eager_mode = self.mode.as_deref() == Some("eager");
         let explain_restage = self.explain_restage;
+        let passes = self.passes.as_deref().map(parse_passes).transpose()?;
         let with_device = |o: crate::Options| {
             let o = crate::Options {
                 graph_mode,
                 explain_restage,
+                passes: passes.clone(),
                 ..o
             };
             match &device {
@@ -669,5 +694,23 @@ mod tests {
             "{text}"
         );
         assert!(!text.contains('\u{1b}'), "{text}");
+    }
+
+    #[test]
+    fn passes_are_named_or_none() {
+        use ir::passes::Pass;
+        assert_eq!(parse_passes("none").expect("none"), Vec::<Pass>::new());
+        assert_eq!(
+            parse_passes("fold, cse,fuse").expect("three"),
+            [Pass::Fold, Pass::Cse, Pass::Fuse]
+        );
+        let e = parse_passes("fold,inline").expect_err("no such pass");
+        assert!(
+            e.message.contains("`inline` is not a pass"),
+            "{}",
+            e.message
+        );
+        let cli = parse(&["--passes", "none", "run", "t.ms"]).expect("parses");
+        assert_eq!(cli.passes.as_deref(), Some("none"));
     }
 }

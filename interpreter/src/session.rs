@@ -48,6 +48,9 @@ pub struct Options {
     /// (`ms run --check-modes`): the first difference stops the entry with E0914, naming
     /// the pass and the node to blame; [`Session::check_summary`] says what was checked.
     pub check_modes: bool,
+    /// The optimizer's passes for staged graphs, in order (`--passes`); `None` is
+    /// `ir::passes::PIPELINE`.
+    pub passes: Option<Vec<ir::passes::Pass>>,
 }
 
 impl Default for Options {
@@ -63,6 +66,7 @@ impl Default for Options {
             graph_mode: false,
             explain_restage: false,
             check_modes: false,
+            passes: None,
         }
     }
 }
@@ -88,9 +92,20 @@ impl Outcome {
     }
 }
 
-/// A sink that keeps what is written (for tests and captured sessions).
+/// A sink that keeps what is written (for tests and captured sessions, and for the
+/// comparisons of `--check-modes`).
 #[derive(Clone, Debug, Default)]
-struct Capture(Arc<Mutex<Vec<u8>>>);
+pub(crate) struct Capture(Arc<Mutex<Vec<u8>>>);
+
+impl Capture {
+    /// What was written so far, kept.
+    pub(crate) fn text(&self) -> String {
+        self.0
+            .lock()
+            .map(|v| String::from_utf8_lossy(&v).into_owned())
+            .unwrap_or_default()
+    }
+}
 
 impl Write for Capture {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
@@ -308,6 +323,9 @@ impl Session {
         state.script_args = options.script_args;
         state.graph_mode = options.graph_mode;
         state.explain_restage = options.explain_restage;
+        if let Some(passes) = &options.passes {
+            state.passes = crate::stage::pipeline::Pipeline::of(passes);
+        }
         state.check = options
             .check_modes
             .then(crate::stage::check::CheckModes::default);

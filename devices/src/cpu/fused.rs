@@ -612,19 +612,32 @@ fn map2<A: Copy, B: Copy, O: Copy>(
 }
 
 fn select<T: Copy>(c: Arg<'_, bool>, a: Arg<'_, T>, b: Arg<'_, T>, o: &mut [T]) {
-    let pick = |i: usize| {
-        let k = match c {
-            Arg::V(v) => v[i],
-            Arg::S(k) => k,
-        };
-        let src = if k { a } else { b };
-        match src {
-            Arg::V(v) => v[i],
-            Arg::S(x) => x,
-        }
+    // Each shape of operands gets its own plain loop, so that LLVM vectorises it.
+    let c = match c {
+        Arg::S(k) => return map1(if k { a } else { b }, o, |x: T| x),
+        Arg::V(c) => c,
     };
-    for (i, o) in o.iter_mut().enumerate() {
-        *o = pick(i);
+    match (a, b) {
+        (Arg::V(a), Arg::V(b)) => {
+            for (((o, &k), &x), &y) in o.iter_mut().zip(c).zip(a).zip(b) {
+                *o = if k { x } else { y };
+            }
+        }
+        (Arg::V(a), Arg::S(y)) => {
+            for ((o, &k), &x) in o.iter_mut().zip(c).zip(a) {
+                *o = if k { x } else { y };
+            }
+        }
+        (Arg::S(x), Arg::V(b)) => {
+            for ((o, &k), &y) in o.iter_mut().zip(c).zip(b) {
+                *o = if k { x } else { y };
+            }
+        }
+        (Arg::S(x), Arg::S(y)) => {
+            for (o, &k) in o.iter_mut().zip(c) {
+                *o = if k { x } else { y };
+            }
+        }
     }
 }
 

@@ -37,7 +37,7 @@
 
 use std::collections::HashMap;
 use std::io::Write;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use devices::Tensor;
 use ir::DType;
@@ -49,6 +49,7 @@ use super::jit::{StagedFn, fn_name};
 use super::tensor_leaves;
 use crate::eval::Eval;
 use crate::eval::errors::{self, Flow, R};
+use crate::session::Capture;
 use crate::value::{TensorVal, Value};
 
 /// The code of a difference found by `--check-modes`.
@@ -244,35 +245,6 @@ fn eager_difference(eager: &Side, staged: &Side) -> Option<(&'static str, Vec<St
         ));
     }
     None
-}
-
-/// A sink that keeps what is written, to compare eager and staged output.
-#[derive(Clone, Default)]
-struct Capture(Arc<Mutex<Vec<u8>>>);
-
-impl Capture {
-    fn text(&self) -> String {
-        self.0
-            .lock()
-            .map(|v| String::from_utf8_lossy(&v).into_owned())
-            .unwrap_or_default()
-    }
-}
-
-impl Write for Capture {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        match self.0.lock() {
-            Ok(mut v) => {
-                v.extend_from_slice(buf);
-                Ok(buf.len())
-            }
-            Err(_) => Err(std::io::Error::other("the output buffer was poisoned")),
-        }
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
 }
 
 /// The step of the pipeline to blame, with the graphs just before and just after it.

@@ -63,6 +63,9 @@ pub(crate) struct StagedFn {
     /// The graph that runs: `raw` after the session's pipeline of passes
     /// (`ir::passes::PIPELINE` unless `Session::set_passes` chose others).
     pub graph: ir::Graph,
+    /// `graph` analysed for the executor, made on the first run and kept, since a staged
+    /// function runs many times; emptied whenever `graph` is replaced.
+    prepared: std::sync::OnceLock<devices::schedule::Prepared>,
     /// How many graph inputs after the random key are the arguments' tensors (the rest are
     /// captured tensors).
     pub n_args: usize,
@@ -446,6 +449,7 @@ impl Eval<'_> {
         Ok(StagedFn {
             raw: graph,
             graph: optimized,
+            prepared: std::sync::OnceLock::new(),
             n_args: n_args.len(),
             abs: sig.clone(),
             sig,
@@ -490,6 +494,7 @@ impl Eval<'_> {
             Ok((raw, optimized)) => {
                 g.staged = Some(std::mem::replace(&mut g.raw, raw));
                 g.graph = optimized;
+                g.prepared = std::sync::OnceLock::new();
                 g.general = true;
             }
             Err(why) if self.st.explain_restage => {
@@ -586,7 +591,10 @@ impl Eval<'_> {
             failed: None,
             kept,
         };
-        let r = Plan::new(&g.graph).run(&*device, inputs, &mut printer);
+        let prepared = g
+            .prepared
+            .get_or_init(|| devices::schedule::Prepared::new(&g.graph));
+        let r = Plan::with(&g.graph, prepared).run(&*device, inputs, &mut printer);
         if let Some(e) = printer.failed {
             return Err(errors::bad_value(
                 format!("cannot write the output: {e}"),
