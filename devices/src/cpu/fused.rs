@@ -354,7 +354,36 @@ impl<T: Float> Ctx<'_, '_, T> {
     /// Runs the tiles of the task starting at element `base`, writing `outs`.
     /// Gives `None`, with the outputs possibly not all written, when a step meets operands
     /// it was not built for.
-    fn task(&self, scr: &mut Scratch<T>, base: usize, mut outs: Vec<Dest<'_, T>>) -> Option<()> {
+    fn task(&self, scr: &mut Scratch<T>, base: usize, outs: Vec<Dest<'_, T>>) -> Option<()> {
+        #[cfg(target_arch = "x86_64")]
+        if std::arch::is_x86_feature_detected!("avx2") {
+            // SAFETY: the CPU has AVX2, checked just above.
+            return unsafe { self.task_avx2(scr, base, outs) };
+        }
+        self.task_body(scr, base, outs)
+    }
+
+    /// The tile loop compiled for AVX2: the arithmetic loops of the steps (inlined into
+    /// it) then run 8 f32 lanes wide instead of SSE2's 4. The values do not change: the
+    /// basic operations are exactly rounded at any width, and no multiply-add is fused.
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx2")]
+    unsafe fn task_avx2(
+        &self,
+        scr: &mut Scratch<T>,
+        base: usize,
+        outs: Vec<Dest<'_, T>>,
+    ) -> Option<()> {
+        self.task_body(scr, base, outs)
+    }
+
+    #[inline(always)]
+    fn task_body(
+        &self,
+        scr: &mut Scratch<T>,
+        base: usize,
+        mut outs: Vec<Dest<'_, T>>,
+    ) -> Option<()> {
         let end = (base + TASK).min(self.n);
         let mut start = base;
         while start < end {
@@ -397,6 +426,7 @@ impl<T: Float> Ctx<'_, '_, T> {
         Some(())
     }
 
+    #[inline(always)]
     fn step(
         &self,
         step: &crate::fused::Step,
@@ -454,6 +484,7 @@ fn arg<'s, T: Copy>(
 }
 
 /// Writes a tile of an output.
+#[inline(always)]
 fn put<E: Copy>(a: Arg<'_, E>, o: &mut [MaybeUninit<E>]) {
     match a {
         Arg::V(v) => {
@@ -505,7 +536,7 @@ fn supported(op: &Op) -> bool {
 }
 
 /// Evaluates one step on one tile.
-#[inline(never)]
+#[inline(always)]
 fn eval<T: Float>(op: &Op, args: &[AnyArg<'_, T>], out: Out<'_, T>) -> Option<()> {
     match (op, out, args) {
         (Op::Unary { op }, Out::T(o), [x]) => match x.t()? {
@@ -611,6 +642,7 @@ fn map2<A: Copy, B: Copy, O: Copy>(
     }
 }
 
+#[inline(always)]
 fn select<T: Copy>(c: Arg<'_, bool>, a: Arg<'_, T>, b: Arg<'_, T>, o: &mut [T]) {
     // Each shape of operands gets its own plain loop, so that LLVM vectorises it.
     let c = match c {
