@@ -273,19 +273,6 @@ fn def_block(g: &Graph, v: ValueId) -> BlockId {
     }
 }
 
-/// Every value read by the regions of a node, at any depth (operands and yields).
-fn region_uses(g: &Graph, region: BlockId, out: &mut Vec<ValueId>) {
-    let block = g.block(region);
-    for &n in &block.nodes {
-        let node = g.node(n);
-        out.extend_from_slice(&node.operands);
-        for r in node.kind.regions() {
-            region_uses(g, r, out);
-        }
-    }
-    out.extend_from_slice(&block.yields);
-}
-
 /// The release lists of one block (see [`Plan::releases`]).
 fn block_releases(g: &Graph, b: BlockId) -> Vec<Vec<ValueId>> {
     let block = g.block(b);
@@ -296,18 +283,12 @@ fn block_releases(g: &Graph, b: BlockId) -> Vec<Vec<ValueId>> {
     for &a in &block.args {
         last.insert(a, 0);
     }
-    let mut uses = Vec::new();
     for (k, &n) in block.nodes.iter().enumerate() {
         let node = g.node(n);
         for &r in &node.results {
             last.insert(r, k + 1);
         }
-        uses.clear();
-        uses.extend_from_slice(&node.operands);
-        for r in node.kind.regions() {
-            region_uses(g, r, &mut uses);
-        }
-        for &v in &uses {
+        for v in g.reads(n) {
             if def_block(g, v) == b {
                 last.insert(v, k + 1);
             }

@@ -53,9 +53,13 @@ impl Float for f64 {
     }
 }
 
-/// Runs `kernel` on `inputs` (already checked to be on the CPU), or `None` when the
-/// executor does not cover it.
-pub(crate) fn exec(kernel: &Kernel, inputs: &[&Tensor]) -> Option<Result<Vec<Tensor>, String>> {
+/// Runs `kernel` on `inputs` (already checked to be on the CPU) giving outputs of `shape`
+/// (the inputs' broadcast shape), or `None` when the executor does not cover it.
+pub(crate) fn exec(
+    kernel: &Kernel,
+    inputs: &[&Tensor],
+    shape: &[usize],
+) -> Option<Result<Vec<Tensor>, String>> {
     if inputs.len() != kernel.inputs.len() {
         return None;
     }
@@ -72,8 +76,8 @@ pub(crate) fn exec(kernel: &Kernel, inputs: &[&Tensor]) -> Option<Result<Vec<Ten
         }
     }
     match float.unwrap_or(DType::F32) {
-        DType::F32 => run::<f32>(kernel, inputs),
-        DType::F64 => run::<f64>(kernel, inputs),
+        DType::F32 => run::<f32>(kernel, inputs, shape),
+        DType::F64 => run::<f64>(kernel, inputs, shape),
         _ => None,
     }
 }
@@ -130,16 +134,19 @@ enum OutBuf<T> {
     B(Vec<bool>),
 }
 
-fn run<T: Float>(kernel: &Kernel, inputs: &[&Tensor]) -> Option<Result<Vec<Tensor>, String>> {
-    let shape = broadcast(inputs.iter().map(|t| t.shape()))?;
+fn run<T: Float>(
+    kernel: &Kernel,
+    inputs: &[&Tensor],
+    shape: &[usize],
+) -> Option<Result<Vec<Tensor>, String>> {
     let n: usize = shape.iter().product();
     // Inputs that neither match the output's shape nor repeat along leading axes are made
     // contiguous at that shape; they are held here so that registers can borrow them.
     let owned: Vec<Tensor> = inputs
         .iter()
-        .map(|t| match periodic(t.shape(), &shape) {
+        .map(|t| match periodic(t.shape(), shape) {
             Some(_) => t.contiguous(),
-            None => t.broadcast_view(&shape).contiguous(),
+            None => t.broadcast_view(shape).contiguous(),
         })
         .collect();
     let mut regs: Vec<Reg<'_, T>> = Vec::with_capacity(kernel.inputs.len() + kernel.steps.len());
@@ -329,12 +336,12 @@ fn run<T: Float>(kernel: &Kernel, inputs: &[&Tensor]) -> Option<Result<Vec<Tenso
                 // SAFETY: the capacity is at least `n`, and every task succeeded: each wrote
                 // every element of its chunk, and the chunks cover `0..n`.
                 unsafe { v.set_len(n) };
-                Tensor::from_host_unchecked(T::into_buffer(v), &shape)
+                Tensor::from_host_unchecked(T::into_buffer(v), shape)
             }
             OutBuf::B(mut v) => {
                 // SAFETY: as above.
                 unsafe { v.set_len(n) };
-                Tensor::from_host_unchecked(bool::into_buffer(v), &shape)
+                Tensor::from_host_unchecked(bool::into_buffer(v), shape)
             }
         })
         .collect()))
@@ -671,29 +678,6 @@ fn select<T: Copy>(c: Arg<'_, bool>, a: Arg<'_, T>, b: Arg<'_, T>, o: &mut [T]) 
             }
         }
     }
-}
-
-/// The NumPy broadcast of `shapes`, or `None` when they do not broadcast.
-fn broadcast<'s>(shapes: impl Iterator<Item = &'s [usize]>) -> Option<Vec<usize>> {
-    let mut out: Vec<usize> = Vec::new();
-    for s in shapes {
-        if s.len() > out.len() {
-            let mut grown = vec![1; s.len() - out.len()];
-            grown.extend_from_slice(&out);
-            out = grown;
-        }
-        let off = out.len() - s.len();
-        for (i, &d) in s.iter().enumerate() {
-            let o = &mut out[off + i];
-            match (*o, d) {
-                (a, b) if a == b => {}
-                (1, b) => *o = b,
-                (_, 1) => {}
-                _ => return None,
-            }
-        }
-    }
-    Some(out)
 }
 
 /// Whether a tensor of `shape` broadcast to `full` repeats its elements in order: its

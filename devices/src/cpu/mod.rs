@@ -267,7 +267,7 @@ impl Device for CpuDevice {
                 self.check_alloc("fused", &TensorType::new(t.dtype, shape.clone()), &dims)?;
             }
         }
-        let result = match fused::exec(kernel, inputs) {
+        let result = match fused::exec(kernel, inputs, &dims) {
             None => return Ok(None),
             Some(r) => r,
         };

@@ -422,6 +422,30 @@ impl Graph {
         self.blocks.len()
     }
 
+    /// Every value node `n` reads: its operands, then what its regions read at any depth
+    /// (their nodes' operands and their yields), since a use inside a region is a use by
+    /// the node that owns the region. Values may repeat.
+    pub fn reads(&self, n: NodeId) -> Vec<ValueId> {
+        let node = &self.nodes[n.index()];
+        let mut out = node.operands.clone();
+        for r in node.kind.regions() {
+            self.region_reads(r, &mut out);
+        }
+        out
+    }
+
+    fn region_reads(&self, region: BlockId, out: &mut Vec<ValueId>) {
+        let block = &self.blocks[region.index()];
+        for &n in &block.nodes {
+            let node = &self.nodes[n.index()];
+            out.extend_from_slice(&node.operands);
+            for r in node.kind.regions() {
+                self.region_reads(r, out);
+            }
+        }
+        out.extend_from_slice(&block.yields);
+    }
+
     /// Every node of `block` and of the regions nested in it, in execution order (a
     /// control-flow node comes before the nodes of its regions).
     pub fn walk(&self, block: BlockId) -> Vec<NodeId> {

@@ -145,6 +145,8 @@ impl Plan<'_> {
             i
         };
         let mut merged: HashMap<usize, usize> = HashMap::new();
+        // The nodes of the block that read each value (a region's reads count for its node).
+        let mut read_by: HashMap<ValueId, Vec<NodeId>> = HashMap::new();
         for &n in &g.block(b).nodes {
             let node = g.node(n);
             let mut joined = None;
@@ -189,10 +191,7 @@ impl Plan<'_> {
                 joined = Some(i);
             }
             // Every read of a group's value by a node outside it closes that group.
-            let mut reads = node.operands.clone();
-            for r in node.kind.regions() {
-                region_reads(g, r, &mut reads);
-            }
+            let reads = g.reads(n);
             for v in &reads {
                 if let Some(&i) = owner.get(v) {
                     let i = find(&groups, i, &merged);
@@ -200,6 +199,9 @@ impl Plan<'_> {
                         groups[i].open = false;
                     }
                 }
+            }
+            for &v in &reads {
+                read_by.entry(v).or_default().push(n);
             }
             if let Some(i) = joined {
                 for &v in &node.operands {
@@ -228,12 +230,12 @@ impl Plan<'_> {
             }
             let mut members = group.members;
             members.sort_by_key(|n| position[n]);
-            self.add(b, members);
+            self.add(b, members, &read_by);
         }
     }
 
     /// Records the fusion of `members` (two or more, in block order) of block `b`.
-    fn add(&mut self, b: BlockId, members: Vec<NodeId>) {
+    fn add(&mut self, b: BlockId, members: Vec<NodeId>, read_by: &HashMap<ValueId, Vec<NodeId>>) {
         let g = self.g;
         let set: HashSet<NodeId> = members.iter().copied().collect();
         let defined: HashSet<ValueId> = members
@@ -249,23 +251,18 @@ impl Plan<'_> {
                 }
             }
         }
-        // Member values read by a node of the block outside the group, by a region, or by
-        // the block's yield.
-        let mut read_outside: HashSet<ValueId> = g.block(b).yields.iter().copied().collect();
-        for &n in &g.block(b).nodes {
-            if set.contains(&n) {
-                continue;
-            }
-            let mut reads = g.node(n).operands.clone();
-            for r in g.node(n).kind.regions() {
-                region_reads(g, r, &mut reads);
-            }
-            read_outside.extend(reads);
-        }
+        // Member values read by a node of the block outside the group (or its regions), or
+        // by the block's yield.
+        let yields = &g.block(b).yields;
         let outputs: Vec<ValueId> = members
             .iter()
             .flat_map(|&m| g.node(m).results.iter().copied())
-            .filter(|v| read_outside.contains(v))
+            .filter(|v| {
+                yields.contains(v)
+                    || read_by
+                        .get(v)
+                        .is_some_and(|ns| ns.iter().any(|n| !set.contains(n)))
+            })
             .collect();
         let Some((&last, rest)) = members.split_last() else {
             return;
@@ -280,17 +277,6 @@ impl Plan<'_> {
             },
         );
     }
-}
-
-/// Every value read inside `region`, at any depth (operands and yields).
-fn region_reads(g: &Graph, region: BlockId, out: &mut Vec<ValueId>) {
-    for &n in &g.block(region).nodes {
-        out.extend_from_slice(&g.node(n).operands);
-        for r in g.node(n).kind.regions() {
-            region_reads(g, r, out);
-        }
-    }
-    out.extend_from_slice(&g.block(region).yields);
 }
 
 impl Rewrite for Plan<'_> {
