@@ -48,3 +48,43 @@ for step in range(200):
     times.append((time.perf_counter() - t0) * 1e6)
 times = sorted(times[20:])
 print("us/step", times[len(times) // 2])
+
+# The elementwise chain of bench/fusion.ms on 100M f32 (issue 10: the fused kernel against
+# the device's copy bandwidth). The copy is `y.copy_(x)`: 8 bytes moved per element, as the
+# fused chain (one read, one write). Best of 5 rounds of 10 calls, in milliseconds.
+n = 100_000_000
+x = torch.randn(n, device=dev)
+y = torch.empty_like(x)
+
+
+def best_ms(f, rounds=5, calls=10):
+    f()
+    best = float("inf")
+    for _ in range(rounds):
+        torch.cuda.synchronize()
+        t0 = time.perf_counter()
+        for _ in range(calls):
+            f()
+        torch.cuda.synchronize()
+        best = min(best, (time.perf_counter() - t0) / calls)
+    return best * 1e3
+
+
+copy = best_ms(lambda: y.copy_(x))
+print("copy ms", copy, "GB/s", 8 * n / copy / 1e6)
+
+
+def chain(x):
+    return torch.tanh(x * 1.5 + 0.25) * torch.sigmoid(x) - 0.5 * x
+
+
+print("chain eager ms", best_ms(lambda: chain(x)))
+try:
+    compiled = torch.compile(chain)
+    t0 = time.perf_counter()
+    compiled(x)
+    torch.cuda.synchronize()
+    print("chain compile-time s", time.perf_counter() - t0)
+    print("chain torch.compile ms", best_ms(lambda: compiled(x)))
+except Exception as e:  # Inductor needs Triton and a C compiler; say what was missing.
+    print("chain torch.compile unavailable:", type(e).__name__, str(e).splitlines()[0][:200])

@@ -37,8 +37,10 @@ python3 -c 'import torch; print("torch", torch.__version__, "cuda", torch.versio
 export MS_CUDA_SYNC=1
 step devices-unit gpu-bin/devices-lib --test-threads=1 cuda
 step cuda-kernels-compile gpu-bin/cuda --test-threads=1 --nocapture kernels_compile
-step cuda-conformance gpu-bin/cuda --test-threads=1 --nocapture --skip programs_run_on_cuda --skip kernels_compile
+step cuda-conformance gpu-bin/cuda --test-threads=1 --nocapture --skip programs_ --skip kernels_compile --skip fused_groups
 step cuda-programs gpu-bin/cuda --test-threads=1 --nocapture programs_run_on_cuda
+step cuda-fused gpu-bin/cuda --test-threads=1 --nocapture fused_groups_equal_eager
+step cuda-check-modes gpu-bin/cuda --test-threads=1 --nocapture programs_check_modes_on_cuda
 step cuda-grad-f32 gpu-bin/grad_f32 --test-threads=1 --nocapture
 unset MS_CUDA_SYNC
 for s in mlp_digits knn_digits; do
@@ -48,6 +50,9 @@ done
 
 step cuda-matmul-gflops gpu-bin/ms --device cuda bench/device_matmul.ms
 step cuda-mlp-step gpu-bin/ms --device cuda bench/mlp_step.ms --epochs 4
+step cuda-staged-step gpu-bin/ms --device cuda bench/staged_step.ms --epochs 4
+step cuda-fusion-100m gpu-bin/ms --device cuda bench/fusion.ms --n 100000000 --reps 5 --calls 10
+step torch-peers timeout 150 python3 bench/device_peers.py
 
 echo "=== summary"
 printf '%s\n' "${summary[@]}" | tee "$logs/summary.txt"

@@ -287,15 +287,7 @@ fn families_are_the_tables() {
 #[test]
 fn programs_run_on_cuda() {
     let Some(dev) = gpu() else { return };
-    // From the repository root (as scripts/gpu-check.sh runs the prebuilt binary on another
-    // machine), else from this crate's folder (as `cargo test` runs it).
-    let dir = [
-        std::path::PathBuf::from("tests/run"),
-        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("run"),
-    ]
-    .into_iter()
-    .find(|d| d.is_dir())
-    .expect("tests/run, from the repository root or the tests crate");
+    let dir = data_dir("run");
     let mut files: Vec<_> = std::fs::read_dir(&dir)
         .expect("tests/run is readable")
         .filter_map(|e| e.ok().map(|e| e.path()))
@@ -354,5 +346,99 @@ fn programs_run_on_cuda() {
         failures.is_empty(),
         "programs failing on cuda:\n  {}",
         failures.join("\n  ")
+    );
+}
+
+/// The folder of test data `name` (`tests/<name>`), from the repository root (as
+/// scripts/gpu-check.sh runs the prebuilt binary on another machine) or from this crate's
+/// folder (as `cargo test` runs it).
+fn data_dir(name: &str) -> std::path::PathBuf {
+    [
+        std::path::Path::new("tests").join(name),
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(name),
+    ]
+    .into_iter()
+    .find(|d| d.is_dir())
+    .unwrap_or_else(|| panic!("tests/{name}, from the repository root or the tests crate"))
+}
+
+/// Runs `path` in a session on `device` (graph mode and `--check-modes` when `checked`):
+/// whether it failed, what it printed, and its diagnostics' codes and messages.
+fn run_program(
+    device: Arc<dyn Device>,
+    path: &std::path::Path,
+    checked: bool,
+) -> (bool, String, Vec<String>) {
+    let text = std::fs::read_to_string(path).expect("a program");
+    let mut s = interpreter::Session::with_options(interpreter::Options {
+        device,
+        capture_output: true,
+        script_path: Some(path.to_path_buf()),
+        graph_mode: checked,
+        check_modes: checked,
+        ..interpreter::Options::default()
+    });
+    let o = s.eval(&text);
+    let diags = o
+        .diagnostics
+        .iter()
+        .map(|d| format!("{}: {}", d.code, d.message))
+        .collect();
+    (o.has_errors(), o.output, diags)
+}
+
+/// A staged function whose optimized graph holds three fused groups (float, integer, and
+/// a broadcast column; inputs read densely, as scalars and through strides) gives exactly
+/// the eager results, on the CPU and on the GPU, where each group is one generated kernel.
+#[test]
+fn fused_groups_equal_eager() {
+    let path = data_dir("cuda").join("fused.ms");
+    let want = "true true true true true true";
+    let (err, out, diags) = run_program(Arc::new(CpuDevice::new()), &path, false);
+    assert!(!err, "{diags:?}");
+    assert_eq!(out.lines().next(), Some(want), "cpu:\n{out}");
+    let Some(dev) = gpu() else { return };
+    let (err, out, diags) = run_program(dev, &path, false);
+    assert!(!err, "{diags:?}");
+    println!("cuda:\n{out}");
+    assert_eq!(out.lines().next(), Some(want), "cuda:\n{out}");
+}
+
+/// The runnable programs of `tests/run` on the GPU in graph mode with `--check-modes`:
+/// every staged call (fused groups as generated kernels) agrees with the eager GPU run
+/// within the graph-mode tolerance, or the program fails with E0914 and this test lists it.
+#[test]
+fn programs_check_modes_on_cuda() {
+    let Some(dev) = gpu() else { return };
+    let mut files: Vec<_> = std::fs::read_dir(data_dir("run"))
+        .expect("tests/run is readable")
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| {
+            p.extension().is_some_and(|x| x == "ms")
+                && !p
+                    .file_name()
+                    .is_some_and(|n| n.to_string_lossy().starts_with("err_"))
+        })
+        .collect();
+    files.sort();
+    let mut diverging = Vec::new();
+    for path in &files {
+        let (_, _, diags) = run_program(dev.clone(), path, true);
+        let name = path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        diverging.extend(
+            diags
+                .iter()
+                .filter(|d| d.starts_with("E0914"))
+                .map(|d| format!("{name}: {d}")),
+        );
+    }
+    println!("{} programs checked on cuda", files.len());
+    assert!(
+        diverging.is_empty(),
+        "staged differs from eager on cuda:\n  {}",
+        diverging.join("\n  ")
     );
 }

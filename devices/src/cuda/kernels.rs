@@ -103,7 +103,7 @@ pub(crate) fn ctype(dt: DType) -> &'static str {
 }
 
 /// The unsigned type of the same width, for wrapping arithmetic.
-fn utype(dt: DType) -> &'static str {
+pub(crate) fn utype(dt: DType) -> &'static str {
     match dt {
         DType::I64 | DType::F64 => "unsigned long long",
         DType::I32 | DType::F32 => "unsigned int",
@@ -174,7 +174,8 @@ pub(crate) fn unary_admits(op: UnaryOp, dt: DType) -> bool {
     }
 }
 
-fn unary_expr(op: UnaryOp, dt: DType) -> String {
+/// The C expression of unary `op` on `v` (of `dt`, whose C type is `T` in scope).
+pub(crate) fn unary_expr(op: UnaryOp, dt: DType) -> String {
     let f = fsuf(dt);
     let float = dt.is_float();
     let wrap_neg = "(T)((U)0 - (U)v)";
@@ -215,7 +216,10 @@ fn unary_expr(op: UnaryOp, dt: DType) -> String {
     }
 }
 
-fn unary_module(s: &mut String, dt: DType) {
+/// The helper functions the unary expressions of a float `dt` call (`ms_sigmoid`, ...), for
+/// a scope where `T` is the dtype's C type; empty for other dtypes.
+pub(crate) fn unary_helpers(dt: DType) -> String {
+    let mut s = String::new();
     if dt.is_float() {
         let f = fsuf(dt);
         // The clamp keeps silu(-inf) at the limit -0 (as the CPU), not inf * 0 = NaN.
@@ -242,6 +246,11 @@ __device__ __forceinline__ T ms_gelu(T x) {{
 "#
         ));
     }
+    s
+}
+
+fn unary_module(s: &mut String, dt: DType) {
+    s.push_str(&unary_helpers(dt));
     for &op in UnaryOp::ALL {
         if !unary_admits(op, dt) {
             continue;
@@ -268,7 +277,10 @@ pub(crate) fn binary_admits(op: BinaryOp, dt: DType) -> bool {
     }
 }
 
-fn binary_module(s: &mut String, dt: DType) {
+/// The helper functions the binary expressions of `dt` call (`ms_rem`, ...), for a scope
+/// where `T` and `U` are the dtype's C type and its unsigned twin.
+pub(crate) fn binary_helpers(dt: DType) -> String {
+    let mut s = String::new();
     let f = fsuf(dt);
     let nan = if dt == DType::F32 { "NAN_F" } else { "NAN_D" };
     if dt.is_float() {
@@ -319,28 +331,51 @@ __device__ __forceinline__ T ms_min(T a, T b) {{ return a <= b ? a : b; }}
 "#
         ));
     }
+    s
+}
+
+/// The C expression of binary `op` on `p` and `q` (of `dt`; `T` and `U` in scope).
+pub(crate) fn binary_expr(op: BinaryOp, dt: DType) -> String {
+    let f = fsuf(dt);
+    let float = dt.is_float();
+    match op {
+        BinaryOp::Add if float => "p + q".to_string(),
+        BinaryOp::Sub if float => "p - q".to_string(),
+        BinaryOp::Mul if float => "p * q".to_string(),
+        BinaryOp::Add => "(T)((U)p + (U)q)".to_string(),
+        BinaryOp::Sub => "(T)((U)p - (U)q)".to_string(),
+        BinaryOp::Mul => "(T)((U)p * (U)q)".to_string(),
+        BinaryOp::Div => "p / q".to_string(),
+        BinaryOp::Rem => "ms_rem(p, q)".to_string(),
+        BinaryOp::FloorDiv => "ms_floor_div(p, q)".to_string(),
+        BinaryOp::Pow if float => format!("pow{f}(p, q)"),
+        BinaryOp::Pow => "ms_pow(p, q)".to_string(),
+        BinaryOp::Maximum => "ms_max(p, q)".to_string(),
+        BinaryOp::Minimum => "ms_min(p, q)".to_string(),
+        BinaryOp::And => "(unsigned char)((p && q) ? 1 : 0)".to_string(),
+        BinaryOp::Or => "(unsigned char)((p || q) ? 1 : 0)".to_string(),
+    }
+}
+
+/// The C operator of comparison `op`.
+pub(crate) fn compare_symbol(op: CmpOp) -> &'static str {
+    match op {
+        CmpOp::Eq => "==",
+        CmpOp::Ne => "!=",
+        CmpOp::Lt => "<",
+        CmpOp::Le => "<=",
+        CmpOp::Gt => ">",
+        CmpOp::Ge => ">=",
+    }
+}
+
+fn binary_module(s: &mut String, dt: DType) {
+    s.push_str(&binary_helpers(dt));
     for &op in BinaryOp::ALL {
         if !binary_admits(op, dt) {
             continue;
         }
-        let float = dt.is_float();
-        let e = match op {
-            BinaryOp::Add if float => "p + q".to_string(),
-            BinaryOp::Sub if float => "p - q".to_string(),
-            BinaryOp::Mul if float => "p * q".to_string(),
-            BinaryOp::Add => "(T)((U)p + (U)q)".to_string(),
-            BinaryOp::Sub => "(T)((U)p - (U)q)".to_string(),
-            BinaryOp::Mul => "(T)((U)p * (U)q)".to_string(),
-            BinaryOp::Div => "p / q".to_string(),
-            BinaryOp::Rem => "ms_rem(p, q)".to_string(),
-            BinaryOp::FloorDiv => "ms_floor_div(p, q)".to_string(),
-            BinaryOp::Pow if float => format!("pow{f}(p, q)"),
-            BinaryOp::Pow => "ms_pow(p, q)".to_string(),
-            BinaryOp::Maximum => "ms_max(p, q)".to_string(),
-            BinaryOp::Minimum => "ms_min(p, q)".to_string(),
-            BinaryOp::And => "(unsigned char)((p && q) ? 1 : 0)".to_string(),
-            BinaryOp::Or => "(unsigned char)((p || q) ? 1 : 0)".to_string(),
-        };
+        let e = binary_expr(op, dt);
         s.push_str(&format!(
             "extern \"C\" __global__ void binary_{name}(const T* a, const T* b, T* y, Geo g) {{\n    \
              LOOP(g.n) {{ long long o[2]; locate(g, i, o, 2); T p = a[o[0]]; T q = b[o[1]]; y[i] = {e}; }}\n}}\n",
@@ -348,14 +383,7 @@ __device__ __forceinline__ T ms_min(T a, T b) {{ return a <= b ? a : b; }}
         ));
     }
     for &op in CmpOp::ALL {
-        let c = match op {
-            CmpOp::Eq => "==",
-            CmpOp::Ne => "!=",
-            CmpOp::Lt => "<",
-            CmpOp::Le => "<=",
-            CmpOp::Gt => ">",
-            CmpOp::Ge => ">=",
-        };
+        let c = compare_symbol(op);
         s.push_str(&format!(
             "extern \"C\" __global__ void compare_{name}(const T* a, const T* b, unsigned char* y, Geo g) {{\n    \
              LOOP(g.n) {{ long long o[2]; locate(g, i, o, 2); y[i] = (unsigned char)((a[o[0]] {c} b[o[1]]) ? 1 : 0); }}\n}}\n",
@@ -364,8 +392,9 @@ __device__ __forceinline__ T ms_min(T a, T b) {{ return a <= b ? a : b; }}
     }
 }
 
-/// The expression converting `v` (of `from`) to `to`, with the CPU's `as` semantics.
-fn cast_expr(from: DType, to: DType) -> String {
+/// The expression converting `v` (of `from`; `d` is it as a `double`) to `to`, with the
+/// CPU's `as` semantics.
+pub(crate) fn cast_expr(from: DType, to: DType) -> String {
     let ct = ctype(to);
     if to == DType::Bool {
         return "(unsigned char)(v != 0 ? 1 : 0)".into();

@@ -13,11 +13,13 @@
 //!
 //! Files: `buffer.rs` device memory, `kernels.rs` CUDA C sources, `elementwise.rs`,
 //! `reduce.rs`, `matmul.rs`, `movement.rs` (copies, concat, pad, gather, scatter, creation,
-//! random numbers), `conv.rs` (convolution and pooling).
+//! random numbers), `conv.rs` (convolution and pooling), `fused.rs` (one generated kernel per
+//! fused group of a staged graph).
 
 mod buffer;
 mod conv;
 mod elementwise;
+mod fused;
 pub(crate) mod kernels;
 mod matmul;
 mod movement;
@@ -260,6 +262,8 @@ pub struct CudaDevice {
     modules: Mutex<HashMap<(Family, DType), Compiled>>,
     /// Loaded kernels by module and name.
     functions: Mutex<HashMap<(Family, DType, String), CudaFunction>>,
+    /// Generated kernels of fused groups by their source (a compile error is kept too).
+    fused: Mutex<HashMap<String, Result<CudaFunction, String>>>,
     /// cuBLAS, made on the first float matrix product.
     blas: Mutex<Option<Arc<cudarc::cublas::CudaBlas>>>,
     /// Wait for every kernel and check it (`MS_CUDA_SYNC=1`): a failing kernel is then named
@@ -314,6 +318,7 @@ impl CudaDevice {
                 limits,
                 modules: Mutex::new(HashMap::new()),
                 functions: Mutex::new(HashMap::new()),
+                fused: Mutex::new(HashMap::new()),
                 blas: Mutex::new(None),
                 sync_each: std::env::var_os("MS_CUDA_SYNC").is_some_and(|v| v == "1"),
             })
@@ -428,6 +433,44 @@ impl CudaDevice {
             .unwrap_or_else(|p| p.into_inner())
             .insert(key, f.clone());
         Ok(f)
+    }
+
+    /// The kernel `fused` of a generated source, compiled on first sight and kept. The cache
+    /// is bounded: a session that stages many different graphs starts it afresh rather than
+    /// growing without end.
+    pub(crate) fn fused_function(&self, src: &str) -> Result<CudaFunction, DeviceError> {
+        const MAX_KERNELS: usize = 4096;
+        let mut cache = self.fused.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(f) = cache.get(src) {
+            return f.clone().map_err(|m| self.err("compile", m));
+        }
+        let opts = cudarc::nvrtc::CompileOptions {
+            arch: self.arch,
+            name: Some("ms_fused.cu".into()),
+            ..Default::default()
+        };
+        let compiled = cudarc::nvrtc::compile_ptx_with_opts(src, opts)
+            .map_err(|e| match e {
+                cudarc::nvrtc::CompileError::CompileError { nvrtc, log, .. } => format!(
+                    "NVRTC could not compile a fused kernel ({nvrtc:?}):\n{}\nsource:\n{src}",
+                    log.to_string_lossy()
+                ),
+                other => format!("NVRTC failed on a fused kernel: {other:?}"),
+            })
+            .and_then(|ptx| {
+                self.ctx
+                    .load_module(ptx)
+                    .map_err(|e| format!("the driver could not load a fused kernel: {e:?}"))
+            })
+            .and_then(|m| {
+                m.load_function("fused")
+                    .map_err(|e| format!("a fused kernel has no entry point: {e:?}"))
+            });
+        if cache.len() >= MAX_KERNELS {
+            cache.clear();
+        }
+        cache.insert(src.to_string(), compiled.clone());
+        compiled.map_err(|m| self.err("compile", m))
     }
 
     /// Launches `f` over `n` work items (grid-stride: the grid is capped, each thread loops).
@@ -551,7 +594,7 @@ impl CudaDevice {
     }
 
     /// Refuses a result over the cap, or larger than the device's free memory.
-    fn check_alloc(
+    pub(crate) fn check_alloc(
         &self,
         op: &'static str,
         ty: &TensorType,
@@ -691,6 +734,15 @@ impl Device for CudaDevice {
             ));
         }
         Ok(result)
+    }
+
+    fn exec_fused(
+        &self,
+        kernel: &crate::fused::Kernel,
+        inputs: &[&Tensor],
+    ) -> Result<Option<Vec<Tensor>>, DeviceError> {
+        crate::cancel::check()?;
+        guarded(self.ordinal, || fused::exec(self, kernel, inputs))
     }
 
     fn upload(&self, data: HostBuffer, shape: &[usize]) -> Result<Tensor, DeviceError> {

@@ -1,0 +1,459 @@
+//! Fused groups on the GPU: each [`Kernel`] becomes one generated CUDA C kernel that reads
+//! the group's inputs once, keeps every intermediate value in registers and writes the
+//! group's results once, so a chain of elementwise primitives costs one pass over memory
+//! and one launch instead of one of each per primitive.
+//!
+//! **Source.** The kernel is printed from the program's steps with the same C expressions
+//! as the per-primitive kernels of [`super::kernels`] (one namespace of helper functions
+//! per dtype the group computes on), so a fused group computes what the unfused kernels
+//! compute. One difference is deliberate: float `+`, `-` and `*` are written as the
+//! `__fadd_rn`-style intrinsics, which the compiler never contracts into a multiply-add.
+//! Unfused, a product is stored before the sum reads it; fused, a plain `a * b + c` would
+//! become one `fma` with a different rounding, and the staged result would drift from the
+//! eager one.
+//!
+//! **Signature.** How each input is read is part of the source: an input of one element is
+//! read once before the loop, an input that is contiguous in the output's shape is read at
+//! the loop index, and any other view (a broadcast row, a transpose) goes through the
+//! prelude's strided `Geo` (three inputs per geometry). The source is the cache key: a
+//! kernel is compiled by NVRTC the first time its source is seen and reused afterwards.
+//!
+//! **Declining.** A group the generated kernels cannot compute exactly as the unfused
+//! primitives do gives `None`, and the executor runs its region node by node: integer
+//! `rem`, `floor_div` and `pow` (their divisors and exponents are checked on the host
+//! first), dtypes the device lacks, operands on another device, more strided inputs than
+//! [`MAX_GEOS`] geometries hold.
+
+use std::fmt::Write as _;
+
+use ir::{BinaryOp, DType, Op, TensorType};
+
+use super::kernels::{self, ctype};
+use super::{Arg, CudaDevice, Geo};
+use crate::fused::Kernel;
+use crate::{DeviceError, DeviceId, Elem, Tensor};
+
+/// The most strided geometries one fused kernel takes (three inputs each).
+pub(crate) const MAX_GEOS: usize = 4;
+
+/// How a fused kernel reads one input.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Read {
+    /// One element, read once before the loop.
+    Scalar,
+    /// Contiguous in the output's shape: element `i` at `i`.
+    Dense,
+    /// Through geometry `geo`, operand `slot` of it.
+    Strided { geo: usize, slot: usize },
+}
+
+/// Runs `kernel` on `inputs` as one generated kernel, or `None` when it declines (see the
+/// module doc).
+pub(super) fn exec(
+    dev: &CudaDevice,
+    kernel: &Kernel,
+    inputs: &[&Tensor],
+) -> Result<Option<Vec<Tensor>>, DeviceError> {
+    if inputs.len() != kernel.inputs.len()
+        || inputs
+            .iter()
+            .any(|t| t.device() != DeviceId::Cuda(dev.ordinal))
+    {
+        return Ok(None);
+    }
+    // The outputs have the inputs' broadcast shape.
+    let mut shape = ir::Shape::scalar();
+    for t in inputs {
+        shape = match ir::broadcast_shapes(&shape, &t.ttype().shape) {
+            Ok(s) => s,
+            Err(_) => return Ok(None),
+        };
+    }
+    let Some(dims) = shape.to_known() else {
+        return Ok(None);
+    };
+    let n: usize = dims.iter().product();
+
+    // How each input is read, and the strided geometries.
+    let mut reads = Vec::with_capacity(inputs.len());
+    let mut strided: Vec<Tensor> = Vec::new();
+    let mut ptrs = Vec::with_capacity(inputs.len());
+    for t in inputs {
+        let b = dev.buf(t)?;
+        let view = t.broadcast_view(&dims);
+        let offset = view.layout().offset;
+        let read = if t.numel() == 1 {
+            Read::Scalar
+        } else if view.is_contiguous() {
+            Read::Dense
+        } else {
+            let k = strided.len();
+            strided.push(view.clone());
+            Read::Strided {
+                geo: k / 3,
+                slot: k % 3,
+            }
+        };
+        let base = match read {
+            Read::Strided { .. } => b.ptr(),
+            Read::Scalar | Read::Dense => {
+                // The kernel reads `[offset, offset + n)` (one element for a scalar) from
+                // the address it is given: the buffer must hold it.
+                let want = offset + if read == Read::Scalar { 1 } else { n };
+                if n > 0 && want > b.len() {
+                    return Err(dev.err(
+                        "fused",
+                        format!(
+                            "an input view reaches element {want} of a buffer of {}",
+                            b.len()
+                        ),
+                    ));
+                }
+                b.ptr() + (offset * t.dtype().size_of()) as u64
+            }
+        };
+        reads.push(read);
+        ptrs.push(base);
+    }
+    if strided.len() > 3 * MAX_GEOS {
+        return Ok(None);
+    }
+    let Some(src) = source(kernel, &reads) else {
+        return Ok(None);
+    };
+
+    let mut outs = Vec::with_capacity(kernel.outputs.len());
+    for &o in &kernel.outputs {
+        let Some(t) = kernel.ty(o) else {
+            return Ok(None);
+        };
+        let ty = TensorType::new(t.dtype, shape.clone());
+        dev.check_alloc("fused", &ty, &dims)?;
+        outs.push(dev.alloc("fused", t.dtype, &dims, false)?);
+    }
+    if n > 0 {
+        let f = dev.fused_function(&src)?;
+        let mut args: Vec<Arg> = ptrs.iter().map(|&p| Arg::U64(p)).collect();
+        args.extend(outs.iter().map(|b| Arg::U64(b.ptr())));
+        args.push(Arg::U64(n as u64));
+        for chunk in strided.chunks(3) {
+            let layouts: Vec<(&[isize], usize)> = chunk
+                .iter()
+                .map(|v| (&v.layout().strides[..], v.layout().offset))
+                .collect();
+            let g = Geo::new(&dims, &layouts).map_err(|m| dev.err("fused", m))?;
+            args.push(Arg::Geo(g));
+        }
+        dev.launch(&f, "fused", n as u64, &args)?;
+    }
+    Ok(Some(
+        outs.into_iter()
+            .zip(&kernel.outputs)
+            .map(|(b, &o)| {
+                let dt = kernel.ty(o).map_or(DType::F32, |t| t.dtype);
+                Tensor::from_cuda(b, dt, &dims)
+            })
+            .collect(),
+    ))
+}
+
+/// The C name of register `r`.
+fn reg(r: usize) -> String {
+    format!("r{r}")
+}
+
+/// A literal of `dt` with the value a `full` of `value` holds (exact, whatever the dtype).
+fn literal(dt: DType, value: f64) -> String {
+    match dt {
+        DType::F32 => format!("__int_as_float(0x{:08x})", f32::from_f64(value).to_bits()),
+        DType::F64 => format!("__longlong_as_double(0x{:016x}LL)", value.to_bits()),
+        DType::I32 => format!("(int)0x{:08x}U", i32::from_f64(value) as u32),
+        DType::I64 => format!("(long long)0x{:016x}ULL", i64::from_f64(value) as u64),
+        DType::Bool | DType::BF16 | DType::F16 => {
+            format!("(unsigned char){}", u8::from(bool::from_f64(value)))
+        }
+    }
+}
+
+/// The namespace of a dtype's helpers (`T` and `U` are its C types inside it).
+fn space(dt: DType) -> String {
+    format!("ms_{}", dt.name())
+}
+
+/// The CUDA C source of `kernel` with its inputs read as `reads` say, or `None` when a step
+/// has no exact generated form.
+fn source(kernel: &Kernel, reads: &[Read]) -> Option<String> {
+    let ty = |r: usize| kernel.ty(r).map(|t| t.dtype);
+    let mut spaces: Vec<DType> = Vec::new();
+    let mut body = String::new();
+    for (k, step) in kernel.steps.iter().enumerate() {
+        let r = reg(kernel.inputs.len() + k);
+        let out = step.ty.dtype;
+        if !kernels::is_supported(out) {
+            return None;
+        }
+        let a = |i: usize| step.args.get(i).map(|&x| reg(x));
+        let line = match &step.op {
+            Op::Unary { op } => {
+                let dt = ty(*step.args.first()?)?;
+                if !kernels::unary_admits(*op, dt) {
+                    return None;
+                }
+                spaces.push(dt);
+                format!(
+                    "{{ using namespace {}; T v = {}; {r} = {}; }}",
+                    space(dt),
+                    a(0)?,
+                    kernels::unary_expr(*op, dt)
+                )
+            }
+            Op::Binary { op } => {
+                let dt = ty(*step.args.first()?)?;
+                if !kernels::binary_admits(*op, dt)
+                    || (dt.is_int()
+                        && matches!(op, BinaryOp::Rem | BinaryOp::FloorDiv | BinaryOp::Pow))
+                {
+                    return None;
+                }
+                spaces.push(dt);
+                let d = if dt == DType::F32 { "f" } else { "d" };
+                let e = match op {
+                    BinaryOp::Add if dt.is_float() => format!("__{d}add_rn(p, q)"),
+                    BinaryOp::Sub if dt.is_float() => format!("__{d}sub_rn(p, q)"),
+                    BinaryOp::Mul if dt.is_float() => format!("__{d}mul_rn(p, q)"),
+                    _ => kernels::binary_expr(*op, dt),
+                };
+                format!(
+                    "{{ using namespace {}; T p = {}; T q = {}; {r} = {e}; }}",
+                    space(dt),
+                    a(0)?,
+                    a(1)?
+                )
+            }
+            Op::Compare { op } => format!(
+                "{r} = (unsigned char)(({} {} {}) ? 1 : 0);",
+                a(0)?,
+                kernels::compare_symbol(*op),
+                a(1)?
+            ),
+            Op::Select {} => format!("{r} = {} ? {} : {};", a(0)?, a(1)?, a(2)?),
+            Op::Cast { dtype } => {
+                let from = ty(*step.args.first()?)?;
+                spaces.push(from);
+                format!(
+                    "{{ using namespace {}; T v = {}; double d = (double)v; (void)d; {r} = {}; }}",
+                    space(from),
+                    a(0)?,
+                    kernels::cast_expr(from, *dtype)
+                )
+            }
+            Op::StopGradient {} => format!("{r} = {};", a(0)?),
+            Op::Full { shape, value, .. } if shape.rank() == 0 => {
+                format!("{r} = {};", literal(out, *value))
+            }
+            _ => return None,
+        };
+        let _ = writeln!(body, "        {} {r}; {line}", ctype(out));
+    }
+    for t in &kernel.inputs {
+        if !kernels::is_supported(t.dtype) {
+            return None;
+        }
+    }
+    spaces.sort();
+    spaces.dedup();
+
+    let mut s = String::from(kernels::PRELUDE);
+    for &dt in &spaces {
+        let _ = write!(
+            s,
+            "namespace {} {{\ntypedef {} T;\ntypedef {} U;\n{}{}}}\n",
+            space(dt),
+            ctype(dt),
+            kernels::utype(dt),
+            kernels::unary_helpers(dt),
+            kernels::binary_helpers(dt)
+        );
+    }
+    let mut params: Vec<String> = Vec::new();
+    for (i, t) in kernel.inputs.iter().enumerate() {
+        params.push(format!("const {}* __restrict__ in{i}", ctype(t.dtype)));
+    }
+    for (j, &o) in kernel.outputs.iter().enumerate() {
+        params.push(format!("{}* __restrict__ out{j}", ctype(ty(o)?)));
+    }
+    params.push("unsigned long long n".into());
+    let geos = reads
+        .iter()
+        .filter_map(|r| match r {
+            Read::Strided { geo, .. } => Some(geo + 1),
+            _ => None,
+        })
+        .max()
+        .unwrap_or(0);
+    for g in 0..geos {
+        params.push(format!("Geo g{g}"));
+    }
+    let _ = writeln!(
+        s,
+        "extern \"C\" __global__ void fused({}) {{",
+        params.join(", ")
+    );
+    for (i, (t, read)) in kernel.inputs.iter().zip(reads).enumerate() {
+        if *read == Read::Scalar {
+            let _ = writeln!(s, "    const {} r{i} = in{i}[0];", ctype(t.dtype));
+        }
+    }
+    s.push_str("    LOOP(n) {\n");
+    for g in 0..geos {
+        let k = reads
+            .iter()
+            .filter(|r| matches!(r, Read::Strided { geo, .. } if *geo == g))
+            .count();
+        let _ = writeln!(s, "        long long o{g}[3]; locate(g{g}, i, o{g}, {k});");
+    }
+    for (i, (t, read)) in kernel.inputs.iter().zip(reads).enumerate() {
+        let at = match read {
+            Read::Scalar => continue,
+            Read::Dense => "i".to_string(),
+            Read::Strided { geo, slot } => format!("o{geo}[{slot}]"),
+        };
+        let _ = writeln!(s, "        const {} r{i} = in{i}[{at}];", ctype(t.dtype));
+    }
+    s.push_str(&body);
+    for (j, &o) in kernel.outputs.iter().enumerate() {
+        let _ = writeln!(s, "        out{j}[i] = {};", reg(o));
+    }
+    s.push_str("    }\n}\n");
+    Some(s)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::fused::Step;
+    use ir::{CmpOp, Shape, UnaryOp};
+
+    fn f32s(shape: &[usize]) -> TensorType {
+        TensorType::known(DType::F32, shape)
+    }
+
+    /// `tanh(x * a + b) * sigmoid(x) - 0.5 * x` with `a`, `b` as inputs.
+    fn chain() -> Kernel {
+        let t = f32s(&[4]);
+        let step = |op: Op, args: &[usize], ty: &TensorType| Step {
+            op,
+            args: args.to_vec(),
+            ty: ty.clone(),
+        };
+        let bin = |op| Op::Binary { op };
+        Kernel {
+            inputs: vec![t.clone(), f32s(&[]), f32s(&[])],
+            steps: vec![
+                step(bin(BinaryOp::Mul), &[0, 1], &t),
+                step(bin(BinaryOp::Add), &[3, 2], &t),
+                step(Op::Unary { op: UnaryOp::Tanh }, &[4], &t),
+                step(
+                    Op::Unary {
+                        op: UnaryOp::Sigmoid,
+                    },
+                    &[0],
+                    &t,
+                ),
+                step(bin(BinaryOp::Mul), &[5, 6], &t),
+                step(
+                    Op::Full {
+                        shape: Shape::scalar(),
+                        dtype: DType::F32,
+                        value: 0.5,
+                    },
+                    &[],
+                    &f32s(&[]),
+                ),
+                step(bin(BinaryOp::Mul), &[8, 0], &t),
+                step(bin(BinaryOp::Sub), &[7, 9], &t),
+                step(
+                    Op::Compare { op: CmpOp::Gt },
+                    &[10, 1],
+                    &TensorType::known(DType::Bool, &[4]),
+                ),
+                step(Op::Select {}, &[11, 10, 0], &t),
+            ],
+            outputs: vec![12, 10],
+        }
+    }
+
+    /// The generated source reads each input as its signature says, names every step, keeps
+    /// the products and sums uncontracted, and writes each output once.
+    #[test]
+    fn source_of_a_chain() {
+        let reads = [Read::Dense, Read::Scalar, Read::Strided { geo: 0, slot: 0 }];
+        let src = source(&chain(), &reads).expect("every step has a generated form");
+        assert!(src.contains("extern \"C\" __global__ void fused(const float* __restrict__ in0, const float* __restrict__ in1, const float* __restrict__ in2, float* __restrict__ out0, float* __restrict__ out1, unsigned long long n, Geo g0)"), "{src}");
+        assert!(src.contains("const float r1 = in1[0];"), "{src}");
+        assert!(src.contains("const float r0 = in0[i];"), "{src}");
+        assert!(src.contains("locate(g0, i, o0, 1);"), "{src}");
+        assert!(src.contains("const float r2 = in2[o0[0]];"), "{src}");
+        assert!(src.contains("r3 = __fmul_rn(p, q);"), "{src}");
+        assert!(src.contains("r10 = __fsub_rn(p, q);"), "{src}");
+        assert!(src.contains("T v = r4; r5 = tanhf(v);"), "{src}");
+        assert!(src.contains("r8 = __int_as_float(0x3f000000);"), "{src}");
+        assert!(
+            src.contains("unsigned char r11; r11 = (unsigned char)((r10 > r1) ? 1 : 0);"),
+            "{src}"
+        );
+        assert!(src.contains("r12 = r11 ? r10 : r0;"), "{src}");
+        assert!(
+            src.contains("out0[i] = r12;") && src.contains("out1[i] = r10;"),
+            "{src}"
+        );
+        assert_eq!(src.matches("namespace ms_f32 {").count(), 1, "{src}");
+        // A different way of reading the inputs is a different kernel.
+        let dense = source(&chain(), &[Read::Dense; 3]).expect("generated");
+        assert_ne!(src, dense);
+        assert!(!dense.contains("Geo g0"));
+    }
+
+    /// Integer division and powers decline: their operands are checked on the host.
+    #[test]
+    fn integer_division_declines() {
+        let t = TensorType::known(DType::I32, &[3]);
+        let k = Kernel {
+            inputs: vec![t.clone(), t.clone()],
+            steps: vec![Step {
+                op: Op::Binary {
+                    op: BinaryOp::FloorDiv,
+                },
+                args: vec![0, 1],
+                ty: t.clone(),
+            }],
+            outputs: vec![2],
+        };
+        assert_eq!(source(&k, &[Read::Dense, Read::Dense]), None);
+        let k = Kernel {
+            steps: vec![Step {
+                op: Op::Binary { op: BinaryOp::Add },
+                ..k.steps[0].clone()
+            }],
+            ..k
+        };
+        let src = source(&k, &[Read::Dense, Read::Dense]).expect("wrapping add is exact");
+        assert!(src.contains("(T)((U)p + (U)q)"), "{src}");
+    }
+
+    /// Constants keep their exact bits in every dtype.
+    #[test]
+    fn literals_are_exact() {
+        assert_eq!(
+            literal(DType::F32, 0.1),
+            format!("__int_as_float(0x{:08x})", 0.1f32.to_bits())
+        );
+        assert_eq!(
+            literal(DType::F64, -0.0),
+            "__longlong_as_double(0x8000000000000000LL)"
+        );
+        assert_eq!(literal(DType::I32, -1.0), "(int)0xffffffffU");
+        assert_eq!(literal(DType::I64, 3.0), "(long long)0x0000000000000003ULL");
+        assert_eq!(literal(DType::Bool, 2.0), "(unsigned char)1");
+    }
+}
