@@ -23,6 +23,7 @@ step() { # name, command...
 echo "=== GPU"
 nvidia-smi -L 2>&1 || echo "nvidia-smi not found"
 nvidia-smi --query-gpu=name,driver_version,memory.total,memory.used --format=csv 2>&1 | head -5
+command -v nsys ncu nvcc 2>&1 || true
 echo "=== CUDA libraries (ldconfig)"
 ldconfig -p 2>/dev/null | grep -E 'libcuda\.so|libnvrtc\.so|libcublas\.so' || echo "none in the ldconfig cache"
 echo "=== CUDA libraries (files under /usr /opt)"
@@ -48,6 +49,9 @@ for s in mlp_digits knn_digits; do
   step "cuda-$s" bash -c "time gpu-bin/ms --device cuda samples/$s.ms"
 done
 
+# Out of memory must be a clear error and exit status 1 (not an abort): the step passes
+# when the run fails with that error.
+step cuda-oom bash -c 'gpu-bin/ms --device cuda tests/cuda/oom.ms; rc=$?; echo "exit status $rc"; [ $rc -eq 1 ]'
 step cuda-matmul-gflops gpu-bin/ms --device cuda bench/device_matmul.ms
 step cuda-mlp-step gpu-bin/ms --device cuda bench/mlp_step.ms --epochs 4
 step cuda-staged-step gpu-bin/ms --device cuda bench/staged_step.ms --epochs 4

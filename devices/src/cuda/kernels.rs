@@ -129,6 +129,11 @@ struct Geo {
 };
 /* The buffer positions of element `i` (C order over `shape`) in the first `k` operands. */
 __device__ __forceinline__ void locate(const Geo& g, unsigned long long i, long long* o, int k) {
+    /* Most geometries merge to one dim (contiguous operands, scalars): no division. */
+    if (g.rank <= 1) {
+        for (int a = 0; a < k; ++a) o[a] = g.off[a] + (long long)i * g.st[a][0];
+        return;
+    }
     for (int a = 0; a < k; ++a) o[a] = g.off[a];
     for (int d = g.rank - 1; d >= 0; --d) {
         unsigned long long s = (unsigned long long)g.shape[d];

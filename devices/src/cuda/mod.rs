@@ -246,6 +246,48 @@ pub(crate) fn scalar_arg(dt: DType, v: f64) -> Arg {
     }
 }
 
+/// The driver's memory pool of a device (a raw handle owned by the driver, valid for the
+/// life of the context).
+#[derive(Clone, Copy, Debug)]
+struct PoolHandle(cudarc::driver::sys::CUmemoryPool);
+
+// SAFETY: a memory pool handle is a process-wide driver object; the driver's pool functions
+// may be called from any thread.
+unsafe impl Send for PoolHandle {}
+// SAFETY: as above; the handle itself is never mutated.
+unsafe impl Sync for PoolHandle {}
+
+/// Makes the device's default memory pool keep the memory freed into it, and returns the
+/// pool. The stream-ordered allocator (`cuMemAllocAsync`, which cudarc uses) returns a
+/// pool's free memory to the system at every synchronisation by default, so each large
+/// result after a `time()` or a download maps fresh pages again: on an H200 that cost more
+/// than the kernels of a 100M-element chain. Keeping it makes the pool a caching allocator,
+/// the role of PyTorch's; [`CudaDevice::alloc`] trims the pool and retries when an
+/// allocation finds the device full. `None` when the device has no such allocator.
+fn keep_freed(ctx: &CudaContext) -> Option<PoolHandle> {
+    use cudarc::driver::sys;
+    if !ctx.has_async_alloc() {
+        return None;
+    }
+    let mut pool: sys::CUmemoryPool = std::ptr::null_mut();
+    let mut keep: u64 = u64::MAX;
+    // SAFETY: both calls write or read only the locals passed; the device handle is the
+    // context's own.
+    unsafe {
+        if sys::cuDeviceGetDefaultMemPool(&mut pool, ctx.cu_device()) != sys::CUresult::CUDA_SUCCESS
+        {
+            return None;
+        }
+        let attr = sys::CUmemPool_attribute::CU_MEMPOOL_ATTR_RELEASE_THRESHOLD;
+        if sys::cuMemPoolSetAttribute(pool, attr, (&raw mut keep).cast())
+            != sys::CUresult::CUDA_SUCCESS
+        {
+            return None;
+        }
+    }
+    Some(PoolHandle(pool))
+}
+
 /// A compiled module, or why it did not compile.
 type Compiled = Result<Arc<CudaModule>, String>;
 
@@ -258,6 +300,11 @@ pub struct CudaDevice {
     /// The `compute_XY` architecture the kernels are compiled for.
     arch: Option<&'static str>,
     limits: Limits,
+    /// The device's total memory in bytes (0 when the driver did not say).
+    total: usize,
+    /// The driver's default memory pool, set to keep freed memory (see [`keep_freed`]);
+    /// `None` when the device has no stream-ordered allocator.
+    pool: Option<PoolHandle>,
     /// Compiled modules by family and dtype (a compile error is kept, so it is not retried).
     modules: Mutex<HashMap<(Family, DType), Compiled>>,
     /// Loaded kernels by module and name.
@@ -304,6 +351,8 @@ impl CudaDevice {
             // order uses across streams are not needed (and cost two events per buffer).
             unsafe { ctx.disable_event_tracking() };
             let stream = ctx.default_stream();
+            let total = ctx.mem_get_info().map_or(0, |(_, t)| t);
+            let pool = keep_freed(&ctx);
             let name = ctx.name().unwrap_or_else(|_| "an NVIDIA GPU".into());
             let arch = ctx
                 .compute_capability()
@@ -316,6 +365,8 @@ impl CudaDevice {
                 name,
                 arch,
                 limits,
+                total,
+                pool,
                 modules: Mutex::new(HashMap::new()),
                 functions: Mutex::new(HashMap::new()),
                 fused: Mutex::new(HashMap::new()),
@@ -551,13 +602,25 @@ impl CudaDevice {
                 self.err(op, format!("allocation failed: {e:?}"))
             }
         };
+        let full = |e: &cudarc::driver::DriverError| {
+            e.0 == cudarc::driver::sys::CUresult::CUDA_ERROR_OUT_OF_MEMORY
+        };
         macro_rules! make {
             ($t:ty, $v:ident) => {{
-                let s = if zeroed {
-                    self.stream.alloc_zeros::<$t>(n)
-                } else {
-                    // SAFETY: the kernel that follows writes every element before any read.
-                    unsafe { self.stream.alloc::<$t>(n) }
+                let attempt = || {
+                    if zeroed {
+                        self.stream.alloc_zeros::<$t>(n)
+                    } else {
+                        // SAFETY: the kernel that follows writes every element before any
+                        // read.
+                        unsafe { self.stream.alloc::<$t>(n) }
+                    }
+                };
+                // The pool keeps freed memory (see `keep_freed`): when the device is full,
+                // give that back and try once more before calling it out of memory.
+                let s = match attempt() {
+                    Err(e) if full(&e) && self.trim_pool() => attempt(),
+                    other => other,
                 };
                 CudaData::$v(s.map_err(oom)?)
             }};
@@ -583,6 +646,20 @@ impl CudaDevice {
         })
     }
 
+    /// Waits for the queued work and releases the memory the pool keeps; whether there was a
+    /// pool to trim.
+    fn trim_pool(&self) -> bool {
+        let Some(PoolHandle(pool)) = self.pool else {
+            return false;
+        };
+        if self.stream.synchronize().is_err() {
+            return false;
+        }
+        // SAFETY: the pool is the device's default pool, alive as long as the context.
+        let r = unsafe { cudarc::driver::sys::cuMemPoolTrimTo(pool, 0) };
+        r == cudarc::driver::sys::CUresult::CUDA_SUCCESS
+    }
+
     /// The device buffer of an operand (already checked to be on this device).
     pub(crate) fn buf<'t>(&self, t: &'t Tensor) -> Result<&'t CudaBuffer, DeviceError> {
         t.cuda().ok_or_else(|| DeviceError::WrongDevice {
@@ -593,7 +670,9 @@ impl CudaDevice {
         })
     }
 
-    /// Refuses a result over the cap, or larger than the device's free memory.
+    /// Refuses a result over the cap, or larger than the device's whole memory. (What is
+    /// free is the allocation's to find out: asking the driver before every large result
+    /// cost more than the result's kernel, and the pool's cached memory counts as used.)
     pub(crate) fn check_alloc(
         &self,
         op: &'static str,
@@ -601,15 +680,16 @@ impl CudaDevice {
         shape: &[usize],
     ) -> Result<(), DeviceError> {
         let bytes = self.limits.admit(op, ty, shape)?;
-        let refuse = |reason: String| crate::cpu::alloc_error(op, ty, bytes, reason);
-        if bytes > 1 << 26
-            && let Some((free, total)) = self.memory()
-            && bytes > free as u64
-        {
-            return Err(refuse(format!(
-                "out of memory on cuda:{} ({free} bytes free of {total})",
-                self.ordinal
-            )));
+        if self.total > 0 && bytes > self.total as u64 {
+            return Err(crate::cpu::alloc_error(
+                op,
+                ty,
+                bytes,
+                format!(
+                    "more than the whole memory of cuda:{} ({} bytes)",
+                    self.ordinal, self.total
+                ),
+            ));
         }
         Ok(())
     }
