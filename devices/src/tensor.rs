@@ -56,6 +56,75 @@ impl Layout {
     }
 }
 
+/// The elements of the strided view `l` of `buf` in C order, or `None` when the view
+/// reaches outside the buffer. Size-1 dims are dropped and dims that walk memory as one are
+/// merged, then the innermost dim is copied as a run (stride 1), repeated (stride 0) or
+/// stepped, under an odometer over the others: ndarray's general iterator recomputes a
+/// dynamic index per element, which made small broadcast copies cost microseconds.
+fn gather_strided<T: Copy>(buf: &[T], l: &Layout) -> Option<Vec<T>> {
+    let n = l.numel();
+    if n == 0 {
+        return Some(Vec::new());
+    }
+    let mut dims: Vec<(usize, isize)> = Vec::with_capacity(l.shape.len());
+    for (&d, &s) in l.shape.iter().zip(&l.strides) {
+        if d == 1 {
+            continue;
+        }
+        match dims.last_mut() {
+            Some((pd, ps)) if *ps == s.checked_mul(d as isize)? => {
+                *pd *= d;
+                *ps = s;
+            }
+            _ => dims.push((d, s)),
+        }
+    }
+    let (mut lo, mut hi) = (l.offset as isize, l.offset as isize);
+    for &(d, s) in &dims {
+        let reach = s.checked_mul(d as isize - 1)?;
+        if reach < 0 {
+            lo += reach;
+        } else {
+            hi += reach;
+        }
+    }
+    if lo < 0 || hi as usize >= buf.len() {
+        return None;
+    }
+    let mut out = Vec::with_capacity(n);
+    let Some(&(inner, step)) = dims.last() else {
+        out.push(buf[l.offset]);
+        return Some(out);
+    };
+    let outer = &dims[..dims.len() - 1];
+    let mut index = vec![0usize; outer.len()];
+    let mut base = l.offset as isize;
+    loop {
+        let b = base as usize;
+        match step {
+            1 => out.extend_from_slice(&buf[b..b + inner]),
+            0 => out.extend(std::iter::repeat_n(buf[b], inner)),
+            _ => out.extend((0..inner).map(|k| buf[(base + k as isize * step) as usize])),
+        }
+        // Advance the odometer over the outer dims, last fastest.
+        let mut axis = outer.len();
+        loop {
+            if axis == 0 {
+                return Some(out);
+            }
+            axis -= 1;
+            let (d, s) = outer[axis];
+            index[axis] += 1;
+            base += s;
+            if index[axis] < d {
+                break;
+            }
+            base -= s * d as isize;
+            index[axis] = 0;
+        }
+    }
+}
+
 /// C-order strides of a shape.
 pub fn contiguous_strides(shape: &[usize]) -> Strides {
     let mut strides = Strides::from_elem(0, shape.len());
@@ -394,12 +463,7 @@ impl Tensor {
         if let Some(s) = self.as_slice::<T>() {
             return Some(s.to_vec());
         }
-        let view = self.view::<T>()?;
-        let mut out = crate::buffer::zeroed::<T>(self.numel());
-        for (d, &s) in out.iter_mut().zip(view.iter()) {
-            *d = s;
-        }
-        Some(out)
+        gather_strided(self.buffer::<T>()?, &self.layout)
     }
 
     /// The host scalars `items`, all of one dtype, as a vector (the list literal `[a, b]`
@@ -534,5 +598,57 @@ impl fmt::Debug for Tensor {
             write!(f, " {v:?}")?;
         }
         f.write_str(")")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A view: shape, strides, offset, and the elements it holds in C order.
+    type Case = (&'static [usize], &'static [isize], usize, Vec<i32>);
+
+    fn layout(shape: &[usize], strides: &[isize], offset: usize) -> Layout {
+        Layout {
+            shape: Dims::from_slice(shape),
+            strides: Strides::from_slice(strides),
+            offset,
+        }
+    }
+
+    /// Every kind of view comes out in C order: contiguous with an offset, transposed,
+    /// reversed (negative stride), broadcast (stride 0) along either axis, and a scalar.
+    #[test]
+    fn strided_views_gather_in_c_order() {
+        let buf: Vec<i32> = (0..12).collect();
+        let cases: [Case; 6] = [
+            (&[2, 3], &[3, 1], 6, vec![6, 7, 8, 9, 10, 11]),
+            (&[3, 2], &[1, 3], 0, vec![0, 3, 1, 4, 2, 5]),
+            (&[2, 3], &[-3, -1], 11, vec![11, 10, 9, 8, 7, 6]),
+            (&[2, 3], &[1, 0], 4, vec![4, 4, 4, 5, 5, 5]),
+            (&[2, 1, 3], &[0, 7, 2], 1, vec![1, 3, 5, 1, 3, 5]),
+            (&[1, 1], &[5, 9], 7, vec![7]),
+        ];
+        for (shape, strides, offset, want) in cases {
+            let l = layout(shape, strides, offset);
+            assert_eq!(
+                gather_strided(&buf, &l),
+                Some(want),
+                "{shape:?} {strides:?} {offset}"
+            );
+        }
+        assert_eq!(
+            gather_strided(&buf, &layout(&[0, 3], &[3, 1], 0)),
+            Some(vec![])
+        );
+    }
+
+    /// A view that reaches past either end of its buffer is refused, not read.
+    #[test]
+    fn views_outside_the_buffer_are_refused() {
+        let buf: Vec<i32> = (0..12).collect();
+        assert_eq!(gather_strided(&buf, &layout(&[2, 3], &[3, 1], 7)), None);
+        assert_eq!(gather_strided(&buf, &layout(&[2, 3], &[-3, 1], 2)), None);
+        assert_eq!(gather_strided(&buf, &layout(&[4], &[isize::MAX], 0)), None);
     }
 }
