@@ -42,6 +42,11 @@ impl HostBuffer {
         }
     }
 
+    /// The size of the elements in bytes (what [`crate::memory`] counts).
+    pub fn byte_len(&self) -> u64 {
+        (self.len() as u64).saturating_mul(self.dtype().size_of() as u64)
+    }
+
     /// True when there are no elements.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
@@ -54,6 +59,8 @@ pub trait Elem: Copy + Send + Sync + PartialEq + PartialOrd + Debug + Default + 
     const DTYPE: DType;
     /// The buffer's elements, if it holds this type.
     fn slice(b: &HostBuffer) -> Option<&[Self]>;
+    /// The buffer's elements, writable, if it holds this type.
+    fn slice_mut(b: &mut HostBuffer) -> Option<&mut [Self]>;
     /// Wraps elements into a buffer.
     fn into_buffer(v: Vec<Self>) -> HostBuffer;
     /// Converts to `f64` (bool: 0 or 1), exactly for every value but `i64` beyond 2^53.
@@ -68,6 +75,12 @@ macro_rules! elem {
         impl Elem for $t {
             const DTYPE: DType = DType::$dt;
             fn slice(b: &HostBuffer) -> Option<&[Self]> {
+                match b {
+                    HostBuffer::$dt(v) => Some(v),
+                    _ => None,
+                }
+            }
+            fn slice_mut(b: &mut HostBuffer) -> Option<&mut [Self]> {
                 match b {
                     HostBuffer::$dt(v) => Some(v),
                     _ => None,

@@ -2,6 +2,7 @@
 
 use std::fmt;
 
+use ir::passes::memory::Donation;
 use ir::{DType, InferError, Op, TensorType};
 
 use crate::fused::Kernel;
@@ -55,6 +56,39 @@ pub trait Device: Send + Sync + fmt::Debug {
     ) -> Result<Option<Vec<Tensor>>, DeviceError> {
         let _ = (kernel, inputs);
         Ok(None)
+    }
+
+    /// Runs an elementwise `op` (unary, binary, comparison, `select`) like [`Device::exec`],
+    /// on operands the caller lends: `inputs[donor]` dies here, and the device may write the
+    /// result into its buffer instead of allocating one, when that buffer can take it (see
+    /// `ir::passes::memory`; the CPU checks at run time that nobody else holds it). The
+    /// result is the same either way. The caller must not read `inputs[donor]` afterwards:
+    /// its elements may have been overwritten. The default runs [`Device::exec`].
+    fn exec_donating(
+        &self,
+        op: &Op,
+        inputs: &mut [Tensor],
+        donor: usize,
+    ) -> Result<Tensor, DeviceError> {
+        let _ = donor;
+        let refs: Vec<&Tensor> = inputs.iter().collect();
+        self.exec(op, &refs)
+    }
+
+    /// Runs a fused group like [`Device::exec_fused`], on inputs the caller lends: for each
+    /// donation, input `operand` dies here and output `result` may be written into its
+    /// buffer. As with [`Device::exec_donating`], the values are the same either way and
+    /// the donated inputs must not be read afterwards. The default runs
+    /// [`Device::exec_fused`].
+    fn exec_fused_donating(
+        &self,
+        kernel: &Kernel,
+        inputs: &mut [Tensor],
+        donations: &[Donation],
+    ) -> Result<Option<Vec<Tensor>>, DeviceError> {
+        let _ = donations;
+        let refs: Vec<&Tensor> = inputs.iter().collect();
+        self.exec_fused(kernel, &refs)
     }
 
     /// Copies host data in as a tensor of the given shape (C order).

@@ -24,6 +24,7 @@ pub mod cuda;
 pub mod device;
 pub mod error;
 pub mod fused;
+pub mod memory;
 pub mod schedule;
 pub mod tensor;
 

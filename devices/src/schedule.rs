@@ -8,10 +8,16 @@
 //! - **Values** live in one table indexed by `ValueId`. A slot holds a [`Tensor`] (a cheap
 //!   shared handle) or the unit marker of the effect token, which is ordering only and
 //!   never a tensor.
-//! - **Memory.** Each value's slot is emptied right after its last use in the block that
-//!   defines it, so its buffer is freed as soon as nothing else holds it. A use inside a
-//!   region counts as a use by the control-flow node that owns the region, so a value
-//!   defined outside a loop and read inside it lives until the loop node has finished.
+//! - **Memory.** The graph's [`MemoryPlan`] (`ir::passes::memory`) says where each value
+//!   dies: its slot is emptied right after its last use in the block that defines it, so
+//!   its buffer is freed as soon as nothing else holds it. A use inside a region counts as
+//!   a use by the control-flow node that owns the region, so a value defined outside a loop
+//!   and read inside it lives until the loop node has finished. The plan also names, for
+//!   elementwise and fused nodes, operands that die there and have a result's type: such a
+//!   *donor* is taken out of its slot before the node runs (so the executor no longer holds
+//!   it) and lent to the device ([`Device::exec_donating`],
+//!   [`Device::exec_fused_donating`]), which writes the result into its buffer when nobody
+//!   else holds that buffer either. [`RunStats::in_place`] counts the results written so.
 //! - **Control flow.** `If` downloads its `bool[]` condition and runs one region; `For`
 //!   reads its integer bounds and runs its body with the induction variable as a scalar of
 //!   the bounds' dtype; `While` alternates its `cond` and `body` regions. Region arguments
@@ -31,7 +37,8 @@ use std::borrow::Cow;
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use ir::graph::{BlockId, NodeId, NodeKind, Span, Type, ValueDef, ValueId, is_effectful};
+use ir::graph::{BlockId, NodeId, NodeKind, Span, Type, ValueId, is_effectful};
+use ir::passes::memory::MemoryPlan;
 use ir::{DType, Dim, Graph, Op, Shape, TensorType};
 use thiserror::Error;
 
@@ -149,7 +156,7 @@ pub fn run(
     Plan::new(graph).run(device, inputs, effects)
 }
 
-/// A graph analysed for execution: for every block, which values die after which node.
+/// A graph analysed for execution: its memory plan and the programs of its fused groups.
 #[derive(Clone, Debug)]
 pub struct Plan<'g> {
     graph: &'g Graph,
@@ -161,10 +168,10 @@ pub struct Plan<'g> {
 /// ([`Plan::with`]).
 #[derive(Clone, Debug)]
 pub struct Prepared {
-    /// Per block (by index): `releases[b][p]` are the values of block `b` whose last use is
-    /// at position `p`: 0 right after the arguments are bound (arguments never used),
-    /// `k + 1` after node `k`, `len + 1` after the yield.
-    releases: Vec<Vec<Vec<ValueId>>>,
+    /// Where each value dies, and which operands may lend their buffers to results.
+    memory: MemoryPlan,
+    /// Whether donors are lent to the device (see [`Prepared::without_in_place`]).
+    in_place: bool,
     /// The program of every fused node, compiled once.
     kernels: HashMap<NodeId, Kernel>,
 }
@@ -176,27 +183,39 @@ pub struct RunStats {
     pub peak_live: usize,
     /// Nodes executed (a node inside a loop counts once per iteration).
     pub nodes_run: usize,
+    /// Results the device wrote into a donor's buffer instead of a new one.
+    pub in_place: usize,
 }
 
 impl Prepared {
-    /// Computes the last use of every value of every block of `graph`, and compiles its
-    /// fused groups.
+    /// Plans the memory of `graph` ([`MemoryPlan::new`]) and compiles its fused groups.
     pub fn new(graph: &Graph) -> Prepared {
-        let mut releases = vec![Vec::new(); graph.block_count()];
         let mut kernels = HashMap::new();
-        let body = graph.body();
-        releases[body.index()] = block_releases(graph, body);
-        for n in graph.walk(body) {
-            for r in graph.node(n).kind.regions() {
-                releases[r.index()] = block_releases(graph, r);
-            }
+        for n in graph.walk(graph.body()) {
             if let NodeKind::Fused { body } = graph.node(n).kind
                 && let Some(k) = Kernel::from_region(graph, body)
             {
                 kernels.insert(n, k);
             }
         }
-        Prepared { releases, kernels }
+        Prepared {
+            memory: MemoryPlan::new(graph),
+            in_place: true,
+            kernels,
+        }
+    }
+
+    /// The same analysis with no donor ever lent: every result gets a buffer of its own.
+    /// The values are the same; this is for measuring what writing in place saves, and
+    /// for tests that compare the two.
+    pub fn without_in_place(mut self) -> Prepared {
+        self.in_place = false;
+        self
+    }
+
+    /// The memory plan the executor follows.
+    pub fn memory(&self) -> &MemoryPlan {
+        &self.memory
     }
 }
 
@@ -209,11 +228,19 @@ impl<'g> Plan<'g> {
         }
     }
 
+    /// This plan with no donor ever lent ([`Prepared::without_in_place`]).
+    pub fn without_in_place(self) -> Plan<'g> {
+        Plan {
+            graph: self.graph,
+            prepared: Cow::Owned(self.prepared.into_owned().without_in_place()),
+        }
+    }
+
     /// The plan of `graph` from an analysis made earlier, which must be `graph`'s own:
     /// another graph's would free values at the wrong time. (One whose block count shows
     /// it belongs elsewhere is not used; `graph` is analysed afresh.)
     pub fn with(graph: &'g Graph, prepared: &'g Prepared) -> Plan<'g> {
-        if prepared.releases.len() != graph.block_count() {
+        if prepared.memory.block_count() != graph.block_count() {
             return Plan::new(graph);
         }
         Plan {
@@ -263,47 +290,6 @@ impl<'g> Plan<'g> {
         }
         Ok((tensors, run.stats))
     }
-}
-
-/// The block that defines `v`.
-fn def_block(g: &Graph, v: ValueId) -> BlockId {
-    match g.value(v).def {
-        ValueDef::Arg { block, .. } => block,
-        ValueDef::Result { node, .. } => g.node(node).block,
-    }
-}
-
-/// The release lists of one block (see [`Plan::releases`]).
-fn block_releases(g: &Graph, b: BlockId) -> Vec<Vec<ValueId>> {
-    let block = g.block(b);
-    let len = block.nodes.len();
-    // Position of the last use of every value defined here, starting at its definition so
-    // that a value never used is released at once.
-    let mut last: HashMap<ValueId, usize> = HashMap::new();
-    for &a in &block.args {
-        last.insert(a, 0);
-    }
-    for (k, &n) in block.nodes.iter().enumerate() {
-        let node = g.node(n);
-        for &r in &node.results {
-            last.insert(r, k + 1);
-        }
-        for v in g.reads(n) {
-            if def_block(g, v) == b {
-                last.insert(v, k + 1);
-            }
-        }
-    }
-    for &v in &block.yields {
-        if def_block(g, v) == b {
-            last.insert(v, len + 1);
-        }
-    }
-    let mut releases = vec![Vec::new(); len + 2];
-    for (v, p) in last {
-        releases[p].push(v);
-    }
-    releases
 }
 
 /// One slot of the value table.
@@ -458,6 +444,54 @@ impl Run<'_, '_, '_> {
         }
     }
 
+    /// Takes tensor `v` out of its slot (the slot is released): how a donor is lent, so that
+    /// the table no longer holds its buffer.
+    fn take_tensor(&mut self, v: ValueId, span: Span) -> Result<Tensor, RunError> {
+        self.tensor(v, span)?;
+        match self.table[v.index()].take() {
+            Some(Slot::Tensor(t)) => {
+                self.live -= 1;
+                Ok(t)
+            }
+            other => {
+                self.table[v.index()] = other;
+                Err(RunError::Malformed {
+                    message: format!("value {} cannot be taken", v.index()),
+                    span,
+                })
+            }
+        }
+    }
+
+    /// The operands `vs` as owned handles, with the donors among them (positions in
+    /// `donors`) taken out of the table.
+    fn lend(
+        &mut self,
+        vs: &[ValueId],
+        donors: impl Fn(usize) -> bool,
+        span: Span,
+    ) -> Result<Vec<Tensor>, RunError> {
+        // Handles on the others first, so that a donor taken out of its slot is not needed
+        // again (a donor appears once among the operands).
+        let mut out: Vec<Option<Tensor>> = vs
+            .iter()
+            .enumerate()
+            .map(|(i, &v)| {
+                if donors(i) {
+                    Ok(None)
+                } else {
+                    self.tensor(v, span).map(|t| Some(t.clone()))
+                }
+            })
+            .collect::<Result<_, _>>()?;
+        for (i, &v) in vs.iter().enumerate() {
+            if out[i].is_none() {
+                out[i] = Some(self.take_tensor(v, span)?);
+            }
+        }
+        Ok(out.into_iter().flatten().collect())
+    }
+
     fn get(&self, v: ValueId, span: Span) -> Result<&Slot, RunError> {
         self.table
             .get(v.index())
@@ -520,8 +554,8 @@ impl Run<'_, '_, '_> {
         for (&v, slot) in block.args.iter().zip(args) {
             self.set(v, slot);
         }
-        let releases = &self.plan.prepared.releases[b.index()];
-        for &v in &releases[0] {
+        let releases = self.plan.prepared.memory.releases(b);
+        for &v in releases.first().into_iter().flatten() {
             self.release(v);
         }
         for (k, &n) in block.nodes.iter().enumerate() {
@@ -531,7 +565,7 @@ impl Run<'_, '_, '_> {
             }
             self.node(n)?;
             self.stats.nodes_run += 1;
-            for &v in &releases[k + 1] {
+            for &v in releases.get(k + 1).into_iter().flatten() {
                 self.release(v);
             }
         }
@@ -539,7 +573,7 @@ impl Run<'_, '_, '_> {
         for &v in &block.yields {
             out.push(self.get(v, span)?.clone());
         }
-        for &v in &releases[block.nodes.len() + 1] {
+        for &v in releases.get(block.nodes.len() + 1).into_iter().flatten() {
             self.release(v);
         }
         Ok(out)
@@ -633,15 +667,32 @@ impl Run<'_, '_, '_> {
                 } else {
                     &node.operands[..]
                 };
-                let args = tensor_operands
-                    .iter()
-                    .map(|&v| self.tensor(v, span))
-                    .collect::<Result<Vec<_>, _>>()?;
                 let op = self
                     .dims
                     .resolve_op(op)
                     .map_err(|message| RunError::Malformed { message, span })?;
-                let out = self.device.exec(&op, &args).map_err(device_err)?;
+                let donation = match self.plan.prepared.memory.donations(n) {
+                    [d] if self.plan.prepared.in_place && !effectful => Some(*d),
+                    _ => None,
+                };
+                let out = if let Some(d) = donation {
+                    let mut lent = self.lend(tensor_operands, |i| i == d.operand, span)?;
+                    let addr = lent.get(d.operand).map(Tensor::storage_addr);
+                    let out = self
+                        .device
+                        .exec_donating(&op, &mut lent, d.operand)
+                        .map_err(device_err)?;
+                    if addr == Some(out.storage_addr()) {
+                        self.stats.in_place += 1;
+                    }
+                    out
+                } else {
+                    let args = tensor_operands
+                        .iter()
+                        .map(|&v| self.tensor(v, span))
+                        .collect::<Result<Vec<_>, _>>()?;
+                    self.device.exec(&op, &args).map_err(device_err)?
+                };
                 if matches!(*op, Op::Print {}) {
                     self.effects.print(n, &out, span);
                 }
@@ -683,6 +734,43 @@ impl Run<'_, '_, '_> {
                 self.bind_results(n, out)
             }
             NodeKind::Fused { body } => {
+                let donations = self.plan.prepared.memory.donations(n);
+                if let Some(kernel) = self.plan.prepared.kernels.get(&n)
+                    && self.plan.prepared.in_place
+                    && !donations.is_empty()
+                {
+                    let mut lent = self.lend(
+                        &node.operands,
+                        |i| donations.iter().any(|d| d.operand == i),
+                        span,
+                    )?;
+                    let addrs: Vec<(usize, Option<usize>)> = donations
+                        .iter()
+                        .map(|d| (d.result, lent.get(d.operand).map(Tensor::storage_addr)))
+                        .collect();
+                    match self
+                        .device
+                        .exec_fused_donating(kernel, &mut lent, donations)
+                        .map_err(device_err)?
+                    {
+                        Some(outs) => {
+                            for (r, addr) in addrs {
+                                if addr.is_some() && outs.get(r).map(Tensor::storage_addr) == addr {
+                                    self.stats.in_place += 1;
+                                }
+                            }
+                            return self
+                                .bind_results(n, outs.into_iter().map(Slot::Tensor).collect());
+                        }
+                        None => {
+                            // Declined before writing anything: the region runs on the
+                            // operands, donors included.
+                            let args = lent.into_iter().map(Slot::Tensor).collect();
+                            let out = self.block(*body, args, span)?;
+                            return self.bind_results(n, out);
+                        }
+                    }
+                }
                 if let Some(kernel) = self.plan.prepared.kernels.get(&n) {
                     let args = node
                         .operands

@@ -172,6 +172,23 @@ pub(crate) enum Storage {
     },
 }
 
+impl Storage {
+    /// Host storage over `data`, counted as live tensor memory ([`crate::memory`]) until it
+    /// is dropped.
+    fn host(data: HostBuffer) -> Storage {
+        crate::memory::made(data.byte_len());
+        Storage::Host(data)
+    }
+}
+
+impl Drop for Storage {
+    fn drop(&mut self) {
+        if let Storage::Host(b) = self {
+            crate::memory::freed(b.byte_len());
+        }
+    }
+}
+
 /// A tensor: shared immutable storage, a strided [`Layout`], a dtype and a device.
 ///
 /// Cloning is cheap: the storage and the layout are reference counted, so a clone
@@ -253,7 +270,7 @@ impl Tensor {
         debug_assert_eq!(data.len(), shape.iter().product::<usize>());
         Tensor {
             dtype: data.dtype(),
-            storage: Arc::new(Storage::Host(data)),
+            storage: Arc::new(Storage::host(data)),
             layout: Arc::new(Layout::contiguous(shape)),
             device: DeviceId::Cpu,
         }
@@ -325,6 +342,42 @@ impl Tensor {
         Arc::ptr_eq(&self.storage, &other.storage)
     }
 
+    /// The address of the storage: equal for two tensors exactly when they share a buffer
+    /// (while both are alive). How the executor tells a result written in place.
+    pub(crate) fn storage_addr(&self) -> usize {
+        Arc::as_ptr(&self.storage) as usize
+    }
+
+    /// The host buffer, writable, when this handle is the only one on it (no clone, no
+    /// view, no caller holds it) and the tensor covers the whole buffer in C order: what a
+    /// kernel that writes its result in place needs. Writing it changes what this tensor
+    /// holds, so a caller that lends a tensor this way gives up its value.
+    pub(crate) fn unique_host_mut(&mut self) -> Option<&mut HostBuffer> {
+        if !self.is_unique_host() {
+            return None;
+        }
+        match Arc::get_mut(&mut self.storage)? {
+            Storage::Host(b) => Some(b),
+            _ => None,
+        }
+    }
+
+    /// Whether [`Tensor::unique_host_mut`] would give the buffer.
+    pub(crate) fn is_unique_host(&self) -> bool {
+        // Storage is never the target of a weak reference, so one strong count means that
+        // this handle is the only one.
+        self.layout.is_contiguous()
+            && self.layout.offset == 0
+            && Arc::strong_count(&self.storage) == 1
+            && self.host().is_some_and(|b| b.len() == self.layout.numel())
+    }
+
+    /// A new handle on this tensor's buffer with a C-order layout of its shape (a result
+    /// written in place, under a fresh identity).
+    pub(crate) fn reborn(&self) -> Tensor {
+        self.with_layout(Layout::contiguous(&self.layout.shape))
+    }
+
     pub(crate) fn host(&self) -> Option<&HostBuffer> {
         match &*self.storage {
             Storage::Host(b) => Some(b),
@@ -368,7 +421,7 @@ impl Tensor {
                 if l.numel() == 0 {
                     let data = b.download_range(0, 0)?;
                     return Ok(Tensor {
-                        storage: Arc::new(Storage::Host(data)),
+                        storage: Arc::new(Storage::host(data)),
                         layout: self.layout.clone(),
                         dtype: self.dtype,
                         device: DeviceId::Cpu,
@@ -386,7 +439,7 @@ impl Tensor {
                 }
                 let data = b.download_range(lo.max(0) as usize, hi.max(0) as usize + 1)?;
                 Ok(Tensor {
-                    storage: Arc::new(Storage::Host(data)),
+                    storage: Arc::new(Storage::host(data)),
                     layout: Arc::new(Layout {
                         shape: l.shape.clone(),
                         strides: l.strides.clone(),

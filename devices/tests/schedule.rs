@@ -392,9 +392,19 @@ fn a_value_used_by_a_later_node_stays_alive_until_then() {
     let x = Tensor::from_vec(vec![0.0f32; 4], &[4]).expect("x");
     let mut prints = Vec::new();
     let (out, stats) = Plan::new(&g)
-        .run_with_stats(&CpuDevice::new(), &[x], &mut prints)
+        .without_in_place()
+        .run_with_stats(&CpuDevice::new(), std::slice::from_ref(&x), &mut prints)
         .expect("runs");
     assert_eq!(stats.peak_live, 3);
+    assert!(f32s(&out[0]).iter().all(|v| v.is_infinite()));
+    // Written in place, each `exp` takes its operand out of the table before its result
+    // goes in, so %x0 and one link of the chain are all that is alive.
+    let (out, stats) = Plan::new(&g)
+        .run_with_stats(&CpuDevice::new(), &[x], &mut prints)
+        .expect("runs");
+    assert_eq!(stats.peak_live, 2);
+    // Every node but the first (whose operand is the input) writes in place.
+    assert_eq!(stats.in_place, 50);
     assert!(f32s(&out[0]).iter().all(|v| v.is_infinite()));
 }
 

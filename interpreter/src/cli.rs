@@ -75,6 +75,10 @@ pub struct Cli {
     /// simplify, cse, dce, fuse), or `none` [default: fold,simplify,cse,dce,fuse,dce]
     #[arg(long, global = true, value_name = "LIST")]
     pub passes: Option<String>,
+    /// After the command, print on stderr the host memory that tensors held: the peak and
+    /// the live bytes at exit, and how many buffers were made
+    #[arg(long, global = true)]
+    pub mem_stats: bool,
     /// What to do; without one, the REPL.
     #[command(subcommand)]
     pub command: Option<Cmd>,
@@ -295,8 +299,22 @@ fn report(e: &CliError) -> Status {
 }
 
 impl Cli {
-    /// Sets up the process (threads, Ctrl-C) and runs the command.
+    /// Sets up the process (threads, Ctrl-C) and runs the command; with `--mem-stats`,
+    /// reports the tensor memory afterwards (whatever the outcome).
     pub fn run(self) -> Result<Status, CliError> {
+        let mem_stats = self.mem_stats;
+        let status = self.run_command();
+        if mem_stats {
+            let m = devices::memory::stats();
+            eprintln!(
+                "memory: peak {} bytes of host tensors, {} live at exit, {} buffers made",
+                m.peak_bytes, m.live_bytes, m.buffers
+            );
+        }
+        status
+    }
+
+    fn run_command(self) -> Result<Status, CliError> {
         if let Some(n) = self.threads {
             let n = usize::try_from(n).unwrap_or(usize::MAX);
             rayon::ThreadPoolBuilder::new()

@@ -51,6 +51,10 @@ pub struct Options {
     /// The optimizer's passes for staged graphs, in order (`--passes`); `None` is
     /// `ir::passes::PIPELINE`.
     pub passes: Option<Vec<ir::passes::Pass>>,
+    /// Whether staged graphs may write a result into the buffer of an operand that dies
+    /// there (`ir::passes::memory`); off, every result gets a buffer of its own, with the
+    /// same values. For measuring what writing in place saves (`bench/memory.sh`).
+    pub in_place: bool,
 }
 
 impl Default for Options {
@@ -67,6 +71,7 @@ impl Default for Options {
             explain_restage: false,
             check_modes: false,
             passes: None,
+            in_place: true,
         }
     }
 }
@@ -323,6 +328,7 @@ impl Session {
         state.script_args = options.script_args;
         state.graph_mode = options.graph_mode;
         state.explain_restage = options.explain_restage;
+        state.in_place = options.in_place;
         if let Some(passes) = &options.passes {
             state.passes = crate::stage::pipeline::Pipeline::of(passes);
         }

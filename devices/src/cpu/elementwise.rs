@@ -259,16 +259,10 @@ pub(crate) fn unary(op: UnaryOp, x: &Tensor) -> Result<Tensor, DeviceError> {
 
 fn int_unary<T: Num + IntOps>(op: UnaryOp, s: &[T]) -> Vec<T> {
     match op {
-        UnaryOp::Neg => map_slice(s, |v: T| T::from_f64(0.0).sub(v)),
-        UnaryOp::Abs => map_slice(s, |v: T| {
-            if v.is_negative() {
-                T::from_f64(0.0).sub(v)
-            } else {
-                v
-            }
-        }),
-        UnaryOp::Sign => map_slice(s, |v: T| T::from_f64(v.sign_f64())),
-        UnaryOp::Relu => map_slice(s, |v: T| if v.is_negative() { T::from_f64(0.0) } else { v }),
+        UnaryOp::Neg => map_slice(s, int_neg),
+        UnaryOp::Abs => map_slice(s, int_abs),
+        UnaryOp::Sign => map_slice(s, int_sign),
+        UnaryOp::Relu => map_slice(s, int_relu),
         // Rounding an integer is the identity.
         UnaryOp::Floor | UnaryOp::Ceil | UnaryOp::Round => s.to_vec(),
         // `ir::infer` admits only floats for these, and bools for the logical and predicate
@@ -291,6 +285,34 @@ fn int_unary<T: Num + IntOps>(op: UnaryOp, s: &[T]) -> Vec<T> {
         | UnaryOp::IsNan
         | UnaryOp::IsFinite => s.to_vec(),
     }
+}
+
+/// Integer negation (wrapping).
+#[inline(always)]
+pub(crate) fn int_neg<T: Num>(v: T) -> T {
+    T::from_f64(0.0).sub(v)
+}
+
+/// Integer absolute value (wrapping at the minimum).
+#[inline(always)]
+pub(crate) fn int_abs<T: Num>(v: T) -> T {
+    if v.is_negative() {
+        T::from_f64(0.0).sub(v)
+    } else {
+        v
+    }
+}
+
+/// Integer sign: -1, 0 or 1.
+#[inline(always)]
+pub(crate) fn int_sign<T: Num>(v: T) -> T {
+    T::from_f64(v.sign_f64())
+}
+
+/// Integer `relu`.
+#[inline(always)]
+pub(crate) fn int_relu<T: Num>(v: T) -> T {
+    if v.is_negative() { T::from_f64(0.0) } else { v }
 }
 
 /// Helpers on integer elements.
@@ -349,23 +371,8 @@ fn binary_typed<T: Num>(
     b: &Tensor,
     shape: &[usize],
 ) -> Result<Tensor, DeviceError> {
-    let checked = matches!(op, BinaryOp::Rem | BinaryOp::FloorDiv | BinaryOp::Pow);
-    if T::IS_INT && checked && shape.iter().product::<usize>() > 0 {
-        let rhs = b.to_vec::<T>().unwrap_or_default();
-        match op {
-            BinaryOp::Rem | BinaryOp::FloorDiv if rhs.iter().any(|v| v.is_zero()) => {
-                return Err(DeviceError::DivisionByZero { op: op.name() });
-            }
-            BinaryOp::Pow => {
-                if let Some(e) = rhs.iter().find(|v| v.is_negative()) {
-                    return Err(DeviceError::NegativeIntPower {
-                        op: op.name(),
-                        exponent: e.to_f64() as i64,
-                    });
-                }
-            }
-            _ => {}
-        }
+    if shape.iter().product::<usize>() > 0 && needs_divisor_check::<T>(op) {
+        check_divisor::<T>(op, &b.to_vec::<T>().unwrap_or_default())?;
     }
     let out: Vec<T> = match op {
         BinaryOp::Add => map2(a, b, shape, T::add),
@@ -380,6 +387,29 @@ fn binary_typed<T: Num>(
         BinaryOp::And | BinaryOp::Or => return unreachable_dtype(op.name()),
     };
     Ok(Tensor::from_host_unchecked(T::into_buffer(out), shape))
+}
+
+/// Whether integer `op` must look at its right operand before running: `rem` and
+/// `floor_div` by zero and negative integer powers are errors.
+pub(crate) fn needs_divisor_check<T: Num>(op: BinaryOp) -> bool {
+    T::IS_INT && matches!(op, BinaryOp::Rem | BinaryOp::FloorDiv | BinaryOp::Pow)
+}
+
+/// The error of integer `op` on the right operand's elements `rhs`, if any.
+pub(crate) fn check_divisor<T: Num>(op: BinaryOp, rhs: &[T]) -> Result<(), DeviceError> {
+    match op {
+        BinaryOp::Rem | BinaryOp::FloorDiv if rhs.iter().any(|v| v.is_zero()) => {
+            Err(DeviceError::DivisionByZero { op: op.name() })
+        }
+        BinaryOp::Pow => match rhs.iter().find(|v| v.is_negative()) {
+            Some(e) => Err(DeviceError::NegativeIntPower {
+                op: op.name(),
+                exponent: e.to_f64() as i64,
+            }),
+            None => Ok(()),
+        },
+        _ => Ok(()),
+    }
 }
 
 /// Comparison with broadcasting, giving `bool`.

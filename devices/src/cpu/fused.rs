@@ -28,7 +28,8 @@ use rayon::prelude::*;
 use super::elementwise::Num;
 use super::{PAR_MIN_ELEMS, math};
 use crate::fused::Kernel;
-use crate::{Elem, Tensor};
+use crate::{Elem, HostBuffer, Tensor};
+use ir::passes::memory::Donation;
 
 /// Elements per tile: 4 KiB of f32 per register.
 const TILE: usize = 1024;
@@ -60,26 +61,105 @@ pub(crate) fn exec(
     inputs: &[&Tensor],
     shape: &[usize],
 ) -> Option<Result<Vec<Tensor>, String>> {
-    if inputs.len() != kernel.inputs.len() {
+    let float = float_dtype(kernel, inputs.iter().map(|t| t.dtype()))?;
+    let held = inputs.iter().map(|&t| Input::Held(t)).collect();
+    let outs = match float {
+        DType::F32 => run::<f32>(kernel, held, shape),
+        DType::F64 => run::<f64>(kernel, held, shape),
+        _ => None,
+    }?;
+    Some(outs.map(|outs| outs.into_iter().flatten().collect()))
+}
+
+/// [`exec`] on inputs the caller lends: for each donation whose input can take it (it has
+/// the output's dtype and the output's shape, and nobody else holds its buffer, see
+/// `Tensor::unique_host_mut`), the output is written into that input's buffer. The other
+/// donations are ignored: those outputs get fresh buffers, with the same values.
+pub(crate) fn exec_donating(
+    kernel: &Kernel,
+    inputs: &mut [Tensor],
+    shape: &[usize],
+    donations: &[Donation],
+) -> Option<Result<Vec<Tensor>, String>> {
+    let float = float_dtype(kernel, inputs.iter().map(|t| t.dtype()))?;
+    // Which output each input gives its buffer to.
+    let mut lend: Vec<Option<usize>> = vec![None; inputs.len()];
+    for d in donations {
+        let (Some(t), Some(ty)) = (
+            inputs.get(d.operand),
+            kernel.outputs.get(d.result).and_then(|&o| kernel.ty(o)),
+        ) else {
+            continue;
+        };
+        let taken = lend.contains(&Some(d.result)) || lend[d.operand].is_some();
+        if !taken && t.dtype() == ty.dtype && t.shape() == shape && t.is_unique_host() {
+            lend[d.operand] = Some(d.result);
+        }
+    }
+    let lent = lend.iter().flatten().count();
+    let args: Vec<Input<'_>> = inputs
+        .iter_mut()
+        .zip(&lend)
+        .map(|(t, l)| match (*l, t.is_unique_host()) {
+            (Some(output), true) => match t.unique_host_mut() {
+                Some(buf) => Input::Lent { output, buf },
+                None => Input::Gone,
+            },
+            _ => Input::Held(t),
+        })
+        .collect();
+    if args.iter().any(|a| matches!(a, Input::Gone)) {
         return None;
     }
+    let outs = match float {
+        DType::F32 => run::<f32>(kernel, args, shape),
+        DType::F64 => run::<f64>(kernel, args, shape),
+        _ => None,
+    }?;
+    let mut outs = match outs {
+        Ok(o) => o,
+        Err(e) => return Some(Err(e)),
+    };
+    debug_assert_eq!(outs.iter().filter(|o| o.is_none()).count(), lent);
+    // The outputs written into lent buffers are those buffers, under new handles.
+    for (i, l) in lend.iter().enumerate() {
+        if let Some(output) = *l
+            && let Some(slot) = outs.get_mut(output)
+            && slot.is_none()
+        {
+            *slot = Some(inputs[i].reborn());
+        }
+    }
+    Some(Ok(outs.into_iter().flatten().collect()))
+}
+
+/// The float dtype of a group, if the executor covers its dtypes: one float dtype (f32 or
+/// f64) besides bool.
+fn float_dtype(kernel: &Kernel, inputs: impl Iterator<Item = DType>) -> Option<DType> {
     let mut float = None;
-    for dt in inputs
-        .iter()
-        .map(|t| t.dtype())
-        .chain(kernel.steps.iter().map(|s| s.ty.dtype))
-    {
+    for dt in inputs.chain(kernel.steps.iter().map(|s| s.ty.dtype)) {
         match dt {
             DType::Bool => {}
             DType::F32 | DType::F64 if float.is_none_or(|f| f == dt) => float = Some(dt),
             _ => return None,
         }
     }
-    match float.unwrap_or(DType::F32) {
-        DType::F32 => run::<f32>(kernel, inputs, shape),
-        DType::F64 => run::<f64>(kernel, inputs, shape),
-        _ => None,
-    }
+    Some(float.unwrap_or(DType::F32))
+}
+
+/// An input of one run.
+enum Input<'a> {
+    /// A tensor read where it is.
+    Held(&'a Tensor),
+    /// The buffer of a tensor lent to output `output`, which is written into it; its
+    /// elements are read tile by tile before the output's are written there.
+    Lent {
+        output: usize,
+        buf: &'a mut HostBuffer,
+    },
+    /// A lent buffer that could not be had after all (not reached: `is_unique_host` was
+    /// checked just before).
+    Gone,
 }
 
 /// Where a register's elements come from in one run.
@@ -101,6 +181,10 @@ enum Reg<'a, T> {
     Slot(usize),
     /// A bool scratch slot.
     BSlot(usize),
+    /// A float input lent to an output: copied into a slot at the start of each tile.
+    Lent(usize),
+    /// A bool input lent to an output.
+    BLent(usize),
 }
 
 /// An operand as a step sees it on one tile.
@@ -122,37 +206,73 @@ enum Out<'a, T> {
     B(&'a mut [bool]),
 }
 
-/// Where an output's elements go, for one task: the not yet written part of its vector.
+/// Where an output's elements go, for one task: the not yet written part of its vector,
+/// or the part of a lent input's buffer (which holds that input's elements until written).
 enum Dest<'a, T> {
     T(&'a mut [MaybeUninit<T>]),
     B(&'a mut [MaybeUninit<bool>]),
+    LentT(&'a mut [T]),
+    LentB(&'a mut [bool]),
 }
 
 /// A whole output.
-enum OutBuf<T> {
+enum OutBuf<'a, T> {
     T(Vec<T>),
     B(Vec<bool>),
+    LentT(&'a mut [T]),
+    LentB(&'a mut [bool]),
 }
 
+/// Runs `kernel` over elements of type `T` (and bool). Gives each output's tensor in order,
+/// or `None` for an output written into a lent input's buffer.
 fn run<T: Float>(
     kernel: &Kernel,
-    inputs: &[&Tensor],
+    inputs: Vec<Input<'_>>,
     shape: &[usize],
-) -> Option<Result<Vec<Tensor>, String>> {
+) -> Option<Result<Vec<Option<Tensor>>, String>> {
+    if inputs.len() != kernel.inputs.len() {
+        return None;
+    }
     let n: usize = shape.iter().product();
     // Inputs that neither match the output's shape nor repeat along leading axes are made
-    // contiguous at that shape; they are held here so that registers can borrow them.
-    let owned: Vec<Tensor> = inputs
-        .iter()
-        .map(|t| match periodic(t.shape(), shape) {
-            Some(_) => t.contiguous(),
-            None => t.broadcast_view(shape).contiguous(),
-        })
-        .collect();
+    // contiguous at that shape; they are held here so that registers can borrow them. Lent
+    // buffers are set aside, to become their outputs' destinations.
+    let mut owned: Vec<Option<Tensor>> = Vec::with_capacity(inputs.len());
+    let mut lent_bufs: Vec<(usize, &mut HostBuffer)> = Vec::new();
+    for input in inputs {
+        match input {
+            Input::Held(t) => owned.push(Some(match periodic(t.shape(), shape) {
+                Some(_) => t.contiguous(),
+                None => t.broadcast_view(shape).contiguous(),
+            })),
+            Input::Lent { output, buf } => {
+                owned.push(None);
+                lent_bufs.push((output, buf));
+            }
+            Input::Gone => return None,
+        }
+    }
     let mut regs: Vec<Reg<'_, T>> = Vec::with_capacity(kernel.inputs.len() + kernel.steps.len());
     let (mut t_slots, mut b_slots) = (0usize, 0usize);
     let mut gathers = Vec::new();
-    for t in &owned {
+    // (output, register) of every lent input, in input order.
+    let mut lent: Vec<(usize, usize)> = Vec::new();
+    let mut lent_outputs = lent_bufs.iter().map(|(o, _)| *o);
+    for (i, t) in owned.iter().enumerate() {
+        let Some(t) = t else {
+            let output = lent_outputs.next()?;
+            let bool_input = kernel.inputs.get(i)?.dtype == DType::Bool;
+            let reg = if bool_input {
+                b_slots += 1;
+                Reg::BLent(b_slots - 1)
+            } else {
+                t_slots += 1;
+                Reg::Lent(t_slots - 1)
+            };
+            lent.push((output, regs.len()));
+            regs.push(reg);
+            continue;
+        };
         let reg = if t.dtype() == DType::Bool {
             let s = t.as_slice::<bool>()?;
             match s.len() {
@@ -270,14 +390,21 @@ fn run<T: Float>(
         .iter()
         .map(|&o| regs.get(o).copied())
         .collect::<Option<_>>()?;
-    let mut bufs: Vec<OutBuf<T>> = kernel
-        .outputs
-        .iter()
-        .map(|&o| match kernel.ty(o).map(|t| t.dtype) {
-            Some(DType::Bool) => OutBuf::B(crate::buffer::unfilled::<bool>(n)),
-            _ => OutBuf::T(crate::buffer::unfilled::<T>(n)),
-        })
-        .collect();
+    let mut lent_dest: Vec<Option<&mut HostBuffer>> =
+        (0..kernel.outputs.len()).map(|_| None).collect();
+    for (output, buf) in lent_bufs {
+        *lent_dest.get_mut(output)? = Some(buf);
+    }
+    let mut bufs: Vec<OutBuf<'_, T>> = Vec::with_capacity(kernel.outputs.len());
+    for (&o, lent) in kernel.outputs.iter().zip(lent_dest) {
+        let is_bool = kernel.ty(o).map(|t| t.dtype) == Some(DType::Bool);
+        bufs.push(match (lent, is_bool) {
+            (Some(b), true) => OutBuf::LentB(bool::slice_mut(b)?.get_mut(..n)?),
+            (Some(b), false) => OutBuf::LentT(T::slice_mut(b)?.get_mut(..n)?),
+            (None, true) => OutBuf::B(crate::buffer::unfilled::<bool>(n)),
+            (None, false) => OutBuf::T(crate::buffer::unfilled::<T>(n)),
+        });
+    }
     let tasks = n.div_ceil(TASK);
     let mut per_task: Vec<Vec<Dest<'_, T>>> = (0..tasks).map(|_| Vec::new()).collect();
     for buf in &mut bufs {
@@ -292,6 +419,16 @@ fn run<T: Float>(
                     per_task[k].push(Dest::B(c));
                 }
             }
+            OutBuf::LentT(v) => {
+                for (k, c) in v.chunks_mut(TASK).enumerate() {
+                    per_task[k].push(Dest::LentT(c));
+                }
+            }
+            OutBuf::LentB(v) => {
+                for (k, c) in v.chunks_mut(TASK).enumerate() {
+                    per_task[k].push(Dest::LentB(c));
+                }
+            }
         }
     }
     let ctx = Ctx {
@@ -299,6 +436,7 @@ fn run<T: Float>(
         regs: &regs,
         program: &program,
         gathers: &gathers,
+        lent: &lent,
         outputs: &outputs,
         n,
     };
@@ -336,13 +474,14 @@ fn run<T: Float>(
                 // SAFETY: the capacity is at least `n`, and every task succeeded: each wrote
                 // every element of its chunk, and the chunks cover `0..n`.
                 unsafe { v.set_len(n) };
-                Tensor::from_host_unchecked(T::into_buffer(v), shape)
+                Some(Tensor::from_host_unchecked(T::into_buffer(v), shape))
             }
             OutBuf::B(mut v) => {
                 // SAFETY: as above.
                 unsafe { v.set_len(n) };
-                Tensor::from_host_unchecked(bool::into_buffer(v), shape)
+                Some(Tensor::from_host_unchecked(bool::into_buffer(v), shape))
             }
+            OutBuf::LentT(_) | OutBuf::LentB(_) => None,
         })
         .collect()))
 }
@@ -353,6 +492,8 @@ struct Ctx<'r, 'a, T> {
     regs: &'r [Reg<'a, T>],
     program: &'r [(usize, Reg<'a, T>)],
     gathers: &'r [usize],
+    /// (output, register) of every input lent to an output.
+    lent: &'r [(usize, usize)],
     outputs: &'r [Reg<'a, T>],
     n: usize,
 }
@@ -402,6 +543,20 @@ impl<T: Float> Ctx<'_, '_, T> {
                     _ => {}
                 }
             }
+            // A lent input's tile is read out of the output's buffer before anything is
+            // written there.
+            let at = start - base;
+            for &(o, r) in self.lent {
+                match (self.regs[r], outs.get(o)?) {
+                    (Reg::Lent(slot), Dest::LentT(d)) => {
+                        scr.t[slot][..len].copy_from_slice(d.get(at..at + len)?);
+                    }
+                    (Reg::BLent(slot), Dest::LentB(d)) => {
+                        scr.b[slot][..len].copy_from_slice(d.get(at..at + len)?);
+                    }
+                    _ => return None,
+                }
+            }
             for &(k, reg) in self.program {
                 let step = self.kernel.steps.get(k)?;
                 match reg {
@@ -420,11 +575,12 @@ impl<T: Float> Ctx<'_, '_, T> {
                     _ => return None,
                 }
             }
-            let at = start - base;
             for (out, &reg) in outs.iter_mut().zip(self.outputs) {
                 match (out, arg(reg, scr, start, len)) {
                     (Dest::T(o), AnyArg::T(a)) => put(a, o.get_mut(at..at + len)?),
                     (Dest::B(o), AnyArg::B(a)) => put(a, o.get_mut(at..at + len)?),
+                    (Dest::LentT(o), AnyArg::T(a)) => put_lent(a, o.get_mut(at..at + len)?),
+                    (Dest::LentB(o), AnyArg::B(a)) => put_lent(a, o.get_mut(at..at + len)?),
                     _ => return None,
                 }
             }
@@ -485,8 +641,8 @@ fn arg<'s, T: Copy>(
         Reg::BSlice(s) => AnyArg::B(Arg::V(&s[start..start + len])),
         Reg::Const(x) => AnyArg::T(Arg::S(x)),
         Reg::BConst(x) => AnyArg::B(Arg::S(x)),
-        Reg::Periodic(_, s) | Reg::Slot(s) => AnyArg::T(Arg::V(&scr.t[s][..len])),
-        Reg::BPeriodic(_, s) | Reg::BSlot(s) => AnyArg::B(Arg::V(&scr.b[s][..len])),
+        Reg::Periodic(_, s) | Reg::Slot(s) | Reg::Lent(s) => AnyArg::T(Arg::V(&scr.t[s][..len])),
+        Reg::BPeriodic(_, s) | Reg::BSlot(s) | Reg::BLent(s) => AnyArg::B(Arg::V(&scr.b[s][..len])),
     }
 }
 
@@ -504,6 +660,15 @@ fn put<E: Copy>(a: Arg<'_, E>, o: &mut [MaybeUninit<E>]) {
                 d.write(x);
             }
         }
+    }
+}
+
+/// Writes a tile of an output into a lent buffer.
+#[inline(always)]
+fn put_lent<E: Copy>(a: Arg<'_, E>, o: &mut [E]) {
+    match a {
+        Arg::V(v) => o.copy_from_slice(v),
+        Arg::S(x) => o.fill(x),
     }
 }
 

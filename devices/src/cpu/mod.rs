@@ -18,6 +18,7 @@ mod elementwise;
 mod fused;
 #[cfg(target_arch = "x86_64")]
 mod gemm;
+mod inplace;
 pub mod math;
 mod matmul;
 mod movement;
@@ -157,6 +158,57 @@ impl CpuDevice {
         })
     }
 
+    /// The dims of a fused group's outputs (the inputs' broadcast shape), each output
+    /// checked against the allocation cap; `None` when the inputs do not broadcast.
+    fn fused_shape<'t>(
+        &self,
+        kernel: &crate::fused::Kernel,
+        inputs: impl Iterator<Item = &'t Tensor>,
+    ) -> Result<Option<Vec<usize>>, DeviceError> {
+        let mut shape = ir::Shape::scalar();
+        for t in inputs {
+            shape = match ir::broadcast_shapes(&shape, &t.ttype().shape) {
+                Ok(s) => s,
+                Err(_) => return Ok(None),
+            };
+        }
+        let Some(dims) = shape.to_known() else {
+            return Ok(None);
+        };
+        for &o in &kernel.outputs {
+            if let Some(t) = kernel.ty(o) {
+                self.check_alloc("fused", &TensorType::new(t.dtype, shape.clone()), &dims)?;
+            }
+        }
+        Ok(Some(dims))
+    }
+
+    /// The in-place path of [`Device::exec_donating`]: `None` when it does not apply (not
+    /// an elementwise primitive, operands `exec` would refuse — it then reports why — a
+    /// donor of another type than the result, or operands the in-place kernels do not
+    /// take).
+    fn exec_in_place(
+        &self,
+        op: &Op,
+        inputs: &mut [Tensor],
+        donor: usize,
+    ) -> Option<Result<Tensor, DeviceError>> {
+        if !matches!(
+            op,
+            Op::Unary { .. } | Op::Binary { .. } | Op::Compare { .. } | Op::Select {}
+        ) {
+            return None;
+        }
+        let refs: Vec<&Tensor> = inputs.iter().collect();
+        crate::device::check_placement(DeviceId::Cpu, op, &refs).ok()?;
+        let (out, shape) = crate::device::result_of(self, op, &refs).ok()?;
+        let d = inputs.get(donor)?;
+        if d.dtype() != out.dtype || d.shape() != shape.as_slice() {
+            return None;
+        }
+        inplace::exec(op, inputs, donor)
+    }
+
     fn check_alloc(
         &self,
         op: &'static str,
@@ -250,28 +302,51 @@ impl Device for CpuDevice {
         if inputs.iter().any(|t| t.device() != DeviceId::Cpu) {
             return Ok(None);
         }
-        // The outputs have the inputs' broadcast shape; each must fit under the cap.
-        let types: Vec<TensorType> = inputs.iter().map(|t| t.ttype()).collect();
-        let mut shape = ir::Shape::scalar();
-        for t in &types {
-            shape = match ir::broadcast_shapes(&shape, &t.shape) {
-                Ok(s) => s,
-                Err(_) => return Ok(None),
-            };
-        }
-        let Some(dims) = shape.to_known() else {
+        let Some(dims) = self.fused_shape(kernel, inputs.iter().copied())? else {
             return Ok(None);
         };
-        for &o in &kernel.outputs {
-            if let Some(t) = kernel.ty(o) {
-                self.check_alloc("fused", &TensorType::new(t.dtype, shape.clone()), &dims)?;
-            }
-        }
         let result = match fused::exec(kernel, inputs, &dims) {
             None => return Ok(None),
             Some(r) => r,
         };
         // A run cut short by Ctrl-C fails inside; the interruption is what to report.
+        crate::cancel::check()?;
+        Ok(Some(result.map_err(DeviceError::Unavailable)?))
+    }
+
+    fn exec_donating(
+        &self,
+        op: &Op,
+        inputs: &mut [Tensor],
+        donor: usize,
+    ) -> Result<Tensor, DeviceError> {
+        if let Some(result) = self.exec_in_place(op, inputs, donor) {
+            // A kernel that saw Ctrl-C left the donor's buffer half written: the result is
+            // dropped, as `exec` drops an unfinished one.
+            crate::cancel::check()?;
+            return result;
+        }
+        let refs: Vec<&Tensor> = inputs.iter().collect();
+        self.exec(op, &refs)
+    }
+
+    fn exec_fused_donating(
+        &self,
+        kernel: &crate::fused::Kernel,
+        inputs: &mut [Tensor],
+        donations: &[ir::passes::memory::Donation],
+    ) -> Result<Option<Vec<Tensor>>, DeviceError> {
+        crate::cancel::check()?;
+        if inputs.iter().any(|t| t.device() != DeviceId::Cpu) {
+            return Ok(None);
+        }
+        let Some(dims) = self.fused_shape(kernel, inputs.iter())? else {
+            return Ok(None);
+        };
+        let result = match fused::exec_donating(kernel, inputs, &dims, donations) {
+            None => return Ok(None),
+            Some(r) => r,
+        };
         crate::cancel::check()?;
         Ok(Some(result.map_err(DeviceError::Unavailable)?))
     }

@@ -95,6 +95,9 @@ pub(crate) struct State {
     /// The optimizer's passes that staged graphs go through, in order
     /// (`Session::set_passes`; `ir::passes::PIPELINE` by default).
     pub passes: crate::stage::pipeline::Pipeline,
+    /// Whether staged graphs write results into the buffers of operands that die
+    /// (`Options::in_place`).
+    pub in_place: bool,
     /// `ms run --check-modes`: every staged call is also run eagerly and as staged, and the
     /// results compared (`stage::check`); what was checked so far.
     pub check: Option<crate::stage::check::CheckModes>,
@@ -130,6 +133,7 @@ impl State {
             graph_mode: false,
             explain_restage: false,
             passes: crate::stage::pipeline::Pipeline::default(),
+            in_place: true,
             check: None,
             eager_only: false,
         }

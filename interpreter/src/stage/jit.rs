@@ -584,6 +584,7 @@ impl Eval<'_> {
         kept: Option<&mut Vec<Tensor>>,
     ) -> R<Vec<Tensor>> {
         let device = self.st.device.clone();
+        let in_place = self.st.in_place;
         let mut printer = Printer {
             out: &mut *self.st.out,
             g,
@@ -591,9 +592,10 @@ impl Eval<'_> {
             failed: None,
             kept,
         };
-        let prepared = g
-            .prepared
-            .get_or_init(|| devices::schedule::Prepared::new(&g.graph));
+        let prepared = g.prepared.get_or_init(|| {
+            let p = devices::schedule::Prepared::new(&g.graph);
+            if in_place { p } else { p.without_in_place() }
+        });
         let r = Plan::with(&g.graph, prepared).run(&*device, inputs, &mut printer);
         if let Some(e) = printer.failed {
             return Err(errors::bad_value(

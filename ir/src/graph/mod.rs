@@ -63,6 +63,7 @@ pub(crate) use inline::{Rewrite, rewrite};
 pub use inline::{inline, with_outputs};
 pub use parse::{ParseError, parse};
 pub use print::{PrintOptions, print};
+pub(crate) use print::{numbering, value_name};
 pub use verify::{VerifyError, VerifyErrorKind, verify};
 
 use std::fmt;

@@ -10,12 +10,17 @@
 //! The pipeline is data ([`PIPELINE`]): a list of [`Pass`]es, run in order by
 //! [`optimize`].
 //!
+//! [`memory`] is the one file here that is not a pass: memory planning (liveness, and which
+//! results may be written into a dying operand's buffer) is an analysis of the graph that
+//! runs, which the executor reads; its module doc says why.
+//!
 //! [`GraphBuilder`]: crate::GraphBuilder
 
 mod cse;
 mod dce;
 mod fold;
 mod fuse;
+pub mod memory;
 mod simplify;
 
 pub use fuse::{has_fused, unfuse};
