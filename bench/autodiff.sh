@@ -22,7 +22,7 @@ cargo build --release -q -p interpreter --bin ms
 MS="$TARGET_DIR/release/ms"
 
 mlp_ours() { "$MS" bench/mlp_step.ms --epochs "$EPOCHS" | awk '/^us\/step/ {print $2}' | tr '\n' ' '; }
-grad_ours() { "$MS" bench/macro_grad.ms --reps "$REPS" | tr '\n' ' '; }
+grad_ours() { "$MS" bench/macro_grad.ms --reps "$REPS" | awk '{print $1, $2}' | tr '\n' ' '; }
 chain_ours() { "$MS" bench/grad_chain.ms --reps "$REPS" | tr '\n' ' '; }
 
 mlp_a=$(mlp_ours); mlp_peers=$("$PY" bench/autodiff_peers.py mlp "$EPOCHS"); mlp_b=$(mlp_ours)
