@@ -12,6 +12,8 @@
 use ir::graph::{BlockId, NodeKind, Type, ValueId};
 use ir::{Graph, Op, TensorType};
 
+use crate::Tensor;
+
 /// One step of a [`Kernel`].
 #[derive(Clone, Debug, PartialEq)]
 pub struct Step {
@@ -92,4 +94,14 @@ impl Kernel {
             Some(k) => self.steps.get(k).map(|s| &s.ty),
         }
     }
+}
+
+/// The dims of a fused group's outputs for `inputs`: their broadcast shape, or `None` when
+/// they do not broadcast or a dim is not known (every device runs groups at this shape).
+pub fn output_dims<'t>(inputs: impl IntoIterator<Item = &'t Tensor>) -> Option<Vec<usize>> {
+    let mut shape = ir::Shape::scalar();
+    for t in inputs {
+        shape = ir::broadcast_shapes(&shape, &t.ttype().shape).ok()?;
+    }
+    shape.to_known()
 }

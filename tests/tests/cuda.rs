@@ -287,18 +287,7 @@ fn families_are_the_tables() {
 #[test]
 fn programs_run_on_cuda() {
     let Some(dev) = gpu() else { return };
-    let dir = data_dir("run");
-    let mut files: Vec<_> = std::fs::read_dir(&dir)
-        .expect("tests/run is readable")
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| {
-            p.extension().is_some_and(|x| x == "ms")
-                && !p
-                    .file_name()
-                    .is_some_and(|n| n.to_string_lossy().starts_with("err_"))
-        })
-        .collect();
-    files.sort();
+    let files = runnable_programs();
     let mut failures = Vec::new();
     let mut differing = 0;
     for path in &files {
@@ -362,6 +351,22 @@ fn data_dir(name: &str) -> std::path::PathBuf {
     .unwrap_or_else(|| panic!("tests/{name}, from the repository root or the tests crate"))
 }
 
+/// The programs of `tests/run` that should run without error (not `err_*`), in order.
+fn runnable_programs() -> Vec<std::path::PathBuf> {
+    let mut files: Vec<_> = std::fs::read_dir(data_dir("run"))
+        .expect("tests/run is readable")
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| {
+            p.extension().is_some_and(|x| x == "ms")
+                && !p
+                    .file_name()
+                    .is_some_and(|n| n.to_string_lossy().starts_with("err_"))
+        })
+        .collect();
+    files.sort();
+    files
+}
+
 /// Runs `path` in a session on `device` (graph mode and `--check-modes` when `checked`):
 /// whether it failed, what it printed, and its diagnostics' codes and messages.
 fn run_program(
@@ -410,17 +415,7 @@ fn fused_groups_equal_eager() {
 #[test]
 fn programs_check_modes_on_cuda() {
     let Some(dev) = gpu() else { return };
-    let mut files: Vec<_> = std::fs::read_dir(data_dir("run"))
-        .expect("tests/run is readable")
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| {
-            p.extension().is_some_and(|x| x == "ms")
-                && !p
-                    .file_name()
-                    .is_some_and(|n| n.to_string_lossy().starts_with("err_"))
-        })
-        .collect();
-    files.sort();
+    let files = runnable_programs();
     let mut diverging = Vec::new();
     for path in &files {
         let (_, _, diags) = run_program(dev.clone(), path, true);

@@ -165,16 +165,10 @@ impl CpuDevice {
         kernel: &crate::fused::Kernel,
         inputs: impl Iterator<Item = &'t Tensor>,
     ) -> Result<Option<Vec<usize>>, DeviceError> {
-        let mut shape = ir::Shape::scalar();
-        for t in inputs {
-            shape = match ir::broadcast_shapes(&shape, &t.ttype().shape) {
-                Ok(s) => s,
-                Err(_) => return Ok(None),
-            };
-        }
-        let Some(dims) = shape.to_known() else {
+        let Some(dims) = crate::fused::output_dims(inputs) else {
             return Ok(None);
         };
+        let shape = ir::Shape::known(&dims);
         for &o in &kernel.outputs {
             if let Some(t) = kernel.ty(o) {
                 self.check_alloc("fused", &TensorType::new(t.dtype, shape.clone()), &dims)?;

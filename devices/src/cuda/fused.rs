@@ -64,17 +64,10 @@ pub(super) fn exec(
     {
         return Ok(None);
     }
-    // The outputs have the inputs' broadcast shape.
-    let mut shape = ir::Shape::scalar();
-    for t in inputs {
-        shape = match ir::broadcast_shapes(&shape, &t.ttype().shape) {
-            Ok(s) => s,
-            Err(_) => return Ok(None),
-        };
-    }
-    let Some(dims) = shape.to_known() else {
+    let Some(dims) = crate::fused::output_dims(inputs.iter().copied()) else {
         return Ok(None);
     };
+    let shape = ir::Shape::known(&dims);
     let n: usize = dims.iter().product();
 
     // How each input is read, and the strided geometries.
