@@ -15,8 +15,9 @@
 //! **Signature.** How each input is read is part of the source: an input of one element is
 //! read once before the loop, an input that is contiguous in the output's shape is read at
 //! the loop index, and any other view (a broadcast row, a transpose) goes through the
-//! prelude's strided `Geo` (three inputs per geometry). The source is the cache key: a
-//! kernel is compiled by NVRTC the first time its source is seen and reused afterwards.
+//! prelude's strided `Geo` (three inputs per geometry). The kernel's text is the cache key:
+//! it is compiled by NVRTC (with the prelude and the helpers it names) the first time it is
+//! seen and reused afterwards, so a call writes out only the short kernel itself.
 //!
 //! **Declining.** A group the generated kernels cannot compute exactly as the unfused
 //! primitives do gives `None`, and the executor runs its region node by node: integer
@@ -128,7 +129,7 @@ pub(super) fn exec(
         outs.push(dev.alloc("fused", t.dtype, &dims, false)?);
     }
     if n > 0 {
-        let f = dev.fused_function(&src)?;
+        let f = dev.fused_function(&src.kernel, || src.module())?;
         let mut args: Vec<Arg> = ptrs.iter().map(|&p| Arg::U64(p)).collect();
         args.extend(outs.iter().map(|b| Arg::U64(b.ptr())));
         args.push(Arg::U64(n as u64));
@@ -178,7 +179,7 @@ fn space(dt: DType) -> String {
 
 /// The CUDA C source of `kernel` with its inputs read as `reads` say, or `None` when a step
 /// has no exact generated form.
-fn source(kernel: &Kernel, reads: &[Read]) -> Option<String> {
+fn source(kernel: &Kernel, reads: &[Read]) -> Option<Source> {
     let ty = |r: usize| kernel.ty(r).map(|t| t.dtype);
     let mut spaces: Vec<DType> = Vec::new();
     let mut body = String::new();
@@ -259,18 +260,7 @@ fn source(kernel: &Kernel, reads: &[Read]) -> Option<String> {
     spaces.sort();
     spaces.dedup();
 
-    let mut s = String::from(kernels::PRELUDE);
-    for &dt in &spaces {
-        let _ = write!(
-            s,
-            "namespace {} {{\ntypedef {} T;\ntypedef {} U;\n{}{}}}\n",
-            space(dt),
-            ctype(dt),
-            kernels::utype(dt),
-            kernels::unary_helpers(dt),
-            kernels::binary_helpers(dt)
-        );
-    }
+    let mut s = String::new();
     let mut params: Vec<String> = Vec::new();
     for (i, t) in kernel.inputs.iter().enumerate() {
         params.push(format!("const {}* __restrict__ in{i}", ctype(t.dtype)));
@@ -358,7 +348,39 @@ fn source(kernel: &Kernel, reads: &[Read]) -> Option<String> {
         let _ = writeln!(s, "                out{j}[i] = {};", reg(o));
     }
     s.push_str("            }\n        }\n    }\n}\n");
-    Some(s)
+    Some(Source { kernel: s, spaces })
+}
+
+/// A fused group's generated code: the `fused` kernel itself, and the dtypes whose helper
+/// namespaces it uses.
+#[derive(Debug, PartialEq)]
+struct Source {
+    /// The kernel's text. It names every namespace it uses, so it alone identifies the
+    /// module and is the key of the device's cache: the helpers and the prelude, many
+    /// kilobytes, are only written out when a kernel is compiled.
+    kernel: String,
+    /// The dtypes of [`space`]s the kernel uses.
+    spaces: Vec<DType>,
+}
+
+impl Source {
+    /// The whole module NVRTC compiles: the prelude, the helper namespaces, the kernel.
+    fn module(&self) -> String {
+        let mut s = String::from(kernels::PRELUDE);
+        for &dt in &self.spaces {
+            let _ = write!(
+                s,
+                "namespace {} {{\ntypedef {} T;\ntypedef {} U;\n{}{}}}\n",
+                space(dt),
+                ctype(dt),
+                kernels::utype(dt),
+                kernels::unary_helpers(dt),
+                kernels::binary_helpers(dt)
+            );
+        }
+        s.push_str(&self.kernel);
+        s
+    }
 }
 
 #[cfg(test)]
@@ -421,7 +443,9 @@ mod tests {
     #[test]
     fn source_of_a_chain() {
         let reads = [Read::Dense, Read::Scalar, Read::Strided { geo: 0, slot: 0 }];
-        let src = source(&chain(), &reads).expect("every step has a generated form");
+        let src = source(&chain(), &reads)
+            .expect("every step has a generated form")
+            .module();
         assert!(src.contains("extern \"C\" __global__ void fused(const float* __restrict__ in0, const float* __restrict__ in1, const float* __restrict__ in2, float* __restrict__ out0, float* __restrict__ out1, unsigned long long n, Geo g0)"), "{src}");
         assert!(src.contains("const float r1 = in1[0];"), "{src}");
         assert!(src.contains("l0[u] = in0[i];"), "{src}");
@@ -444,7 +468,9 @@ mod tests {
         );
         assert_eq!(src.matches("namespace ms_f32 {").count(), 1, "{src}");
         // A different way of reading the inputs is a different kernel.
-        let dense = source(&chain(), &[Read::Dense; 3]).expect("generated");
+        let dense = source(&chain(), &[Read::Dense; 3])
+            .expect("generated")
+            .module();
         assert_ne!(src, dense);
         assert!(!dense.contains("Geo g0"));
     }
@@ -472,7 +498,9 @@ mod tests {
             }],
             ..k
         };
-        let src = source(&k, &[Read::Dense, Read::Dense]).expect("wrapping add is exact");
+        let src = source(&k, &[Read::Dense, Read::Dense])
+            .expect("wrapping add is exact")
+            .kernel;
         assert!(src.contains("(T)((U)p + (U)q)"), "{src}");
     }
 

@@ -309,7 +309,7 @@ pub struct CudaDevice {
     modules: Mutex<HashMap<(Family, DType), Compiled>>,
     /// Loaded kernels by module and name.
     functions: Mutex<HashMap<(Family, DType, String), CudaFunction>>,
-    /// Generated kernels of fused groups by their source (a compile error is kept too).
+    /// Generated kernels of fused groups by their kernel text (a compile error is kept too).
     fused: Mutex<HashMap<String, Result<CudaFunction, String>>>,
     /// cuBLAS, made on the first float matrix product.
     blas: Mutex<Option<Arc<cudarc::cublas::CudaBlas>>>,
@@ -486,21 +486,26 @@ impl CudaDevice {
         Ok(f)
     }
 
-    /// The kernel `fused` of a generated source, compiled on first sight and kept. The cache
-    /// is bounded: a session that stages many different graphs starts it afresh rather than
-    /// growing without end.
-    pub(crate) fn fused_function(&self, src: &str) -> Result<CudaFunction, DeviceError> {
+    /// The kernel `fused` of a generated kernel text `key`, compiled from the module
+    /// `module()` writes on first sight and kept. The cache is bounded: a session that stages
+    /// many different graphs starts it afresh rather than growing without end.
+    pub(crate) fn fused_function(
+        &self,
+        key: &str,
+        module: impl FnOnce() -> String,
+    ) -> Result<CudaFunction, DeviceError> {
         const MAX_KERNELS: usize = 4096;
         let mut cache = self.fused.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(f) = cache.get(src) {
+        if let Some(f) = cache.get(key) {
             return f.clone().map_err(|m| self.err("compile", m));
         }
+        let src = module();
         let opts = cudarc::nvrtc::CompileOptions {
             arch: self.arch,
             name: Some("ms_fused.cu".into()),
             ..Default::default()
         };
-        let compiled = cudarc::nvrtc::compile_ptx_with_opts(src, opts)
+        let compiled = cudarc::nvrtc::compile_ptx_with_opts(&src, opts)
             .map_err(|e| match e {
                 cudarc::nvrtc::CompileError::CompileError { nvrtc, log, .. } => format!(
                     "NVRTC could not compile a fused kernel ({nvrtc:?}):\n{}\nsource:\n{src}",
@@ -520,7 +525,7 @@ impl CudaDevice {
         if cache.len() >= MAX_KERNELS {
             cache.clear();
         }
-        cache.insert(src.to_string(), compiled.clone());
+        cache.insert(key.to_string(), compiled.clone());
         compiled.map_err(|m| self.err("compile", m))
     }
 
