@@ -56,73 +56,145 @@ impl Layout {
     }
 }
 
+/// How a strided view walks its buffer in C order: its dims with size-1 dims dropped and
+/// dims that walk memory as one merged, so that the innermost dim is one run (stride 1),
+/// one repeated element (stride 0) or one stepped run. Readers copy run by run under an
+/// odometer over the outer dims: ndarray's general iterator recomputes a dynamic index per
+/// element, which made small broadcast copies cost microseconds.
+#[derive(Clone, Debug)]
+pub(crate) struct Walk {
+    /// (size, stride) per merged dim, outermost first; empty for one element.
+    dims: SmallVec<[(usize, isize); 4]>,
+    offset: isize,
+    numel: usize,
+}
+
+impl Walk {
+    /// The walk of the view `l` of a buffer of `len` elements, or `None` when the view
+    /// reaches outside the buffer (or its reach overflows).
+    pub(crate) fn new(l: &Layout, len: usize) -> Option<Walk> {
+        let mut dims: SmallVec<[(usize, isize); 4]> = SmallVec::new();
+        for (&d, &s) in l.shape.iter().zip(&l.strides) {
+            if d == 1 {
+                continue;
+            }
+            match dims.last_mut() {
+                Some((pd, ps)) if *ps == s.checked_mul(d as isize)? => {
+                    *pd *= d;
+                    *ps = s;
+                }
+                _ => dims.push((d, s)),
+            }
+        }
+        let numel = l.numel();
+        let offset = isize::try_from(l.offset).ok()?;
+        if numel > 0 {
+            let (mut lo, mut hi) = (offset, offset);
+            for &(d, s) in &dims {
+                let reach = s.checked_mul(d as isize - 1)?;
+                if reach < 0 {
+                    lo = lo.checked_add(reach)?;
+                } else {
+                    hi = hi.checked_add(reach)?;
+                }
+            }
+            if lo < 0 || hi as usize >= len {
+                return None;
+            }
+        }
+        Some(Walk {
+            dims,
+            offset,
+            numel,
+        })
+    }
+
+    /// The stride of the innermost run (1 when the view is one element).
+    fn step(&self) -> isize {
+        self.dims.last().map_or(1, |&(_, s)| s)
+    }
+
+    /// Calls `run(position, count)` for the runs covering the elements
+    /// `start..start + len` in C order, in order: each run is `count` elements of the
+    /// innermost dim starting at buffer position `position`, stepping by [`Walk::step`].
+    /// The caller keeps `start + len` within the view.
+    fn runs(&self, start: usize, len: usize, mut run: impl FnMut(usize, usize)) {
+        if len == 0 {
+            return;
+        }
+        let Some((&(inner, step), outer)) = self.dims.split_last() else {
+            run(self.offset as usize, len.min(1));
+            return;
+        };
+        // The multi-index of element `start` over the outer dims, and where it sits.
+        let mut index: SmallVec<[usize; 4]> = SmallVec::from_elem(0, outer.len());
+        let mut rest = start / inner;
+        let mut base = self.offset;
+        for (k, &(d, s)) in outer.iter().enumerate().rev() {
+            index[k] = rest % d;
+            rest /= d;
+            base += index[k] as isize * s;
+        }
+        let mut i = start % inner;
+        let mut left = len;
+        while left > 0 {
+            let count = (inner - i).min(left);
+            run((base + i as isize * step) as usize, count);
+            left -= count;
+            i = 0;
+            // Advance the odometer over the outer dims, last fastest.
+            let mut axis = outer.len();
+            while axis > 0 {
+                axis -= 1;
+                let (d, s) = outer[axis];
+                index[axis] += 1;
+                base += s;
+                if index[axis] < d {
+                    break;
+                }
+                base -= s * d as isize;
+                index[axis] = 0;
+            }
+        }
+    }
+
+    /// Copies the elements `start..start + out.len()` of the view (C order) out of `buf`
+    /// (the buffer the walk was made for) into `out`.
+    pub(crate) fn read<T: Copy>(&self, buf: &[T], start: usize, out: &mut [T]) {
+        let step = self.step();
+        let mut w = 0;
+        self.runs(
+            start,
+            out.len().min(self.numel.saturating_sub(start)),
+            |p, count| {
+                let o = &mut out[w..w + count];
+                match step {
+                    1 => o.copy_from_slice(&buf[p..p + count]),
+                    0 => o.fill(buf[p]),
+                    _ => {
+                        for (k, x) in o.iter_mut().enumerate() {
+                            *x = buf[(p as isize + k as isize * step) as usize];
+                        }
+                    }
+                }
+                w += count;
+            },
+        );
+    }
+}
+
 /// The elements of the strided view `l` of `buf` in C order, or `None` when the view
-/// reaches outside the buffer. Size-1 dims are dropped and dims that walk memory as one are
-/// merged, then the innermost dim is copied as a run (stride 1), repeated (stride 0) or
-/// stepped, under an odometer over the others: ndarray's general iterator recomputes a
-/// dynamic index per element, which made small broadcast copies cost microseconds.
+/// reaches outside the buffer.
 fn gather_strided<T: Copy>(buf: &[T], l: &Layout) -> Option<Vec<T>> {
-    let n = l.numel();
-    if n == 0 {
-        return Some(Vec::new());
-    }
-    let mut dims: Vec<(usize, isize)> = Vec::with_capacity(l.shape.len());
-    for (&d, &s) in l.shape.iter().zip(&l.strides) {
-        if d == 1 {
-            continue;
-        }
-        match dims.last_mut() {
-            Some((pd, ps)) if *ps == s.checked_mul(d as isize)? => {
-                *pd *= d;
-                *ps = s;
-            }
-            _ => dims.push((d, s)),
-        }
-    }
-    let (mut lo, mut hi) = (l.offset as isize, l.offset as isize);
-    for &(d, s) in &dims {
-        let reach = s.checked_mul(d as isize - 1)?;
-        if reach < 0 {
-            lo += reach;
-        } else {
-            hi += reach;
-        }
-    }
-    if lo < 0 || hi as usize >= buf.len() {
-        return None;
-    }
-    let mut out = Vec::with_capacity(n);
-    let Some(&(inner, step)) = dims.last() else {
-        out.push(buf[l.offset]);
-        return Some(out);
-    };
-    let outer = &dims[..dims.len() - 1];
-    let mut index = vec![0usize; outer.len()];
-    let mut base = l.offset as isize;
-    loop {
-        let b = base as usize;
-        match step {
-            1 => out.extend_from_slice(&buf[b..b + inner]),
-            0 => out.extend(std::iter::repeat_n(buf[b], inner)),
-            _ => out.extend((0..inner).map(|k| buf[(base + k as isize * step) as usize])),
-        }
-        // Advance the odometer over the outer dims, last fastest.
-        let mut axis = outer.len();
-        loop {
-            if axis == 0 {
-                return Some(out);
-            }
-            axis -= 1;
-            let (d, s) = outer[axis];
-            index[axis] += 1;
-            base += s;
-            if index[axis] < d {
-                break;
-            }
-            base -= s * d as isize;
-            index[axis] = 0;
-        }
-    }
+    let walk = Walk::new(l, buf.len())?;
+    let step = walk.step();
+    let mut out = Vec::with_capacity(walk.numel);
+    walk.runs(0, walk.numel, |p, count| match step {
+        1 => out.extend_from_slice(&buf[p..p + count]),
+        0 => out.extend(std::iter::repeat_n(buf[p], count)),
+        _ => out.extend((0..count).map(|k| buf[(p as isize + k as isize * step) as usize])),
+    });
+    Some(out)
 }
 
 /// C-order strides of a shape.
@@ -694,6 +766,33 @@ mod tests {
             gather_strided(&buf, &layout(&[0, 3], &[3, 1], 0)),
             Some(vec![])
         );
+    }
+
+    /// Reading any window `start..start + len` of a view gives that window of the whole
+    /// view in C order, whichever run or outer index the window starts and ends in.
+    #[test]
+    fn walks_read_any_window() {
+        let buf: Vec<i32> = (0..24).collect();
+        let views: [(&[usize], &[isize], usize); 6] = [
+            (&[2, 3, 4], &[12, 4, 1], 0),
+            (&[4, 3, 2], &[1, 4, 12], 0),
+            (&[3, 5], &[1, 0], 2),
+            (&[2, 3, 2], &[0, 2, -1], 5),
+            (&[6], &[3], 1),
+            (&[], &[], 9),
+        ];
+        for (shape, strides, offset) in views {
+            let l = layout(shape, strides, offset);
+            let all = gather_strided(&buf, &l).expect("inside the buffer");
+            let walk = Walk::new(&l, buf.len()).expect("inside the buffer");
+            for start in 0..all.len() {
+                for len in 0..=all.len() - start {
+                    let mut out = vec![-1; len];
+                    walk.read(&buf, start, &mut out);
+                    assert_eq!(out, all[start..start + len], "{shape:?} {start} {len}");
+                }
+            }
+        }
     }
 
     /// A view that reaches past either end of its buffer is refused, not read.

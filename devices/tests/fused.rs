@@ -187,6 +187,47 @@ fn broadcast_inputs_are_read_as_rows_scalars_and_columns() {
     }
 }
 
+/// Inputs that reach a group as views (a transpose, a backwards slice, an explicit
+/// broadcast of a column and of a scalar) are read through their strides, element for
+/// element as the unfused nodes read them.
+#[test]
+fn views_are_read_through_their_strides() {
+    let mut rng = Gen(7);
+    for dtype in ["f32", "f64"] {
+        for (rows, cols) in [(1usize, 1usize), (3, 5), (37, 1029), (300, 70)] {
+            let g = graph(
+                dtype,
+                &[
+                    ("x", &format!("[{cols}, {rows}]")),
+                    ("y", &format!("[{rows}, {}]", 2 * cols)),
+                    ("col", &format!("[{rows}, 1]")),
+                    ("s", "[]"),
+                ],
+                &format!("{{t}}[{rows}, {cols}]"),
+                &"  %xt: {t}[R, C] = transpose %x {perm: [1, 0]}
+  %ys: {t}[R, C] = slice %y {dims: [(0, R, 1), (D, C, -2)]}
+  %cb: {t}[R, C] = broadcast %col {shape: [R, C]}
+  %sb: {t}[R, C] = broadcast %s {shape: [R, C]}
+  %a: {t}[R, C] = mul %xt, %ys
+  %b: {t}[R, C] = add %a, %cb
+  %c: {t}[R, C] = tanh %b
+  %d: {t}[R, C] = sub %c, %sb
+  yield %d"
+                    .replace('R', &rows.to_string())
+                    .replace('D', &(2 * cols - 1).to_string())
+                    .replace('C', &cols.to_string()),
+            );
+            let inputs = [
+                tensor(&mut rng, dtype, &[cols, rows]),
+                tensor(&mut rng, dtype, &[rows, 2 * cols]),
+                tensor(&mut rng, dtype, &[rows, 1]),
+                tensor(&mut rng, dtype, &[]),
+            ];
+            check(&format!("views {dtype} {rows}x{cols}"), &g, &inputs);
+        }
+    }
+}
+
 #[test]
 fn comparisons_selects_and_logic_keep_bools_inside_or_give_them_out() {
     let mut rng = Gen(7);

@@ -9,9 +9,11 @@
 //! with its own scratch registers.
 //!
 //! **Registers.** A scalar constant, or a step whose operands are all scalars, is evaluated
-//! once before the loop and never stored per tile. An input of the output's shape is read
-//! in place; one that repeats along leading axes (a bias row) is gathered per tile; any
-//! other broadcast input is made contiguous at the output's shape first. The remaining
+//! once before the loop and never stored per tile, as is an input that is one element
+//! broadcast. An input whose view at the output's shape is contiguous is read in place;
+//! any other (a bias row repeating along leading axes, a per-row value repeating along
+//! the last axis, a transposed or sliced view) is gathered per tile through its strides
+//! (`tensor::Walk`), run by run, so no broadcast is ever materialised. The remaining
 //! steps get scratch buffers, reused once a register is dead (a linear scan over the
 //! program), so a long chain needs only a few tiles of scratch.
 //!
@@ -28,6 +30,7 @@ use rayon::prelude::*;
 use super::elementwise::Num;
 use super::{PAR_MIN_ELEMS, math};
 use crate::fused::Kernel;
+use crate::tensor::Walk;
 use crate::{Elem, HostBuffer, Tensor};
 use ir::passes::memory::Donation;
 
@@ -169,10 +172,11 @@ enum Reg<'a, T> {
     Slice(&'a [T]),
     /// A bool input of the output's shape.
     BSlice(&'a [bool]),
-    /// A float input repeating every `len` elements, gathered into a slot per tile.
-    Periodic(&'a [T], usize),
-    /// A bool input repeating every `len` elements.
-    BPeriodic(&'a [bool], usize),
+    /// A float input read through a strided walk of its buffer (a broadcast, transposed or
+    /// sliced view at the output's shape), gathered into a slot per tile.
+    Strided(&'a [T], &'a Walk, usize),
+    /// A bool input read through a strided walk.
+    BStrided(&'a [bool], &'a Walk, usize),
     /// A float scalar.
     Const(T),
     /// A bool scalar.
@@ -234,19 +238,33 @@ fn run<T: Float>(
         return None;
     }
     let n: usize = shape.iter().product();
-    // Inputs that neither match the output's shape nor repeat along leading axes are made
-    // contiguous at that shape; they are held here so that registers can borrow them. Lent
-    // buffers are set aside, to become their outputs' destinations.
-    let mut owned: Vec<Option<Tensor>> = Vec::with_capacity(inputs.len());
+    // Every held input is seen at the output's shape (a broadcast view where it has fewer
+    // elements; no copy), and read in place when that view is contiguous or else walked
+    // tile by tile through its strides. Lent buffers are set aside, to become their
+    // outputs' destinations.
+    let mut views: Vec<Option<(Tensor, Option<Walk>)>> = Vec::with_capacity(inputs.len());
     let mut lent_bufs: Vec<(usize, &mut HostBuffer)> = Vec::new();
     for input in inputs {
         match input {
-            Input::Held(t) => owned.push(Some(match periodic(t.shape(), shape) {
-                Some(_) => t.contiguous(),
-                None => t.broadcast_view(shape).contiguous(),
-            })),
+            Input::Held(t) => {
+                let view = if t.shape() == shape {
+                    t.clone()
+                } else {
+                    t.broadcast_view(shape)
+                };
+                let walk = if view.is_contiguous() || view.numel() == 0 {
+                    None
+                } else {
+                    let len = match view.dtype() {
+                        DType::Bool => view.buffer::<bool>()?.len(),
+                        _ => view.buffer::<T>()?.len(),
+                    };
+                    Some(Walk::new(view.layout(), len)?)
+                };
+                views.push(Some((view, walk)));
+            }
             Input::Lent { output, buf } => {
-                owned.push(None);
+                views.push(None);
                 lent_bufs.push((output, buf));
             }
             Input::Gone => return None,
@@ -258,8 +276,8 @@ fn run<T: Float>(
     // (output, register) of every lent input, in input order.
     let mut lent: Vec<(usize, usize)> = Vec::new();
     let mut lent_outputs = lent_bufs.iter().map(|(o, _)| *o);
-    for (i, t) in owned.iter().enumerate() {
-        let Some(t) = t else {
+    for (i, view) in views.iter().enumerate() {
+        let Some((t, walk)) = view else {
             let output = lent_outputs.next()?;
             let bool_input = kernel.inputs.get(i)?.dtype == DType::Bool;
             let reg = if bool_input {
@@ -273,26 +291,33 @@ fn run<T: Float>(
             regs.push(reg);
             continue;
         };
+        // A scalar broadcast to the output is a constant, whatever its strides.
+        let l = t.layout();
+        let single = n > 0
+            && l.shape
+                .iter()
+                .zip(&l.strides)
+                .all(|(&d, &s)| d == 1 || s == 0);
         let reg = if t.dtype() == DType::Bool {
-            let s = t.as_slice::<bool>()?;
-            match s.len() {
-                1 => Reg::BConst(s[0]),
-                len if len == n => Reg::BSlice(s),
-                _ => {
+            let buf = t.buffer::<bool>()?;
+            match walk {
+                _ if single => Reg::BConst(*buf.get(t.layout().offset)?),
+                None => Reg::BSlice(t.as_slice::<bool>()?),
+                Some(w) => {
                     b_slots += 1;
                     gathers.push(regs.len());
-                    Reg::BPeriodic(s, b_slots - 1)
+                    Reg::BStrided(buf, w, b_slots - 1)
                 }
             }
         } else {
-            let s = t.as_slice::<T>()?;
-            match s.len() {
-                1 => Reg::Const(s[0]),
-                len if len == n => Reg::Slice(s),
-                _ => {
+            let buf = t.buffer::<T>()?;
+            match walk {
+                _ if single => Reg::Const(*buf.get(t.layout().offset)?),
+                None => Reg::Slice(t.as_slice::<T>()?),
+                Some(w) => {
                     t_slots += 1;
                     gathers.push(regs.len());
-                    Reg::Periodic(s, t_slots - 1)
+                    Reg::Strided(buf, w, t_slots - 1)
                 }
             }
         };
@@ -538,8 +563,10 @@ impl<T: Float> Ctx<'_, '_, T> {
             let len = TILE.min(end - start);
             for &g in self.gathers {
                 match self.regs[g] {
-                    Reg::Periodic(src, slot) => gather(src, start, &mut scr.t[slot][..len]),
-                    Reg::BPeriodic(src, slot) => gather(src, start, &mut scr.b[slot][..len]),
+                    Reg::Strided(src, walk, slot) => walk.read(src, start, &mut scr.t[slot][..len]),
+                    Reg::BStrided(src, walk, slot) => {
+                        walk.read(src, start, &mut scr.b[slot][..len]);
+                    }
                     _ => {}
                 }
             }
@@ -641,8 +668,10 @@ fn arg<'s, T: Copy>(
         Reg::BSlice(s) => AnyArg::B(Arg::V(&s[start..start + len])),
         Reg::Const(x) => AnyArg::T(Arg::S(x)),
         Reg::BConst(x) => AnyArg::B(Arg::S(x)),
-        Reg::Periodic(_, s) | Reg::Slot(s) | Reg::Lent(s) => AnyArg::T(Arg::V(&scr.t[s][..len])),
-        Reg::BPeriodic(_, s) | Reg::BSlot(s) | Reg::BLent(s) => AnyArg::B(Arg::V(&scr.b[s][..len])),
+        Reg::Strided(_, _, s) | Reg::Slot(s) | Reg::Lent(s) => AnyArg::T(Arg::V(&scr.t[s][..len])),
+        Reg::BStrided(_, _, s) | Reg::BSlot(s) | Reg::BLent(s) => {
+            AnyArg::B(Arg::V(&scr.b[s][..len]))
+        }
     }
 }
 
@@ -678,19 +707,6 @@ fn scalar_arg<T: Copy>(reg: Reg<'_, T>) -> AnyArg<'_, T> {
         Reg::BConst(x) => AnyArg::B(Arg::S(x)),
         Reg::Const(x) => AnyArg::T(Arg::S(x)),
         _ => AnyArg::B(Arg::S(false)),
-    }
-}
-
-/// Copies the elements `start..` of the periodic sequence `src` into `out`.
-fn gather<E: Copy>(src: &[E], start: usize, out: &mut [E]) {
-    let p = src.len();
-    let mut i = start % p;
-    for o in out {
-        *o = src[i];
-        i += 1;
-        if i == p {
-            i = 0;
-        }
     }
 }
 
@@ -843,18 +859,4 @@ fn select<T: Copy>(c: Arg<'_, bool>, a: Arg<'_, T>, b: Arg<'_, T>, o: &mut [T]) 
             }
         }
     }
-}
-
-/// Whether a tensor of `shape` broadcast to `full` repeats its elements in order: its
-/// dims, right-aligned, equal the trailing dims of `full` after some leading ones. Gives
-/// the period (its element count).
-fn periodic(shape: &[usize], full: &[usize]) -> Option<usize> {
-    let off = full.len().checked_sub(shape.len())?;
-    // Leading ones of `shape` are stretched; from its first other dim on it must match.
-    let first = shape.iter().position(|&d| d != 1).unwrap_or(shape.len());
-    let tail_matches = shape[first..]
-        .iter()
-        .zip(&full[off + first..])
-        .all(|(a, b)| a == b);
-    tail_matches.then(|| shape.iter().product())
 }

@@ -187,10 +187,13 @@ impl CpuDevice {
         inputs: &mut [Tensor],
         donor: usize,
     ) -> Option<Result<Tensor, DeviceError>> {
-        if !matches!(
-            op,
-            Op::Unary { .. } | Op::Binary { .. } | Op::Compare { .. } | Op::Select {}
-        ) {
+        let scatter = matches!(op, Op::ScatterAdd { .. });
+        if !scatter
+            && !matches!(
+                op,
+                Op::Unary { .. } | Op::Binary { .. } | Op::Compare { .. } | Op::Select {}
+            )
+        {
             return None;
         }
         let refs: Vec<&Tensor> = inputs.iter().collect();
@@ -200,7 +203,14 @@ impl CpuDevice {
         if d.dtype() != out.dtype || d.shape() != shape.as_slice() {
             return None;
         }
-        inplace::exec(op, inputs, donor)
+        match op {
+            // Only the base of a scatter can take its result.
+            Op::ScatterAdd { axis } if donor == 0 => {
+                movement::scatter_add_in_place(inputs, *axis).map(Ok)
+            }
+            Op::ScatterAdd { .. } => None,
+            _ => inplace::exec(op, inputs, donor),
+        }
     }
 
     fn check_alloc(

@@ -1,7 +1,7 @@
 //! Movement kernels that need new memory: concat, pad, gather and scatter-add. (Reshape,
 //! transpose, broadcast and slice are views; see `Tensor`.)
 
-use crate::{DeviceError, Elem, Tensor, with_elem};
+use crate::{DeviceError, Elem, HostBuffer, Tensor, with_elem};
 
 use super::elementwise::Num;
 
@@ -177,6 +177,41 @@ fn scatter_typed<T: Num>(
     inner: usize,
 ) -> Tensor {
     let mut out = x.to_vec::<T>().unwrap_or_default();
+    add_updates(&mut out, upd, ids, outer, size, inner);
+    Tensor::from_host_unchecked(T::into_buffer(out), x.shape())
+}
+
+/// `scatter_add` written into the buffer of `inputs[0]` (the base), which dies at this node
+/// and which nobody else holds, instead of into a copy of it: the same additions in the
+/// same order, so the same values. `None`, having written nothing, when the base's buffer
+/// cannot be had or an index is out of range (the allocating kernel then reports it).
+pub(crate) fn scatter_add_in_place(inputs: &mut [Tensor], axis: usize) -> Option<Tensor> {
+    let [x, idx, upd] = inputs else {
+        return None;
+    };
+    let (outer, size, inner) = around(x.shape(), axis);
+    let ids = indices("scatter_add", idx, axis, size).ok()?;
+    let buf = x.unique_host_mut()?;
+    match buf {
+        HostBuffer::F32(v) => add_updates(v, upd, &ids, outer, size, inner),
+        HostBuffer::F64(v) => add_updates(v, upd, &ids, outer, size, inner),
+        HostBuffer::I32(v) => add_updates(v, upd, &ids, outer, size, inner),
+        HostBuffer::I64(v) => add_updates(v, upd, &ids, outer, size, inner),
+        HostBuffer::Bool(_) => return None,
+    }
+    Some(x.reborn())
+}
+
+/// Adds the rows of `upd` into `out` (the base's elements in C order) at the indices `ids`
+/// along the axis, in index order.
+fn add_updates<T: Num>(
+    out: &mut [T],
+    upd: &Tensor,
+    ids: &[usize],
+    outer: usize,
+    size: usize,
+    inner: usize,
+) {
     let u = upd.contiguous();
     let src = u.as_slice::<T>().unwrap_or(&[]);
     for o in 0..outer {
@@ -188,5 +223,4 @@ fn scatter_typed<T: Num>(
             }
         }
     }
-    Tensor::from_host_unchecked(T::into_buffer(out), x.shape())
 }

@@ -18,7 +18,9 @@
 //! drop there.
 //!
 //! **Donors.** An elementwise node (unary, binary, comparison, `select`, or a `fused` group)
-//! may write a result into the buffer of an operand when that operand
+//! may write a result into the buffer of an operand, and a `scatter_add` into the buffer of
+//! its base (operand 0: the updates are added into a copy of it, which may as well be the
+//! base itself; `grad` of `take`/`gather` scatters into fresh zeros), when that operand
 //! - dies at this node (its last use is here, and the block does not yield it),
 //! - is defined in the same block (a value from an enclosing block is still held there),
 //!   and is not an input of the graph (the caller holds its inputs throughout the call),
@@ -155,17 +157,17 @@ fn def_block(g: &Graph, v: ValueId) -> BlockId {
 /// The donations of node `n`, where `dies_here(v)` says that operand `v` dies at `n`.
 fn donations(g: &Graph, n: NodeId, dies_here: impl Fn(ValueId) -> bool) -> Vec<Donation> {
     let node = g.node(n);
-    let elementwise = match &node.kind {
-        NodeKind::Prim(op) => matches!(
-            op,
-            Op::Unary { .. } | Op::Binary { .. } | Op::Compare { .. } | Op::Select {}
-        ),
-        NodeKind::Fused { .. } => true,
-        _ => false,
+    // Which operands may take a result: any operand of an elementwise node (each element
+    // is read before it is written), only the base of a `scatter_add` (the updates are
+    // added into a copy of it, which may as well be the base itself).
+    let candidates = match &node.kind {
+        NodeKind::Prim(
+            Op::Unary { .. } | Op::Binary { .. } | Op::Compare { .. } | Op::Select {},
+        )
+        | NodeKind::Fused { .. } => node.operands.len(),
+        NodeKind::Prim(Op::ScatterAdd { .. }) => 1,
+        _ => return Vec::new(),
     };
-    if !elementwise {
-        return Vec::new();
-    }
     let mut out = Vec::new();
     let mut given: HashSet<usize> = HashSet::new();
     for (r, &result) in node.results.iter().enumerate() {
@@ -175,12 +177,15 @@ fn donations(g: &Graph, n: NodeId, dies_here: impl Fn(ValueId) -> bool) -> Vec<D
         if rt.shape.dims().iter().any(|d| d.is_unknown()) {
             continue;
         }
-        let donor = node.operands.iter().enumerate().find(|&(i, &v)| {
-            !given.contains(&i)
-                && node.operands.iter().filter(|&&w| w == v).count() == 1
-                && matches!(g.ty(v), Type::Tensor(t) if t == rt)
-                && dies_here(v)
-        });
+        let donor = node.operands[..candidates]
+            .iter()
+            .enumerate()
+            .find(|&(i, &v)| {
+                !given.contains(&i)
+                    && node.operands.iter().filter(|&&w| w == v).count() == 1
+                    && matches!(g.ty(v), Type::Tensor(t) if t == rt)
+                    && dies_here(v)
+            });
         if let Some((i, _)) = donor {
             given.insert(i);
             out.push(Donation {
