@@ -444,7 +444,10 @@ fn programs_that_check() {
                 }),
                 let_(
                     "l",
-                    call(field(name("nn"), "init_linear"), vec![pos(int(3)), pos(int(4))]),
+                    call(
+                        field(name("nn"), "init_linear"),
+                        vec![pos(int(3)), pos(int(4))],
+                    ),
                 ),
             ]),
             vec![("nn", "module nn"), ("l", "{b: f32[4], w: f32[3, 4]}")],

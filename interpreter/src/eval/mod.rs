@@ -109,7 +109,7 @@ pub(crate) struct State {
 impl State {
     /// A state with no values, writing to `out`.
     pub fn new(device: Arc<dyn Device>, seed: i64, out: Box<dyn Write + Send>) -> State {
-        let mut state = State {
+        State {
             globals: HashMap::default(),
             device,
             seed,
@@ -136,18 +136,7 @@ impl State {
             in_place: true,
             check: None,
             eager_only: false,
-        };
-        // The standard modules' texts are sources from the start, as imported files are once
-        // read: diagnostics inside them render against these texts, and `import nn` runs
-        // the text the checker checked.
-        for (name, text) in stdlib::MODULES {
-            let id = ModuleId::standard(name);
-            state.sources.push((id.name().clone(), Arc::from(*text)));
-            let src = state.sources.len() - 1;
-            state.file_sources.insert(id.clone(), src);
-            state.origins.insert(src, id);
         }
-        state
     }
 }
 

@@ -324,6 +324,16 @@ impl Checker {
         (ty, diags)
     }
 
+    /// The standard modules checked so far (`import nn`), whose texts the interpreter
+    /// keeps among its sources as it keeps the files the loader read.
+    pub fn standard_modules(&self) -> Vec<ModuleId> {
+        self.file_units
+            .keys()
+            .filter(|id| id.is_standard())
+            .cloned()
+            .collect()
+    }
+
     /// The top-level values, sorted by name (for `:vars` and completion).
     pub fn globals(&self) -> Vec<(Name, Ty)> {
         let mut out: Vec<(Name, Ty)> = self
