@@ -211,11 +211,17 @@ pub fn check_text(name: &str, text: &str, script: Option<&Path>) -> CheckReport 
     diagnostics.extend(checker.check_program_in(text, &program, origin.as_ref()));
     diagnostics.sort_by_key(|d| (d.file.is_some(), d.primary.span.start));
     drop(checker);
+    // The standard modules are sources too: a diagnostic may point into `nn`.
     let imports = read
         .take()
         .files
         .into_iter()
         .map(|(id, text)| (id.name().to_string(), text))
+        .chain(
+            stdlib::MODULES
+                .iter()
+                .map(|(name, text)| (name.to_string(), text.to_string())),
+        )
         .collect();
     CheckReport {
         name: name.to_string(),

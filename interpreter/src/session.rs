@@ -404,6 +404,22 @@ impl Session {
         for (from, path, id) in loaded.resolved {
             self.state.resolved.insert((from, Arc::from(path)), id);
         }
+        // A standard module the entry imports joins them the same way, once: its text is
+        // `stdlib`'s rather than a file's.
+        for id in self.checker.standard_modules() {
+            if self.state.file_sources.contains_key(&id) {
+                continue;
+            }
+            let Some(text) = stdlib::module(id.name()) else {
+                continue;
+            };
+            self.state
+                .sources
+                .push((id.name().clone(), Arc::from(text)));
+            let src_id = self.state.sources.len() - 1;
+            self.state.file_sources.insert(id.clone(), src_id);
+            self.state.origins.insert(src_id, id);
+        }
         if diagnostics.iter().any(Diagnostic::is_error) {
             return Outcome {
                 values: Vec::new(),

@@ -442,9 +442,15 @@ fn programs_that_check() {
                     source: ImportSource::Module(id("nn")),
                     alias: None,
                 }),
-                let_("l", call(field(name("nn"), "linear"), vec![pos(int(3))])),
+                let_(
+                    "l",
+                    call(
+                        field(name("nn"), "init_linear"),
+                        vec![pos(int(3)), pos(int(4))],
+                    ),
+                ),
             ]),
-            vec![("nn", "module nn"), ("l", "?")],
+            vec![("nn", "module nn"), ("l", "{b: f32[4], w: f32[3, 4]}")],
         ),
     ];
     for (case, prog, expect) in cases {

@@ -138,7 +138,10 @@ fn snippets_that_check() {
             "@jit\nfn step(x) { x * 2 }\nlet y = step(ones([2]))",
             &[("y", "f32[2]")],
         ),
-        ("import nn\nlet l = nn.linear(3, 4)", &[]),
+        (
+            "import nn\nlet l = nn.init_linear(3, 4)\nlet y = nn.linear(l, zeros([8, 3]))",
+            &[("l", "{b: f32[4], w: f32[3, 4]}"), ("y", "f32[8, 4]")],
+        ),
     ];
     for (src, expect) in cases {
         check_ok(src, expect);

@@ -10,5 +10,19 @@
 /// interpreter runs it and which conventions it follows.
 pub const PRELUDE: &str = include_str!("prelude.ms");
 
-/// The standard modules as `(name, source)` pairs; empty until the `nn` module arrives.
-pub const MODULES: &[(&str, &str)] = &[];
+/// The `nn` module: layers with their `init_*` functions, initializers, losses, optimizers,
+/// gradient clipping and learning-rate schedules, written in MindScript. `import nn` checks
+/// and runs it like an imported file.
+pub const NN: &str = include_str!("nn.ms");
+
+/// The standard modules as `(name, source)` pairs, sorted by name: what `import NAME`
+/// (without a path) may name.
+pub const MODULES: &[(&str, &str)] = &[("nn", NN)];
+
+/// The source of the standard module `name`, if there is one.
+pub fn module(name: &str) -> Option<&'static str> {
+    MODULES
+        .iter()
+        .find(|(n, _)| *n == name)
+        .map(|(_, src)| *src)
+}

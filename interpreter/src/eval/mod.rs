@@ -459,11 +459,8 @@ impl<'s> Eval<'s> {
                 match source {
                     ImportSource::Module(m) => {
                         let name = alias.as_ref().map_or(&m.name, |a| &a.name).clone();
-                        let module = Value::Module(Arc::new(Module {
-                            name: m.name.clone(),
-                            members: BTreeMap::new(),
-                        }));
-                        self.bind(name, module);
+                        let module = self.run_module(ModuleId::standard(&m.name), m.span)?;
+                        self.bind(name, Value::Module(module));
                     }
                     ImportSource::File(path, span) => {
                         let module = self.import_file(path, *span)?;
@@ -489,11 +486,8 @@ impl<'s> Eval<'s> {
         self.globals_mut().insert(name.clone(), v);
     }
 
-    /// Runs the file imported as `path` and returns its module: the file's top-level
-    /// variables and functions, which read the file's own top level when called. A file
-    /// runs once per session however often it is imported (its `print`s show once, like a
-    /// Python module). The checker resolved the import and read and checked the file before
-    /// anything ran; the text run is the one it checked, kept in `sources`.
+    /// Runs the file imported as `path` and returns its module (see [`Eval::run_module`]).
+    /// The checker resolved the import and read and checked the file before anything ran.
     fn import_file(&mut self, path: &str, span: Span) -> R<Arc<Module>> {
         let from = self.st.origins.get(&self.src).cloned();
         let Some(id) = self.st.resolved.get(&(from, Name::from(path))).cloned() else {
@@ -502,6 +496,15 @@ impl<'s> Eval<'s> {
                 span,
             ));
         };
+        self.run_module(id, span)
+    }
+
+    /// Runs the module `id` (an imported file, or a standard module such as `nn`) and
+    /// returns it: its top-level variables and functions, which read the module's own top
+    /// level when called. A module runs once per session however often it is imported (its
+    /// `print`s show once, like a Python module); the text run is the one the checker
+    /// checked, kept in `sources`.
+    fn run_module(&mut self, id: ModuleId, span: Span) -> R<Arc<Module>> {
         if let Some(m) = self.st.modules.get(&id) {
             return Ok(m.clone());
         }
@@ -516,7 +519,7 @@ impl<'s> Eval<'s> {
         }
         let Some(&src) = self.st.file_sources.get(&id) else {
             return Err(errors::internal(
-                &format!("the imported file `{name}` was not read before the program ran"),
+                &format!("the imported module `{name}` was not read before the program ran"),
                 span,
             ));
         };
@@ -529,7 +532,7 @@ impl<'s> Eval<'s> {
         let (program, syntax) = lang::syntax::parse(&text);
         if syntax.iter().any(lang::Diagnostic::is_error) {
             return Err(errors::internal(
-                &format!("the imported file `{name}` does not parse"),
+                &format!("the imported module `{name}` does not parse"),
                 span,
             ));
         }
@@ -1249,11 +1252,15 @@ impl<'s> Eval<'s> {
         }
     }
 
-    /// A member of a module.
+    /// A member of a module. The checker typed the module's members, so a missing one is
+    /// a module whose top level stopped before defining it.
     fn member(&self, m: &Module, name: &Name, span: Span) -> R<Value> {
         match m.members.get(name) {
             Some(v) => Ok(v.clone()),
-            None => Err(errors::not_available(&format!("`{}.{name}`", m.name), span)),
+            None => Err(errors::mismatch(
+                format!("module `{}` has no member `{name}`", m.name),
+                span,
+            )),
         }
     }
 
@@ -1370,8 +1377,17 @@ impl<'s> Eval<'s> {
             // it runs eagerly, so that the derivative sees its primitives; in the eager
             // reference run of `--check-modes` (`eager_only`) everything runs eagerly.
             Value::Jit(_) if !eager => self.call_staged(f, pos, named, span),
+            // The functions of a standard module called from the top level are not staged
+            // on their own: they are constructors and configuration (`nn.init_linear`,
+            // `nn.adam`, whose result holds functions, which a staged function may not
+            // return), like the Python code around a compiled cell in MindSpore. Called
+            // inside a staged function, they are staged with it.
             Value::Fn(func)
-                if self.st.graph_mode && !eager && self.stack.is_empty() && !func.is_closure() =>
+                if self.st.graph_mode
+                    && !eager
+                    && self.stack.is_empty()
+                    && !func.is_closure()
+                    && !self.is_standard(func.src) =>
             {
                 self.call_staged(f, pos, named, span)
             }
@@ -1391,6 +1407,11 @@ impl<'s> Eval<'s> {
             }
             _ => self.call_inner(f, pos, named, span),
         }
+    }
+
+    /// True when the source `src` is the text of a standard module (`nn`).
+    fn is_standard(&self, src: usize) -> bool {
+        self.st.origins.get(&src).is_some_and(ModuleId::is_standard)
     }
 
     /// Calls a function value as it is: a staged one's function directly.

@@ -5,7 +5,7 @@
 //! - a word in code: the session's variables (those starting with `_` only when the word
 //!   does), builtins and keywords;
 //! - after `name.` (and `a.b.`, `t.0.`): the fields of a record, the members of a module
-//!   (`nn.`, whatever members the module value has), the positions of a tuple, and for a
+//!   (`nn.`, whatever members the module value has, less its `_` helpers), the positions of a tuple, and for a
 //!   tensor its properties (`T`, `shape`, `dtype`) and the builtins, which method syntax
 //!   calls (`x.sum()`);
 //! - `:` at the start: the commands; after `:help`, any name or command; after `:type` and
@@ -206,7 +206,13 @@ fn members(path: &[&str], view: &View) -> Vec<String> {
     }
     let mut out: Vec<String> = match value {
         Value::Record(r) => r.keys().map(ToString::to_string).collect(),
-        Value::Module(m) => m.members.keys().map(ToString::to_string).collect(),
+        // A module's names starting with `_` are its own helpers (as in `nn`), not offered.
+        Value::Module(m) => m
+            .members
+            .keys()
+            .filter(|k| !k.starts_with('_'))
+            .map(ToString::to_string)
+            .collect(),
         Value::Tuple(items) => (0..items.len()).map(|i| i.to_string()).collect(),
         Value::Tensor(_) => TENSOR_PROPERTIES
             .iter()
@@ -337,6 +343,28 @@ mod tests {
         assert_eq!(c, ["linear", "lstm_cell"]);
         let (_, c) = complete_all("nn.", &view);
         assert_eq!(c, ["adam", "linear", "lstm_cell"]);
+    }
+
+    #[test]
+    fn the_nn_module_offers_its_real_members() {
+        let view = session_view("import nn");
+        let (_, c) = complete_all("nn.ad", &view);
+        assert_eq!(c, ["adam", "adamw"]);
+        let (_, c) = complete_all("nn.", &view);
+        for member in [
+            "linear",
+            "init_linear",
+            "mlp",
+            "lstm_cell",
+            "sgd",
+            "cross_entropy",
+        ] {
+            assert!(c.iter().any(|m| m == member), "{member} missing from {c:?}");
+        }
+        assert!(
+            c.iter().all(|m| !m.starts_with('_')),
+            "helpers offered: {c:?}"
+        );
     }
 
     #[test]

@@ -133,6 +133,10 @@ pub const DESCRIPTIONS: &[(&str, &str)] = &[
         "normalises over the last axis, with optional scale and shift",
     ),
     (
+        "leaves",
+        "the tensors of a tuple or record as one flat tuple (record fields sorted)",
+    ),
+    (
         "len",
         "the size of axis 0 (or the number of elements of a tuple)",
     ),

@@ -245,6 +245,7 @@ pub(crate) static TABLE: &[Builtin] = &[
         1,
         neural::layer_norm,
     ),
+    b("leaves", X, 1, misc::leaves),
     b("len", X, 1, misc::len),
     b(
         "linspace",

@@ -12,8 +12,7 @@ use crate::check::scope::{Env, RetCx};
 use crate::check::suggest::nearest;
 use crate::check::ty::{FnTy, Ty};
 use crate::check::{
-    Body, CacheEntry, Checker, Cx, FnDef, MAX_CALL_DEPTH, MAX_TYPE_NODES, ModuleId, STD_MODULES,
-    builtins,
+    Body, CacheEntry, Checker, Cx, FnDef, MAX_CALL_DEPTH, MAX_TYPE_NODES, ModuleId, builtins,
 };
 use crate::diagnostics::Diagnostic;
 use crate::span::Span;
@@ -359,8 +358,8 @@ impl Checker {
     /// A member of an imported module.
     fn member(&mut self, module: &Name, field: &Ident) -> Ty {
         let Some(&unit) = self.module_units.get(module) else {
-            // Standard modules are written in MindScript and not checked yet: their
-            // members are unknown, which raises no error.
+            // A module whose text could not be checked (a file that failed to load) has
+            // unknown members, which raise no further error.
             return Ty::Unknown;
         };
         match self
@@ -700,7 +699,11 @@ impl Checker {
             );
             return fallback(&def);
         }
+        let mark = self.diags.len();
         let result = self.instantiate(idx, &def, ptys, span);
+        if self.std_units.contains(&def.unit) && !self.std_units.contains(&self.cx.unit) {
+            self.report_at_call(mark, &def, span);
+        }
         match &def.ret {
             Some((ann, _)) => ann.to_ty(&b, false),
             None if anns.is_empty() => result,
@@ -711,6 +714,70 @@ impl Checker {
                 }
                 merge::subst(&result, &map)
             }
+        }
+    }
+
+    /// Moves the diagnostics found since `mark` inside the standard module that `def`
+    /// belongs to onto `span`, the user's call of `def`: the user cannot change the module,
+    /// and what they passed is what does not fit. The message stays; the place in the
+    /// module and the labels there become notes.
+    fn report_at_call(&mut self, mark: usize, def: &FnDef, span: Span) {
+        let Some(module) = self
+            .sources
+            .get(def.src)
+            .map(|s| (s.name.clone(), s.text.clone()))
+        else {
+            return;
+        };
+        let (module_name, module_text) = module;
+        let here = if self.cx.src == self.main_src {
+            None
+        } else {
+            self.sources.get(self.cx.src).map(|s| s.name.clone())
+        };
+        let snippet = |sp: Span| {
+            module_text
+                .get(sp.range())
+                .map(|t| t.split_whitespace().collect::<Vec<_>>().join(" "))
+                .unwrap_or_default()
+        };
+        // A closure that the module made (an optimizer's `update`) has no name of its own.
+        let what = if def.is_closure {
+            format!("a function made by `{module_name}`")
+        } else {
+            format!("`{module_name}.{}`", def.name)
+        };
+        let Some(moved) = self.diags.get_mut(mark..) else {
+            return;
+        };
+        for d in moved {
+            if d.file.as_deref() != Some(&*module_name) {
+                continue;
+            }
+            let inner = d.primary.span;
+            let before = module_text.get(..inner.start).unwrap_or_default();
+            let line = before.matches('\n').count() + 1;
+            let col = before.len() - before.rfind('\n').map_or(0, |i| i + 1) + 1;
+            let line_text = module_text
+                .lines()
+                .nth(line - 1)
+                .map(str::trim)
+                .unwrap_or_default();
+            let mut notes = vec![format!(
+                "the call of {what} fails at {module_name}:{line}:{col}: `{line_text}`"
+            )];
+            let inner_label = std::mem::take(&mut d.primary.message);
+            for l in std::iter::once(crate::diagnostics::Label::new(inner, inner_label))
+                .chain(std::mem::take(&mut d.labels))
+            {
+                if !l.message.is_empty() {
+                    notes.push(format!("`{}` {}", snippet(l.span), l.message));
+                }
+            }
+            notes.append(&mut d.notes);
+            d.notes = notes;
+            d.primary = crate::diagnostics::Label::new(span, format!("in this call of {what}"));
+            d.file = here.clone();
         }
     }
 
@@ -897,22 +964,33 @@ impl Checker {
     pub(crate) fn import(&mut self, source: &ImportSource, alias: Option<&Ident>, span: Span) {
         match source {
             ImportSource::Module(m) => {
-                if !STD_MODULES.contains(&&*m.name) {
+                let Some(text) = stdlib::module(&m.name) else {
+                    let names: Vec<&str> = super::std_modules().collect();
                     let mut d =
                         Diagnostic::error("E0103", format!("unknown module `{}`", m.name), m.span)
                             .with_primary_label("no standard module of this name")
-                            .with_note(format!(
-                                "the standard modules are {}",
-                                STD_MODULES.join(", ")
-                            ));
-                    if let Some(s) = nearest(&m.name, STD_MODULES.iter().copied()) {
+                            .with_note(format!("the standard modules are {}", names.join(", ")));
+                    if let Some(s) = nearest(&m.name, names.iter().copied()) {
                         d = d.with_hint(format!("did you mean `{s}`?"));
                     }
                     self.emit(d);
                     return;
-                }
+                };
+                // A standard module is checked like an imported file (its own unit, its
+                // members typed), once per checker.
+                let id = ModuleId::standard(&m.name);
+                let ty = match self.file_units.get(&id) {
+                    Some((_, name)) => Ty::Module(name.clone()),
+                    None => {
+                        let ty = self.check_file(id.clone(), text, m.span);
+                        if let Some(&(unit, _)) = self.file_units.get(&id) {
+                            self.std_units.insert(unit);
+                        }
+                        ty
+                    }
+                };
                 let name = alias.map_or_else(|| m.name.clone(), |a| a.name.clone());
-                self.bind_name(name, Ty::Module(m.name.clone()));
+                self.bind_name(name, ty);
             }
             ImportSource::File(path, path_span) => {
                 let Some(alias) = alias else {

@@ -39,11 +39,16 @@ pub use ty::{Const, Deriv, FnTy, IntVal, TensorTy, Ty, Wrt};
 /// The identity of a file module, as a [`ModuleLoader`] gives it: a key that is the same
 /// for every spelling of one file (e.g. its canonical path), and the name diagnostics show.
 ///
-/// Two ids are the same module exactly when their keys are equal; the name is only shown.
+/// A standard module (`import nn`, its text in `stdlib`) is identified by its name and is
+/// never the same module as a file, whatever the file's key.
+///
+/// Two ids are the same module exactly when their keys (and kinds) are equal; the name is
+/// only shown.
 #[derive(Clone, Debug)]
 pub struct ModuleId {
     key: Name,
     name: Name,
+    standard: bool,
 }
 
 impl ModuleId {
@@ -53,7 +58,22 @@ impl ModuleId {
         ModuleId {
             key: key.into(),
             name: name.into(),
+            standard: false,
         }
+    }
+
+    /// The standard module `name` (`import nn`), shown by its name.
+    pub fn standard(name: &str) -> ModuleId {
+        ModuleId {
+            key: Name::from(name),
+            name: Name::from(name),
+            standard: true,
+        }
+    }
+
+    /// True for a standard module, whose text is `stdlib`'s rather than a file's.
+    pub fn is_standard(&self) -> bool {
+        self.standard
     }
 
     /// The key that identifies the module.
@@ -69,7 +89,7 @@ impl ModuleId {
 
 impl PartialEq for ModuleId {
     fn eq(&self, other: &ModuleId) -> bool {
-        self.key == other.key
+        self.key == other.key && self.standard == other.standard
     }
 }
 
@@ -78,6 +98,7 @@ impl Eq for ModuleId {}
 impl std::hash::Hash for ModuleId {
     fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
         self.key.hash(state);
+        self.standard.hash(state);
     }
 }
 
@@ -100,8 +121,10 @@ const MAX_CALL_DEPTH: usize = 64;
 /// tuple doubles it each call, and would exhaust memory long before the depth limit.
 const MAX_TYPE_NODES: usize = 4096;
 
-/// Which standard modules exist (`import nn`). Their members are not typed yet.
-const STD_MODULES: &[&str] = &["nn"];
+/// The names of the standard modules (`import nn`), whose texts are `stdlib::MODULES`.
+fn std_modules() -> impl Iterator<Item = &'static str> {
+    stdlib::MODULES.iter().map(|(name, _)| *name)
+}
 
 /// A text the checker has seen: the program being checked, an earlier REPL entry, or an
 /// imported file.
@@ -178,6 +201,9 @@ pub struct Checker {
     file_units: HashMap<ModuleId, (usize, Name)>,
     /// File modules by the name `Ty::Module` holds: their unit.
     module_units: HashMap<Name, usize>,
+    /// The units of the standard modules (`nn`): an error inside one of their functions is
+    /// reported at the call that led there from the user's code.
+    std_units: HashSet<usize>,
     /// The file being checked as the entry (if it is one) and the imports being loaded
     /// inside it, outermost first, to report cycles.
     loading: Vec<ModuleId>,
@@ -231,6 +257,7 @@ impl Checker {
             loader: None,
             file_units: HashMap::new(),
             module_units: HashMap::new(),
+            std_units: HashSet::new(),
             loading: Vec::new(),
             cx: Cx::default(),
             main_src: 0,
@@ -295,6 +322,16 @@ impl Checker {
             *u = saved;
         }
         (ty, diags)
+    }
+
+    /// The standard modules checked so far (`import nn`), whose texts the interpreter
+    /// keeps among its sources as it keeps the files the loader read.
+    pub fn standard_modules(&self) -> Vec<ModuleId> {
+        self.file_units
+            .keys()
+            .filter(|id| id.is_standard())
+            .cloned()
+            .collect()
     }
 
     /// The top-level values, sorted by name (for `:vars` and completion).

@@ -322,7 +322,7 @@ impl Checker {
     pub(crate) fn unknown_name(&mut self, name: &str, span: Span) {
         let mut d = Diagnostic::error("E0101", format!("unknown name `{name}`"), span)
             .with_primary_label("not found in this scope");
-        if crate::check::STD_MODULES.contains(&name) {
+        if crate::check::std_modules().any(|m| m == name) {
             d = d.with_hint(format!("import the module first: `import {name}`"));
         } else {
             let names = self.names_in_scope();

@@ -189,6 +189,41 @@ fn close(ev: &Eval<'_>, a: &Value, b: &Value, rtol: f64, atol: f64, span: Span) 
 }
 
 /// `len(x)`: the size of axis 0, a tuple's length, a string's characters.
+/// `leaves(x)`: the tensors of a structure as one flat tuple, in the order `map` visits
+/// them (tuple elements in order, record fields sorted by name). The tensors are the same
+/// values, so a derivative or a staged graph sees them pass through unchanged.
+pub(super) fn leaves(_: &mut Eval<'_>, c: &Call) -> R<Value> {
+    fn walk(v: &Value, out: &mut Vec<Value>, span: Span) -> R<()> {
+        match v {
+            Value::Tensor(_) => out.push(v.clone()),
+            Value::Tuple(items) => {
+                for i in items.iter() {
+                    walk(i, out, span)?;
+                }
+            }
+            Value::Record(fields) => {
+                for i in fields.values() {
+                    walk(i, out, span)?;
+                }
+            }
+            Value::Unit => {}
+            other => {
+                return Err(errors::mismatch(
+                    format!(
+                        "`leaves` takes tensors and tuples or records of them, found {} inside",
+                        other.describe()
+                    ),
+                    span,
+                ));
+            }
+        }
+        Ok(())
+    }
+    let mut out = Vec::new();
+    walk(c.req(0)?, &mut out, c.span(0))?;
+    Ok(Value::Tuple(out.into()))
+}
+
 pub(super) fn len(ev: &mut Eval<'_>, c: &Call) -> R<Value> {
     let n = match c.req(0)? {
         Value::Tensor(t) => match t.shape().first() {

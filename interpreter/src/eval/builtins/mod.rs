@@ -79,6 +79,7 @@ static TABLE: &[(&str, Imp)] = &[
     ("i64", math::cast),
     ("isfinite", math::unary),
     ("isnan", math::unary),
+    ("leaves", misc::leaves),
     ("len", misc::len),
     ("linspace", creation::linspace),
     ("load_csv", data::load_csv),

@@ -64,6 +64,53 @@ pub(super) fn shape(a: &Args<'_>) -> RuleResult<Ty> {
     Ok(shape_tuple(a.tensor(0)?))
 }
 
+/// `leaves(x)`: the tensors of a structure as one flat tuple, in the order `map` visits
+/// them (tuple elements in order, record fields sorted by name, depth first), like JAX's
+/// `tree_leaves`. A tensor alone is a tuple of one; `()` holds none. It lets a function
+/// reduce over every leaf of a record of any shape (`stack(map(f, leaves(grads)))`).
+pub(super) fn leaves(a: &Args<'_>) -> RuleResult<Ty> {
+    /// Appends the leaves of `t`; `Ok(false)` when part of it is unknown (so is the
+    /// result's length), `Err(t)` for a part that is no tensor.
+    fn walk<'t>(t: &'t Ty, out: &mut Vec<Ty>) -> Result<bool, &'t Ty> {
+        match t {
+            Ty::Tensor(_) => {
+                out.push(t.clone());
+                Ok(true)
+            }
+            Ty::Tuple(items) => {
+                for i in items {
+                    if !walk(i, out)? {
+                        return Ok(false);
+                    }
+                }
+                Ok(true)
+            }
+            Ty::Record(fields) => {
+                for i in fields.values() {
+                    if !walk(i, out)? {
+                        return Ok(false);
+                    }
+                }
+                Ok(true)
+            }
+            Ty::Unit => Ok(true),
+            Ty::Unknown | Ty::Never => Ok(false),
+            other => Err(other),
+        }
+    }
+    let x = a.req(0)?;
+    let mut out = Vec::new();
+    match walk(&x.ty, &mut out) {
+        Ok(true) => Ok(Ty::Tuple(out)),
+        Ok(false) => Ok(Ty::Unknown),
+        Err(bad) => Err(a.wrong_kind(
+            0,
+            x,
+            &format!("tensors and tuples or records of them (not {bad})"),
+        )),
+    }
+}
+
 /// `len(x)`: the size of axis 0 (or a tuple's length), an `i64` scalar.
 pub(super) fn len(a: &Args<'_>) -> RuleResult<Ty> {
     let x = a.req(0)?;
