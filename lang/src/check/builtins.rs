@@ -259,7 +259,7 @@ pub(crate) static TABLE: &[Builtin] = &[
         1,
         misc::load_csv,
     ),
-    b("load_idx", &["path"], 1, misc::load),
+    b("load_idx", &["path", "dtype"], 1, misc::load_idx),
     b("load_npy", &["path"], 1, misc::load),
     b("log", X, 1, math::unary),
     b("log1p", X, 1, math::unary),

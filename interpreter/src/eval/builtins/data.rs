@@ -477,7 +477,7 @@ pub(super) fn load_csv(ev: &mut Eval<'_>, c: &Call) -> R<Value> {
 
 /// Whether the device allows a tensor of `n` elements of `dtype` (asked with a broadcast
 /// of a scalar, which the CPU device makes as a view).
-fn fits(ev: &Eval<'_>, dtype: DType, n: usize, span: Span) -> R<()> {
+pub(crate) fn fits(ev: &Eval<'_>, dtype: DType, n: usize, span: Span) -> R<()> {
     let zero = ev.cast(&Tensor::scalar(0i64), dtype, span)?;
     ev.exec(
         &Op::Broadcast {

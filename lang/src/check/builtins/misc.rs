@@ -161,10 +161,20 @@ pub(super) fn devices(_: &Args<'_>) -> RuleResult<Ty> {
     Ok(Ty::Iter(Box::new(Ty::Str(None))))
 }
 
-/// `load_npy(path)`, `load_idx(path)`, `load(path)`: checked when the data arrives.
+/// `load_npy(path)`, `load(path)`: checked when the data arrives.
 pub(super) fn load(a: &Args<'_>) -> RuleResult<Ty> {
     a.string(0)?;
     Ok(Ty::Unknown)
+}
+
+/// `load_idx(path, dtype:)`: checked when the data arrives; with `dtype:` the dtype is
+/// known (the values are cast to it), the shape is not.
+pub(super) fn load_idx(a: &Args<'_>) -> RuleResult<Ty> {
+    a.string(0)?;
+    if a.get(1).is_none() {
+        return Ok(Ty::Unknown);
+    }
+    Ok(tensor(a.dtype(1, DType::F32)?, None))
 }
 
 /// `load_csv(path, header:, delimiter:, dtype:)`: a matrix of unknown size.
