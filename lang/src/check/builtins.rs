@@ -255,7 +255,7 @@ pub(crate) static TABLE: &[Builtin] = &[
     b("load", &["path"], 1, misc::load),
     b(
         "load_csv",
-        &["path", "header", "delimiter", "dtype"],
+        &["path", "header", "delimiter", "dtype", "columns"],
         1,
         misc::load_csv,
     ),
