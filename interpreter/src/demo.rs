@@ -59,20 +59,26 @@ pub struct Digits {
 /// Reads the digits CSV: 64 pixel values (0–16) then the label (0–9) per row, no header.
 /// The file is read by the same reader as `load_csv`, so its errors name `file:line:col`.
 pub fn load_digits(path: &str) -> Result<Digits, DemoError> {
-    use crate::eval::builtins::data::{CellKind, Cells, CsvError, CsvFormat, read_csv};
+    use crate::eval::builtins::data::{CellKind, Cells, CsvError, CsvFormat, Header, read_csv};
     let file = std::fs::File::open(path).map_err(|e| DemoError::Io(path.to_string(), e))?;
     let format = CsvFormat {
         delimiter: b',',
-        header: false,
+        header: Header::No,
         kind: CellKind::F32,
     };
     // The digits are 117 thousand cells; a file a hundred times larger is not them.
-    let table = read_csv(file, format, &mut |n| n <= 1 << 24).map_err(|e| match e {
+    let table = read_csv(file, format, None, &mut |n| n <= 1 << 24).map_err(|e| match e {
         CsvError::Io(e) => DemoError::Io(path.to_string(), e),
         CsvError::At { line, col, message } => DemoError::Csv {
             path: path.to_string(),
             line,
             col,
+            message,
+        },
+        CsvError::Columns(message) => DemoError::Csv {
+            path: path.to_string(),
+            line: 1,
+            col: 1,
             message,
         },
         CsvError::TooLarge { cells } => DemoError::Csv {

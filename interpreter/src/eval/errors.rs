@@ -10,13 +10,13 @@
 //! | E0903 | a failed `assert` |
 //! | E0904 | calls nested deeper than the limit (runaway recursion) |
 //! | E0905 | a tensor larger than the device allows |
-//! | E0906 | a builtin that is not available yet (`load_npy`, `shard`) |
+//! | E0906 | a builtin that is not available yet (`log_scalar`, `shard`) |
 //! | E0907 | a value that does not fit an operation at run time (where the checker could not know) |
 //! | E0908 | an integer raised to a negative power |
 //! | E0909 | an argument whose value is invalid (`arange` step 0, uneven `split`, ...) |
 //! | E0910 | a name with no value (the entry that defined it stopped with an error) |
 //! | E0911 | the computation was interrupted (Ctrl-C) |
-//! | E0912 | a data file that cannot be read or parsed (`load_csv`), an import cycle at run time |
+//! | E0912 | a data file that cannot be read, parsed or written (`load_csv`, `load_npy`, `load_idx`, `load`, `save`, ...), an import cycle at run time |
 //! | E0914 | eager and staged results differ (`ms run --check-modes`, `stage::check`; no program of `tests/run/` can show it, since the real passes are exact: `interpreter/tests/check_modes.rs` does, with a wrong pass) |
 //! | E0999 | an internal error of the evaluator |
 

@@ -646,25 +646,18 @@ impl<'s> Eval<'s> {
                         // arrives, against the annotation (LANGUAGE.md §6).
                         if let Some(why) = annotation_misfit(d, dims.as_deref(), &t) {
                             let found = crate::value::tensor_type_text(t.dtype, t.shape());
-                            return Err(Flow::error(
-                                lang::Diagnostic::error(
-                                    "E0907",
-                                    format!(
-                                        "the value is {found}, but the annotation says {}: {why}",
-                                        annotation_text(te)
-                                    ),
-                                    te.span,
-                                )
-                                .with_primary_label("expected because of this annotation")
-                                .with_label(span, format!("this is {found}")),
-                            ));
+                            return Err(misfit(te, span, &found, &why));
                         }
                         Ok(Value::Tensor(t))
                     }
                     None => Ok(Value::Tensor(t)),
                 }
             }
-            (TypeExprKind::Tuple(ts), Value::Tuple(items)) if ts.len() == items.len() => {
+            (TypeExprKind::Tuple(ts), Value::Tuple(items)) => {
+                if ts.len() != items.len() {
+                    let why = format!("it has {} items, the annotation {}", items.len(), ts.len());
+                    return Err(misfit(te, span, "a tuple", &why));
+                }
                 let mut out = Vec::with_capacity(items.len());
                 for (t, x) in ts.iter().zip(items.iter()) {
                     out.push(self.fit_annotation(x.clone(), t, span)?);
@@ -672,6 +665,16 @@ impl<'s> Eval<'s> {
                 Ok(Value::Tuple(out.into()))
             }
             (TypeExprKind::Record(fs), Value::Record(map)) => {
+                // A value the checker knew has exactly the annotated fields; one read from
+                // a file (`load`) is checked here.
+                if let Some((name, _)) = fs.iter().find(|(n, _)| !map.contains_key(&n.name)) {
+                    let why = format!("it has no field `{}`", name.name);
+                    return Err(misfit(te, span, "a record", &why));
+                }
+                if let Some(extra) = map.keys().find(|k| !fs.iter().any(|(n, _)| n.name == **k)) {
+                    let why = format!("it has the field `{extra}`, which the annotation lacks");
+                    return Err(misfit(te, span, "a record", &why));
+                }
                 let mut out = (*map).clone();
                 for (name, t) in fs {
                     if let Some(x) = out.get(&name.name).cloned() {
@@ -680,6 +683,16 @@ impl<'s> Eval<'s> {
                     }
                 }
                 Ok(Value::Record(Arc::new(out)))
+            }
+            (TypeExprKind::Tuple(ts), Value::Unit) if ts.is_empty() => Ok(Value::Unit),
+            (TypeExprKind::Tensor { dtype, .. }, v) if DType::from_name(&dtype.name).is_some() => {
+                Err(misfit(te, span, &v.describe(), "it is not a tensor"))
+            }
+            (TypeExprKind::Tuple(_), v @ (Value::Tensor(_) | Value::Record(_) | Value::Unit)) => {
+                Err(misfit(te, span, &v.describe(), "it is not a tuple"))
+            }
+            (TypeExprKind::Record(_), v @ (Value::Tensor(_) | Value::Tuple(_) | Value::Unit)) => {
+                Err(misfit(te, span, &v.describe(), "it is not a record"))
             }
             (_, v) => Ok(v),
         }
@@ -1788,6 +1801,23 @@ fn annotation_misfit(
     None
 }
 
+/// E0907: a value that does not fit its annotation, found where it arrives (`found`
+/// describes the value, `why` says what differs).
+fn misfit(te: &TypeExpr, span: Span, found: &str, why: &str) -> Flow {
+    Flow::error(
+        lang::Diagnostic::error(
+            "E0907",
+            format!(
+                "the value is {found}, but the annotation says {}: {why}",
+                annotation_text(te)
+            ),
+            te.span,
+        )
+        .with_primary_label("expected because of this annotation")
+        .with_label(span, format!("this is {found}")),
+    )
+}
+
 /// The annotation as written, for messages.
 fn annotation_text(te: &TypeExpr) -> String {
     use lang::ast::DimExprKind;
@@ -1809,7 +1839,28 @@ fn annotation_text(te: &TypeExpr) -> String {
             format!("{}[{}]", dtype.name, dims.join(", "))
         }
         TypeExprKind::Tensor { dtype, dims: None } => dtype.name.to_string(),
-        _ => "another type".into(),
+        TypeExprKind::Tuple(ts) if ts.len() == 1 => {
+            format!(
+                "({},)",
+                ts.first().map_or_else(String::new, annotation_text)
+            )
+        }
+        TypeExprKind::Tuple(ts) => format!(
+            "({})",
+            ts.iter()
+                .map(annotation_text)
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+        TypeExprKind::Record(fs) => format!(
+            "{{{}}}",
+            fs.iter()
+                .map(|(n, t)| format!("{}: {}", n.name, annotation_text(t)))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+        TypeExprKind::Str => "str".into(),
+        TypeExprKind::Fn { .. } => "a function type".into(),
     }
 }
 

@@ -144,10 +144,22 @@ pub const DESCRIPTIONS: &[(&str, &str)] = &[
         "linspace",
         "`num` evenly spaced values from start to stop, both included",
     ),
-    ("load", "reads a checkpoint (safetensors) saved by `save`"),
-    ("load_csv", "reads a CSV file of numbers into a 2-d tensor"),
-    ("load_idx", "reads an MNIST-style IDX file, gzipped or raw"),
-    ("load_npy", "reads a NumPy .npy file"),
+    (
+        "load",
+        "reads a safetensors checkpoint: the tuples and records `save` wrote (docs/data.md)",
+    ),
+    (
+        "load_csv",
+        "reads a CSV file of numbers into a 2-d tensor; finds a header line; `columns:` picks columns by name",
+    ),
+    (
+        "load_idx",
+        "reads an MNIST-style IDX file, gzipped or raw: images as f32, labels as i64",
+    ),
+    (
+        "load_npy",
+        "reads a NumPy .npy file (f32, f64, i32, i64 or bool, C order)",
+    ),
     ("log", "natural logarithm, elementwise"),
     ("log1p", "log(1 + x), accurate near zero, elementwise"),
     (
@@ -241,7 +253,7 @@ pub const DESCRIPTIONS: &[(&str, &str)] = &[
     ("rsqrt", "1 / sqrt(x), elementwise"),
     (
         "save",
-        "writes a value (tensors, tuples, records) as a safetensors checkpoint",
+        "writes tensors, tuples and records as a safetensors checkpoint, atomically",
     ),
     ("save_npy", "writes a tensor as a NumPy .npy file"),
     ("seed", "restarts the random stream from seed n"),

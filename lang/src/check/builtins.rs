@@ -256,11 +256,11 @@ pub(crate) static TABLE: &[Builtin] = &[
     b("load", &["path"], 1, misc::load),
     b(
         "load_csv",
-        &["path", "header", "delimiter", "dtype"],
+        &["path", "header", "delimiter", "dtype", "columns"],
         1,
         misc::load_csv,
     ),
-    b("load_idx", &["path"], 1, misc::load),
+    b("load_idx", &["path", "dtype"], 1, misc::load_idx),
     b("load_npy", &["path"], 1, misc::load),
     b("log", X, 1, math::unary),
     b("log1p", X, 1, math::unary),

@@ -85,15 +85,51 @@ impl CellKind {
     }
 }
 
+/// Whether a CSV file starts with a header line.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Header {
+    /// The first line names the columns.
+    Yes,
+    /// Every line is data.
+    No,
+    /// The first line is a header when one of its non-empty cells is neither a number nor
+    /// `true`/`false` (see the module documentation).
+    Detect,
+}
+
 /// How a CSV file is laid out.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct CsvFormat {
     /// The byte between cells (ASCII).
     pub delimiter: u8,
-    /// Whether the first line is a header to skip.
-    pub header: bool,
+    /// Whether the first line is a header.
+    pub header: Header,
     /// What the cells are.
     pub kind: CellKind,
+}
+
+/// The longest header line, in bytes: column names are short, and a limit keeps a file
+/// without newlines from filling memory while its first line is read.
+const MAX_HEADER_LINE: usize = 1 << 20;
+
+/// Whether a cell of a first line looks like data: a number or a bool.
+fn looks_like_data(cell: &str) -> bool {
+    cell.parse::<f64>().is_ok() || matches!(cell, "true" | "false")
+}
+
+/// The cells of a first line, trimmed, with one pair of surrounding double quotes removed
+/// (spreadsheet programs quote column names).
+fn line_cells(line: &[u8], delimiter: u8) -> Vec<String> {
+    let text = String::from_utf8_lossy(line.trim_ascii());
+    text.split(char::from(delimiter))
+        .map(|c| {
+            let c = c.trim();
+            c.strip_prefix('"')
+                .and_then(|c| c.strip_suffix('"'))
+                .unwrap_or(c)
+                .to_string()
+        })
+        .collect()
 }
 
 /// The cells read, row after row.
@@ -194,6 +230,8 @@ pub(crate) struct Table {
     pub cols: usize,
     /// The cells, row after row.
     pub cells: Cells,
+    /// The names of the header line, when the file has one.
+    pub names: Option<Vec<String>>,
 }
 
 /// Why a CSV file could not be read.
@@ -210,6 +248,9 @@ pub(crate) enum CsvError {
         /// What is wrong.
         message: String,
     },
+    /// The columns `columns:` names do not fit the header (the message follows the file's
+    /// name).
+    Columns(String),
     /// The table would hold more cells than `room` allowed (or memory could hold).
     TooLarge {
         /// How many cells were read before one more was refused.
@@ -227,6 +268,8 @@ struct Cursor {
     row_cells: usize,
     cols: Option<usize>,
     rows: usize,
+    /// Which columns are kept (`columns:`); `None` keeps all.
+    keep: Option<Vec<bool>>,
 }
 
 /// Reads a numeric CSV table from `input`. `room(n)` is asked before the cells grow to
@@ -235,6 +278,7 @@ struct Cursor {
 pub(crate) fn read_csv(
     input: impl Read,
     format: CsvFormat,
+    columns: Option<&[String]>,
     room: &mut dyn FnMut(usize) -> bool,
 ) -> Result<Table, CsvError> {
     let mut reader = BufReader::with_capacity(1 << 16, input);
@@ -248,9 +292,70 @@ pub(crate) fn read_csv(
         row_cells: 0,
         cols: None,
         rows: 0,
+        keep: None,
     };
-    let mut skipping_header = format.header;
-    let mut first_chunk = true;
+    // A UTF-8 byte order mark, which spreadsheet programs write, is not part of the first
+    // cell.
+    loop {
+        match reader.fill_buf() {
+            Ok(b) => {
+                if b.starts_with(&[0xEF, 0xBB, 0xBF]) {
+                    reader.consume(3);
+                }
+                break;
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(CsvError::Io(e)),
+        }
+    }
+    let mut names = None;
+    if format.header != Header::No {
+        // The first line is read whole to decide whether it is a header; when it is data
+        // it goes through the cell reader like any other line.
+        let mut line = Vec::new();
+        (&mut reader)
+            .take(MAX_HEADER_LINE as u64 + 1)
+            .read_until(b'\n', &mut line)
+            .map_err(CsvError::Io)?;
+        if line.len() > MAX_HEADER_LINE {
+            return Err(CsvError::At {
+                line: 1,
+                col: 1,
+                message: format!("a first line longer than {MAX_HEADER_LINE} bytes"),
+            });
+        }
+        let first = line_cells(&line, format.delimiter);
+        let header = match format.header {
+            Header::Yes => true,
+            _ => first.iter().any(|c| !c.is_empty() && !looks_like_data(c)),
+        };
+        if header {
+            if let Some(wanted) = columns {
+                at.keep = Some(keep_columns(&first, wanted)?);
+            }
+            names = Some(first);
+            if line.ends_with(b"\n") {
+                at.line = 2;
+            } else {
+                // A header and nothing else: no rows.
+                return Ok(Table {
+                    rows: 0,
+                    cols: columns.map_or(0, <[String]>::len),
+                    cells,
+                    names,
+                });
+            }
+        } else {
+            for &b in &line {
+                step(&mut at, &mut cells, b, format.delimiter, room)?;
+            }
+        }
+    }
+    if columns.is_some() && names.is_none() {
+        return Err(CsvError::Columns(
+            "has no header line to name its columns: its first line is data".into(),
+        ));
+    }
     loop {
         let buf = match reader.fill_buf() {
             Ok(b) => b,
@@ -260,60 +365,98 @@ pub(crate) fn read_csv(
         if buf.is_empty() {
             break;
         }
-        let mut start = 0;
-        // A UTF-8 byte order mark, which spreadsheet programs write, is not part of the
-        // first cell.
-        if first_chunk && buf.starts_with(&[0xEF, 0xBB, 0xBF]) {
-            start = 3;
-        }
-        first_chunk = false;
         let len = buf.len();
-        for &b in buf.get(start..).unwrap_or(&[]) {
-            if skipping_header {
-                if b == b'\n' {
-                    skipping_header = false;
-                    at.line += 1;
-                }
-                continue;
-            }
-            if b == b'\n' {
-                end_cell(&mut at, &mut cells, true, room)?;
-                at.line += 1;
-                at.col = 1;
-                at.cell_col = 1;
-            } else if b == format.delimiter {
-                end_cell(&mut at, &mut cells, false, room)?;
-                at.col += 1;
-                at.cell_col = at.col;
-            } else {
-                if at.cell.len() < MAX_CELL {
-                    at.cell.push(b);
-                } else {
-                    at.cell_too_long = true;
-                }
-                // Columns count characters: UTF-8 continuation bytes start none.
-                if b & 0xC0 != 0x80 {
-                    at.col += 1;
-                }
-                if at.cell_too_long {
-                    return Err(CsvError::At {
-                        line: at.line,
-                        col: at.cell_col,
-                        message: format!("a cell longer than {MAX_CELL} characters"),
-                    });
-                }
-            }
+        for &b in buf {
+            step(&mut at, &mut cells, b, format.delimiter, room)?;
         }
         reader.consume(len);
     }
-    if !skipping_header {
-        end_cell(&mut at, &mut cells, true, room)?;
+    end_cell(&mut at, &mut cells, true, room)?;
+    let mut cols = at.cols.unwrap_or(0);
+    if let (Some(keep), Some(names)) = (&at.keep, &names) {
+        if at.rows > 0 && names.len() != cols {
+            return Err(CsvError::Columns(format!(
+                "has a header of {} names, but rows of {cols} cells",
+                names.len()
+            )));
+        }
+        cols = keep.iter().filter(|&&k| k).count();
     }
     Ok(Table {
         rows: at.rows,
-        cols: at.cols.unwrap_or(0),
+        cols,
         cells,
+        names,
     })
+}
+
+/// Which of the header's columns `wanted` names (each exactly once).
+fn keep_columns(names: &[String], wanted: &[String]) -> Result<Vec<bool>, CsvError> {
+    let mut keep = vec![false; names.len()];
+    for w in wanted {
+        let mut found = names.iter().enumerate().filter(|(_, n)| *n == w);
+        match (found.next(), found.next()) {
+            (Some((j, _)), None) => {
+                if let Some(k) = keep.get_mut(j) {
+                    *k = true;
+                }
+            }
+            (None, _) => {
+                return Err(CsvError::Columns(format!(
+                    "has no column `{w}`; its columns are {}",
+                    names
+                        .iter()
+                        .map(|n| format!("`{n}`"))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                )));
+            }
+            (Some(_), Some(_)) => {
+                return Err(CsvError::Columns(format!(
+                    "has more than one column named `{w}`"
+                )));
+            }
+        }
+    }
+    Ok(keep)
+}
+
+/// Reads one byte of the table.
+fn step(
+    at: &mut Cursor,
+    cells: &mut Cells,
+    b: u8,
+    delimiter: u8,
+    room: &mut dyn FnMut(usize) -> bool,
+) -> Result<(), CsvError> {
+    if b == b'\n' {
+        end_cell(at, cells, true, room)?;
+        at.line += 1;
+        at.col = 1;
+        at.cell_col = 1;
+    } else if b == delimiter {
+        end_cell(at, cells, false, room)?;
+        at.col += 1;
+        at.cell_col = at.col;
+    } else {
+        if at.cell.len() < MAX_CELL {
+            at.cell.push(b);
+        } else {
+            at.cell_too_long = true;
+        }
+        // Columns count characters: UTF-8 continuation bytes start none.
+        if b & 0xC0 != 0x80 {
+            at.col += 1;
+        }
+        if at.cell_too_long {
+            return Err(CsvError::At {
+                line: at.line,
+                col: at.cell_col,
+                message: format!("a cell longer than {MAX_CELL} characters"),
+            });
+        }
+    }
+    Ok(())
 }
 
 /// Ends the cell being read (and the row, at the end of a line).
@@ -336,15 +479,26 @@ fn end_cell(
         col: at.cell_col,
         message,
     };
-    if text.is_empty() {
-        return Err(bad("an empty cell".to_string()));
-    }
     if let Some(cols) = at.cols
         && at.row_cells >= cols
     {
         return Err(bad(format!(
             "this row has more than {cols} cells, as many as the first row has"
         )));
+    }
+    let kept = at
+        .keep
+        .as_ref()
+        .is_none_or(|k| k.get(at.row_cells).copied().unwrap_or(false));
+    if !kept {
+        // A column `columns:` does not ask for is not parsed (it may hold text).
+        at.row_cells += 1;
+        at.cell = raw;
+        at.cell.clear();
+        return finish_row(at, end_of_line);
+    }
+    if text.is_empty() {
+        return Err(bad("an empty cell".to_string()));
     }
     if cells.len() == cells.capacity() {
         // Room doubles while the cap allows; near the cap it grows by the one cell needed,
@@ -366,6 +520,11 @@ fn end_cell(
     at.row_cells += 1;
     at.cell = raw;
     at.cell.clear();
+    finish_row(at, end_of_line)
+}
+
+/// Ends the row after its last cell, checking its length against the first row's.
+fn finish_row(at: &mut Cursor, end_of_line: bool) -> Result<(), CsvError> {
     if end_of_line {
         match at.cols {
             None => at.cols = Some(at.row_cells),
@@ -401,7 +560,18 @@ fn file_error(message: String, span: Span) -> Flow {
 /// matrix (see the module documentation).
 pub(super) fn load_csv(ev: &mut Eval<'_>, c: &Call) -> R<Value> {
     let path = c.string(0)?.unwrap_or_default().to_string();
-    let header = c.flag(ev, 1)?.unwrap_or(false);
+    let header = match c.flag(ev, 1)? {
+        Some(true) => Header::Yes,
+        Some(false) => Header::No,
+        None => Header::Detect,
+    };
+    let columns = column_names(c)?;
+    if header == Header::No && columns.is_some() {
+        return Err(errors::bad_value(
+            "`columns:` names columns by the header line, but `header: false` says the file has none".to_string(),
+            c.span(4),
+        ));
+    }
     let delimiter = match c.string(2)? {
         None => b',',
         Some(d) => match d.as_bytes() {
@@ -436,7 +606,8 @@ pub(super) fn load_csv(ev: &mut Eval<'_>, c: &Call) -> R<Value> {
         header,
         kind,
     };
-    let table = match read_csv(file, format, &mut room) {
+    let wanted = columns.as_ref().map(|(names, _)| names.as_slice());
+    let table = match read_csv(file, format, wanted, &mut room) {
         Ok(t) => t,
         Err(CsvError::Io(e)) => {
             return Err(file_error(format!("cannot read `{path}`: {e}"), c.span));
@@ -446,6 +617,9 @@ pub(super) fn load_csv(ev: &mut Eval<'_>, c: &Call) -> R<Value> {
                 format!("{path}:{line}:{col}: {message}"),
                 c.span,
             ));
+        }
+        Err(CsvError::Columns(message)) => {
+            return Err(file_error(format!("`{path}` {message}"), c.span));
         }
         Err(CsvError::TooLarge { cells }) => {
             // The device's refusal names the probe; the message names the file instead.
@@ -468,16 +642,83 @@ pub(super) fn load_csv(ev: &mut Eval<'_>, c: &Call) -> R<Value> {
             return Err(Flow::error(d));
         }
     };
+    let (rows, cols) = (table.rows, table.cols);
+    let names = table.names.unwrap_or_default();
     let t = table
         .cells
-        .into_tensor(table.rows, table.cols)
+        .into_tensor(rows, cols)
         .map_err(|e| ev.device_error(e, c.span))?;
-    Ok(strong(ev.cast(&t, dtype, c.span)?))
+    let t = ev.cast(&t, dtype, c.span)?;
+    let Some((wanted, as_record)) = columns else {
+        return Ok(strong(t));
+    };
+    // The table holds the wanted columns in the file's order.
+    let mut kept: Vec<&String> = names.iter().filter(|n| wanted.contains(n)).collect();
+    kept.dedup();
+    let mut out = std::collections::BTreeMap::new();
+    let mut single = None;
+    for name in &wanted {
+        let j = kept.iter().position(|n| *n == name).unwrap_or(0);
+        let part = ev.exec(
+            &Op::Slice {
+                dims: vec![
+                    SliceDim::full(rows),
+                    SliceDim {
+                        start: j,
+                        len: 1,
+                        step: 1,
+                    },
+                ],
+            },
+            &[&t],
+            c.span,
+        )?;
+        let column = ev.exec(
+            &Op::Reshape {
+                shape: Shape::known(&[rows]),
+            },
+            &[&part],
+            c.span,
+        )?;
+        single = Some(strong(column.clone()));
+        out.insert(lang::ast::Name::from(name.as_str()), strong(column));
+    }
+    if as_record {
+        Ok(Value::Record(Arc::new(out)))
+    } else {
+        single.ok_or_else(|| errors::internal("no column was read", c.span))
+    }
+}
+
+/// The `columns:` argument of `load_csv`: the names, and whether the result is a record
+/// (a tuple of names) rather than one column (a name).
+fn column_names(c: &Call) -> R<Option<(Vec<String>, bool)>> {
+    let bad = |span| {
+        errors::mismatch(
+            "`columns:` takes a column name or a tuple of column names".to_string(),
+            span,
+        )
+    };
+    match c.get(4) {
+        None => Ok(None),
+        Some(Value::Str(s)) => Ok(Some((vec![s.to_string()], false))),
+        Some(Value::Tuple(items)) => {
+            let names = items
+                .iter()
+                .map(|v| match v {
+                    Value::Str(s) => Ok(s.to_string()),
+                    _ => Err(bad(c.span(4))),
+                })
+                .collect::<R<Vec<_>>>()?;
+            Ok(Some((names, true)))
+        }
+        Some(_) => Err(bad(c.span(4))),
+    }
 }
 
 /// Whether the device allows a tensor of `n` elements of `dtype` (asked with a broadcast
 /// of a scalar, which the CPU device makes as a view).
-fn fits(ev: &Eval<'_>, dtype: DType, n: usize, span: Span) -> R<()> {
+pub(crate) fn fits(ev: &Eval<'_>, dtype: DType, n: usize, span: Span) -> R<()> {
     let zero = ev.cast(&Tensor::scalar(0i64), dtype, span)?;
     ev.exec(
         &Op::Broadcast {
@@ -771,10 +1012,10 @@ mod tests {
     fn read(text: &str, header: bool, kind: CellKind) -> Result<Table, CsvError> {
         let format = CsvFormat {
             delimiter: b',',
-            header,
+            header: if header { Header::Yes } else { Header::No },
             kind,
         };
-        read_csv(text.as_bytes(), format, &mut |_| true)
+        read_csv(text.as_bytes(), format, None, &mut |_| true)
     }
 
     fn at(r: Result<Table, CsvError>) -> (usize, usize, String) {
@@ -823,6 +1064,64 @@ mod tests {
         );
     }
 
+    fn detect(text: &str, columns: Option<&[String]>) -> Result<Table, CsvError> {
+        let format = CsvFormat {
+            delimiter: b',',
+            header: Header::Detect,
+            kind: CellKind::F64,
+        };
+        read_csv(text.as_bytes(), format, columns, &mut |_| true)
+    }
+
+    #[test]
+    fn a_header_is_found_by_its_cells() {
+        let cases: &[(&str, Option<&[&str]>, usize)] = &[
+            ("x,y\n1,2\n", Some(&["x", "y"]), 1),
+            ("\"a\", b ,c\n1,2,3\n", Some(&["a", "b", "c"]), 1),
+            ("1,2\n3,4\n", None, 2),
+            ("1e3,-inf\n3,4\n", None, 2),
+            ("nan,2\n3,4\n", None, 2),
+            ("id,,x\n1,2,3\n", Some(&["id", "", "x"]), 1),
+            ("only,names", Some(&["only", "names"]), 0),
+        ];
+        for (text, names, rows) in cases {
+            let t = detect(text, None).unwrap_or_else(|e| panic!("{text:?}: {e:?}"));
+            let want: Option<Vec<String>> =
+                names.map(|n| n.iter().map(ToString::to_string).collect());
+            assert_eq!((t.names, t.rows), (want, *rows), "{text:?}");
+        }
+        // An empty cell is not a sign of a header: it stays an error on line 1.
+        assert_eq!(at(detect("1,,2\n", None)).0, 1);
+    }
+
+    #[test]
+    fn columns_are_picked_by_name_and_others_are_not_parsed() {
+        let text = "name,x,species,y\nsetosa,1,0,2.5\nversicolor,3,1,4.5\n";
+        let want = ["y".to_string(), "x".to_string()];
+        let t = detect(text, Some(&want)).expect("reads");
+        // The kept columns in the file's order: x, y.
+        assert_eq!((t.rows, t.cols), (2, 2));
+        assert_eq!(t.cells, Cells::F64(vec![1.0, 2.5, 3.0, 4.5]));
+        let missing = ["z".to_string()];
+        match detect(text, Some(&missing)) {
+            Err(CsvError::Columns(m)) => assert!(m.contains("no column `z`"), "{m}"),
+            other => panic!("{other:?}"),
+        }
+        let twice = ["a".to_string()];
+        match detect("a,a\n1,2\n", Some(&twice)) {
+            Err(CsvError::Columns(m)) => assert!(m.contains("more than one"), "{m}"),
+            other => panic!("{other:?}"),
+        }
+        match detect("1,2\n", Some(&twice)) {
+            Err(CsvError::Columns(m)) => assert!(m.contains("no header line"), "{m}"),
+            other => panic!("{other:?}"),
+        }
+        match detect("a,b\n1,2,3\n", Some(&twice)) {
+            Err(CsvError::Columns(m)) => assert!(m.contains("2 names, but rows of 3"), "{m}"),
+            other => panic!("{other:?}"),
+        }
+    }
+
     #[test]
     fn hostile_input_is_refused_early() {
         let long = "1".repeat(10_000);
@@ -831,15 +1130,15 @@ mod tests {
         let zeros = std::io::repeat(0).take(1 << 20);
         let format = CsvFormat {
             delimiter: b',',
-            header: false,
+            header: Header::No,
             kind: CellKind::F32,
         };
         assert!(matches!(
-            read_csv(zeros, format, &mut |_| true),
+            read_csv(zeros, format, None, &mut |_| true),
             Err(CsvError::At { .. })
         ));
         let many = "1,".repeat(5000);
-        let r = read_csv(many.as_bytes(), format, &mut |n| n <= 2048);
+        let r = read_csv(many.as_bytes(), format, None, &mut |n| n <= 2048);
         assert!(
             matches!(r, Err(CsvError::TooLarge { cells: 2048 })),
             "{r:?}"

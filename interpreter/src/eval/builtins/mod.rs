@@ -9,13 +9,14 @@
 //! but neither implements is a clear runtime error (E0906), never a panic. The Rust
 //! families live in submodules: [`creation`], [`math`] (elementwise, casts, reductions),
 //! [`shape`] (shape functions, selection and linear algebra), [`einsum`], [`neural`]
-//! (convolution and pooling), [`device`] (`device devices to`), [`data`] (files,
-//! shuffling, script arguments) and [`misc`] (printing, asserts, iteration and the rest).
+//! (convolution and pooling), [`device`] (`device devices to`), [`data`] (CSV,
+//! shuffling, script arguments), [`files`] (NumPy, IDX and checkpoint files) and [`misc`] (printing, asserts, iteration and the rest).
 
 mod creation;
 pub(crate) mod data;
 mod device;
 mod einsum;
+mod files;
 pub(crate) mod grad;
 mod math;
 mod misc;
@@ -82,7 +83,10 @@ static TABLE: &[(&str, Imp)] = &[
     ("leaves", misc::leaves),
     ("len", misc::len),
     ("linspace", creation::linspace),
+    ("load", files::load),
     ("load_csv", data::load_csv),
+    ("load_idx", files::load_idx),
+    ("load_npy", files::load_npy),
     ("log", math::unary),
     ("log1p", math::unary),
     ("logical_and", math::binary),
@@ -111,6 +115,8 @@ static TABLE: &[(&str, Imp)] = &[
     ("reshape", shape::reshape),
     ("round", math::unary),
     ("rsqrt", math::unary),
+    ("save", files::save),
+    ("save_npy", files::save_npy),
     ("seed", creation::seed),
     ("shape", misc::shape),
     ("shuffle", data::shuffle),

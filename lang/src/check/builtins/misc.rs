@@ -208,22 +208,70 @@ pub(super) fn devices(_: &Args<'_>) -> RuleResult<Ty> {
     Ok(Ty::Iter(Box::new(Ty::Str(None))))
 }
 
-/// `load_npy(path)`, `load_idx(path)`, `load(path)`: checked when the data arrives.
+/// `load_npy(path)`, `load(path)`: checked when the data arrives.
 pub(super) fn load(a: &Args<'_>) -> RuleResult<Ty> {
     a.string(0)?;
     Ok(Ty::Unknown)
 }
 
-/// `load_csv(path, header:, delimiter:, dtype:)`: a matrix of unknown size.
+/// `load_idx(path, dtype:)`: checked when the data arrives; with `dtype:` the dtype is
+/// known (the values are cast to it), the shape is not.
+pub(super) fn load_idx(a: &Args<'_>) -> RuleResult<Ty> {
+    a.string(0)?;
+    if a.get(1).is_none() {
+        return Ok(Ty::Unknown);
+    }
+    Ok(tensor(a.dtype(1, DType::F32)?, None))
+}
+
+/// `load_csv(path, header:, delimiter:, dtype:, columns:)`: a matrix of unknown size; with
+/// `columns: "name"` the named column as a vector, with `columns: ("a", "b")` a record of
+/// those columns (the names must be known when checking: they are the record's fields).
 pub(super) fn load_csv(a: &Args<'_>) -> RuleResult<Ty> {
     a.string(0)?;
     a.flag(1)?;
     a.string(2)?;
     let dtype = a.dtype(3, DType::F32)?;
-    Ok(tensor(
-        dtype,
-        Some(Shape(vec![Dim::unknown(), Dim::unknown()])),
-    ))
+    let column = || tensor(dtype, Some(Shape(vec![Dim::unknown()])));
+    let Some(cols) = a.get(4) else {
+        return Ok(tensor(
+            dtype,
+            Some(Shape(vec![Dim::unknown(), Dim::unknown()])),
+        ));
+    };
+    match &cols.ty {
+        Ty::Str(_) => Ok(column()),
+        Ty::Tuple(items) => {
+            let mut fields = std::collections::BTreeMap::new();
+            for item in items {
+                let Ty::Str(name) = item else {
+                    return Err(a.wrong_kind(4, cols, "a column name or a tuple of column names"));
+                };
+                let Some(name) = name else {
+                    return Err(Diagnostic::error(
+                        "E0808",
+                        "`load_csv` needs the names in `columns` to be known when checking: they become the fields of a record".to_string(),
+                        cols.span,
+                    )
+                    .with_primary_label("a name computed at run time")
+                    .with_hint("write the names as string literals, or read one column at a time with `columns: name`")
+                    .into());
+                };
+                if fields.insert(name.clone(), column()).is_some() {
+                    return Err(Diagnostic::error(
+                        "E0807",
+                        format!("the column `{name}` is named twice in `columns`"),
+                        cols.span,
+                    )
+                    .with_primary_label("a record cannot have the same field twice")
+                    .into());
+                }
+            }
+            Ok(Ty::Record(fields))
+        }
+        Ty::Unknown => Ok(Ty::Unknown),
+        _ => Err(a.wrong_kind(4, cols, "a column name or a tuple of column names")),
+    }
 }
 
 /// `save(value, path)`, `save_npy(x, path)`.
