@@ -394,12 +394,7 @@ impl Session {
         // by the same resolutions the checker made.
         let loaded = self.imports.take();
         for (id, text) in loaded.files {
-            self.state
-                .sources
-                .push((id.name().clone(), Arc::from(text)));
-            let src_id = self.state.sources.len() - 1;
-            self.state.file_sources.insert(id.clone(), src_id);
-            self.state.origins.insert(src_id, id);
+            self.state.add_module_source(id, Arc::from(text));
         }
         for (from, path, id) in loaded.resolved {
             self.state.resolved.insert((from, Arc::from(path)), id);
@@ -413,12 +408,7 @@ impl Session {
             let Some(text) = stdlib::module(id.name()) else {
                 continue;
             };
-            self.state
-                .sources
-                .push((id.name().clone(), Arc::from(text)));
-            let src_id = self.state.sources.len() - 1;
-            self.state.file_sources.insert(id.clone(), src_id);
-            self.state.origins.insert(src_id, id);
+            self.state.add_module_source(id, Arc::from(text));
         }
         if diagnostics.iter().any(Diagnostic::is_error) {
             return Outcome {

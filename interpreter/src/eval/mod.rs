@@ -107,6 +107,15 @@ pub(crate) struct State {
 }
 
 impl State {
+    /// Adds the text of an imported module (a file, or a standard module such as `nn`) to
+    /// the sources, where diagnostics and the evaluator find it by its identity.
+    pub(crate) fn add_module_source(&mut self, id: ModuleId, text: Arc<str>) {
+        self.sources.push((id.name().clone(), text));
+        let src_id = self.sources.len() - 1;
+        self.file_sources.insert(id.clone(), src_id);
+        self.origins.insert(src_id, id);
+    }
+
     /// A state with no values, writing to `out`.
     pub fn new(device: Arc<dyn Device>, seed: i64, out: Box<dyn Write + Send>) -> State {
         State {
