@@ -392,6 +392,29 @@ fn samples() -> Vec<(PathBuf, Vec<String>)> {
         let args = match name {
             "knn_digits.ms" => words(&["--data", &data]),
             "logistic_regression.ms" | "mlp_digits.ms" => words(&["--data", &data]),
+            // A short mode: one epoch over the first 2,000 training images.
+            "mnist_mlp.ms" => {
+                let mnist = |f: &str| {
+                    let p = root.join("samples").join("data").join("mnist").join(f);
+                    p.to_string_lossy().into_owned()
+                };
+                words(&[
+                    "--epochs",
+                    "1",
+                    "--train",
+                    "2000",
+                    "--hidden",
+                    "64",
+                    "--images",
+                    &mnist("train-images.idx3-ubyte.gz"),
+                    "--labels",
+                    &mnist("train-labels.idx1-ubyte.gz"),
+                    "--test_images",
+                    &mnist("t10k-images.idx3-ubyte.gz"),
+                    "--test_labels",
+                    &mnist("t10k-labels.idx1-ubyte.gz"),
+                ])
+            }
             _ => Vec::new(),
         };
         out.push((path, args));
