@@ -391,7 +391,9 @@ fn samples() -> Vec<(PathBuf, Vec<String>)> {
         }
         let args = match name {
             "knn_digits.ms" => words(&["--data", &data]),
-            "logistic_regression.ms" | "mlp_digits.ms" => words(&["--data", &data]),
+            "logistic_regression.ms" | "mlp_digits.ms" | "cnn_digits.ms" => {
+                words(&["--data", &data])
+            }
             // A short mode: one epoch over the first 2,000 training images.
             "mnist_mlp.ms" => {
                 let mnist = |f: &str| {
