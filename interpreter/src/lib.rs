@@ -9,6 +9,7 @@ pub mod check;
 pub mod cli;
 pub mod demo;
 pub(crate) mod eval;
+pub mod insight;
 pub mod print;
 pub mod repl;
 pub mod session;

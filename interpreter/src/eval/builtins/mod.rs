@@ -10,7 +10,8 @@
 //! families live in submodules: [`creation`], [`math`] (elementwise, casts, reductions),
 //! [`shape`] (shape functions, selection and linear algebra), [`einsum`], [`neural`]
 //! (convolution and pooling), [`device`] (`device devices to`), [`data`] (files,
-//! shuffling, script arguments) and [`misc`] (printing, asserts, iteration and the rest).
+//! shuffling, script arguments), [`summary`] (`log_*` and `progress`) and [`misc`]
+//! (printing, asserts, iteration and the rest).
 
 mod creation;
 pub(crate) mod data;
@@ -22,6 +23,7 @@ mod misc;
 mod neural;
 pub(crate) mod prelude;
 mod shape;
+mod summary;
 
 use devices::Tensor;
 use ir::DType;
@@ -33,6 +35,7 @@ use super::errors::{self, R};
 use crate::value::{TensorVal, Value};
 
 pub(crate) use misc::{iter_item, iter_len};
+pub(crate) use summary::{write as write_summary, write_error as summary_write_error};
 
 /// A builtin's implementation.
 type Imp = fn(&mut Eval<'_>, &Call) -> R<Value>;
@@ -85,6 +88,9 @@ static TABLE: &[(&str, Imp)] = &[
     ("load_csv", data::load_csv),
     ("log", math::unary),
     ("log1p", math::unary),
+    ("log_histogram", summary::log),
+    ("log_scalar", summary::log),
+    ("log_text", summary::log),
     ("logical_and", math::binary),
     ("logical_not", math::unary),
     ("logical_or", math::binary),
@@ -104,6 +110,7 @@ static TABLE: &[(&str, Imp)] = &[
     ("pad", shape::pad),
     ("print", misc::print),
     ("prod", math::reduce),
+    ("progress", summary::progress),
     ("rand", creation::random),
     ("randint", creation::randint),
     ("randn", creation::random),
