@@ -38,6 +38,9 @@ Examples:
                                 names the optimizer's pass and the node to blame
   ms ir train.ms --fn step --stage grad
                                 the IR of `step` as the script stages it, differentiated
+  ms --logdir logs train.ms     summaries (log_scalar, ...) go to logs/train-<time>/
+  ms report runs/train-20250101-120000
+                                an HTML page of the run's scalars and histograms
   ms explain E0301              what a diagnostic code means (`ms explain` lists them)
   ms demo --epochs 5            train a perceptron on the UCI digits, straight on the CPU
 
@@ -75,6 +78,10 @@ pub struct Cli {
     /// simplify, cse, dce, fuse), or `none` [default: fold,simplify,cse,dce,fuse,dce]
     #[arg(long, global = true, value_name = "LIST")]
     pub passes: Option<String>,
+    /// The folder for summaries (`log_scalar`, `log_histogram`, `log_text`): each run
+    /// writes an event file in DIR/<script>-<start time>/ [default: runs]
+    #[arg(long, global = true, value_name = "DIR")]
+    pub logdir: Option<PathBuf>,
     /// After the command, print on stderr the host memory that tensors held: the peak and
     /// the live bytes at exit, and how many buffers were made
     #[arg(long, global = true)]
@@ -141,6 +148,16 @@ pub enum Cmd {
         /// Show each node's source span (`@src:start..end`)
         #[arg(long)]
         spans: bool,
+    },
+    /// Write an HTML page of a run's summaries: a line plot of every scalar, the last
+    /// histogram of every histogram tag, the text summaries
+    Report {
+        /// The run's folder (runs/NAME) or one event file
+        #[arg(value_name = "RUN")]
+        run: PathBuf,
+        /// Where to write the page [default: RUN/report.html]
+        #[arg(short, long, value_name = "FILE")]
+        output: Option<PathBuf>,
     },
     /// Explain a diagnostic code; without CODE, list the codes
     Explain {
@@ -328,11 +345,16 @@ impl Cli {
         let eager_mode = self.mode.as_deref() == Some("eager");
         let explain_restage = self.explain_restage;
         let passes = self.passes.as_deref().map(parse_passes).transpose()?;
+        let logdir = self.logdir.clone();
+        // Bars only where a person watches: a pipe or a file gets none.
+        let progress_bars = std::io::stderr().is_terminal();
         let with_device = |o: crate::Options| {
             let o = crate::Options {
                 graph_mode,
                 explain_restage,
                 passes: passes.clone(),
+                logdir: logdir.clone(),
+                progress_bars,
                 ..o
             };
             match &device {
@@ -374,7 +396,7 @@ impl Cli {
                     .ok_or_else(|| CliError::usage("a script's name is missing"))?;
                 if !looks_like_a_script(word) {
                     return Err(CliError::usage(format!("unknown command `{word}`")).with_help(
-                        "the commands are run, check, ir, explain and demo; a script's name ends in \
+                        "the commands are run, check, ir, report, explain and demo; a script's name ends in \
                          .ms (`ms --help` shows them all)",
                     ));
                 }
@@ -395,6 +417,7 @@ impl Cli {
                     spans,
                 )
             }
+            Some(Cmd::Report { run, output }) => report_run(&run, output),
             Some(Cmd::Explain { code }) => explain(code.as_deref()),
             Some(Cmd::Demo {
                 csv,
@@ -517,6 +540,47 @@ fn run_file(options: &crate::Options) -> Result<Status, CliError> {
     })
 }
 
+/// `ms report RUN [-o FILE]`: the HTML page of a run's summaries. A run that cannot be
+/// read (no event files, a damaged file) is an error of the command (status 1) naming the
+/// file and the byte offset.
+fn report_run(run: &Path, output: Option<PathBuf>) -> Result<Status, CliError> {
+    use crate::insight::report::{self, ReportError};
+    let data = report::Run::read(run).map_err(|e| {
+        let status = match e {
+            ReportError::Io { .. } | ReportError::NoEvents { .. } => Status::Usage,
+            _ => Status::ProgramError,
+        };
+        CliError {
+            message: e.to_string(),
+            help: None,
+            status,
+        }
+    })?;
+    let title = run.file_name().map_or_else(
+        || run.display().to_string(),
+        |n| n.to_string_lossy().into_owned(),
+    );
+    let page = report::html(&title, &data).map_err(|e| CliError {
+        message: e.to_string(),
+        help: None,
+        status: Status::ProgramError,
+    })?;
+    let out = output.unwrap_or_else(|| {
+        if run.is_dir() {
+            run.join("report.html")
+        } else {
+            run.with_extension("html")
+        }
+    });
+    std::fs::write(&out, page).map_err(|e| CliError {
+        message: format!("cannot write {}: {e}", out.display()),
+        help: None,
+        status: Status::ProgramError,
+    })?;
+    println!("{}", out.display());
+    Ok(Status::Ok)
+}
+
 /// `ms ir`: runs the script in graph mode with its output kept aside, then prints the
 /// graphs staged for `name`.
 fn ir_of(
@@ -545,6 +609,7 @@ fn ir_of(
         capture_output: true,
         ..options.clone()
     });
+    session.mute_summaries();
     let outcome = session.eval(&text);
     if outcome.has_errors() {
         let file = path.display().to_string();

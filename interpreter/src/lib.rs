@@ -10,6 +10,7 @@ pub mod cli;
 pub mod demo;
 pub(crate) mod eval;
 pub(crate) mod io;
+pub mod insight;
 pub mod print;
 pub mod repl;
 pub mod session;

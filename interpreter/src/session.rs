@@ -55,6 +55,13 @@ pub struct Options {
     /// there (`ir::passes::memory`); off, every result gets a buffer of its own, with the
     /// same values. For measuring what writing in place saves (`bench/memory.sh`).
     pub in_place: bool,
+    /// The folder that holds the runs' summaries (`--logdir`); `runs` in the working
+    /// directory when `None`. A run's event file goes into `<logdir>/<script>-<start
+    /// time>/` (`repl-<start time>` without a script), made on the first `log_*` call.
+    pub logdir: Option<std::path::PathBuf>,
+    /// Whether `for` loops over `progress(...)` and long ones over `batches(...)` show a
+    /// progress bar on stderr (`ms` sets it when stderr is a terminal).
+    pub progress_bars: bool,
 }
 
 impl Default for Options {
@@ -72,6 +79,8 @@ impl Default for Options {
             check_modes: false,
             passes: None,
             in_place: true,
+            logdir: None,
+            progress_bars: false,
         }
     }
 }
@@ -329,6 +338,9 @@ impl Session {
         state.graph_mode = options.graph_mode;
         state.explain_restage = options.explain_restage;
         state.in_place = options.in_place;
+        state.summaries =
+            crate::insight::Summaries::new(options.logdir.clone(), options.script_path.as_deref());
+        state.progress_bars = options.progress_bars;
         if let Some(passes) = &options.passes {
             state.passes = crate::stage::pipeline::Pipeline::of(passes);
         }
@@ -448,6 +460,15 @@ impl Session {
                 Vec::new()
             }
         };
+        // What the entry logged reaches the file before the next prompt (or the end).
+        if let Err(e) = self.state.summaries.flush()
+            && !diagnostics.iter().any(Diagnostic::is_error)
+        {
+            diagnostics.push(crate::eval::builtins::summary_write_error(
+                &e,
+                Span::default(),
+            ));
+        }
         if let Some(last) = values.last() {
             self.checker.set_global("_", last.ty());
             self.state.globals.insert(Arc::from("_"), last.clone());
@@ -457,6 +478,23 @@ impl Session {
             diagnostics,
             output: self.take_output(),
         }
+    }
+
+    /// Writes the summaries logged so far to their event file; the command line calls it
+    /// before it exits, so that an error is reported rather than lost.
+    pub fn flush_summaries(&mut self) -> Result<(), crate::insight::WriteError> {
+        self.state.summaries.flush()
+    }
+
+    /// Makes `log_*` calls write nothing from now on (`ms ir` runs a script only to see
+    /// what it stages, and must not leave a run behind).
+    pub fn mute_summaries(&mut self) {
+        self.state.summaries.muted = true;
+    }
+
+    /// The event file this session's summaries go to, once a `log_*` call has made it.
+    pub fn summary_file(&self) -> Option<&std::path::Path> {
+        self.state.summaries.path()
     }
 
     /// What was printed since the last call, when output is captured.

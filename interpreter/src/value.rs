@@ -45,6 +45,9 @@ pub enum Value {
     Range(i64, i64),
     /// What `batches(...)` returns: slices of axis 0 of every leaf, in order.
     Batches(Arc<Batches>),
+    /// What `progress(it)` returns: the items of `it` (a range, a tensor, batches), which a
+    /// `for` loop shows a progress bar for.
+    Progress(Arc<Value>),
     /// An imported module.
     Module(Arc<Module>),
     /// A function made by `grad`, `value_and_grad`, `hessian`, or the pullback of `vjp`.
@@ -190,6 +193,7 @@ impl Value {
             Value::Unit => "()".to_string(),
             Value::Range(..) => "a range".to_string(),
             Value::Batches(_) => "batches".to_string(),
+            Value::Progress(it) => format!("progress over {}", it.describe()),
             Value::Module(m) => format!("the module `{}`", m.name),
             Value::Derived(_) => "a derived function".to_string(),
             Value::Jit(j) => format!("the staged function `{}`", j.name),
@@ -217,6 +221,7 @@ impl Value {
             Value::Fn(_)
             | Value::Builtin(_)
             | Value::Batches(_)
+            | Value::Progress(_)
             | Value::Module(_)
             | Value::Derived(_)
             | Value::Jit(_) => Ty::Unknown,
@@ -297,6 +302,11 @@ fn write_value(out: &mut String, v: &Value, top: bool) {
         }
         Value::Batches(b) => {
             let _ = write!(out, "<batches of {}>", b.size);
+        }
+        Value::Progress(it) => {
+            out.push_str("<progress over ");
+            write_value(out, it, false);
+            out.push('>');
         }
         Value::Module(m) => {
             let _ = write!(out, "<module {}>", m.name);

@@ -220,10 +220,13 @@ fn the_corpus_passes_the_check() {
         if text.contains("//--- ") {
             continue;
         }
+        // Summaries go to a temporary folder, not into tests/run/.
+        let logdir = std::env::temp_dir().join(format!("ms-check-logs-{}", std::process::id()));
         let mut s = Session::with_options(Options {
             capture_output: true,
             graph_mode: true,
             check_modes: true,
+            logdir: Some(logdir.clone()),
             script_path: Some(p.clone()),
             device: std::sync::Arc::new(devices::CpuDevice::with_limits(devices::cpu::Limits {
                 max_tensor_bytes: 1 << 30,
@@ -231,6 +234,7 @@ fn the_corpus_passes_the_check() {
             ..Options::default()
         });
         let out = s.eval(&text);
+        let _ = fs::remove_dir_all(&logdir);
         let name = p.file_name().and_then(|n| n.to_str()).unwrap_or("?");
         let rendered = s.render(
             &out,

@@ -132,7 +132,10 @@ fn a_bad_flag_is_a_report_with_the_usage() {
     assert_eq!(out.status.code(), Some(2));
     let err = text(&out.stderr);
     assert!(err.contains("× unknown command `frobnicate`"), "{err}");
-    assert!(err.contains("run, check, ir, explain and demo"), "{err}");
+    assert!(
+        err.contains("run, check, ir, report, explain and demo"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -265,10 +268,14 @@ fn every_sample_runs_clean() {
         let path = entry.expect("readable samples entry").path();
         if path.extension().is_some_and(|e| e == "ms") {
             // Samples name their data relative to the repository root, where they are
-            // meant to be run from.
+            // meant to be run from; their summaries go to a temporary folder.
+            let logdir =
+                std::env::temp_dir().join(format!("ms-sample-logs-{}", std::process::id()));
             let run = |mode: &str| {
                 Command::new(env!("CARGO_BIN_EXE_ms"))
                     .args(["--mode", mode])
+                    .arg("--logdir")
+                    .arg(&logdir)
                     .arg(&path)
                     .current_dir(dir.join(".."))
                     .env("NO_COLOR", "1")
@@ -298,6 +305,7 @@ fn every_sample_runs_clean() {
                 "{} prints otherwise in graph mode",
                 path.display()
             );
+            let _ = std::fs::remove_dir_all(&logdir);
             ran += 1;
         }
     }

@@ -6,7 +6,9 @@
 //! a `.stderr` file must run cleanly. A line `//--- next entry` splits a program into
 //! entries evaluated one after another in the same session, like REPL entries. A first
 //! line `//--- args: --epochs 5 --name x` gives the words after the script's name (what
-//! `arg` reads; split at spaces). Programs run as scripts would from `tests/run/`: the
+//! `arg` reads; split at spaces). Summaries (`log_*`) go to a temporary folder removed
+//! after the run, unless a line `//--- logdir: PATH` among the first two names one.
+//! Programs run as scripts would from `tests/run/`: the
 //! working directory is that folder (so `load_csv("data/small.csv")` reads
 //! `tests/run/data/small.csv`), and the script path is the program's, so that
 //! `import "lib/util.ms" as util` reads `tests/run/lib/util.ms`. `BLESS=1 cargo test -p
@@ -90,6 +92,14 @@ fn session_run_with(
         .and_then(|l| l.strip_prefix(ARGS))
         .map(|a| a.split_whitespace().map(str::to_string).collect())
         .unwrap_or_default();
+    // Summaries go to a folder of the session's own, removed after the run, unless the
+    // program names one (`//--- logdir: PATH`, relative to `tests/run/`).
+    let logdir = text
+        .lines()
+        .take(2)
+        .find_map(|l| l.strip_prefix(LOGDIR))
+        .map(|d| PathBuf::from(d.trim()));
+    let scratch = logdir.is_none().then(scratch_logdir);
     let file = path.file_name().and_then(|n| n.to_str()).unwrap_or("?");
     // A fixed size cap, so that the programs that hit it print the same everywhere.
     let device = CpuDevice::with_limits(Limits {
@@ -101,6 +111,7 @@ fn session_run_with(
         script_args,
         script_path: Some(path.to_path_buf()),
         graph_mode: graph,
+        logdir: logdir.or_else(|| scratch.clone()),
         ..Options::default()
     });
     if let Some(passes) = passes {
@@ -118,7 +129,22 @@ fn session_run_with(
         stderr.push_str(&s.render(&out, &name, entry, RenderOptions::default()));
         codes.extend(out.diagnostics.iter().map(|d| d.code));
     }
+    if let Some(dir) = scratch {
+        // Flushed at each entry's end already; what the program logged is not kept.
+        let _ = fs::remove_dir_all(dir);
+    }
     (s, stdout, stderr, codes)
+}
+
+/// A line among the first two that chooses the folder for the program's summaries.
+const LOGDIR: &str = "//--- logdir:";
+
+/// A folder for one session's summaries, in the system's temporary folder.
+fn scratch_logdir() -> PathBuf {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    static NEXT: AtomicUsize = AtomicUsize::new(0);
+    let n = NEXT.fetch_add(1, Ordering::Relaxed);
+    std::env::temp_dir().join(format!("ms-run-logs-{}-{n}", std::process::id()))
 }
 
 /// Every pass of the optimizer's pipeline changes at least one graph that the programs of
@@ -434,11 +460,13 @@ fn run_sample(
 ) -> (String, String) {
     enter_run_dir();
     let text = fs::read_to_string(path).expect("readable sample");
+    let scratch = scratch_logdir();
     let mut s = Session::with_options(Options {
         capture_output: true,
         script_args: args.to_vec(),
         script_path: Some(path.to_path_buf()),
         graph_mode: graph,
+        logdir: Some(scratch.clone()),
         ..Options::default()
     });
     if let Some(passes) = passes {
@@ -446,6 +474,7 @@ fn run_sample(
     }
     let out = s.eval(&text);
     let err = s.render(&out, "sample", &text, RenderOptions::default());
+    let _ = fs::remove_dir_all(scratch);
     (out.output, err)
 }
 

@@ -985,6 +985,7 @@ fn data_and_misc() {
         ("log_scalar", &["str \"loss\"", "i64", "f32"], &[], Ok("()")),
         ("progress", &["range"], &[], Ok("range")),
         ("progress", &["iter[f32[2]]"], &[], Ok("iter[f32[2]]")),
+        ("progress", &["f32[5, 3]"], &[], Ok("iter[f32[3]]")),
         ("stop_gradient", &["{w: f32[2]}"], &[], Ok("{w: f32[2]}")),
         ("to", &["f32[2]", "str \"cuda:0\""], &[], Ok("f32[2]")),
         ("devices", &[], &[], Ok("iter[str]")),

@@ -16,7 +16,7 @@
 //! | E0909 | an argument whose value is invalid (`arange` step 0, uneven `split`, ...) |
 //! | E0910 | a name with no value (the entry that defined it stopped with an error) |
 //! | E0911 | the computation was interrupted (Ctrl-C) |
-//! | E0912 | a data file that cannot be read, parsed or written (`load_csv`, `load_npy`, `load_idx`, `load`, `save`, ...), an import cycle at run time |
+//! | E0912 | a data file that cannot be read, parsed or written (`load_csv`, `load_npy`, `load_idx`, `load`, `save`, the event files of `log_*`, ...), an import cycle at run time |
 //! | E0914 | eager and staged results differ (`ms run --check-modes`, `stage::check`; no program of `tests/run/` can show it, since the real passes are exact: `interpreter/tests/check_modes.rs` does, with a wrong pass) |
 //! | E0999 | an internal error of the evaluator |
 

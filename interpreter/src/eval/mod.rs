@@ -104,6 +104,12 @@ pub(crate) struct State {
     /// Whether every call runs eagerly, `@jit` ones included: set while a checked call
     /// runs eagerly for reference, so that the reference stages nothing.
     pub eager_only: bool,
+    /// The event file that `log_*` write (`crate::insight`), made on first use.
+    pub summaries: crate::insight::Summaries,
+    /// Whether `for` loops may show progress bars on stderr (`Options::progress_bars`).
+    pub progress_bars: bool,
+    /// The progress bar on the screen now, which `print` clears while it writes.
+    pub bar: Option<indicatif::ProgressBar>,
 }
 
 impl State {
@@ -145,6 +151,9 @@ impl State {
             in_place: true,
             check: None,
             eager_only: false,
+            summaries: crate::insight::Summaries::new(None, None),
+            progress_bars: false,
+            bar: None,
         }
     }
 }
@@ -1334,11 +1343,25 @@ impl<'s> Eval<'s> {
         span: Span,
     ) -> R<()> {
         let n = builtins::iter_len(it, it_span)?;
+        // `progress(it)` iterates `it`; the bar is this function's business alone.
+        let (it, explicit) = match it {
+            Value::Progress(inner) => (&**inner, true),
+            other => (other, false),
+        };
         if let Value::Range(a, b) = it
             && crate::stage::control::for_as_region(self, pat, body, n)
         {
             return self.staged_for(pat, (*a, *b), it_span, body, span);
         }
+        // A bar for `progress(...)`, and for `batches(...)` in case the loop is long; never
+        // while staging (the loop runs once, to build a graph) or inside another bar's loop.
+        let mut bar = (self.st.progress_bars
+            && self.st.bar.is_none()
+            && !self.staging()
+            && n > 1
+            && (explicit || matches!(it, Value::Batches(_))))
+        .then(|| crate::insight::progress::LoopBar::new(n, explicit));
+        self.st.bar = bar.as_ref().map(crate::insight::progress::LoopBar::handle);
         // One frame for the loop variables, emptied per iteration rather than made anew:
         // closures copy what they capture, so nothing can still refer to the old bindings,
         // and a tight loop does not pay an allocation per iteration for them.
@@ -1372,6 +1395,9 @@ impl<'s> Eval<'s> {
                     }
                     Err(other) => return Err(other),
                 }
+                if let Some(b) = bar.as_mut() {
+                    b.tick();
+                }
             }
             match pending {
                 Some(o) => self.loop_end(o, span),
@@ -1379,6 +1405,10 @@ impl<'s> Eval<'s> {
             }
         })();
         self.env.frames.pop();
+        if let Some(b) = bar {
+            self.st.bar = None;
+            b.end(r.is_ok());
+        }
         r
     }
 

@@ -164,11 +164,11 @@ pub const DESCRIPTIONS: &[(&str, &str)] = &[
     ("log1p", "log(1 + x), accurate near zero, elementwise"),
     (
         "log_histogram",
-        "writes a histogram of x to TensorBoard under `tag` at `step`",
+        "logs a 30-bucket histogram of x's elements at `step` (TensorBoard event file in runs/)",
     ),
     (
         "log_scalar",
-        "writes a scalar to TensorBoard under `tag` at `step`",
+        "logs a number under `tag` at `step` (TensorBoard event file in runs/; `ms report` draws it)",
     ),
     (
         "log_softmax",
@@ -176,7 +176,7 @@ pub const DESCRIPTIONS: &[(&str, &str)] = &[
     ),
     (
         "log_text",
-        "writes text to TensorBoard under `tag` at `step`",
+        "logs a string (Markdown in TensorBoard's text tab) under `tag` at `step`",
     ),
     ("logical_and", "elementwise and of bool tensors"),
     ("logical_not", "elementwise not of a bool tensor"),
@@ -236,7 +236,7 @@ pub const DESCRIPTIONS: &[(&str, &str)] = &[
     ),
     (
         "progress",
-        "iterates like its argument while showing a progress bar",
+        "the items of a range, tensor or batches, with a progress bar (rate, ETA) when `for` runs over it on a terminal",
     ),
     (
         "rand",

@@ -319,7 +319,10 @@ impl Eval<'_> {
         let eager_out = Capture::default();
         let real = std::mem::replace(&mut self.st.out, Box::new(eager_out.clone()));
         let was = std::mem::replace(&mut self.st.eager_only, true);
+        // Its summaries were written by the run the program sees; not twice.
+        let muted = std::mem::replace(&mut self.st.summaries.muted, true);
         let eager = self.call_inner(f, pos, named, span);
+        self.st.summaries.muted = muted;
         self.st.eager_only = was;
         self.st.out = real;
         let eager_key = (self.st.seed, self.st.offset);

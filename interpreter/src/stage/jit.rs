@@ -587,9 +587,12 @@ impl Eval<'_> {
         let in_place = self.st.in_place;
         let mut printer = Printer {
             out: &mut *self.st.out,
+            summaries: &mut self.st.summaries,
+            bar: self.st.bar.clone(),
             g,
             pending: Vec::new(),
             failed: None,
+            log_failed: None,
             kept,
         };
         let prepared = g.prepared.get_or_init(|| {
@@ -597,6 +600,16 @@ impl Eval<'_> {
             if in_place { p } else { p.without_in_place() }
         });
         let r = Plan::with(&g.graph, prepared).run(&*device, inputs, &mut printer);
+        if let Some((d, src)) = printer.log_failed {
+            // The summary failed at its own `log_*` call, shown as eager mode shows it.
+            let (mut d, src) = (*d, src as usize);
+            if src != self.main_src {
+                d.file = crate::eval::source_name(self.st, src);
+            }
+            d.notes
+                .push(format!("in the staged call at {}", self.place(span)));
+            return Err(Flow::error(d));
+        }
         if let Some(e) = printer.failed {
             return Err(errors::bad_value(
                 format!("cannot write the output: {e}"),
@@ -847,9 +860,15 @@ fn returns_function(v: &Value) -> bool {
 /// from: a line is written when its last tensor arrives.
 struct Printer<'a> {
     out: &'a mut (dyn Write + Send),
+    /// Where the lines of `log_*` calls go.
+    summaries: &'a mut crate::insight::Summaries,
+    /// The progress bar on the screen, cleared while a line is written.
+    bar: Option<indicatif::ProgressBar>,
     g: &'a StagedFn,
     pending: Vec<Tensor>,
     failed: Option<std::io::Error>,
+    /// The first summary that could not be written, and the source of its call.
+    log_failed: Option<(Box<lang::Diagnostic>, u32)>,
     /// Where the printed tensors are kept, when the caller compares them
     /// (`--check-modes`).
     kept: Option<&'a mut Vec<Tensor>>,
@@ -877,12 +896,34 @@ impl Effects for Printer<'_> {
             .into_iter()
             .zip(like)
             .map(|(t, l)| TensorVal { t, ..l });
-        let parts: Vec<String> = pl
-            .args
-            .iter()
-            .map(|a| crate::value::display(&substitute(a, &mut it)))
-            .collect();
-        if let Err(e) = writeln!(self.out, "{}", parts.join(" ")).and_then(|()| self.out.flush()) {
+        let args: Vec<Value> = pl.args.iter().map(|a| substitute(a, &mut it)).collect();
+        if let Some(log) = &pl.log {
+            if self.log_failed.is_some() {
+                return;
+            }
+            let at = Span::new(span.start as usize, span.end as usize);
+            let (Some(step), Some(value)) = (args.first(), args.get(1)) else {
+                return;
+            };
+            let r = crate::eval::builtins::write_summary(
+                self.summaries,
+                log.kind,
+                &log.tag,
+                step,
+                value,
+                at,
+            );
+            if let Err(Flow::Error(e)) = r {
+                self.log_failed = Some((Box::new(e.diag), span.src));
+            }
+            return;
+        }
+        let parts: Vec<String> = args.iter().map(crate::value::display).collect();
+        let (out, line) = (&mut self.out, parts.join(" "));
+        let written = crate::insight::progress::suspend(&self.bar, || {
+            writeln!(out, "{line}").and_then(|()| out.flush())
+        });
+        if let Err(e) = written {
             self.failed.get_or_insert(e);
         }
     }

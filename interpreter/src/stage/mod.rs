@@ -82,10 +82,13 @@ pub(crate) struct Stager {
 }
 
 /// One `print` call: its arguments, whose tensor leaves are staged (a run substitutes the
-/// values its `print` nodes show, in order), and how many leaves it has.
+/// values its `print` nodes show, in order), and how many leaves it has. A `log_*` call
+/// stages the same way, its step and value as the arguments: `log` says which summary
+/// the run writes instead of a line of text.
 pub(crate) struct PrintLine {
     pub args: Vec<Value>,
     pub leaves: usize,
+    pub log: Option<crate::insight::LogCall>,
 }
 
 impl Stager {
@@ -266,6 +269,18 @@ impl Eval<'_> {
     /// `print(args...)` in staged code: one `print` node per tensor leaf (one of a unit
     /// scalar when there is none), and the line's layout for the run to fill in.
     pub fn stage_print(&self, args: &[Value], span: Span) -> R<()> {
+        self.stage_line(args, span, None)
+    }
+
+    /// [`Eval::stage_print`], or with `log` a `log_*` call: the summary is an effect like
+    /// a printed line, ordered by the same token, and written when the graph runs, on
+    /// every call, with the values the run computes.
+    pub fn stage_line(
+        &self,
+        args: &[Value],
+        span: Span,
+        log: Option<crate::insight::LogCall>,
+    ) -> R<()> {
         if self.st.stage.borrow().last().is_some_and(|s| s.muted) {
             return Ok(());
         }
@@ -317,6 +332,7 @@ impl Eval<'_> {
                         PrintLine {
                             args: out_args,
                             leaves: k,
+                            log,
                         },
                     );
                     Ok(())
@@ -423,6 +439,7 @@ pub(crate) fn same_value(a: &Value, b: &Value) -> bool {
         (Value::Unit, Value::Unit) => true,
         (Value::Range(a0, a1), Value::Range(b0, b1)) => a0 == b0 && a1 == b1,
         (Value::Batches(x), Value::Batches(y)) => Arc::ptr_eq(x, y),
+        (Value::Progress(x), Value::Progress(y)) => same_value(x, y),
         (Value::Module(x), Value::Module(y)) => Arc::ptr_eq(x, y),
         (Value::Derived(x), Value::Derived(y)) => Arc::ptr_eq(x, y),
         (Value::Jit(x), Value::Jit(y)) => Arc::ptr_eq(x, y),

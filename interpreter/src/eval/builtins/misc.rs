@@ -26,9 +26,12 @@ pub(super) fn print(ev: &mut Eval<'_>, c: &Call) -> R<Value> {
     }
     let parts: Vec<String> = c.rest.iter().map(|(v, _)| display(v)).collect();
     let line = parts.join(" ");
-    writeln!(ev.st.out, "{line}")
-        .and_then(|()| ev.st.out.flush())
-        .map_err(|e| errors::bad_value(format!("cannot write the output: {e}"), c.span))?;
+    let out = &mut ev.st.out;
+    // A progress bar on the terminal steps aside while the line is written.
+    crate::insight::progress::suspend(&ev.st.bar, || {
+        writeln!(out, "{line}").and_then(|()| out.flush())
+    })
+    .map_err(|e| errors::bad_value(format!("cannot write the output: {e}"), c.span))?;
     Ok(Value::Unit)
 }
 
@@ -238,7 +241,7 @@ pub(super) fn len(ev: &mut Eval<'_>, c: &Call) -> R<Value> {
         Value::Tuple(items) => items.len(),
         Value::Unit => 0,
         Value::Str(s) => s.chars().count(),
-        v @ (Value::Range(..) | Value::Batches(_)) => iter_len(v, c.span(0))?,
+        v @ (Value::Range(..) | Value::Batches(_) | Value::Progress(_)) => iter_len(v, c.span(0))?,
         other => {
             return Err(errors::mismatch(
                 format!(
@@ -313,6 +316,7 @@ pub(super) fn batches(ev: &mut Eval<'_>, c: &Call) -> R<Value> {
 /// How many times `for` runs over `it`.
 pub(crate) fn iter_len(it: &Value, span: Span) -> R<usize> {
     match it {
+        Value::Progress(inner) => iter_len(inner, span),
         Value::Range(a, b) => Ok(usize::try_from(b.saturating_sub(*a)).unwrap_or(0)),
         Value::Tensor(t) => t
             .shape()
@@ -336,6 +340,7 @@ pub(crate) fn iter_len(it: &Value, span: Span) -> R<usize> {
 /// The `i`-th item `for` binds when iterating over `it`.
 pub(crate) fn iter_item(ev: &Eval<'_>, it: &Value, i: usize, span: Span) -> R<Value> {
     match it {
+        Value::Progress(inner) => iter_item(ev, inner, i, span),
         Value::Range(a, _) => {
             let v = a.saturating_add(i64::try_from(i).unwrap_or(i64::MAX));
             Ok(strong(Tensor::scalar(v)))

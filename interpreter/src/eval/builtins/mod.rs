@@ -10,7 +10,8 @@
 //! families live in submodules: [`creation`], [`math`] (elementwise, casts, reductions),
 //! [`shape`] (shape functions, selection and linear algebra), [`einsum`], [`neural`]
 //! (convolution and pooling), [`device`] (`device devices to`), [`data`] (CSV,
-//! shuffling, script arguments), [`files`] (NumPy, IDX and checkpoint files) and [`misc`] (printing, asserts, iteration and the rest).
+//! shuffling, script arguments), [`files`] (NumPy, IDX and checkpoint files), [`summary`]
+//! (`log_*` and `progress`) and [`misc`] (printing, asserts, iteration and the rest).
 
 mod creation;
 pub(crate) mod data;
@@ -23,6 +24,7 @@ mod misc;
 mod neural;
 pub(crate) mod prelude;
 mod shape;
+mod summary;
 
 use devices::Tensor;
 use ir::DType;
@@ -34,6 +36,7 @@ use super::errors::{self, R};
 use crate::value::{TensorVal, Value};
 
 pub(crate) use misc::{iter_item, iter_len};
+pub(crate) use summary::{write as write_summary, write_error as summary_write_error};
 
 /// A builtin's implementation.
 type Imp = fn(&mut Eval<'_>, &Call) -> R<Value>;
@@ -89,6 +92,9 @@ static TABLE: &[(&str, Imp)] = &[
     ("load_npy", files::load_npy),
     ("log", math::unary),
     ("log1p", math::unary),
+    ("log_histogram", summary::log),
+    ("log_scalar", summary::log),
+    ("log_text", summary::log),
     ("logical_and", math::binary),
     ("logical_not", math::unary),
     ("logical_or", math::binary),
@@ -108,6 +114,7 @@ static TABLE: &[(&str, Imp)] = &[
     ("pad", shape::pad),
     ("print", misc::print),
     ("prod", math::reduce),
+    ("progress", summary::progress),
     ("rand", creation::random),
     ("randint", creation::randint),
     ("randn", creation::random),

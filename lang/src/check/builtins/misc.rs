@@ -169,12 +169,20 @@ pub(super) fn log_summary(a: &Args<'_>) -> RuleResult<Ty> {
     Ok(Ty::Unit)
 }
 
-/// `progress(iterable)`: the same iterable.
+/// `progress(iterable)`: what `for` iterates, with a progress bar: a range stays a range,
+/// a tensor becomes an iterable of its rows (axis 0), so that it is not mistaken for the
+/// tensor itself.
 pub(super) fn progress(a: &Args<'_>) -> RuleResult<Ty> {
     let x = a.req(0)?;
     match &x.ty {
         Ty::Range | Ty::Iter(_) => Ok(x.ty.clone()),
-        Ty::Tensor(t) if t.rank().is_none_or(|r| r > 0) => Ok(x.ty.clone()),
+        Ty::Tensor(t) if t.rank().is_none_or(|r| r > 0) => {
+            let rows = t
+                .shape
+                .as_ref()
+                .map(|s| Shape(s.dims().get(1..).unwrap_or_default().to_vec()));
+            Ok(Ty::Iter(Box::new(Ty::Tensor(TensorTy::new(t.dtype, rows)))))
+        }
         _ => Err(a.wrong_kind(0, x, "a range, a tensor or `batches(...)`")),
     }
 }
