@@ -23,6 +23,23 @@ for n in [256, 1024, 4096]:
         best = min(best, (time.perf_counter() - t0) / 10)
     print(n, 2.0 * n**3 / best / 1e9)
 
+# The same products with TF32 allowed (`ms --tf32`).
+torch.backends.cuda.matmul.allow_tf32 = True
+for n in [1024, 4096]:
+    a = torch.randn(n, n, device=dev)
+    b = torch.randn(n, n, device=dev)
+    c = a @ b
+    best = float("inf")
+    for _ in range(5):
+        torch.cuda.synchronize()
+        t0 = time.perf_counter()
+        for _ in range(10):
+            c = a @ b
+        torch.cuda.synchronize()
+        best = min(best, (time.perf_counter() - t0) / 10)
+    print("tf32", n, 2.0 * n**3 / best / 1e9)
+torch.backends.cuda.matmul.allow_tf32 = False
+
 x = torch.rand(1437, 64, device=dev)
 y = torch.randint(0, 10, (1437,), device=dev)
 ps = []

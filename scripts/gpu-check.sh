@@ -44,19 +44,32 @@ step cuda-fused gpu-bin/cuda --test-threads=1 --nocapture fused_groups_equal_eag
 step cuda-check-modes gpu-bin/cuda --test-threads=1 --nocapture programs_check_modes_on_cuda
 step cuda-grad-f32 gpu-bin/grad_f32 --test-threads=1 --nocapture
 unset MS_CUDA_SYNC
+step cuda-tf32 gpu-bin/cuda --test-threads=1 --nocapture tf32_products
 for s in mlp_digits knn_digits; do
   step "cpu-$s" bash -c "time gpu-bin/ms samples/$s.ms"
   step "cuda-$s" bash -c "time gpu-bin/ms --device cuda samples/$s.ms"
 done
+# Issue 10's "done when": the MNIST CNN trains to its stated accuracy on the GPU.
+step cuda-mnist_cnn bash -c "time gpu-bin/ms --device cuda samples/mnist_cnn.ms"
 
 # Out of memory must be a clear error and exit status 1 (not an abort): the step passes
 # when the run fails with that error.
 step cuda-oom bash -c 'gpu-bin/ms --device cuda tests/cuda/oom.ms; rc=$?; echo "exit status $rc"; [ $rc -eq 1 ]'
 step cuda-matmul-gflops gpu-bin/ms --device cuda bench/device_matmul.ms
+step cuda-matmul-tf32 gpu-bin/ms --tf32 --device cuda bench/device_matmul.ms
 step cuda-mlp-step gpu-bin/ms --device cuda bench/mlp_step.ms --epochs 4
 step cuda-staged-step gpu-bin/ms --device cuda bench/staged_step.ms --epochs 4
 step cuda-fusion-100m gpu-bin/ms --device cuda bench/fusion.ms --n 100000000 --reps 5 --calls 10
+step cuda-mnist-steps gpu-bin/ms --device cuda bench/mnist_steps.ms
+# The kernel store: a first run compiles every kernel with NVRTC and keeps the PTX in a
+# fresh folder; a second run finds them there, so its staging time drops.
+cache=$(mktemp -d)
+step kernel-cache-cold env MS_KERNEL_CACHE="$cache" gpu-bin/ms --device cuda bench/staged_step.ms --epochs 2
+step kernel-cache-warm env MS_KERNEL_CACHE="$cache" gpu-bin/ms --device cuda bench/staged_step.ms --epochs 2
+echo "kernel store: $(ls "$cache" | wc -l) entries, $(du -sh "$cache" | cut -f1)"
+rm -rf "$cache"
 step torch-peers timeout 150 python3 bench/device_peers.py
+step torch-mnist-peers timeout 150 python3 bench/mnist_peers.py cuda
 
 echo "=== summary"
 printf '%s\n' "${summary[@]}" | tee "$logs/summary.txt"

@@ -86,6 +86,11 @@ pub struct Cli {
     /// the live bytes at exit, and how many buffers were made
     #[arg(long, global = true)]
     pub mem_stats: bool,
+    /// Let f32 matrix products on CUDA devices use TF32 tensor cores: several times faster,
+    /// with operands rounded to a 10-bit mantissa (about 1e-3 relative error). Off by
+    /// default, as in PyTorch; the CPU always computes in full f32
+    #[arg(long, global = true)]
+    pub tf32: bool,
     /// What to do; without one, the REPL.
     #[command(subcommand)]
     pub command: Option<Cmd>,
@@ -340,6 +345,10 @@ impl Cli {
                 .map_err(|e| CliError::usage(format!("cannot start {n} threads: {e}")))?;
         }
         let seed = self.seed.unwrap_or(0);
+        devices::cuda::set_tf32(self.tf32);
+        if let Some(store) = crate::io::kernels::DiskKernelStore::from_env() {
+            devices::cuda::set_kernel_store(Some(std::sync::Arc::new(store)));
+        }
         let device = open_device(self.device.as_deref())?;
         let graph_mode = self.mode.as_deref() == Some("graph");
         let eager_mode = self.mode.as_deref() == Some("eager");
@@ -434,7 +443,9 @@ impl Cli {
 
 /// The device `--device NAME` asks for (`None`: the default, the CPU). A CUDA device that
 /// cannot be used is an error of the command line that says why.
-fn open_device(name: Option<&str>) -> Result<Option<Arc<dyn devices::Device>>, CliError> {
+pub(crate) fn open_device(
+    name: Option<&str>,
+) -> Result<Option<Arc<dyn devices::Device>>, CliError> {
     let Some(name) = name else { return Ok(None) };
     let bad = || {
         CliError::usage(format!("`{name}` is not a device"))

@@ -437,3 +437,55 @@ fn programs_check_modes_on_cuda() {
         diverging.join("\n  ")
     );
 }
+
+/// With `set_tf32(true)` an f32 product on the GPU rounds its operands to TF32 (a 10-bit
+/// mantissa): each element stays within 1e-2 of the CPU's full-f32 value, relative to the
+/// sum of the magnitudes of its terms (a TF32 operand is off by at most 2^-11 relative,
+/// so each term by about 1e-3). With TF32 off again the product is full f32 (1e-5).
+#[test]
+fn tf32_products_are_close_and_opt_in() {
+    let Some(dev) = gpu() else { return };
+    let n = 512;
+    // Deterministic operands with mantissas that TF32 must round.
+    let a: Vec<f32> = (0..n * n)
+        .map(|i| ((i * 7919 % 1000) as f32 / 997.0) - 0.5)
+        .collect();
+    let b: Vec<f32> = (0..n * n)
+        .map(|i| ((i * 104_729 % 1000) as f32 / 1009.0) - 0.5)
+        .collect();
+    let (ha, hb) = (
+        Tensor::from_vec(a.clone(), &[n, n]).unwrap(),
+        Tensor::from_vec(b.clone(), &[n, n]).unwrap(),
+    );
+    let want = CpuDevice::new()
+        .exec(&Op::MatMul {}, &[&ha, &hb])
+        .unwrap()
+        .to_f64_vec()
+        .unwrap();
+    // The scale of each element: the sum over k of |a[i,k]| |b[k,j]|.
+    let scale: Vec<f64> = (0..n * n)
+        .map(|ij| {
+            let (i, j) = (ij / n, ij % n);
+            (0..n)
+                .map(|k| f64::from(a[i * n + k].abs()) * f64::from(b[k * n + j].abs()))
+                .sum()
+        })
+        .collect();
+    let (da, db) = (dev.upload_view(&ha).unwrap(), dev.upload_view(&hb).unwrap());
+    let worst = |tf32: bool| {
+        devices::cuda::set_tf32(tf32);
+        let got = dev
+            .exec(&Op::MatMul {}, &[&da, &db])
+            .unwrap()
+            .to_f64_vec()
+            .unwrap();
+        devices::cuda::set_tf32(false);
+        (0..n * n)
+            .map(|i| (got[i] - want[i]).abs() / scale[i])
+            .fold(0.0, f64::max)
+    };
+    let (with, without) = (worst(true), worst(false));
+    println!("worst error relative to the terms' magnitudes: tf32 {with:e}, f32 {without:e}");
+    assert!(with < 1e-2, "tf32 error {with:e}");
+    assert!(without < 1e-5, "f32 error {without:e}");
+}

@@ -694,7 +694,8 @@ __device__ __forceinline__ double ms_box_muller(double u1, double u2) {
 }
 "#;
 
-/// Direct convolution kernels: one thread per output element, accumulating in `T`.
+/// Direct convolution kernels (one thread per output element, accumulating in `T`), and the
+/// column-matrix kernels of the GEMM path (`conv.rs`).
 const CONV: &str = r#"
 struct ConvP {
     long long n, c, h, w, o, kh, kw, oh, ow, sh, sw, ph, pw, dh, dw, groups, cg, og;
@@ -746,6 +747,49 @@ extern "C" __global__ void conv2d_backward_input(const T* dy, const T* wt, T* dx
             }
         }
         dx[i] = acc;
+    }
+}
+/* The column matrix of the GEMM path: cols[(ic * kh + a) * kw + b][(n * oh + oy) * ow + ox]
+   is the input pixel that tap (a, b) of channel ic reads for output position (oy, ox) of
+   image n, or 0 in the padding. Its rows of one group are that group's K = cg * kh * kw. */
+extern "C" __global__ void conv_im2col(const T* x, T* cols, ConvP p) {
+    long long np = p.n * p.oh * p.ow;
+    LOOP(p.c * p.kh * p.kw * np) {
+        long long j = (long long)i;
+        long long col = j % np, row = j / np;
+        long long b = row % p.kw, t = row / p.kw;
+        long long a = t % p.kh; long long ic = t / p.kh;
+        long long ox = col % p.ow; t = col / p.ow;
+        long long oy = t % p.oh; long long n = t / p.oh;
+        long long iy = oy * p.sh - p.ph + a * p.dh, ix = ox * p.sw - p.pw + b * p.dw;
+        cols[j] = (iy >= 0 && iy < p.h && ix >= 0 && ix < p.w)
+            ? x[((n * p.c + ic) * p.h + iy) * p.w + ix] : (T)0;
+    }
+}
+/* The adjoint of conv_im2col: dx[n, ic, iy, ix] sums the entries of dcols that im2col would
+   have read from that pixel (a gather per pixel, so no atomics and a fixed order). */
+extern "C" __global__ void conv_col2im(const T* dcols, T* dx, ConvP p) {
+    long long np = p.n * p.oh * p.ow;
+    LOOP(p.n * p.c * p.h * p.w) {
+        long long j = (long long)i;
+        long long ix = j % p.w, t = j / p.w;
+        long long iy = t % p.h; t /= p.h;
+        long long ic = t % p.c; long long n = t / p.c;
+        T acc = 0;
+        for (long long a = 0; a < p.kh; ++a) {
+            long long ty = iy + p.ph - a * p.dh;
+            if (ty < 0 || ty % p.sh != 0) continue;
+            long long oy = ty / p.sh;
+            if (oy >= p.oh) continue;
+            for (long long b = 0; b < p.kw; ++b) {
+                long long tx = ix + p.pw - b * p.dw;
+                if (tx < 0 || tx % p.sw != 0) continue;
+                long long ox = tx / p.sw;
+                if (ox >= p.ow) continue;
+                acc += dcols[((ic * p.kh + a) * p.kw + b) * np + (n * p.oh + oy) * p.ow + ox];
+            }
+        }
+        dx[j] = acc;
     }
 }
 /* dw[oc, c, a, b] = sum over the batch and the output positions. */

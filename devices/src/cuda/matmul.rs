@@ -7,7 +7,7 @@
 //! batch dims fold into one stride (zero for a broadcast operand); otherwise it is copied
 //! into a contiguous batch first.
 
-use cudarc::cublas::sys::cublasOperation_t;
+use cudarc::cublas::sys::{cublasMath_t, cublasOperation_t};
 use cudarc::cublas::{CudaBlas, Gemm, GemmConfig, StridedBatchedConfig};
 use ir::DType;
 
@@ -157,6 +157,17 @@ pub(super) fn matmul(
         }
     };
     let blas = blas(dev)?;
+    // The math mode is a field of the handle, read at each call: setting it here makes a
+    // change of `set_tf32` take effect at the next product. f64 products ignore it.
+    let mode = if dt == DType::F32 && super::tf32() {
+        cublasMath_t::CUBLAS_TF32_TENSOR_OP_MATH
+    } else {
+        cublasMath_t::CUBLAS_DEFAULT_MATH
+    };
+    // SAFETY: the handle is alive (held by `blas`) and the mode is a valid enumerator.
+    unsafe { cudarc::cublas::sys::cublasSetMathMode(*blas.handle(), mode) }
+        .result()
+        .map_err(|e| dev.err("matmul", format!("cuBLAS refused the math mode: {e:?}")))?;
     macro_rules! gemm {
         ($t:ty, $v:ident) => {{
             let (CudaData::$v(abuf), CudaData::$v(bbuf), CudaData::$v(cbuf)) =

@@ -104,6 +104,59 @@ pub fn open(ordinal: u32) -> Result<Arc<dyn Device>, DeviceError> {
     open_cuda(ordinal).map(|d| d as Arc<dyn Device>)
 }
 
+/// Whether f32 products may use TF32 tensor cores (`ms --tf32`); off by default, so that
+/// f32 means f32 as on the CPU. TF32 rounds each operand to a 10-bit mantissa (about 1e-3
+/// relative error per product) for several times the throughput, the trade PyTorch offers
+/// with `torch.backends.cuda.matmul.allow_tf32`.
+static TF32: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Lets (or stops) f32 matrix products on every CUDA device use TF32 tensor cores.
+pub fn set_tf32(allowed: bool) {
+    TF32.store(allowed, std::sync::atomic::Ordering::Relaxed);
+}
+
+/// Whether f32 products may use TF32 (see [`set_tf32`]).
+pub fn tf32() -> bool {
+    TF32.load(std::sync::atomic::Ordering::Relaxed)
+}
+
+/// A place that keeps compiled kernels (PTX text) between processes, so that a later run
+/// skips NVRTC (about 100 ms per module). The device crate does no IO of its own: the
+/// program that opens devices supplies the store (`ms` keeps one on disk). `key` is the
+/// whole input of a compilation (NVRTC's version, the options and the source), so a store
+/// that returns only what it was given under the same key can never hand back a kernel of
+/// another source.
+pub trait KernelStore: Send + Sync {
+    /// The PTX stored under `key`, if any.
+    fn load(&self, key: &str) -> Option<String>;
+    /// Keeps `ptx` under `key` (best effort: a store that cannot write just forgets).
+    fn store(&self, key: &str, ptx: &str);
+}
+
+/// The kernel store of this process, if the program set one.
+static STORE: Mutex<Option<Arc<dyn KernelStore>>> = Mutex::new(None);
+
+/// Sets (or, with `None`, removes) the store that compiled kernels are kept in.
+pub fn set_kernel_store(store: Option<Arc<dyn KernelStore>>) {
+    *STORE.lock().unwrap_or_else(|p| p.into_inner()) = store;
+}
+
+/// NVRTC's version, for the keys of the kernel store (`0.0` if it cannot say).
+fn nvrtc_version() -> (i32, i32) {
+    static VERSION: OnceLock<(i32, i32)> = OnceLock::new();
+    *VERSION.get_or_init(|| {
+        let (mut major, mut minor) = (0, 0);
+        // SAFETY: NVRTC writes two ints through valid pointers; the library is present
+        // (checked before any device opens).
+        let ok = unsafe { cudarc::nvrtc::sys::nvrtcVersion(&mut major, &mut minor) };
+        if ok == cudarc::nvrtc::sys::nvrtcResult::NVRTC_SUCCESS {
+            (major, minor)
+        } else {
+            (0, 0)
+        }
+    })
+}
+
 /// The CUDA devices this process has opened, by ordinal.
 static OPEN: OnceLock<Mutex<HashMap<u32, Arc<CudaDevice>>>> = OnceLock::new();
 
@@ -435,22 +488,50 @@ impl CudaDevice {
                 name: Some(format!("ms_{}_{}.cu", fam.name(), dt.name())),
                 ..Default::default()
             };
-            let ptx = cudarc::nvrtc::compile_ptx_with_opts(&src, opts).map_err(|e| match e {
-                cudarc::nvrtc::CompileError::CompileError { nvrtc, log, options } => format!(
-                    "NVRTC could not compile the {} kernels for {dt} ({nvrtc:?}, options {options:?}):\n{}",
-                    fam.name(),
-                    log.to_string_lossy()
-                ),
-                other => format!("NVRTC failed on the {} kernels for {dt}: {other:?}", fam.name()),
-            })?;
-            self.ctx.load_module(ptx).map_err(|e| {
-                format!(
-                    "the driver could not load the {} kernels for {dt}: {e:?}",
-                    fam.name()
-                )
-            })
+            self.compile(&src, opts)
+                .map_err(|e| format!("the {} kernels for {dt}: {e}", fam.name()))
         });
         entry.clone().map_err(|m| self.err("compile", m))
+    }
+
+    /// Compiles `src` with `opts` and loads the module, through the kernel store when the
+    /// program set one: PTX that an earlier process kept is loaded instead of compiling,
+    /// and if the driver refuses it (a damaged file), the source is compiled afresh.
+    fn compile(
+        &self,
+        src: &str,
+        opts: cudarc::nvrtc::CompileOptions,
+    ) -> Result<Arc<CudaModule>, String> {
+        let store = STORE.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        let (major, minor) = nvrtc_version();
+        let key = format!("nvrtc {major}.{minor}\noptions {opts:?}\n{src}");
+        // The driver takes PTX as a C string, so text with a NUL inside could not reach it
+        // whole: such an entry is compiled afresh too.
+        if let Some(ptx) = store.as_ref().and_then(|s| s.load(&key))
+            && ptx.is_ascii()
+            && !ptx.contains('\0')
+            && ptx.contains(".entry")
+            && let Ok(m) = self.ctx.load_module(cudarc::nvrtc::Ptx::from_src(ptx))
+        {
+            return Ok(m);
+        }
+        let ptx = cudarc::nvrtc::compile_ptx_with_opts(src, opts).map_err(|e| match e {
+            cudarc::nvrtc::CompileError::CompileError {
+                nvrtc,
+                log,
+                options,
+            } => format!(
+                "NVRTC could not compile it ({nvrtc:?}, options {options:?}):\n{}",
+                log.to_string_lossy()
+            ),
+            other => format!("NVRTC failed: {other:?}"),
+        })?;
+        if let (Some(store), Some(bytes)) = (store, ptx.as_bytes()) {
+            store.store(&key, String::from_utf8_lossy(bytes).trim_end_matches('\0'));
+        }
+        self.ctx
+            .load_module(ptx)
+            .map_err(|e| format!("the driver could not load it: {e:?}"))
     }
 
     /// Kernel `name` of the module of `fam` for `dt`.
@@ -505,19 +586,9 @@ impl CudaDevice {
             name: Some("ms_fused.cu".into()),
             ..Default::default()
         };
-        let compiled = cudarc::nvrtc::compile_ptx_with_opts(&src, opts)
-            .map_err(|e| match e {
-                cudarc::nvrtc::CompileError::CompileError { nvrtc, log, .. } => format!(
-                    "NVRTC could not compile a fused kernel ({nvrtc:?}):\n{}\nsource:\n{src}",
-                    log.to_string_lossy()
-                ),
-                other => format!("NVRTC failed on a fused kernel: {other:?}"),
-            })
-            .and_then(|ptx| {
-                self.ctx
-                    .load_module(ptx)
-                    .map_err(|e| format!("the driver could not load a fused kernel: {e:?}"))
-            })
+        let compiled = self
+            .compile(&src, opts)
+            .map_err(|e| format!("a fused kernel: {e}\nsource:\n{src}"))
             .and_then(|m| {
                 m.load_function("fused")
                     .map_err(|e| format!("a fused kernel has no entry point: {e:?}"))

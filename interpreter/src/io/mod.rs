@@ -1,5 +1,6 @@
 //! File formats for data and checkpoints: NumPy `.npy` ([`npy`]), MNIST-style IDX
-//! ([`idx`]) and safetensors ([`safetensors`]), documented for users in `docs/data.md`.
+//! ([`idx`]) and safetensors ([`safetensors`]), documented for users in `docs/data.md`; and
+//! the on-disk store of compiled CUDA kernels ([`kernels`]).
 //!
 //! The parsers are pure functions over byte slices, so that every hostile file can be a
 //! unit test; the evaluator's builtins (`eval/builtins/files.rs`) read and write the files
@@ -10,6 +11,7 @@
 //! device's tensor cap or more than a small multiple of its own length.
 
 pub(crate) mod idx;
+pub(crate) mod kernels;
 pub(crate) mod npy;
 pub(crate) mod safetensors;
 
