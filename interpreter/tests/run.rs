@@ -406,6 +406,19 @@ fn samples() -> Vec<(PathBuf, Vec<String>)> {
     let data = root.join("samples").join("data").join("digits.csv");
     let data = data.to_string_lossy().into_owned();
     let words = |w: &[&str]| w.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+    // The four MNIST files, named explicitly so that the samples run from any folder.
+    let mnist: Vec<String> = [
+        ("--images", "train-images.idx3-ubyte.gz"),
+        ("--labels", "train-labels.idx1-ubyte.gz"),
+        ("--test_images", "t10k-images.idx3-ubyte.gz"),
+        ("--test_labels", "t10k-labels.idx1-ubyte.gz"),
+    ]
+    .iter()
+    .flat_map(|(flag, file)| {
+        let p = root.join("samples").join("data").join("mnist").join(file);
+        [flag.to_string(), p.to_string_lossy().into_owned()]
+    })
+    .collect();
     let mut out = Vec::new();
     for entry in fs::read_dir(root.join("samples")).expect("samples/ exists") {
         let path = entry.expect("readable samples entry").path();
@@ -421,28 +434,17 @@ fn samples() -> Vec<(PathBuf, Vec<String>)> {
                 words(&["--data", &data])
             }
             // A short mode: one epoch over the first 2,000 training images.
-            "mnist_mlp.ms" => {
-                let mnist = |f: &str| {
-                    let p = root.join("samples").join("data").join("mnist").join(f);
-                    p.to_string_lossy().into_owned()
-                };
-                words(&[
-                    "--epochs",
-                    "1",
-                    "--train",
-                    "2000",
-                    "--hidden",
-                    "64",
-                    "--images",
-                    &mnist("train-images.idx3-ubyte.gz"),
-                    "--labels",
-                    &mnist("train-labels.idx1-ubyte.gz"),
-                    "--test_images",
-                    &mnist("t10k-images.idx3-ubyte.gz"),
-                    "--test_labels",
-                    &mnist("t10k-labels.idx1-ubyte.gz"),
-                ])
-            }
+            "mnist_mlp.ms" => [
+                words(&["--epochs", "1", "--train", "2000", "--hidden", "64"]),
+                mnist.clone(),
+            ]
+            .concat(),
+            // A short mode: one epoch over the first 512 training images, scored on 500.
+            "mnist_cnn.ms" => [
+                words(&["--epochs", "1", "--train", "512", "--test", "500"]),
+                mnist.clone(),
+            ]
+            .concat(),
             _ => Vec::new(),
         };
         out.push((path, args));
