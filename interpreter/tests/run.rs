@@ -369,7 +369,9 @@ fn programs_print_the_same_whatever_the_passes() {
     }
     let programs_took = started.elapsed().as_secs_f64();
     let samples = samples();
+    let mut sample_times = Vec::new();
     for (sample, args) in &samples {
+        let sample_started = std::time::Instant::now();
         let name = sample.file_name().and_then(|n| n.to_str()).unwrap_or("?");
         let (eager_out, eager_err) = run_sample(sample, args, false, None);
         assert_eq!(eager_err, "", "{name} runs cleanly eagerly");
@@ -381,14 +383,19 @@ fn programs_print_the_same_whatever_the_passes() {
                 ));
             }
         }
+        sample_times.push(format!(
+            "{name} {:.1} s",
+            sample_started.elapsed().as_secs_f64()
+        ));
     }
     eprintln!(
         "{} programs and {} samples under {} pass lists in {:.1} s ({programs_took:.1} s for \
-         the programs)",
+         the programs; samples: {})",
         progs.len(),
         samples.len(),
         lists.len(),
-        started.elapsed().as_secs_f64()
+        started.elapsed().as_secs_f64(),
+        sample_times.join(", ")
     );
     assert!(progs.len() >= 40, "only {} programs", progs.len());
     assert!(
@@ -405,6 +412,8 @@ fn samples() -> Vec<(PathBuf, Vec<String>)> {
     let root = run_dir().join("..").join("..");
     let data = root.join("samples").join("data").join("digits.csv");
     let data = data.to_string_lossy().into_owned();
+    let text = root.join("samples").join("data").join("tiny_text.txt");
+    let text = text.to_string_lossy().into_owned();
     let words = |w: &[&str]| w.iter().map(|s| s.to_string()).collect::<Vec<_>>();
     // The four MNIST files, named explicitly so that the samples run from any folder.
     let mnist: Vec<String> = [
@@ -433,6 +442,41 @@ fn samples() -> Vec<(PathBuf, Vec<String>)> {
             "logistic_regression.ms" | "mlp_digits.ms" | "cnn_digits.ms" => {
                 words(&["--data", &data])
             }
+            // Short modes: one epoch, a few steps of small networks.
+            "autoencoder.ms" => words(&["--data", &data, "--epochs", "1", "--hidden", "16"]),
+            "gan_2d.ms" => words(&["--steps", "20", "--batch", "64", "--hidden", "16"]),
+            "char_rnn.ms" => words(&[
+                "--data",
+                &text,
+                "--steps",
+                "3",
+                "--seq",
+                "8",
+                "--batch",
+                "4",
+                "--embed",
+                "8",
+                "--hidden",
+                "16",
+                "--generate",
+                "20",
+            ]),
+            "transformer.ms" => words(&[
+                "--data",
+                &text,
+                "--steps",
+                "3",
+                "--context",
+                "8",
+                "--batch",
+                "4",
+                "--d_model",
+                "16",
+                "--heads",
+                "2",
+                "--generate",
+                "20",
+            ]),
             // A short mode: one epoch over the first 2,000 training images.
             "mnist_mlp.ms" => [
                 words(&["--epochs", "1", "--train", "2000", "--hidden", "64"]),

@@ -62,6 +62,10 @@ pub const DESCRIPTIONS: &[(&str, &str)] = &[
     ("bool", "casts to bool (nonzero is true)"),
     ("broadcast_to", "broadcasts x to `shape` (NumPy rules)"),
     ("ceil", "rounds up to an integer value, elementwise"),
+    (
+        "chr",
+        "the string of the Unicode code points `codes` (an integer scalar or vector); `ord` is its inverse",
+    ),
     ("clip", "limits every element to [lo, hi]"),
     (
         "concat",
@@ -160,6 +164,10 @@ pub const DESCRIPTIONS: &[(&str, &str)] = &[
         "load_npy",
         "reads a NumPy .npy file (f32, f64, i32, i64 or bool, C order)",
     ),
+    (
+        "load_text",
+        "reads a UTF-8 text file into a string (`ord` turns it into code points)",
+    ),
     ("log", "natural logarithm, elementwise"),
     ("log1p", "log(1 + x), accurate near zero, elementwise"),
     (
@@ -220,6 +228,10 @@ pub const DESCRIPTIONS: &[(&str, &str)] = &[
     (
         "ones_like",
         "ones with the shape (and dtype, unless given) of x",
+    ),
+    (
+        "ord",
+        "the Unicode code points of a string, as an i64 vector; `chr` is its inverse",
     ),
     ("outer", "outer product of two flattened tensors"),
     (

@@ -200,6 +200,7 @@ pub(crate) static TABLE: &[Builtin] = &[
     b("bool", CAST, 1, math::cast),
     b("broadcast_to", &["x", "shape"], 2, shape::broadcast_to),
     b("ceil", X, 1, math::unary),
+    b("chr", &["codes"], 1, misc::chr),
     b("clip", &["x", "lo", "hi"], 3, math::clip),
     b("concat", &["xs", "axis"], 1, shape::concat),
     b(
@@ -262,6 +263,7 @@ pub(crate) static TABLE: &[Builtin] = &[
     ),
     b("load_idx", &["path", "dtype"], 1, misc::load_idx),
     b("load_npy", &["path"], 1, misc::load),
+    b("load_text", &["path"], 1, misc::load_text),
     b("log", X, 1, math::unary),
     b("log1p", X, 1, math::unary),
     unit(b(
@@ -305,6 +307,7 @@ pub(crate) static TABLE: &[Builtin] = &[
     b("one_hot", &["labels", "n", "dtype"], 2, shape::one_hot),
     b("ones", SHAPE_DTYPE, 1, creation::filled),
     b("ones_like", &["x", "dtype"], 1, creation::like),
+    b("ord", &["s"], 1, misc::ord),
     b("outer", XY, 2, neural::outer),
     b("pad", &["x", "pads", "value"], 2, shape::pad),
     unit(variadic(b("print", &[], 0, misc::print))),

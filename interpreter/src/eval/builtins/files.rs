@@ -127,6 +127,24 @@ pub(super) fn load_npy(ev: &mut Eval<'_>, c: &Call) -> R<Value> {
     tensor_value(ev, a, c.span)
 }
 
+/// `load_text(path)`: the contents of a UTF-8 text file, as a string. In a staged function
+/// it reads once, when the function is staged, like the other loads.
+pub(super) fn load_text(_: &mut Eval<'_>, c: &Call) -> R<Value> {
+    let path = path_arg(c, 0)?;
+    let bytes = std::fs::read(&path)
+        .map_err(|e| file_error(format!("cannot read `{path}`: {e}"), c.span))?;
+    let text = String::from_utf8(bytes).map_err(|e| {
+        file_error(
+            format!(
+                "`{path}` is not UTF-8 text: the bytes at offset {} are not a valid character",
+                e.utf8_error().valid_up_to()
+            ),
+            c.span,
+        )
+    })?;
+    Ok(Value::Str(Arc::from(text)))
+}
+
 /// `save_npy(x, path)`: writes a tensor as a NumPy `.npy` file.
 pub(super) fn save_npy(ev: &mut Eval<'_>, c: &Call) -> R<Value> {
     no_staged_write(ev, c.name, c.span)?;

@@ -261,6 +261,48 @@ pub(super) fn shape(_: &mut Eval<'_>, c: &Call) -> R<Value> {
     Ok(crate::eval::shape_value(c.tensor(0)?.shape()))
 }
 
+/// `ord(s)`: the Unicode code points of the string `s`, as `i64[n]` (n characters).
+pub(super) fn ord(ev: &mut Eval<'_>, c: &Call) -> R<Value> {
+    let s = c.string(0)?.unwrap_or_default();
+    let codes: Vec<i64> = s.chars().map(|ch| i64::from(u32::from(ch))).collect();
+    let n = codes.len();
+    Tensor::from_vec(codes, &[n])
+        .map(strong)
+        .map_err(|e| ev.device_error(e, c.span))
+}
+
+/// `chr(codes)`: the string whose characters have the code points `codes` (an integer
+/// scalar for one character, or a vector). A value that is not a Unicode scalar value
+/// (negative, above 0x10FFFF, or a surrogate) is an error naming its position. The codes
+/// must be known: in a staged function only constants are, so `chr` of a computed tensor
+/// is E0913 there (call it outside the staged function, on what it returns).
+pub(super) fn chr(ev: &mut Eval<'_>, c: &Call) -> R<Value> {
+    let x = c.tensor(0)?;
+    if x.t.staged_id().is_some() {
+        return Err(crate::stage::staging_error(
+            "`chr` makes a string, which must be known when the function is staged, from \
+             values that are known only when the graph runs"
+                .to_string(),
+            c.span,
+        ));
+    }
+    let codes = super::int_list(ev, c.req(0)?, c.span(0))?;
+    let mut text = String::with_capacity(codes.len());
+    for (i, &code) in codes.iter().enumerate() {
+        let ch = u32::try_from(code)
+            .ok()
+            .and_then(char::from_u32)
+            .ok_or_else(|| {
+                errors::bad_value(
+                    format!("`chr` needs Unicode code points, found {code} at position {i}"),
+                    c.span(0),
+                )
+            })?;
+        text.push(ch);
+    }
+    Ok(Value::Str(Arc::from(text)))
+}
+
 /// `dtype(x)`: `x.dtype`.
 pub(super) fn dtype(_: &mut Eval<'_>, c: &Call) -> R<Value> {
     Ok(Value::Str(Arc::from(c.tensor(0)?.dtype.name())))

@@ -389,11 +389,17 @@ pub(super) fn one_hot(ev: &mut Eval<'_>, c: &Call) -> R<Value> {
     })?;
     let dtype = c.dtype(2, DType::F32)?;
     let ids = ev.cast(&labels.t, DType::I64, c.span(0))?;
-    let vals = ids
-        .to_vec::<i64>()
-        .ok_or_else(|| errors::internal("labels could not be read", c.span(0)))?;
     let axis = labels.rank();
-    if let Some(&bad) = vals.iter().find(|&&v| !(0..raw_n).contains(&v)) {
+    if ids.staged_id().is_some() {
+        // Staged, the labels are known only when the graph runs: the graph checks them
+        // itself (the count of labels outside 0..n must be 0) and stops with this message.
+        one_hot_staged_check(ev, &ids, raw_n, c.span(0))?;
+    } else if let Some(&bad) = ids
+        .to_vec::<i64>()
+        .ok_or_else(|| errors::internal("labels could not be read", c.span(0)))?
+        .iter()
+        .find(|&&v| !(0..raw_n).contains(&v))
+    {
         let d = lang::Diagnostic::error(
             "E0901",
             format!(
@@ -433,6 +439,47 @@ pub(super) fn one_hot(ev: &mut Eval<'_>, c: &Call) -> R<Value> {
         dtype,
         weak: false,
     }))
+}
+
+/// The range check of `one_hot`'s labels `ids` (`i64`, staged) as an assertion of the
+/// staged graph: no label below 0 or at or above `n`.
+fn one_hot_staged_check(ev: &Eval<'_>, ids: &Tensor, n: i64, span: Span) -> R<()> {
+    let cmp = |op: ir::CmpOp, bound: i64| {
+        ev.exec(&Op::Compare { op }, &[ids, &Tensor::scalar(bound)], span)
+    };
+    let below = cmp(ir::CmpOp::Lt, 0)?;
+    let above = cmp(ir::CmpOp::Ge, n)?;
+    let bad = ev.exec(
+        &Op::Binary {
+            op: ir::BinaryOp::Or,
+        },
+        &[&below, &above],
+        span,
+    )?;
+    let all: Vec<usize> = (0..ids.shape().len()).collect();
+    let count = ev.exec(
+        &Op::Reduce {
+            op: ir::ReduceOp::Sum,
+            axes: all,
+            keepdims: false,
+        },
+        &[&bad],
+        span,
+    )?;
+    let ok = ev.exec(
+        &Op::Compare { op: ir::CmpOp::Eq },
+        &[&count, &Tensor::scalar(0i64)],
+        span,
+    )?;
+    let message = if n <= 0 {
+        "a label of `one_hot` is out of range: with n = 0 there are no classes".to_string()
+    } else {
+        format!(
+            "a label of `one_hot` is out of range: valid labels are 0 to {}",
+            n - 1
+        )
+    };
+    ev.stage_assert(&ok, Some(&message), span)
 }
 
 /// `take(x, idx, axis?)`: NumPy's take, of the flattened `x` without `axis`.

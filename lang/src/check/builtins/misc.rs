@@ -222,6 +222,33 @@ pub(super) fn load(a: &Args<'_>) -> RuleResult<Ty> {
     Ok(Ty::Unknown)
 }
 
+/// `load_text(path)`: the text of a UTF-8 file, a string (its contents are known only at
+/// run time).
+pub(super) fn load_text(a: &Args<'_>) -> RuleResult<Ty> {
+    a.string(0)?;
+    Ok(Ty::Str(None))
+}
+
+/// `ord(s)`: the Unicode code points of a string, `i64[n]`; `n` is known when `s` is a
+/// literal.
+pub(super) fn ord(a: &Args<'_>) -> RuleResult<Ty> {
+    let n = match a.string(0)? {
+        Some(Some(s)) => Dim::Known(s.chars().count()),
+        _ => Dim::unknown(),
+    };
+    Ok(tensor(DType::I64, Some(Shape(vec![n]))))
+}
+
+/// `chr(codes)`: the string of the code points `codes`, an integer scalar (one character)
+/// or vector.
+pub(super) fn chr(a: &Args<'_>) -> RuleResult<Ty> {
+    let x = a.req(0)?;
+    match &x.ty {
+        Ty::Tensor(t) if t.dtype.is_int() && t.rank().is_none_or(|r| r <= 1) => Ok(Ty::Str(None)),
+        _ => Err(a.wrong_kind(0, x, "an integer scalar or vector of code points")),
+    }
+}
+
 /// `load_idx(path, dtype:)`: checked when the data arrives; with `dtype:` the dtype is
 /// known (the values are cast to it), the shape is not.
 pub(super) fn load_idx(a: &Args<'_>) -> RuleResult<Ty> {
