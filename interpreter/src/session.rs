@@ -543,6 +543,18 @@ impl Session {
         self.state.graph_mode = on;
     }
 
+    /// Makes `device` the session's default device (the REPL's `:device`): new values are
+    /// made there and primitives run there; values made before stay where they are and
+    /// move to it when an operation needs them there.
+    pub fn set_device(&mut self, device: Arc<dyn Device>) {
+        self.state.device = device;
+    }
+
+    /// The session's default device.
+    pub fn device(&self) -> devices::DeviceId {
+        self.state.device.id()
+    }
+
     /// Whether graph mode is on.
     pub fn graph_mode(&self) -> bool {
         self.state.graph_mode

@@ -439,9 +439,9 @@ fn samples() -> Vec<(PathBuf, Vec<String>)> {
         }
         let args = match name {
             "knn_digits.ms" => words(&["--data", &data]),
-            "logistic_regression.ms" | "mlp_digits.ms" | "cnn_digits.ms" => {
-                words(&["--data", &data])
-            }
+            "logistic_regression.ms" | "mlp_digits.ms" => words(&["--data", &data]),
+            // A short mode: two of the fifteen epochs.
+            "cnn_digits.ms" => words(&["--data", &data, "--epochs", "2"]),
             // Short modes: one epoch, a few steps of small networks.
             "autoencoder.ms" => words(&["--data", &data, "--epochs", "1", "--hidden", "16"]),
             "gan_2d.ms" => words(&["--steps", "20", "--batch", "64", "--hidden", "16"]),

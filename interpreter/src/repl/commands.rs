@@ -71,6 +71,15 @@ pub const COMMANDS: &[Command] = &[
                  as `@jit` functions always do. Results are the same in both modes.",
     },
     Command {
+        name: "device",
+        args: "[cpu|cuda|cuda:N]",
+        summary: "run on another device from now on; without an argument, say which",
+        detail: "New values are made on the device and primitives run there. Values made \
+                 before stay where they are and are moved when an operation needs them; \
+                 `to(x, \"cpu\")` moves one explicitly and `device(x)` says where it is. \
+                 `:reset` goes back to the device the REPL started with.",
+    },
+    Command {
         name: "ir",
         args: "NAME",
         summary: "the IR graphs staged so far for the function NAME",

@@ -347,6 +347,19 @@ impl Repl {
                 }
                 other => self.error(&format!("`{other}` is not a mode: use eager or graph")),
             },
+            "device" => match arg.trim() {
+                "" => self.say(&format!("device: {}", self.session.device())),
+                name => match crate::cli::open_device(Some(name)) {
+                    Ok(device) => {
+                        let device = device
+                            .unwrap_or_else(|| std::sync::Arc::new(devices::CpuDevice::new()));
+                        let id = device.id();
+                        self.session.set_device(device);
+                        self.say(&format!("device: {id}"));
+                    }
+                    Err(e) => self.error(&format!("{e} (:device takes cpu, cuda or cuda:N)")),
+                },
+            },
             "ir" => {
                 // A function never called is staged at its annotated types first.
                 let staged = self.session.stage_at_annotations(arg.trim()).is_ok();
