@@ -24,7 +24,11 @@
 //!   bind to the passed or carried values; a region's `yield` gives the node's results.
 //! - **Fused groups.** A `fused` node's region is compiled once into a [`Kernel`] and
 //!   handed to [`Device::exec_fused`], which runs it in one pass over memory; a device
-//!   without a kernel for it declines, and the region then runs node by node like any
+//!   without a kernel for it declines. A declined group that ends in reductions is tried
+//!   again as its elementwise part ([`Kernel::split`]) followed by its reductions as plain
+//!   primitives, so that a device which fuses elementwise chains but not reductions (the
+//!   GPU, or the CPU on very long rows) loses nothing to the reductions having joined the
+//!   group; otherwise, or when that is declined too, the region runs node by node like any
 //!   other block.
 //! - **Effects.** A `print` node hands its value to [`Effects::print`] (the interpreter
 //!   renders it) and passes it on; an `assert` node fails the run with
@@ -42,7 +46,7 @@ use ir::passes::memory::MemoryPlan;
 use ir::{DType, Dim, Graph, Op, Shape, TensorType};
 use thiserror::Error;
 
-use crate::fused::Kernel;
+use crate::fused::{Kernel, Part, Split};
 use crate::{Device, DeviceError, HostBuffer, Tensor};
 
 /// The side effects a graph performs through its token, provided by the caller.
@@ -174,6 +178,8 @@ pub struct Prepared {
     in_place: bool,
     /// The program of every fused node, compiled once.
     kernels: HashMap<NodeId, Kernel>,
+    /// The elementwise part of every fused node that ends in reductions.
+    splits: HashMap<NodeId, Split>,
 }
 
 /// What a [`Plan::run_with_stats`] observed.
@@ -191,10 +197,14 @@ impl Prepared {
     /// Plans the memory of `graph` ([`MemoryPlan::new`]) and compiles its fused groups.
     pub fn new(graph: &Graph) -> Prepared {
         let mut kernels = HashMap::new();
+        let mut splits = HashMap::new();
         for n in graph.walk(graph.body()) {
             if let NodeKind::Fused { body } = graph.node(n).kind
                 && let Some(k) = Kernel::from_region(graph, body)
             {
+                if let Some(split) = k.split() {
+                    splits.insert(n, split);
+                }
                 kernels.insert(n, k);
             }
         }
@@ -202,6 +212,7 @@ impl Prepared {
             memory: MemoryPlan::new(graph),
             in_place: true,
             kernels,
+            splits,
         }
     }
 
@@ -651,6 +662,33 @@ impl Run<'_, '_, '_> {
         Ok(buf)
     }
 
+    /// Fused node `n`, declined whole, run as its [`Split`]: the elementwise part as one
+    /// fused kernel, then each reduction on that part's output. `None` when the node has no
+    /// split or the device declines the part too.
+    fn split(&self, n: NodeId, args: &[&Tensor]) -> Result<Option<Vec<Slot>>, DeviceError> {
+        let Some(split) = self.plan.prepared.splits.get(&n) else {
+            return Ok(None);
+        };
+        let Some(part) = self.device.exec_fused(&split.kernel, args)? else {
+            return Ok(None);
+        };
+        let mut outs = Vec::with_capacity(split.outputs.len());
+        for p in &split.outputs {
+            let t = match p {
+                Part::Output(i) => part.get(*i).cloned(),
+                Part::Reduce { op, of } => match part.get(*of) {
+                    Some(x) => Some(self.device.exec(op, &[x])?),
+                    None => None,
+                },
+            };
+            let Some(t) = t else {
+                return Ok(None);
+            };
+            outs.push(Slot::Tensor(t));
+        }
+        Ok(Some(outs))
+    }
+
     fn node(&mut self, n: NodeId) -> Result<(), RunError> {
         let g = self.plan.graph;
         let node = g.node(n);
@@ -765,6 +803,10 @@ impl Run<'_, '_, '_> {
                         None => {
                             // Declined before writing anything: the region runs on the
                             // operands, donors included.
+                            let refs: Vec<&Tensor> = lent.iter().collect();
+                            if let Some(outs) = self.split(n, &refs).map_err(device_err)? {
+                                return self.bind_results(n, outs);
+                            }
                             let args = lent.into_iter().map(Slot::Tensor).collect();
                             let out = self.block(*body, args, span)?;
                             return self.bind_results(n, out);
@@ -779,6 +821,9 @@ impl Run<'_, '_, '_> {
                         .collect::<Result<Vec<_>, _>>()?;
                     if let Some(outs) = self.device.exec_fused(kernel, &args).map_err(device_err)? {
                         return self.bind_results(n, outs.into_iter().map(Slot::Tensor).collect());
+                    }
+                    if let Some(outs) = self.split(n, &args).map_err(device_err)? {
+                        return self.bind_results(n, outs);
                     }
                 }
                 let args = self.operands(&node.operands, span)?;

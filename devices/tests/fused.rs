@@ -295,3 +295,212 @@ fn a_group_the_cpu_does_not_cover_runs_node_by_node() {
         vec![11.0, -36.0, -81.0, 176.0, 275.0]
     );
 }
+
+/// Whether the CPU runs every fused node of `g` whole, reductions included, rather than
+/// declining it (the schedule then runs its elementwise part and reductions apart). Only
+/// fused nodes that read graph inputs are looked at.
+fn cpu_runs_whole(g: &Graph, inputs: &[Tensor]) -> bool {
+    use devices::Device;
+    let device = CpuDevice::new();
+    let mut seen = 0;
+    for n in g.walk(g.body()) {
+        let NodeKind::Fused { body } = g.node(n).kind else {
+            continue;
+        };
+        let args: Option<Vec<&Tensor>> = g
+            .node(n)
+            .operands
+            .iter()
+            .map(|v| g.inputs().iter().position(|i| i == v).map(|k| &inputs[k]))
+            .collect();
+        let Some(args) = args else {
+            continue;
+        };
+        let kernel = devices::fused::Kernel::from_region(g, body).expect("a kernel");
+        seen += 1;
+        if device.exec_fused(&kernel, &args).expect("runs").is_none() {
+            return false;
+        }
+    }
+    seen > 0
+}
+
+/// Row lengths around the reduction block (4096 elements: one `fold_run` up to it,
+/// pairwise blocks beyond) and the longest row the executor folds (16 Ki; longer rows are
+/// declined and run apart), each with a few row counts (whole tiles of short rows, one
+/// row per tile and per task for long ones).
+const ROWS: [(usize, &[usize]); 9] = [
+    (1, &[1, 5, 3000]),
+    (7, &[1, 3, 150, 5000]),
+    (16, &[1, 64, 2049]),
+    (1000, &[1, 3, 40]),
+    (4096, &[1, 2, 9]),
+    (4097, &[1, 5]),
+    (16_384, &[1, 3]),
+    (16_385, &[2]),
+    (70_000, &[1, 3]),
+];
+
+/// Sums, products, maxima and minima over the last axis of values a group computes,
+/// with and without keepdims, next to an elementwise output of the group: the same bits as
+/// the eager reductions of the unfused graph, NaNs and infinities included.
+#[test]
+fn reductions_over_rows_match_node_by_node() {
+    let mut rng = Gen(0x0001_0ad5);
+    for dtype in ["f32", "f64"] {
+        for (len, counts) in ROWS {
+            for &rows in counts {
+                let g = graph(
+                    dtype,
+                    &[
+                        ("x", &format!("[{rows}, {len}]")),
+                        ("m", &format!("[{rows}, 1]")),
+                        ("b", &format!("[{len}]")),
+                    ],
+                    &format!(
+                        "{{t}}[{rows}], {{t}}[{rows}, 1], {{t}}[{rows}], {{t}}[{rows}, 1], {{t}}[{rows}, {len}]"
+                    ),
+                    &"  %sh: {t}[R, L] = sub %x, %m
+  %e: {t}[R, L] = exp %sh
+  %s: {t}[R] = sum %e {axes: [1], keepdims: false}
+  %mx: {t}[R, 1] = max %sh {axes: [1], keepdims: true}
+  %th: {t}[R, L] = tanh %x
+  %p: {t}[R, L] = add %th, %b
+  %mn: {t}[R] = min %p {axes: [1], keepdims: false}
+  %pr: {t}[R, 1] = prod %th {axes: [1], keepdims: true}
+  %o: {t}[R, L] = mul %e, %b
+  yield %s, %mx, %mn, %pr, %o"
+                        .replace('R', &rows.to_string())
+                        .replace('L', &len.to_string()),
+                );
+                let inputs = [
+                    tensor(&mut rng, dtype, &[rows, len]),
+                    tensor(&mut rng, dtype, &[rows, 1]),
+                    tensor(&mut rng, dtype, &[len]),
+                ];
+                let name = format!("rows {dtype} {rows}x{len}");
+                check(&name, &g, &inputs);
+                let fused = optimize(&g, &[Pass::Fuse, Pass::Dce], true).expect("fuses");
+                assert_eq!(
+                    cpu_runs_whole(&fused, &inputs),
+                    len <= 16_384,
+                    "{name}: rows up to 16 Ki are folded in the fused kernel"
+                );
+            }
+        }
+    }
+}
+
+/// Reductions over the last two axes (rows of both), of a transposed view, and of a value
+/// that is one element broadcast (every row the same constant).
+#[test]
+fn reductions_of_views_and_constants_match_node_by_node() {
+    let mut rng = Gen(0xfeed);
+    for dtype in ["f32", "f64"] {
+        for (a, b, c) in [
+            (1usize, 1usize, 1usize),
+            (2, 3, 5),
+            (3, 40, 33),
+            (2, 7, 1500),
+        ] {
+            let g = graph(
+                dtype,
+                &[
+                    ("x", &format!("[{a}, {b}, {c}]")),
+                    ("y", &format!("[{a}, {c}, {b}]")),
+                    ("s", "[]"),
+                ],
+                &format!("{{t}}[{a}], {{t}}[{a}, 1, 1], {{t}}[{a}, {b}]"),
+                &"  %yt: {t}[A, B, C] = transpose %y {perm: [0, 2, 1]}
+  %sb: {t}[A, B, C] = broadcast %s {shape: [A, B, C]}
+  %q: {t}[A, B, C] = mul %x, %yt
+  %r: {t}[A, B, C] = sin %q
+  %s2: {t}[A] = sum %r {axes: [1, 2], keepdims: false}
+  %e: {t}[A, B, C] = exp %sb
+  %k: {t}[A, B, C] = add %e, %e
+  %mk: {t}[A, 1, 1] = max %k {axes: [1, 2], keepdims: true}
+  %u: {t}[A, B, C] = cos %yt
+  %last: {t}[A, B] = sum %u {axes: [2], keepdims: false}
+  yield %s2, %mk, %last"
+                    .replace('A', &a.to_string())
+                    .replace('B', &b.to_string())
+                    .replace('C', &c.to_string()),
+            );
+            let inputs = [
+                tensor(&mut rng, dtype, &[a, b, c]),
+                tensor(&mut rng, dtype, &[a, c, b]),
+                tensor(&mut rng, dtype, &[]),
+            ];
+            check(&format!("views {dtype} {a}x{b}x{c}"), &g, &inputs);
+        }
+    }
+}
+
+/// An operand that dies at a fused node with a reduction lends its buffer to the
+/// elementwise output (never to the reduction), with the same values as without lending.
+#[test]
+fn a_group_with_a_reduction_writes_in_place_with_the_same_values() {
+    let mut rng = Gen(99);
+    for (rows, len) in [(3usize, 5usize), (40, 1000), (5, 4097)] {
+        let g = graph(
+            "f32",
+            &[("x", &format!("[2, {rows}, {len}]"))],
+            &format!("f32[{rows}, {len}], f32[{rows}, 1]"),
+            &"  %xs: f32[R, L] = sum %x {axes: [0], keepdims: false}
+  %e: f32[R, L] = exp %xs
+  %n: f32[R, L] = neg %e
+  %s: f32[R, 1] = sum %e {axes: [1], keepdims: true}
+  yield %n, %s"
+                .replace('R', &rows.to_string())
+                .replace('L', &len.to_string()),
+        );
+        let inputs = [tensor(&mut rng, "f32", &[2, rows, len])];
+        check(&format!("in place {rows}x{len}"), &g, &inputs);
+        let fused = optimize(&g, &[Pass::Fuse, Pass::Dce], true).expect("fuses");
+        let device = CpuDevice::new();
+        let (lent, stats) = Plan::new(&fused)
+            .run_with_stats(&device, &inputs, &mut Vec::new())
+            .expect("runs");
+        assert_eq!(
+            stats.in_place, 1,
+            "{rows}x{len}: the elementwise output in place"
+        );
+        let plain = Plan::new(&fused)
+            .without_in_place()
+            .run(&device, &inputs, &mut Vec::new())
+            .expect("runs");
+        for (a, b) in lent.iter().zip(&plain) {
+            assert_eq!(bits(a), bits(b), "{rows}x{len}");
+        }
+    }
+}
+
+/// A region written by hand whose step reads a reduction (a reduction in the middle) is no
+/// kernel: it runs node by node, with the values of its nodes.
+#[test]
+fn a_reduction_read_inside_its_group_runs_node_by_node() {
+    let text = "graph @g(%x: f32[3, 4]) -> (f32[3, 4]) {
+  %r: f32[3, 4] = fused %x body(%a: f32[3, 4]) {
+    %m: f32[3, 1] = max %a {axes: [1], keepdims: true}
+    %d: f32[3, 4] = sub %a, %m
+    yield %d
+  }
+  yield %r
+}";
+    let g = ir::graph::parse(text).expect("parses");
+    ir::verify(&g).expect("verifies");
+    let NodeKind::Fused { body } = g.node(g.walk(g.body())[0]).kind else {
+        panic!("a fused node");
+    };
+    assert_eq!(devices::fused::Kernel::from_region(&g, body), None);
+    let x = Tensor::from_vec((0..12).map(|i| i as f32).collect::<Vec<_>>(), &[3, 4]).expect("x");
+    let out = Plan::new(&g)
+        .run(&CpuDevice::new(), &[x], &mut Vec::new())
+        .expect("runs");
+    assert_eq!(
+        out[0].to_vec::<f32>().expect("f32"),
+        vec![
+            -3.0, -2.0, -1.0, 0.0, -3.0, -2.0, -1.0, 0.0, -3.0, -2.0, -1.0, 0.0
+        ]
+    );
+}

@@ -398,7 +398,7 @@ fn run_program(
 #[test]
 fn fused_groups_equal_eager() {
     let path = data_dir("cuda").join("fused.ms");
-    let want = "true true true true true true";
+    let want = "true true true true true true true true";
     let (err, out, diags) = run_program(Arc::new(CpuDevice::new()), &path, false);
     assert!(!err, "{diags:?}");
     assert_eq!(out.lines().next(), Some(want), "cpu:\n{out}");

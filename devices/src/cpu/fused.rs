@@ -17,17 +17,27 @@
 //! steps get scratch buffers, reused once a register is dead (a linear scan over the
 //! program), so a long chain needs only a few tiles of scratch.
 //!
+//! **Reductions.** A group may end in reductions over its trailing axes (rows of `R`
+//! elements, the same `R` for all of them). Tiles then hold whole rows, `max(1, TILE / R)`
+//! of them, and tasks whole tiles: after the steps of a tile, each reduction folds each row
+//! of its operand's scratch with `reduce::fold_row`, the eager kernel's own fold, and
+//! writes one element per row. The eager kernel folds each row of a contiguous operand on
+//! its own, in an order fixed by the row alone, so the fused result has its bits whatever
+//! the tiling. Rows longer than [`ROW_CAP`] (or empty) are declined; the schedule then runs
+//! the elementwise part fused and the reductions as plain primitives.
+//!
 //! The executor covers groups over one float dtype (f32 or f64) and bool: unary math,
-//! arithmetic, comparisons, `select`, logic and `stop_gradient`. Any other group (integer
-//! arithmetic, which can fail on division by zero, and casts) is declined, and the
-//! schedule runs its region node by node.
+//! arithmetic, comparisons, `select`, logic, `stop_gradient` and float reductions. Any
+//! other group (integer arithmetic, which can fail on division by zero, and casts) is
+//! declined, and the schedule runs its region node by node.
 
-use ir::{BinaryOp, CmpOp, DType, Op, UnaryOp};
+use ir::{BinaryOp, CmpOp, DType, Op, ReduceOp, UnaryOp};
 use std::mem::MaybeUninit;
 
 use rayon::prelude::*;
 
 use super::elementwise::Num;
+use super::reduce::{Bounded, fold_row};
 use super::{PAR_MIN_ELEMS, math};
 use crate::fused::Kernel;
 use crate::tensor::Walk;
@@ -40,8 +50,16 @@ const TILE: usize = 1024;
 /// Elements per parallel task (a whole number of tiles).
 const TASK: usize = TILE * 16;
 
+/// The longest row a fused reduction folds: one task's worth. A tile holds at least one
+/// whole row, so a longer row would make every scratch register longer than L2 holds
+/// comfortably, and a task of one row would run serially what the unfused kernels split
+/// between threads (a sum of a 60 000-element chain over one row, say). Longer rows are
+/// declined; the schedule then runs the elementwise part fused, in parallel tasks, and the
+/// reductions with the reduce kernel, which splits a long row into parallel blocks.
+const ROW_CAP: usize = TASK;
+
 /// The float element types the executor runs.
-pub(crate) trait Float: Num {
+pub(crate) trait Float: Num + Bounded {
     fn unary(op: UnaryOp, x: &[Self], out: &mut [Self]);
 }
 
@@ -94,8 +112,14 @@ pub(crate) fn exec_donating(
         ) else {
             continue;
         };
+        // A reduction's result is written a row at a time after its tile, not in the tile
+        // order of a lent input, so it never takes an input's buffer.
+        let reduced = kernel
+            .outputs
+            .get(d.result)
+            .is_some_and(|&o| kernel.is_reduction(o));
         let taken = lend.contains(&Some(d.result)) || lend[d.operand].is_some();
-        if !taken && t.dtype() == ty.dtype && t.shape() == shape && t.is_unique_host() {
+        if !taken && !reduced && t.dtype() == ty.dtype && t.shape() == shape && t.is_unique_host() {
             lend[d.operand] = Some(d.result);
         }
     }
@@ -189,6 +213,9 @@ enum Reg<'a, T> {
     Lent(usize),
     /// A bool input lent to an output.
     BLent(usize),
+    /// The result of reduction `k` of the run (see [`Ctx::reductions`]): an output only,
+    /// never a step's operand.
+    Reduced(usize),
 }
 
 /// An operand as a step sees it on one tile.
@@ -219,10 +246,10 @@ enum Dest<'a, T> {
     LentB(&'a mut [bool]),
 }
 
-/// A whole output.
+/// A whole output (with its length, when allocated here).
 enum OutBuf<'a, T> {
-    T(Vec<T>),
-    B(Vec<bool>),
+    T(Vec<T>, usize),
+    B(Vec<bool>, usize),
     LentT(&'a mut [T]),
     LentB(&'a mut [bool]),
 }
@@ -238,6 +265,7 @@ fn run<T: Float>(
         return None;
     }
     let n: usize = shape.iter().product();
+    let cut = Cut::new(kernel, shape)?;
     // Every held input is seen at the output's shape (a broadcast view where it has fewer
     // elements; no copy), and read in place when that view is contiguous or else walked
     // tile by tile through its strides. Lent buffers are set aside, to become their
@@ -335,8 +363,15 @@ fn run<T: Float>(
     }
     let mut last_use = vec![0usize; count];
     for (k, s) in kernel.steps.iter().enumerate() {
+        // A reduction folds its operand after the tile's last step.
+        let at = if matches!(s.op, Op::Reduce { .. }) {
+            usize::MAX
+        } else {
+            k
+        };
         for &a in &s.args {
-            last_use[*root.get(a)?] = k;
+            let r = *root.get(a)?;
+            last_use[r] = last_use[r].max(at);
         }
     }
     for &o in &kernel.outputs {
@@ -345,15 +380,29 @@ fn run<T: Float>(
     let (mut free_t, mut free_b): (Vec<usize>, Vec<usize>) = (Vec::new(), Vec::new());
     // Steps evaluated per tile: (step index, register).
     let mut program = Vec::new();
+    // The reductions, folded after each tile's steps: (op, operand).
+    let mut reductions: Vec<(ReduceOp, Reg<'_, T>)> = Vec::new();
     for (k, step) in kernel.steps.iter().enumerate() {
         let args: Vec<Reg<'_, T>> = step
             .args
             .iter()
             .map(|&a| regs.get(a).copied())
             .collect::<Option<_>>()?;
+        if args.iter().any(|a| matches!(a, Reg::Reduced(_))) {
+            return None;
+        }
         let is_bool = step.ty.dtype == DType::Bool;
         let reg = match (&step.op, args.as_slice()) {
             (Op::StopGradient {}, [a]) => *a,
+            (Op::Reduce { op, .. }, [a]) => {
+                // Only float rows at the group's shape (bool reductions count in i64).
+                let operand = kernel.ty(*step.args.first()?)?;
+                if is_bool || operand.dtype == DType::Bool || operand.rank() != shape.len() {
+                    return None;
+                }
+                reductions.push((*op, *a));
+                Reg::Reduced(reductions.len() - 1)
+            }
             (Op::Full { shape, value, .. }, []) if shape.rank() == 0 => {
                 if is_bool {
                     Reg::BConst(*value != 0.0)
@@ -420,37 +469,48 @@ fn run<T: Float>(
     for (output, buf) in lent_bufs {
         *lent_dest.get_mut(output)? = Some(buf);
     }
+    // Each output's dims, and its elements per task: a reduction gives one per row.
+    let mut sizes: Vec<(Vec<usize>, usize)> = Vec::with_capacity(kernel.outputs.len());
     let mut bufs: Vec<OutBuf<'_, T>> = Vec::with_capacity(kernel.outputs.len());
-    for (&o, lent) in kernel.outputs.iter().zip(lent_dest) {
+    for (i, (&o, lent)) in kernel.outputs.iter().zip(lent_dest).enumerate() {
         let is_bool = kernel.ty(o).map(|t| t.dtype) == Some(DType::Bool);
+        let reduced = kernel.is_reduction(o);
+        let len = if reduced { n / cut.row } else { n };
+        let per = if reduced {
+            cut.task / cut.row
+        } else {
+            cut.task
+        };
+        sizes.push((kernel.output_dims(i, shape)?, per));
         bufs.push(match (lent, is_bool) {
+            (Some(_), _) if reduced => return None,
             (Some(b), true) => OutBuf::LentB(bool::slice_mut(b)?.get_mut(..n)?),
             (Some(b), false) => OutBuf::LentT(T::slice_mut(b)?.get_mut(..n)?),
-            (None, true) => OutBuf::B(crate::buffer::unfilled::<bool>(n)),
-            (None, false) => OutBuf::T(crate::buffer::unfilled::<T>(n)),
+            (None, true) => OutBuf::B(crate::buffer::unfilled::<bool>(len), len),
+            (None, false) => OutBuf::T(crate::buffer::unfilled::<T>(len), len),
         });
     }
-    let tasks = n.div_ceil(TASK);
+    let tasks = n.div_ceil(cut.task);
     let mut per_task: Vec<Vec<Dest<'_, T>>> = (0..tasks).map(|_| Vec::new()).collect();
-    for buf in &mut bufs {
+    for (buf, &(_, per)) in bufs.iter_mut().zip(&sizes) {
         match buf {
-            OutBuf::T(v) => {
-                for (k, c) in v.spare_capacity_mut()[..n].chunks_mut(TASK).enumerate() {
+            OutBuf::T(v, len) => {
+                for (k, c) in v.spare_capacity_mut()[..*len].chunks_mut(per).enumerate() {
                     per_task[k].push(Dest::T(c));
                 }
             }
-            OutBuf::B(v) => {
-                for (k, c) in v.spare_capacity_mut()[..n].chunks_mut(TASK).enumerate() {
+            OutBuf::B(v, len) => {
+                for (k, c) in v.spare_capacity_mut()[..*len].chunks_mut(per).enumerate() {
                     per_task[k].push(Dest::B(c));
                 }
             }
             OutBuf::LentT(v) => {
-                for (k, c) in v.chunks_mut(TASK).enumerate() {
+                for (k, c) in v.chunks_mut(per).enumerate() {
                     per_task[k].push(Dest::LentT(c));
                 }
             }
             OutBuf::LentB(v) => {
-                for (k, c) in v.chunks_mut(TASK).enumerate() {
+                for (k, c) in v.chunks_mut(per).enumerate() {
                     per_task[k].push(Dest::LentB(c));
                 }
             }
@@ -463,16 +523,18 @@ fn run<T: Float>(
         gathers: &gathers,
         lent: &lent,
         outputs: &outputs,
+        reductions: &reductions,
+        cut,
         n,
     };
     let scratch = || Scratch {
-        t: vec![vec![T::default(); TILE]; t_slots],
-        b: vec![vec![false; TILE]; b_slots],
+        t: vec![vec![T::default(); cut.tile]; t_slots],
+        b: vec![vec![false; cut.tile]; b_slots],
     };
     // A task that starts after Ctrl-C writes nothing and fails, so the outputs are dropped
     // unfinished (the caller reports the interruption).
     let task = |scr: &mut Scratch<T>, (k, outs): (usize, Vec<Dest<'_, T>>)| -> bool {
-        !crate::cancel::requested() && ctx.task(scr, k * TASK, outs).is_some()
+        !crate::cancel::requested() && ctx.task(scr, k * cut.task, outs).is_some()
     };
     let ok = if n >= PAR_MIN_ELEMS {
         per_task
@@ -494,17 +556,18 @@ fn run<T: Float>(
     }
     Some(Ok(bufs
         .into_iter()
-        .map(|b| match b {
-            OutBuf::T(mut v) => {
-                // SAFETY: the capacity is at least `n`, and every task succeeded: each wrote
-                // every element of its chunk, and the chunks cover `0..n`.
-                unsafe { v.set_len(n) };
-                Some(Tensor::from_host_unchecked(T::into_buffer(v), shape))
+        .zip(sizes)
+        .map(|(b, (dims, _))| match b {
+            OutBuf::T(mut v, len) => {
+                // SAFETY: the capacity is at least `len`, and every task succeeded: each
+                // wrote every element of its chunk, and the chunks cover `0..len`.
+                unsafe { v.set_len(len) };
+                Some(Tensor::from_host_unchecked(T::into_buffer(v), &dims))
             }
-            OutBuf::B(mut v) => {
+            OutBuf::B(mut v, len) => {
                 // SAFETY: as above.
-                unsafe { v.set_len(n) };
-                Some(Tensor::from_host_unchecked(bool::into_buffer(v), shape))
+                unsafe { v.set_len(len) };
+                Some(Tensor::from_host_unchecked(bool::into_buffer(v), &dims))
             }
             OutBuf::LentT(_) | OutBuf::LentB(_) => None,
         })
@@ -520,7 +583,39 @@ struct Ctx<'r, 'a, T> {
     /// (output, register) of every input lent to an output.
     lent: &'r [(usize, usize)],
     outputs: &'r [Reg<'a, T>],
+    /// The reductions: (op, operand register).
+    reductions: &'r [(ReduceOp, Reg<'a, T>)],
+    cut: Cut,
     n: usize,
+}
+
+/// How a run cuts its elements: tiles of whole rows, tasks of whole tiles.
+#[derive(Clone, Copy, Debug)]
+struct Cut {
+    /// The length of the rows the group's reductions fold (1 when it has none).
+    row: usize,
+    /// Elements per tile: [`TILE`], or the whole rows that fit in it (at least one).
+    tile: usize,
+    /// Elements per parallel task: the whole tiles that fit in [`TASK`] (at least one).
+    task: usize,
+}
+
+impl Cut {
+    /// The cut of a run of `kernel` whose elementwise steps run at `shape`, or `None` when
+    /// its rows are empty or longer than [`ROW_CAP`] (or `shape` lacks the reduced axes).
+    fn new(kernel: &Kernel, shape: &[usize]) -> Option<Cut> {
+        let kept = shape.len().checked_sub(kernel.reduced_axes())?;
+        let row: usize = shape[kept..].iter().product();
+        if row == 0 || row > ROW_CAP {
+            return None;
+        }
+        let tile = row * (TILE / row).max(1);
+        Some(Cut {
+            row,
+            tile,
+            task: tile * (TASK / tile).max(1),
+        })
+    }
 }
 
 impl<T: Float> Ctx<'_, '_, T> {
@@ -557,10 +652,10 @@ impl<T: Float> Ctx<'_, '_, T> {
         base: usize,
         mut outs: Vec<Dest<'_, T>>,
     ) -> Option<()> {
-        let end = (base + TASK).min(self.n);
+        let end = (base + self.cut.task).min(self.n);
         let mut start = base;
         while start < end {
-            let len = TILE.min(end - start);
+            let len = self.cut.tile.min(end - start);
             for &g in self.gathers {
                 match self.regs[g] {
                     Reg::Strided(src, walk, slot) => walk.read(src, start, &mut scr.t[slot][..len]),
@@ -603,7 +698,11 @@ impl<T: Float> Ctx<'_, '_, T> {
                 }
             }
             for (out, &reg) in outs.iter_mut().zip(self.outputs) {
-                match (out, arg(reg, scr, start, len)) {
+                if let Reg::Reduced(j) = reg {
+                    self.fold(j, scr, start, len, out, at)?;
+                    continue;
+                }
+                match (out, arg(reg, scr, start, len)?) {
                     (Dest::T(o), AnyArg::T(a)) => put(a, o.get_mut(at..at + len)?),
                     (Dest::B(o), AnyArg::B(a)) => put(a, o.get_mut(at..at + len)?),
                     (Dest::LentT(o), AnyArg::T(a)) => put_lent(a, o.get_mut(at..at + len)?),
@@ -627,9 +726,45 @@ impl<T: Float> Ctx<'_, '_, T> {
     ) -> Option<()> {
         let mut args = [AnyArg::B(Arg::S(false)); 3];
         for (slot, &a) in args.iter_mut().zip(&step.args) {
-            *slot = arg(*self.regs.get(a)?, scr, start, len);
+            *slot = arg(*self.regs.get(a)?, scr, start, len)?;
         }
         eval(&step.op, args.get(..step.args.len())?, out)
+    }
+
+    /// Folds the rows of the tile `start..start + len` (whole rows, the tile's offset in
+    /// its task being `at`) for reduction `j`, one element of `out` per row.
+    #[inline(always)]
+    fn fold(
+        &self,
+        j: usize,
+        scr: &Scratch<T>,
+        start: usize,
+        len: usize,
+        out: &mut Dest<'_, T>,
+        at: usize,
+    ) -> Option<()> {
+        let &(op, src) = self.reductions.get(j)?;
+        let row = self.cut.row;
+        let Dest::T(o) = out else {
+            return None;
+        };
+        let o = o.get_mut(at / row..(at + len) / row)?;
+        match arg(src, scr, start, len)?.t()? {
+            Arg::V(v) => {
+                for (d, r) in o.iter_mut().zip(v.chunks_exact(row)) {
+                    d.write(fold_row(op, r));
+                }
+            }
+            Arg::S(x) => {
+                // Every row is `x` repeated (an input of one element, broadcast): one row
+                // folded gives them all.
+                let folded = fold_row(op, &vec![x; row]);
+                for d in o {
+                    d.write(folded);
+                }
+            }
+        }
+        Some(())
     }
 }
 
@@ -656,14 +791,15 @@ impl<'a, T: Copy> AnyArg<'a, T> {
     }
 }
 
-/// Register `reg` on the tile `start..start + len`.
+/// Register `reg` on the tile `start..start + len`; `None` for a reduction's result, which
+/// is not an elementwise value.
 fn arg<'s, T: Copy>(
     reg: Reg<'s, T>,
     scr: &'s Scratch<T>,
     start: usize,
     len: usize,
-) -> AnyArg<'s, T> {
-    match reg {
+) -> Option<AnyArg<'s, T>> {
+    Some(match reg {
         Reg::Slice(s) => AnyArg::T(Arg::V(&s[start..start + len])),
         Reg::BSlice(s) => AnyArg::B(Arg::V(&s[start..start + len])),
         Reg::Const(x) => AnyArg::T(Arg::S(x)),
@@ -672,7 +808,8 @@ fn arg<'s, T: Copy>(
         Reg::BStrided(_, _, s) | Reg::BSlot(s) | Reg::BLent(s) => {
             AnyArg::B(Arg::V(&scr.b[s][..len]))
         }
-    }
+        Reg::Reduced(_) => return None,
+    })
 }
 
 /// Writes a tile of an output.
@@ -717,7 +854,8 @@ fn supported(op: &Op) -> bool {
         | Op::Binary { .. }
         | Op::Compare { .. }
         | Op::Select {}
-        | Op::StopGradient {} => true,
+        | Op::StopGradient {}
+        | Op::Reduce { .. } => true,
         Op::Full { shape, .. } => shape.rank() == 0,
         _ => false,
     }

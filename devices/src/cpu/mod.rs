@@ -158,8 +158,9 @@ impl CpuDevice {
         })
     }
 
-    /// The dims of a fused group's outputs (the inputs' broadcast shape), each output
-    /// checked against the allocation cap; `None` when the inputs do not broadcast.
+    /// The dims at which a fused group's elementwise steps run (the inputs' broadcast
+    /// shape), each output checked against the allocation cap at its own dims (a
+    /// reduction's are smaller); `None` when the inputs do not broadcast.
     fn fused_shape<'t>(
         &self,
         kernel: &crate::fused::Kernel,
@@ -168,10 +169,10 @@ impl CpuDevice {
         let Some(dims) = crate::fused::output_dims(inputs) else {
             return Ok(None);
         };
-        let shape = ir::Shape::known(&dims);
-        for &o in &kernel.outputs {
-            if let Some(t) = kernel.ty(o) {
-                self.check_alloc("fused", &TensorType::new(t.dtype, shape.clone()), &dims)?;
+        for (i, &o) in kernel.outputs.iter().enumerate() {
+            if let (Some(t), Some(out)) = (kernel.ty(o), kernel.output_dims(i, &dims)) {
+                let ty = TensorType::new(t.dtype, ir::Shape::known(&out));
+                self.check_alloc("fused", &ty, &out)?;
             }
         }
         Ok(Some(dims))

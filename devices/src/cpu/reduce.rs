@@ -167,6 +167,24 @@ fn reduce_typed<T: Num + Bounded>(op: ReduceOp, x: &Tensor, axes: &[usize]) -> V
     }
 }
 
+/// One row of a reduction over trailing axes, folded as [`reduce`] folds it: the fused
+/// executor evaluates a group's rows into scratch and calls this on each, so that a fused
+/// reduction gives the eager kernel's bits. For a contiguous operand whose reduced axes are
+/// the trailing ones, `reduce_with` copies when they hold one element (all of size 1, so no
+/// run is reduced) and otherwise folds each row with [`fold_blocked`]; an empty row gives
+/// the identity either way.
+pub(crate) fn fold_row<T: Num + Bounded>(op: ReduceOp, row: &[T]) -> T {
+    if let [x] = row {
+        return *x;
+    }
+    match op {
+        ReduceOp::Sum => fold_blocked(Sum, row),
+        ReduceOp::Prod => fold_blocked(Prod, row),
+        ReduceOp::Max => fold_blocked(Max, row),
+        ReduceOp::Min => fold_blocked(Min, row),
+    }
+}
+
 /// Coalesced runs of axes: `(size, reduced)`.
 fn runs(shape: &[usize], axes: &[usize]) -> Vec<(usize, bool)> {
     let mut out: Vec<(usize, bool)> = Vec::new();
@@ -257,6 +275,13 @@ fn fold_run<T: Num, F: Fold<T>>(f: F, run: &[T]) -> T {
 }
 
 /// Folds a run block by block and combines the block results pairwise.
+///
+/// Never inlined, so that the eager kernel and the fused executor ([`fold_row`]) run one
+/// compiled body. The values would agree anyway, but not always the bits of a NaN: x86
+/// gives the first operand's NaN when both are NaN (say the default NaN that `inf - inf`
+/// made and an input's), and LLVM may order a commutative operation's operands
+/// differently in each place a loop is inlined into.
+#[inline(never)]
 fn fold_blocked<T: Num, F: Fold<T>>(f: F, run: &[T]) -> T {
     if run.len() <= BLOCK {
         return fold_run(f, run);

@@ -23,7 +23,8 @@
 //! primitives do gives `None`, and the executor runs its region node by node: integer
 //! `rem`, `floor_div` and `pow` (their divisors and exponents are checked on the host
 //! first), dtypes the device lacks, operands on another device, more strided inputs than
-//! [`MAX_GEOS`] geometries hold.
+//! [`MAX_GEOS`] geometries hold, and groups that end in reductions (the executor runs
+//! their elementwise part, [`Kernel::split`], as a kernel of its own, then the reductions).
 
 use std::fmt::Write as _;
 
@@ -58,7 +59,10 @@ pub(super) fn exec(
     kernel: &Kernel,
     inputs: &[&Tensor],
 ) -> Result<Option<Vec<Tensor>>, DeviceError> {
-    if inputs.len() != kernel.inputs.len()
+    // A group that ends in reductions is declined whole: the executor then runs its
+    // elementwise part here as one kernel and its reductions as the reduce kernels.
+    if kernel.reduced_axes() > 0
+        || inputs.len() != kernel.inputs.len()
         || inputs
             .iter()
             .any(|t| t.device() != DeviceId::Cuda(dev.ordinal))

@@ -1,5 +1,6 @@
-//! Elementwise fusion: chains and siblings of elementwise primitives of one shape become
-//! one `fused` node, whose closed region a device runs in one pass over memory.
+//! Elementwise and reduction fusion: chains and siblings of elementwise primitives of one
+//! shape become one `fused` node, whose closed region a device runs in one pass over
+//! memory, and a reduction of a value the group computes may end the group.
 //!
 //! **Groups.** The nodes of each block are visited in order. An elementwise node (unary,
 //! binary, compare, select, cast, `stop_gradient`) joins a group when its result has the
@@ -8,6 +9,16 @@
 //! open group of its shape that reads one of its operands (sibling fusion: the two read
 //! that operand in one pass). A group closes as soon as a node outside it reads one of its
 //! values (a use inside a region counts as a use by the region's node).
+//!
+//! **Reductions.** A `sum`, `prod`, `max` or `min` over the trailing axes of a float value
+//! that an open group computes joins that group (with or without `keepdims`), provided the
+//! group's other reductions fold as many axes: a device then folds each row as soon as the
+//! row is computed, instead of writing the value out and reading it back. A reduction
+//! *ends* the group for the values that depend on it: its result is an output of the group
+//! only, and a node that reads it never joins the group (it reads it from outside, which
+//! closes the group), because it would need whole rows folded before it could start. A
+//! node that does not read it may still join. Reductions over other axes, or of a value
+//! computed outside the group (a graph input, say), stay plain nodes, as do arg-reductions.
 //!
 //! **Why that keeps the graph valid.** The fused node takes the place of the group's last
 //! member. Every operand a member reads from outside is defined before that member, so
@@ -87,6 +98,25 @@ fn fusible(g: &Graph, n: NodeId) -> Option<&Shape> {
     }
 }
 
+/// The operand of a reduction that may end a group, and how many trailing axes it folds: a
+/// `reduce` over the last axes of a float operand.
+fn reducible(g: &Graph, n: NodeId) -> Option<(ValueId, usize)> {
+    let node = g.node(n);
+    let NodeKind::Prim(Op::Reduce { axes, .. }) = &node.kind else {
+        return None;
+    };
+    let &[x] = node.operands.as_slice() else {
+        return None;
+    };
+    let Type::Tensor(t) = g.ty(x) else {
+        return None;
+    };
+    let rank = t.rank();
+    let trailing =
+        !axes.is_empty() && axes.len() <= rank && axes.iter().copied().eq(rank - axes.len()..rank);
+    (trailing && t.dtype.is_float()).then_some((x, axes.len()))
+}
+
 /// A scalar constant: the op of the `full` node of shape `[]` that defines `v`.
 fn scalar_constant(g: &Graph, v: ValueId) -> Option<&Op> {
     let ValueDef::Result { node, .. } = g.value(v).def else {
@@ -107,6 +137,8 @@ struct Group {
     open: bool,
     /// Merged into another group (its members moved there).
     gone: bool,
+    /// How many trailing axes its reductions fold (0 while it has none).
+    reduced_axes: usize,
 }
 
 /// A finished group of two or more members, as the copy emits it.
@@ -134,8 +166,10 @@ impl Plan<'_> {
         let g = self.g;
         let mut groups: Vec<Group> = Vec::new();
         let mut shape_of: Vec<Shape> = Vec::new();
-        // Which group defines a value.
+        // Which group defines a value (elementwise members).
         let mut owner: HashMap<ValueId, usize> = HashMap::new();
+        // Which group a reduction's result belongs to (no member may read it).
+        let mut reduced: HashMap<ValueId, usize> = HashMap::new();
         // Which groups read a value from outside (for sibling fusion).
         let mut readers: HashMap<ValueId, Vec<usize>> = HashMap::new();
         let find = |groups: &Vec<Group>, mut i: usize, merged: &HashMap<usize, usize>| {
@@ -150,13 +184,20 @@ impl Plan<'_> {
         for &n in &g.block(b).nodes {
             let node = g.node(n);
             let mut joined = None;
+            // The groups whose reductions this node reads: it may not join them.
+            let barred: Vec<usize> = node
+                .operands
+                .iter()
+                .filter_map(|v| reduced.get(v))
+                .map(|&i| find(&groups, i, &merged))
+                .collect();
             if let Some(shape) = fusible(g, n) {
                 let mut producers: Vec<usize> = node
                     .operands
                     .iter()
                     .filter_map(|v| owner.get(v))
                     .map(|&i| find(&groups, i, &merged))
-                    .filter(|&i| groups[i].open && shape_of[i] == *shape)
+                    .filter(|&i| groups[i].open && shape_of[i] == *shape && !barred.contains(&i))
                     .collect();
                 producers.sort_unstable();
                 producers.dedup();
@@ -168,7 +209,7 @@ impl Plan<'_> {
                         .filter_map(|v| readers.get(v))
                         .flatten()
                         .map(|&i| find(&groups, i, &merged))
-                        .find(|&i| groups[i].open && shape_of[i] == *shape),
+                        .find(|&i| groups[i].open && shape_of[i] == *shape && !barred.contains(&i)),
                 };
                 let i = match target {
                     Some(i) => i,
@@ -181,19 +222,39 @@ impl Plan<'_> {
                         groups.len() - 1
                     }
                 };
-                for &other in producers.iter().skip(1) {
+                for &other in producers.iter().filter(|&&j| j != i) {
+                    // The reductions of one group fold rows of one length: a group whose
+                    // reductions fold other axes is not merged in (this node then reads
+                    // its value from outside, which closes it).
+                    let (mine, theirs) = (groups[i].reduced_axes, groups[other].reduced_axes);
+                    if mine != 0 && theirs != 0 && mine != theirs {
+                        continue;
+                    }
                     let moved = std::mem::take(&mut groups[other].members);
                     groups[other].gone = true;
                     merged.insert(other, i);
                     groups[i].members.extend(moved);
+                    groups[i].reduced_axes = mine.max(theirs);
                 }
                 groups[i].members.push(n);
                 joined = Some(i);
+            } else if let Some((x, axes)) = reducible(g, n)
+                && let Some(&i) = owner.get(&x)
+                && let i = find(&groups, i, &merged)
+                && groups[i].open
+                && (groups[i].reduced_axes == 0 || groups[i].reduced_axes == axes)
+            {
+                groups[i].members.push(n);
+                groups[i].reduced_axes = axes;
+                joined = Some(i);
+                for &r in &node.results {
+                    reduced.insert(r, i);
+                }
             }
             // Every read of a group's value by a node outside it closes that group.
             let reads = g.reads(n);
             for v in &reads {
-                if let Some(&i) = owner.get(v) {
+                if let Some(&i) = owner.get(v).or_else(|| reduced.get(v)) {
                     let i = find(&groups, i, &merged);
                     if Some(i) != joined {
                         groups[i].open = false;
@@ -203,7 +264,9 @@ impl Plan<'_> {
             for &v in &reads {
                 read_by.entry(v).or_default().push(n);
             }
-            if let Some(i) = joined {
+            if let Some(i) = joined
+                && fusible(g, n).is_some()
+            {
                 for &v in &node.operands {
                     if owner
                         .get(&v)

@@ -168,12 +168,25 @@ fn donations(g: &Graph, n: NodeId, dies_here: impl Fn(ValueId) -> bool) -> Vec<D
         NodeKind::Prim(Op::ScatterAdd { .. }) => 1,
         _ => return Vec::new(),
     };
+    // A fused group's reductions give one element per row, written after their rows are
+    // computed: such a result is not made element by element over its operands' places,
+    // so it takes no operand's buffer.
+    let reduced = |r: usize| match &node.kind {
+        NodeKind::Fused { body } => g.block(*body).yields.get(r).is_some_and(|&y| {
+            matches!(g.value(y).def, ValueDef::Result { node, .. }
+                if matches!(g.node(node).kind, NodeKind::Prim(Op::Reduce { .. })))
+        }),
+        _ => false,
+    };
     let mut out = Vec::new();
     let mut given: HashSet<usize> = HashSet::new();
     for (r, &result) in node.results.iter().enumerate() {
         let Type::Tensor(rt) = g.ty(result) else {
             continue;
         };
+        if reduced(r) {
+            continue;
+        }
         if rt.shape.dims().iter().any(|d| d.is_unknown()) {
             continue;
         }
