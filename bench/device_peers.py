@@ -7,9 +7,11 @@ import time
 
 import torch
 
-torch.backends.cuda.matmul.allow_tf32 = False
 dev = torch.device("cuda")
-for n in [256, 1024, 4096]:
+
+
+def gflops(n):
+    """f32 GFLOP/s of an n x n product: the best of 5 rounds of 10."""
     a = torch.randn(n, n, device=dev)
     b = torch.randn(n, n, device=dev)
     c = a @ b
@@ -21,23 +23,16 @@ for n in [256, 1024, 4096]:
             c = a @ b
         torch.cuda.synchronize()
         best = min(best, (time.perf_counter() - t0) / 10)
-    print(n, 2.0 * n**3 / best / 1e9)
+    return 2.0 * n**3 / best / 1e9
 
+
+torch.backends.cuda.matmul.allow_tf32 = False
+for n in [256, 1024, 4096]:
+    print(n, gflops(n))
 # The same products with TF32 allowed (`ms --tf32`).
 torch.backends.cuda.matmul.allow_tf32 = True
 for n in [1024, 4096]:
-    a = torch.randn(n, n, device=dev)
-    b = torch.randn(n, n, device=dev)
-    c = a @ b
-    best = float("inf")
-    for _ in range(5):
-        torch.cuda.synchronize()
-        t0 = time.perf_counter()
-        for _ in range(10):
-            c = a @ b
-        torch.cuda.synchronize()
-        best = min(best, (time.perf_counter() - t0) / 10)
-    print("tf32", n, 2.0 * n**3 / best / 1e9)
+    print("tf32", n, gflops(n))
 torch.backends.cuda.matmul.allow_tf32 = False
 
 x = torch.rand(1437, 64, device=dev)

@@ -80,10 +80,10 @@ pub(crate) fn pool2d(
     let g = Geom::new(x.shape(), out, p);
     if op == PoolOp::Max && is_2x2(p) {
         return match x.dtype() {
-            DType::F32 => max2x2_forward::<f32>(x, out, &g, NAME),
-            DType::F64 => max2x2_forward::<f64>(x, out, &g, NAME),
-            DType::I32 => max2x2_forward::<i32>(x, out, &g, NAME),
-            DType::I64 => max2x2_forward::<i64>(x, out, &g, NAME),
+            DType::F32 => forward::<f32>(x, out, &g, max2x2_window, NAME),
+            DType::F64 => forward::<f64>(x, out, &g, max2x2_window, NAME),
+            DType::I32 => forward::<i32>(x, out, &g, max2x2_window, NAME),
+            DType::I64 => forward::<i64>(x, out, &g, max2x2_window, NAME),
             dt => Err(unsupported(NAME, dt)),
         };
     }
@@ -109,10 +109,10 @@ pub(crate) fn pool2d_backward(
     let g = Geom::new(x.shape(), dy.shape(), p);
     if op == PoolOp::Max && is_2x2(p) {
         return match x.dtype() {
-            DType::F32 => max2x2_backward::<f32>(x, dy, &g, NAME),
-            DType::F64 => max2x2_backward::<f64>(x, dy, &g, NAME),
-            DType::I32 => max2x2_backward::<i32>(x, dy, &g, NAME),
-            DType::I64 => max2x2_backward::<i64>(x, dy, &g, NAME),
+            DType::F32 => backward::<f32>(x, dy, &g, max2x2_grad, NAME),
+            DType::F64 => backward::<f64>(x, dy, &g, max2x2_grad, NAME),
+            DType::I32 => backward::<i32>(x, dy, &g, max2x2_grad, NAME),
+            DType::I64 => backward::<i64>(x, dy, &g, max2x2_grad, NAME),
             dt => Err(unsupported(NAME, dt)),
         };
     }
@@ -136,12 +136,12 @@ fn is_2x2(p: &Pool2dParams) -> bool {
     p.window == [2, 2] && p.stride == [2, 2] && p.padding == [0, 0]
 }
 
-/// The window at output `(oy, ox)` of a 2x2/stride-2 pooling: its four positions in the
-/// plane in row-major order, and the first maximum of them (the same rule, `beats`, as the
-/// general path, so both give the same value and the same position).
+/// The first maximum of a whole 2x2 window whose top-left corner is at row `y0`, column
+/// `x0` (2x2/stride-2 pooling: see `is_2x2`): its position in the plane and its value, by
+/// the same rule, `beats`, as `argmax`, so both give the same value and position.
 #[inline(always)]
-fn max2x2_at<T: MaxElem>(plane: &[T], w: usize, oy: usize, ox: usize) -> (usize, T) {
-    let top = 2 * oy * w + 2 * ox;
+fn max2x2_at<T: MaxElem>(plane: &[T], w: usize, y0: usize, x0: usize) -> (usize, T) {
+    let top = y0 * w + x0;
     let (mut at, mut best) = (top, plane[top]);
     // Selects rather than branches: on real activations which of the four wins is a coin
     // toss, and a mispredicted branch per window cost more than the loads.
@@ -152,76 +152,6 @@ fn max2x2_at<T: MaxElem>(plane: &[T], w: usize, oy: usize, ox: usize) -> (usize,
         best = if wins { v } else { best };
     }
     (at, best)
-}
-
-fn max2x2_forward<T: MaxElem>(
-    x: &Tensor,
-    shape: &[usize],
-    g: &Geom,
-    op: &'static str,
-) -> Result<Tensor, DeviceError> {
-    let ohw = g.oh * g.ow;
-    let mut y = vec![T::ZERO; g.planes * ohw];
-    if y.is_empty() {
-        return Ok(Tensor::from_host_unchecked(T::into_buffer(y), shape));
-    }
-    let xd = dense::<T>(x, op)?;
-    let xs = xd.as_slice::<T>().unwrap_or_default();
-    let hw = g.h * g.w;
-    let one = |(k, out): (usize, &mut [T])| {
-        if crate::cancel::requested() {
-            return;
-        }
-        let plane = &xs[k * hw..(k + 1) * hw];
-        for (oy, row) in out.chunks_exact_mut(g.ow).enumerate() {
-            for (ox, o) in row.iter_mut().enumerate() {
-                *o = max2x2_at(plane, g.w, oy, ox).1;
-            }
-        }
-    };
-    if g.parallel() {
-        y.par_chunks_mut(ohw).enumerate().for_each(one);
-    } else {
-        y.chunks_mut(ohw).enumerate().for_each(one);
-    }
-    Ok(Tensor::from_host_unchecked(T::into_buffer(y), shape))
-}
-
-fn max2x2_backward<T: MaxElem>(
-    x: &Tensor,
-    dy: &Tensor,
-    g: &Geom,
-    op: &'static str,
-) -> Result<Tensor, DeviceError> {
-    let hw = g.h * g.w;
-    let mut dx = vec![T::ZERO; g.planes * hw];
-    let ohw = g.oh * g.ow;
-    if dx.is_empty() || ohw == 0 {
-        return Ok(Tensor::from_host_unchecked(T::into_buffer(dx), x.shape()));
-    }
-    let xd = dense::<T>(x, op)?;
-    let xs = xd.as_slice::<T>().unwrap_or_default();
-    let dyd = dense::<T>(dy, op)?;
-    let dys = dyd.as_slice::<T>().unwrap_or_default();
-    let one = |(k, dxp): (usize, &mut [T])| {
-        if crate::cancel::requested() {
-            return;
-        }
-        let plane = &xs[k * hw..(k + 1) * hw];
-        let dyp = &dys[k * ohw..(k + 1) * ohw];
-        for oy in 0..g.oh {
-            for ox in 0..g.ow {
-                let (at, _) = max2x2_at(plane, g.w, oy, ox);
-                dxp[at] = dxp[at].acc(dyp[oy * g.ow + ox]);
-            }
-        }
-    };
-    if g.parallel() {
-        dx.par_chunks_mut(hw).enumerate().for_each(one);
-    } else {
-        dx.chunks_mut(hw).enumerate().for_each(one);
-    }
-    Ok(Tensor::from_host_unchecked(T::into_buffer(dx), x.shape()))
 }
 
 fn unsupported(op: &'static str, dtype: DType) -> DeviceError {
@@ -320,6 +250,27 @@ fn argmax<T: MaxElem>(
 
 fn max_window<T: MaxElem>(plane: &[T], g: &Geom, win: (usize, usize, usize, usize)) -> T {
     argmax(plane, g, win).map_or(T::LOWEST, |(_, v)| v)
+}
+
+/// `max_window` for a whole 2x2 window (see `is_2x2`): four loads at fixed offsets.
+fn max2x2_window<T: MaxElem>(
+    plane: &[T],
+    g: &Geom,
+    (y0, _, x0, _): (usize, usize, usize, usize),
+) -> T {
+    max2x2_at(plane, g.w, y0, x0).1
+}
+
+/// `max_grad` for a whole 2x2 window (see `is_2x2`).
+fn max2x2_grad<T: MaxElem>(
+    dx: &mut [T],
+    plane: &[T],
+    g: &Geom,
+    (y0, _, x0, _): (usize, usize, usize, usize),
+    d: T,
+) {
+    let (at, _) = max2x2_at(plane, g.w, y0, x0);
+    dx[at] = dx[at].acc(d);
 }
 
 fn avg_window<T: AvgElem>(
