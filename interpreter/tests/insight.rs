@@ -262,3 +262,64 @@ fn progress_and_logdir_leave_piped_output_alone() {
     assert!(name.starts_with("loop-"), "{name}");
     let _ = fs::remove_dir_all(&dir);
 }
+
+/// On a terminal the bar is drawn, with its count, elapsed time, ETA and rate; a `print`
+/// inside the loop gets a line of its own (the bar steps aside), and so does the first
+/// output after the loop (the finished bar stays, followed by a line break). The terminal
+/// is a pseudo-terminal made by util-linux's `script`; without it the test says so and
+/// passes.
+#[test]
+fn progress_bar_draws_on_a_terminal() {
+    if Command::new("script").arg("--version").output().is_err() {
+        println!("skipped: util-linux `script` is not installed, so there is no terminal");
+        return;
+    }
+    let dir = scratch("tty");
+    fs::write(
+        dir.join("loop.ms"),
+        "let t = 0\nfor i in progress(0..40) {\n  t = t + i\n  if i == 20 { print(\"half\") }\n}\n\
+         print(\"total\", t)\n",
+    )
+    .expect("writable");
+    let command = format!("{} loop.ms", env!("CARGO_BIN_EXE_ms"));
+    let out = Command::new("script")
+        .args(["-qec", &command, "/dev/null"])
+        .current_dir(&dir)
+        .env("TERM", "xterm")
+        .env("NO_COLOR", "1")
+        .output()
+        .expect("script runs");
+    assert!(out.status.success(), "{out:?}");
+    let screen = String::from_utf8_lossy(&out.stdout);
+    // The terminal's lines, with the escape sequences (colours, line clears) taken out.
+    let plain: String = {
+        let mut s = String::new();
+        let mut chars = screen.chars();
+        while let Some(c) = chars.next() {
+            if c == '\u{1b}' {
+                // CSI: ESC [ parameters, then one final letter.
+                for d in chars.by_ref() {
+                    if d.is_ascii_alphabetic() {
+                        break;
+                    }
+                }
+            } else {
+                s.push(c);
+            }
+        }
+        s
+    };
+    let lines: Vec<&str> = plain.split(['\r', '\n']).map(str::trim_end).collect();
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.contains("40/40") && l.contains("/s]")),
+        "the finished bar with its rate:\n{plain}"
+    );
+    assert!(lines.contains(&"half"), "print inside the loop:\n{plain}");
+    assert!(
+        lines.contains(&"total 780"),
+        "output after the loop:\n{plain}"
+    );
+    let _ = fs::remove_dir_all(&dir);
+}

@@ -65,6 +65,11 @@ impl LoopBar {
     pub fn end(self, ok: bool) {
         if ok && self.explicit {
             self.bar.finish();
+            // indicatif leaves the cursor at the end of the finished bar's line: without a
+            // line break the program's next output would continue on it.
+            if !self.bar.is_hidden() {
+                eprintln!();
+            }
         } else {
             self.bar.finish_and_clear();
         }
