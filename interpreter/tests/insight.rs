@@ -204,8 +204,10 @@ fn ms_report_draws_every_tag() {
         String::from_utf8_lossy(&out.stderr)
     );
     let html = fs::read_to_string(&page).expect("the page");
-    // One plot per scalar tag and per histogram tag.
-    assert_eq!(html.matches("<svg").count(), 3);
+    // One plot per scalar tag and per histogram tag, and the distribution over its steps of
+    // `w`, logged at three steps.
+    assert_eq!(html.matches("<svg").count(), 4);
+    assert!(html.contains("median"), "the distribution's legend");
     for tag in [
         "<h3>loss</h3>",
         "<h3>w</h3>",

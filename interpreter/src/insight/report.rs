@@ -2,7 +2,10 @@
 //! page. The run's event files are read back with [`super::events`] (every record's CRC
 //! and every field checked: a damaged file is an error naming it and the byte offset), and
 //! each tag is drawn as inline SVG by plotters: a scalar as a line over its steps, a
-//! histogram as the bars of its last step. Text summaries are listed.
+//! histogram as the bars of its last step and, when it was logged at several steps, its
+//! distribution over the steps (TensorBoard's "distributions" view: the minimum, the
+//! quartiles and the maximum of each step, read off its buckets). Text summaries are
+//! listed.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -171,7 +174,11 @@ pub fn html(title: &str, run: &Run) -> Result<String, ReportError> {
             num(h.max),
             num(mean)
         );
-        let svg = bar_plot(tag, h)?;
+        let mut svg = bar_plot(tag, h)?;
+        if steps.len() > 1 {
+            svg.push('\n');
+            svg.push_str(&distribution_plot(tag, steps)?);
+        }
         let _ = write!(
             page,
             "<section class=\"histogram\">\n<h3>{}</h3>\n<p class=\"info\">{info}</p>\n{svg}\n</section>\n",
@@ -313,6 +320,98 @@ fn bar_plot(tag: &str, h: &Histogram) -> Result<String, ReportError> {
     Ok(svg)
 }
 
+/// The value below which a fraction `q` of a histogram's values lie, read off its buckets
+/// (linear within the bucket that holds it, as if its values were spread evenly); `None`
+/// for an empty histogram.
+fn quantile(h: &Histogram, q: f64) -> Option<f64> {
+    if h.num <= 0.0 {
+        return None;
+    }
+    let want = q.clamp(0.0, 1.0) * h.num;
+    let (mut below, mut left) = (0.0, h.min);
+    for (&right, &count) in h.bucket_limit.iter().zip(&h.bucket) {
+        if count > 0.0 && below + count >= want {
+            return Some(left + (right - left) * ((want - below) / count).clamp(0.0, 1.0));
+        }
+        below += count;
+        left = right;
+    }
+    Some(h.max)
+}
+
+/// The fractions the distribution plot follows, with their legends.
+const QUANTILES: [(f64, &str); 5] = [
+    (0.0, "min"),
+    (0.25, "25%"),
+    (0.5, "median"),
+    (0.75, "75%"),
+    (1.0, "max"),
+];
+
+/// A histogram's distribution over its steps as SVG lines: for each of [`QUANTILES`], its
+/// value at every step.
+fn distribution_plot(tag: &str, steps: &[(i64, Histogram)]) -> Result<String, ReportError> {
+    let lines: Vec<Vec<(f64, f64)>> = QUANTILES
+        .iter()
+        .map(|&(q, _)| {
+            steps
+                .iter()
+                .filter_map(|(s, h)| quantile(h, q).map(|v| (*s as f64, v)))
+                .filter(|p| p.1.is_finite())
+                .collect()
+        })
+        .collect();
+    let all = || lines.iter().flatten();
+    let x = range(
+        all().map(|p| p.0).reduce(f64::min).unwrap_or(0.0),
+        all().map(|p| p.0).reduce(f64::max).unwrap_or(1.0),
+    );
+    let y = range(
+        all().map(|p| p.1).reduce(f64::min).unwrap_or(0.0),
+        all().map(|p| p.1).reduce(f64::max).unwrap_or(1.0),
+    );
+    let mut svg = String::new();
+    {
+        let root = SVGBackend::with_string(&mut svg, SIZE).into_drawing_area();
+        root.fill(&WHITE).map_err(plot_error(tag))?;
+        let mut chart = ChartBuilder::on(&root)
+            .margin(10)
+            .x_label_area_size(30)
+            .y_label_area_size(60)
+            .build_cartesian_2d(x, y)
+            .map_err(plot_error(tag))?;
+        chart
+            .configure_mesh()
+            .x_desc("step")
+            .max_light_lines(0)
+            .draw()
+            .map_err(plot_error(tag))?;
+        for (points, &(q, name)) in lines.iter().zip(&QUANTILES) {
+            // The median strongest, the quartiles lighter, the extremes faintest.
+            let alpha = 1.0 - (q - 0.5).abs() * 1.4;
+            let width = if q == 0.5 { 2 } else { 1 };
+            chart
+                .draw_series(LineSeries::new(
+                    points.iter().copied(),
+                    BLUE.mix(alpha).stroke_width(width),
+                ))
+                .map_err(plot_error(tag))?
+                .label(name)
+                .legend(move |(x, y)| {
+                    PathElement::new([(x, y), (x + 16, y)], BLUE.mix(alpha).stroke_width(width))
+                });
+        }
+        chart
+            .configure_series_labels()
+            .background_style(WHITE.mix(0.8))
+            .border_style(BLACK.mix(0.3))
+            .draw()
+            .map_err(plot_error(tag))?;
+        root.present().map_err(plot_error(tag))?;
+    }
+    Ok(svg)
+}
+
 /// A number as the report shows it: up to 6 significant digits.
 fn num(x: f64) -> String {
     if x == 0.0 || (1e-4..1e6).contains(&x.abs()) {
@@ -383,6 +482,38 @@ mod tests {
         assert!(page.contains("&lt;b&gt;hi&lt;/b&gt;"));
         assert!(page.contains("<title>run &lt;x&gt;</title>"));
         assert!(!page.contains("<b>hi"));
+    }
+
+    #[test]
+    fn quantiles_are_read_off_the_buckets() {
+        // 0..100 in 30 equal buckets: the quantiles of evenly spread values.
+        let values: Vec<f64> = (0..=100).map(f64::from).collect();
+        let h = Histogram::of(&values);
+        let q = |f| quantile(&h, f).expect("not empty");
+        assert_eq!(q(0.0), 0.0);
+        assert_eq!(q(1.0), 100.0);
+        assert!((q(0.5) - 50.0).abs() < 2.0, "{}", q(0.5));
+        assert!((q(0.25) - 25.0).abs() < 2.0, "{}", q(0.25));
+        assert_eq!(quantile(&Histogram::of(&[]), 0.5), None);
+        assert_eq!(quantile(&Histogram::of(&[5.0, 5.0]), 0.5), Some(5.0));
+    }
+
+    #[test]
+    fn histograms_of_several_steps_get_their_distribution() {
+        let mut run = Run::default();
+        let evs: Vec<_> = (0..4)
+            .map(|s| {
+                let spread: Vec<f64> = (0..10).map(|v| f64::from(v * (s + 1))).collect();
+                (s as i64, "w", Value::Histogram(Histogram::of(&spread)))
+            })
+            .collect();
+        run.add_file(&file(&evs)).expect("valid");
+        let page = html("r", &run).expect("draws");
+        // The last step's bars and the distribution over the four steps.
+        assert_eq!(page.matches("<svg").count(), 2);
+        for legend in ["median", "25%", "max"] {
+            assert!(page.contains(legend), "{legend} missing");
+        }
     }
 
     #[test]
