@@ -119,10 +119,6 @@ pub(super) fn exec(
     if strided.len() > 3 * MAX_GEOS {
         return Ok(None);
     }
-    let Some(src) = source(kernel, &reads) else {
-        return Ok(None);
-    };
-
     let mut outs = Vec::with_capacity(kernel.outputs.len());
     for &o in &kernel.outputs {
         let Some(t) = kernel.ty(o) else {
@@ -132,6 +128,15 @@ pub(super) fn exec(
         dev.check_alloc("fused", &ty, &dims)?;
         outs.push(dev.alloc("fused", t.dtype, &dims, false)?);
     }
+    let addresses: Vec<u64> = (ptrs.iter().zip(&reads))
+        .filter(|(_, r)| **r == Read::Dense)
+        .map(|(&p, _)| p)
+        .chain(outs.iter().map(|b| b.ptr()))
+        .collect();
+    let vec4 = vectorizes(kernel, &reads, &addresses);
+    let Some(src) = source(kernel, &reads, vec4) else {
+        return Ok(None);
+    };
     if n > 0 {
         let f = dev.fused_function(&src.kernel, || src.module())?;
         let mut args: Vec<Arg> = ptrs.iter().map(|&p| Arg::U64(p)).collect();
@@ -182,8 +187,9 @@ fn space(dt: DType) -> String {
 }
 
 /// The CUDA C source of `kernel` with its inputs read as `reads` say, or `None` when a step
-/// has no exact generated form.
-fn source(kernel: &Kernel, reads: &[Read]) -> Option<Source> {
+/// has no exact generated form. With `vec4` (see [`vectorizes`]) each thread takes four
+/// consecutive elements with one 16-byte load per input and one 16-byte store per output.
+fn source(kernel: &Kernel, reads: &[Read], vec4: bool) -> Option<Source> {
     let ty = |r: usize| kernel.ty(r).map(|t| t.dtype);
     let mut spaces: Vec<DType> = Vec::new();
     let mut body = String::new();
@@ -294,6 +300,10 @@ fn source(kernel: &Kernel, reads: &[Read]) -> Option<Source> {
             let _ = writeln!(s, "    const {} r{i} = in{i}[0];", ctype(t.dtype));
         }
     }
+    if vec4 {
+        vec4_loops(&mut s, kernel, reads, &body)?;
+        return Some(Source { kernel: s, spaces });
+    }
     // Each thread takes UNROLL elements a grid apart: it first loads all of them, then
     // computes and stores, so that UNROLL loads per input are in flight at once (one
     // load at a time left half of an H200's memory bandwidth unused).
@@ -353,6 +363,105 @@ fn source(kernel: &Kernel, reads: &[Read]) -> Option<Source> {
     }
     s.push_str("            }\n        }\n    }\n}\n");
     Some(Source { kernel: s, spaces })
+}
+
+/// Whether a kernel can take four elements per thread with vector loads: every input it
+/// loads is dense, every input and output is a 4-byte dtype (f32, i32), every address is
+/// 16-byte aligned, and `MS_FUSED_VEC4=0` does not turn the path off (for measuring it).
+/// Scalar loads of consecutive elements by a warp are already coalesced; the vector forms
+/// issue a quarter of the memory instructions, which is what the copy bandwidth needs.
+fn vectorizes(kernel: &Kernel, reads: &[Read], addresses: &[u64]) -> bool {
+    static ON: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    let on = *ON.get_or_init(|| std::env::var("MS_FUSED_VEC4").map_or(true, |v| v != "0"));
+    let four = |dt: DType| matches!(dt, DType::F32 | DType::I32);
+    on && kernel
+        .inputs
+        .iter()
+        .zip(reads)
+        .all(|(t, r)| *r == Read::Scalar || (*r == Read::Dense && four(t.dtype)))
+        && kernel
+            .outputs
+            .iter()
+            .all(|&o| kernel.ty(o).is_some_and(|t| four(t.dtype)))
+        && addresses.iter().all(|a| a % 16 == 0)
+}
+
+/// The vector type of four elements of a 4-byte dtype, and its constructor.
+fn vec4_type(dt: DType) -> (&'static str, &'static str) {
+    if dt == DType::F32 {
+        ("float4", "make_float4")
+    } else {
+        ("int4", "make_int4")
+    }
+}
+
+/// The loops of a `vec4` kernel (see [`vectorizes`]): thread `v` loads elements
+/// `4v .. 4v + 4` of each input as one vector, computes the four with the same body as the
+/// scalar kernel, and stores each output as one vector; the last `n % 4` elements are done
+/// one by one after.
+fn vec4_loops(s: &mut String, kernel: &Kernel, reads: &[Read], body: &str) -> Option<()> {
+    let loaded: Vec<(usize, DType)> = kernel
+        .inputs
+        .iter()
+        .zip(reads)
+        .enumerate()
+        .filter(|(_, (_, r))| **r == Read::Dense)
+        .map(|(i, (t, _))| (i, t.dtype))
+        .collect();
+    let outs: Vec<(usize, DType, usize)> = kernel
+        .outputs
+        .iter()
+        .enumerate()
+        .map(|(j, &o)| kernel.ty(o).map(|t| (j, t.dtype, o)))
+        .collect::<Option<_>>()?;
+    s.push_str(
+        "    const unsigned long long step = (unsigned long long)gridDim.x * blockDim.x;\n    \
+         const unsigned long long first = (unsigned long long)blockIdx.x * blockDim.x + threadIdx.x;\n    \
+         const unsigned long long nv = n / 4;\n    \
+         for (unsigned long long v = first; v < nv; v += step) {\n",
+    );
+    for &(i, dt) in &loaded {
+        let (vt, _) = vec4_type(dt);
+        let _ = writeln!(
+            s,
+            "        const {vt} w{i} = reinterpret_cast<const {vt}*>(in{i})[v];\n        \
+             const {} l{i}[4] = {{w{i}.x, w{i}.y, w{i}.z, w{i}.w}};",
+            ctype(dt)
+        );
+    }
+    for &(j, dt, _) in &outs {
+        let _ = writeln!(s, "        {} s{j}[4];", ctype(dt));
+    }
+    s.push_str("        #pragma unroll\n        for (int u = 0; u < 4; ++u) {\n");
+    for &(i, dt) in &loaded {
+        let _ = writeln!(s, "            const {} r{i} = l{i}[u];", ctype(dt));
+    }
+    for line in body.lines() {
+        let _ = writeln!(s, "    {line}");
+    }
+    for &(j, _, o) in &outs {
+        let _ = writeln!(s, "            s{j}[u] = {};", reg(o));
+    }
+    s.push_str("        }\n");
+    for &(j, dt, _) in &outs {
+        let (vt, make) = vec4_type(dt);
+        let _ = writeln!(
+            s,
+            "        reinterpret_cast<{vt}*>(out{j})[v] = {make}(s{j}[0], s{j}[1], s{j}[2], s{j}[3]);"
+        );
+    }
+    s.push_str("    }\n    for (unsigned long long i = 4 * nv + first; i < n; i += step) {\n");
+    for &(i, dt) in &loaded {
+        let _ = writeln!(s, "        const {} r{i} = in{i}[i];", ctype(dt));
+    }
+    for line in body.lines() {
+        let _ = writeln!(s, "{line}");
+    }
+    for &(j, _, o) in &outs {
+        let _ = writeln!(s, "        out{j}[i] = {};", reg(o));
+    }
+    s.push_str("    }\n}\n");
+    Some(())
 }
 
 /// A fused group's generated code: the `fused` kernel itself, and the dtypes whose helper
@@ -447,7 +556,7 @@ mod tests {
     #[test]
     fn source_of_a_chain() {
         let reads = [Read::Dense, Read::Scalar, Read::Strided { geo: 0, slot: 0 }];
-        let src = source(&chain(), &reads)
+        let src = source(&chain(), &reads, false)
             .expect("every step has a generated form")
             .module();
         assert!(src.contains("extern \"C\" __global__ void fused(const float* __restrict__ in0, const float* __restrict__ in1, const float* __restrict__ in2, float* __restrict__ out0, float* __restrict__ out1, unsigned long long n, Geo g0)"), "{src}");
@@ -472,11 +581,28 @@ mod tests {
         );
         assert_eq!(src.matches("namespace ms_f32 {").count(), 1, "{src}");
         // A different way of reading the inputs is a different kernel.
-        let dense = source(&chain(), &[Read::Dense; 3])
+        let dense = source(&chain(), &[Read::Dense; 3], false)
             .expect("generated")
             .module();
         assert_ne!(src, dense);
         assert!(!dense.contains("Geo g0"));
+        // Four elements per thread with vector loads and stores, then the tail one by one.
+        let vec4 = source(&chain(), &[Read::Dense; 3], true)
+            .expect("generated")
+            .module();
+        assert!(
+            vec4.contains("const float4 w0 = reinterpret_cast<const float4*>(in0)[v];"),
+            "{vec4}"
+        );
+        assert!(vec4.contains("s0[u] = r12;"), "{vec4}");
+        assert!(
+            vec4.contains(
+                "reinterpret_cast<float4*>(out0)[v] = make_float4(s0[0], s0[1], s0[2], s0[3]);"
+            ),
+            "{vec4}"
+        );
+        assert!(vec4.contains("for (unsigned long long i = 4 * nv + first; i < n; i += step)"));
+        assert!(vec4.contains("out0[i] = r12;"), "{vec4}");
     }
 
     /// Integer division and powers decline: their operands are checked on the host.
@@ -494,7 +620,7 @@ mod tests {
             }],
             outputs: vec![2],
         };
-        assert_eq!(source(&k, &[Read::Dense, Read::Dense]), None);
+        assert_eq!(source(&k, &[Read::Dense, Read::Dense], false), None);
         let k = Kernel {
             steps: vec![Step {
                 op: Op::Binary { op: BinaryOp::Add },
@@ -502,7 +628,7 @@ mod tests {
             }],
             ..k
         };
-        let src = source(&k, &[Read::Dense, Read::Dense])
+        let src = source(&k, &[Read::Dense, Read::Dense], false)
             .expect("wrapping add is exact")
             .kernel;
         assert!(src.contains("(T)((U)p + (U)q)"), "{src}");
