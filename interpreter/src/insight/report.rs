@@ -228,20 +228,28 @@ fn plot_error<E: std::error::Error + Send + Sync>(
 
 /// A scalar's points (step, value) as an SVG line plot.
 fn line_plot(tag: &str, points: &[(i64, f64)]) -> Result<String, ReportError> {
+    let points: Vec<(f64, f64)> = points.iter().map(|&(s, v)| (s as f64, v)).collect();
+    lines_plot(tag, &[(points, BLUE.stroke_width(2), None)])
+}
+
+/// One line of a [`lines_plot`]: its points, its style and its legend, if any.
+type Line<'a> = (Vec<(f64, f64)>, ShapeStyle, Option<&'a str>);
+
+/// Lines over steps as one SVG plot, with a legend when a line has a label.
+fn lines_plot(tag: &str, lines: &[Line<'_>]) -> Result<String, ReportError> {
+    let all = || lines.iter().flat_map(|l| &l.0);
+    let x = range(
+        all().map(|p| p.0).reduce(f64::min).unwrap_or(0.0),
+        all().map(|p| p.0).reduce(f64::max).unwrap_or(1.0),
+    );
+    let y = range(
+        all().map(|p| p.1).reduce(f64::min).unwrap_or(0.0),
+        all().map(|p| p.1).reduce(f64::max).unwrap_or(1.0),
+    );
     let mut svg = String::new();
     {
         let root = SVGBackend::with_string(&mut svg, SIZE).into_drawing_area();
         root.fill(&WHITE).map_err(plot_error(tag))?;
-        let xs = points.iter().map(|p| p.0 as f64);
-        let ys = points.iter().map(|p| p.1);
-        let x = range(
-            xs.clone().reduce(f64::min).unwrap_or(0.0),
-            xs.reduce(f64::max).unwrap_or(1.0),
-        );
-        let y = range(
-            ys.clone().reduce(f64::min).unwrap_or(0.0),
-            ys.reduce(f64::max).unwrap_or(1.0),
-        );
         let mut chart = ChartBuilder::on(&root)
             .margin(10)
             .x_label_area_size(30)
@@ -254,12 +262,25 @@ fn line_plot(tag: &str, points: &[(i64, f64)]) -> Result<String, ReportError> {
             .max_light_lines(0)
             .draw()
             .map_err(plot_error(tag))?;
-        chart
-            .draw_series(LineSeries::new(
-                points.iter().map(|&(s, v)| (s as f64, v)),
-                BLUE.stroke_width(2),
-            ))
-            .map_err(plot_error(tag))?;
+        for (points, style, label) in lines {
+            let series = chart
+                .draw_series(LineSeries::new(points.iter().copied(), *style))
+                .map_err(plot_error(tag))?;
+            if let Some(name) = label {
+                let style = *style;
+                series
+                    .label(*name)
+                    .legend(move |(x, y)| PathElement::new([(x, y), (x + 16, y)], style));
+            }
+        }
+        if lines.iter().any(|l| l.2.is_some()) {
+            chart
+                .configure_series_labels()
+                .background_style(WHITE.mix(0.8))
+                .border_style(BLACK.mix(0.3))
+                .draw()
+                .map_err(plot_error(tag))?;
+        }
         root.present().map_err(plot_error(tag))?;
     }
     Ok(svg)
@@ -351,65 +372,24 @@ const QUANTILES: [(f64, &str); 5] = [
 /// A histogram's distribution over its steps as SVG lines: for each of [`QUANTILES`], its
 /// value at every step.
 fn distribution_plot(tag: &str, steps: &[(i64, Histogram)]) -> Result<String, ReportError> {
-    let lines: Vec<Vec<(f64, f64)>> = QUANTILES
+    let lines: Vec<Line<'_>> = QUANTILES
         .iter()
-        .map(|&(q, _)| {
-            steps
+        .map(|&(q, name)| {
+            let points = steps
                 .iter()
                 .filter_map(|(s, h)| quantile(h, q).map(|v| (*s as f64, v)))
                 .filter(|p| p.1.is_finite())
-                .collect()
+                .collect();
+            // The median strongest, the quartiles lighter, the extremes faintest.
+            let width = if q == 0.5 { 2 } else { 1 };
+            (
+                points,
+                BLUE.mix(1.0 - (q - 0.5).abs() * 1.4).stroke_width(width),
+                Some(name),
+            )
         })
         .collect();
-    let all = || lines.iter().flatten();
-    let x = range(
-        all().map(|p| p.0).reduce(f64::min).unwrap_or(0.0),
-        all().map(|p| p.0).reduce(f64::max).unwrap_or(1.0),
-    );
-    let y = range(
-        all().map(|p| p.1).reduce(f64::min).unwrap_or(0.0),
-        all().map(|p| p.1).reduce(f64::max).unwrap_or(1.0),
-    );
-    let mut svg = String::new();
-    {
-        let root = SVGBackend::with_string(&mut svg, SIZE).into_drawing_area();
-        root.fill(&WHITE).map_err(plot_error(tag))?;
-        let mut chart = ChartBuilder::on(&root)
-            .margin(10)
-            .x_label_area_size(30)
-            .y_label_area_size(60)
-            .build_cartesian_2d(x, y)
-            .map_err(plot_error(tag))?;
-        chart
-            .configure_mesh()
-            .x_desc("step")
-            .max_light_lines(0)
-            .draw()
-            .map_err(plot_error(tag))?;
-        for (points, &(q, name)) in lines.iter().zip(&QUANTILES) {
-            // The median strongest, the quartiles lighter, the extremes faintest.
-            let alpha = 1.0 - (q - 0.5).abs() * 1.4;
-            let width = if q == 0.5 { 2 } else { 1 };
-            chart
-                .draw_series(LineSeries::new(
-                    points.iter().copied(),
-                    BLUE.mix(alpha).stroke_width(width),
-                ))
-                .map_err(plot_error(tag))?
-                .label(name)
-                .legend(move |(x, y)| {
-                    PathElement::new([(x, y), (x + 16, y)], BLUE.mix(alpha).stroke_width(width))
-                });
-        }
-        chart
-            .configure_series_labels()
-            .background_style(WHITE.mix(0.8))
-            .border_style(BLACK.mix(0.3))
-            .draw()
-            .map_err(plot_error(tag))?;
-        root.present().map_err(plot_error(tag))?;
-    }
-    Ok(svg)
+    lines_plot(tag, &lines)
 }
 
 /// A number as the report shows it: up to 6 significant digits.
