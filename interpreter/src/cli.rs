@@ -403,6 +403,16 @@ impl Cli {
                 let (word, args) = words
                     .split_first()
                     .ok_or_else(|| CliError::usage("a script's name is missing"))?;
+                if let Some(what) = later_milestone(word) {
+                    return Err(CliError {
+                        message: format!("`ms {word}` is not available yet: {what}"),
+                        help: Some(
+                            "the commands available are run, check, ir, report, explain and demo"
+                                .into(),
+                        ),
+                        status: Status::ProgramError,
+                    });
+                }
                 if !looks_like_a_script(word) {
                     return Err(CliError::usage(format!("unknown command `{word}`")).with_help(
                         "the commands are run, check, ir, report, explain and demo; a script's name ends in \
@@ -462,6 +472,17 @@ pub(crate) fn open_device(
     devices::cuda::open(ordinal)
         .map(Some)
         .map_err(|e| CliError::usage(e.to_string()).with_help("`ms --device cpu` runs on the CPU"))
+}
+
+/// What a command of LANGUAGE.md §12 that is not built yet belongs to: such a command is
+/// an error that says so (exit status 1, as the builtins that are not available yet give
+/// E0906), not "unknown command".
+pub(crate) fn later_milestone(command: &str) -> Option<&'static str> {
+    match command {
+        "plan" => Some("auto-parallel planning (LANGUAGE.md §9) is a later milestone"),
+        "export" => Some("export to ONNX and .msir is a later milestone"),
+        _ => None,
+    }
 }
 
 /// A word after `ms` that is not a command names a script when it ends in `.ms`, has a

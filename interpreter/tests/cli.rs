@@ -733,3 +733,27 @@ fn check_modes_says_what_it_checked() {
     assert_eq!(explained.status.code(), Some(0));
     assert!(text(&explained.stdout).starts_with("# E0914: eager and staged results differ"));
 }
+
+/// The commands of LANGUAGE.md §12 that later milestones build (`ms plan`, `ms export`)
+/// say that they are not available yet, with exit status 1, rather than "unknown command".
+#[test]
+fn later_milestones_say_so() {
+    for (args, what) in [
+        (
+            &["plan", "train.ms", "--fn", "step", "--devices", "4"][..],
+            "auto-parallel",
+        ),
+        (
+            &["export", "train.ms", "--fn", "f", "--onnx", "f.onnx"][..],
+            "ONNX",
+        ),
+    ] {
+        let out = ms(args);
+        assert_eq!(out.status.code(), Some(1), "{args:?}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            err.contains("is not available yet") && err.contains(what),
+            "{args:?}: {err}"
+        );
+    }
+}

@@ -96,6 +96,13 @@ pub const COMMANDS: &[Command] = &[
                  The last graph is the one that runs (`ms ir --stage opt`).",
     },
     Command {
+        name: "plan",
+        args: "NAME",
+        summary: "the auto-parallel plan of the function NAME (not available yet)",
+        detail: "Auto-parallel planning (LANGUAGE.md §9: meshes, sharding, the planner) is a \
+                 later milestone; until then `:plan` says so.",
+    },
+    Command {
         name: "explain",
         args: "[CODE]",
         summary: "what a diagnostic code means (E0301); without CODE, the list",

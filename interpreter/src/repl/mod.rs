@@ -347,6 +347,10 @@ impl Repl {
                 }
                 other => self.error(&format!("`{other}` is not a mode: use eager or graph")),
             },
+            "plan" => {
+                let what = crate::cli::later_milestone("plan").unwrap_or("a later milestone");
+                self.error(&format!("`:plan` is not available yet: {what}"));
+            }
             "device" => match arg.trim() {
                 "" => self.say(&format!("device: {}", self.session.device())),
                 name => match crate::cli::open_device(Some(name)) {
