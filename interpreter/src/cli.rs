@@ -86,6 +86,10 @@ pub struct Cli {
     /// the live bytes at exit, and how many buffers were made
     #[arg(long, global = true)]
     pub mem_stats: bool,
+    /// A mesh of devices for auto-parallel runs (`cpu:8`): not available yet, a later
+    /// milestone (LANGUAGE.md §9)
+    #[arg(long, global = true, value_name = "MESH")]
+    pub devices: Option<String>,
     /// Let f32 matrix products on CUDA devices use TF32 tensor cores: several times faster,
     /// with operands rounded to a 10-bit mantissa (about 1e-3 relative error). Off by
     /// default, as in PyTorch; the CPU always computes in full f32
@@ -343,6 +347,16 @@ impl Cli {
                 .num_threads(n)
                 .build_global()
                 .map_err(|e| CliError::usage(format!("cannot start {n} threads: {e}")))?;
+        }
+        if let Some(mesh) = &self.devices {
+            return Err(CliError {
+                message: format!(
+                    "`--devices {mesh}` is not available yet: {}",
+                    later_milestone("plan").unwrap_or("a later milestone")
+                ),
+                help: Some("--device chooses the one device a run uses".into()),
+                status: Status::ProgramError,
+            });
         }
         let seed = self.seed.unwrap_or(0);
         devices::cuda::set_tf32(self.tf32);

@@ -734,8 +734,9 @@ fn check_modes_says_what_it_checked() {
     assert!(text(&explained.stdout).starts_with("# E0914: eager and staged results differ"));
 }
 
-/// The commands of LANGUAGE.md §12 that later milestones build (`ms plan`, `ms export`)
-/// say that they are not available yet, with exit status 1, rather than "unknown command".
+/// The commands and flags of LANGUAGE.md §12 that later milestones build (`ms plan`,
+/// `ms export`, `--devices`) say that they are not available yet, with exit status 1,
+/// rather than "unknown command" or "unexpected argument".
 #[test]
 fn later_milestones_say_so() {
     for (args, what) in [
