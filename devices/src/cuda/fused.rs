@@ -119,6 +119,17 @@ pub(super) fn exec(
     if strided.len() > 3 * MAX_GEOS {
         return Ok(None);
     }
+    // Whether the kernel declines is known before any output is allocated. The vector path
+    // is chosen from the inputs' addresses; the outputs are fresh allocations, which the
+    // driver aligns to 256 bytes, and are checked below all the same.
+    let input_addresses: Vec<u64> = (ptrs.iter().zip(&reads))
+        .filter(|(_, r)| **r == Read::Dense)
+        .map(|(&p, _)| p)
+        .collect();
+    let vec4 = vectorizes(kernel, &reads, &input_addresses);
+    let Some(mut src) = source(kernel, &reads, vec4) else {
+        return Ok(None);
+    };
     let mut outs = Vec::with_capacity(kernel.outputs.len());
     for &o in &kernel.outputs {
         let Some(t) = kernel.ty(o) else {
@@ -128,15 +139,12 @@ pub(super) fn exec(
         dev.check_alloc("fused", &ty, &dims)?;
         outs.push(dev.alloc("fused", t.dtype, &dims, false)?);
     }
-    let addresses: Vec<u64> = (ptrs.iter().zip(&reads))
-        .filter(|(_, r)| **r == Read::Dense)
-        .map(|(&p, _)| p)
-        .chain(outs.iter().map(|b| b.ptr()))
-        .collect();
-    let vec4 = vectorizes(kernel, &reads, &addresses);
-    let Some(src) = source(kernel, &reads, vec4) else {
-        return Ok(None);
-    };
+    if vec4 && outs.iter().any(|b| b.ptr() % 16 != 0) {
+        let Some(scalar) = source(kernel, &reads, false) else {
+            return Ok(None);
+        };
+        src = scalar;
+    }
     if n > 0 {
         let f = dev.fused_function(&src.kernel, || src.module())?;
         let mut args: Vec<Arg> = ptrs.iter().map(|&p| Arg::U64(p)).collect();
