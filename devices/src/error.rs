@@ -92,6 +92,17 @@ pub enum DeviceError {
     /// The requested device backend is not available.
     #[error("{0}")]
     Unavailable(String),
+    /// A collective over a mesh ([`crate::mesh`]) could not run: the parts do not fit
+    /// together (count, shape, dtype, axis), the members of a group called different
+    /// collectives, or a rank stopped (aborted or finished) before joining. Every member of
+    /// the group gets the same error, so none of them waits for a result that cannot come.
+    #[error("{op}: {message}")]
+    Collective {
+        /// The collective (`all_reduce`, `all_gather`, ...).
+        op: &'static str,
+        /// What went wrong, naming the ranks or parts involved.
+        message: String,
+    },
     /// A device's runtime failed (a driver, compiler or library error, or a primitive the
     /// backend does not run yet); the message says which and why.
     #[error("{op} on {device}: {message}")]

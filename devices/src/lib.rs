@@ -9,6 +9,11 @@
 //! every other backend is tested against it. [`cuda`] is the entry point of the GPU
 //! backend.
 //!
+//! [`mesh`] gives collectives (all-reduce, all-gather, reduce-scatter, all-to-all,
+//! broadcast) over the parts that the ranks of a mesh hold, written against [`Device`] so
+//! that they run on any device, and a communicator ([`mesh::Comm`]) for ranks on threads of
+//! one process: the virtual CPU mesh of `--devices cpu:N`.
+//!
 //! Errors are data ([`DeviceError`]): a kernel never panics on bad operands, and an
 //! allocation over the configured cap or over what the machine can give is an error that
 //! names the operation, the shape, the dtype and the bytes.
@@ -25,6 +30,7 @@ pub mod device;
 pub mod error;
 pub mod fused;
 pub mod memory;
+pub mod mesh;
 pub mod schedule;
 pub mod tensor;
 
