@@ -190,6 +190,7 @@ impl Cx<'_> {
                     self.bind_results(&results, &outs);
                 }
                 NodeKind::Fused { .. } => return Err(GradError::Fused { span: node.span }),
+                NodeKind::Collective(_) => return Err(GradError::Collective { span: node.span }),
                 NodeKind::For { body } => {
                     let ops = self.tensors(&node.operands);
                     if ops.len() < 3 {

@@ -69,6 +69,12 @@ pub enum GradError {
         /// The fused node's span.
         span: Span,
     },
+    /// A collective reached differentiation: graphs are differentiated before they are
+    /// partitioned over a mesh, so this is a bug if it shows.
+    Collective {
+        /// The collective's span.
+        span: Span,
+    },
 }
 
 impl fmt::Display for GradError {
@@ -93,6 +99,11 @@ impl fmt::Display for GradError {
             GradError::Fused { span } => write!(
                 f,
                 "a fused group cannot be differentiated; unfuse the graph first (the group at {}..{})",
+                span.start, span.end
+            ),
+            GradError::Collective { span } => write!(
+                f,
+                "a partitioned graph cannot be differentiated; differentiate before partitioning (the collective at {}..{})",
                 span.start, span.end
             ),
             GradError::Loop { span } => write!(
@@ -430,6 +441,7 @@ impl Cx<'_> {
                     }
                 }
                 NodeKind::Fused { .. } => return Err(GradError::Fused { span: node.span }),
+                NodeKind::Collective(_) => return Err(GradError::Collective { span: node.span }),
                 NodeKind::For { body } => {
                     let all = tensors(&node.operands);
                     let (start, stop, step, init) = (all[0], all[1], all[2], &all[3..]);
@@ -526,6 +538,7 @@ impl Cx<'_> {
                     else_block,
                 } => self.reverse_if(b, node, *then_block, *else_block, &mut ct)?,
                 NodeKind::Fused { .. } => return Err(GradError::Fused { span: node.span }),
+                NodeKind::Collective(_) => return Err(GradError::Collective { span: node.span }),
                 NodeKind::For { body } => {
                     if node.results.iter().any(|r| self.varied.contains(r)) {
                         self.reverse_loop(b, node, *body, None, &mut ct)?;

@@ -42,6 +42,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use ir::graph::{BlockId, NodeId, NodeKind, Span, Type, ValueId, is_effectful};
+use ir::parallel::Collective;
 use ir::passes::memory::MemoryPlan;
 use ir::{DType, Dim, Graph, Op, Shape, TensorType};
 use thiserror::Error;
@@ -54,6 +55,22 @@ pub trait Effects {
     /// Shows `value`, the operand of `print` node `node` (staged from `span`), in program
     /// order. The node tells the caller which part of which line of output it is.
     fn print(&mut self, node: NodeId, value: &Tensor, span: Span);
+
+    /// Runs collective `c` of a partitioned graph on this device's `value`, giving its
+    /// result of type `out`. Only the runner of a mesh (which knows the device and the
+    /// others) can; a graph run on its own refuses.
+    fn collective(
+        &mut self,
+        c: &Collective,
+        value: &Tensor,
+        out: &TensorType,
+    ) -> Result<Tensor, DeviceError> {
+        let _ = (value, out);
+        Err(DeviceError::Unavailable(format!(
+            "`{}` runs only on a mesh of devices",
+            c.name()
+        )))
+    }
 }
 
 /// Collects printed values with their spans, in order (tests, and callers that render
@@ -740,6 +757,26 @@ impl Run<'_, '_, '_> {
                     vec![Slot::Tensor(out)]
                 };
                 self.bind_results(n, slots)
+            }
+            NodeKind::Collective(c) => {
+                let (Some(&x), Some(&r)) = (node.operands.first(), node.results.first()) else {
+                    return Err(RunError::Malformed {
+                        message: format!("`{}` takes one operand and gives one result", c.name()),
+                        span,
+                    });
+                };
+                let Some(out) = g.ty(r).tensor() else {
+                    return Err(RunError::Malformed {
+                        message: format!("`{}` gives a tensor", c.name()),
+                        span,
+                    });
+                };
+                let value = self.tensor(x, span)?.clone();
+                let t = self
+                    .effects
+                    .collective(c, &value, out)
+                    .map_err(device_err)?;
+                self.bind_results(n, vec![Slot::Tensor(t)])
             }
             NodeKind::Assert { message } => {
                 let cond = node.operands.get(1).copied().ok_or(RunError::Malformed {

@@ -86,8 +86,8 @@ pub struct Cli {
     /// the live bytes at exit, and how many buffers were made
     #[arg(long, global = true)]
     pub mem_stats: bool,
-    /// A mesh of devices for auto-parallel runs (`cpu:8`): not available yet, a later
-    /// milestone (LANGUAGE.md §9)
+    /// A mesh of devices for parallel functions (`@jit(parallel: "data")`): `cpu:N` is N
+    /// virtual CPU devices in this process (LANGUAGE.md §9)
     #[arg(long, global = true, value_name = "MESH")]
     pub devices: Option<String>,
     /// Let f32 matrix products on CUDA devices use TF32 tensor cores: several times faster,
@@ -150,13 +150,28 @@ pub enum Cmd {
         #[arg(long = "fn", value_name = "NAME")]
         name: String,
         /// raw: as staged; grad: differentiated on the IR; opt: after the optimizer's
-        /// passes, as it runs (parallel comes with the auto-parallel issue)
+        /// passes, as it runs; parallel: the graphs the devices of the mesh run (a
+        /// `@jit(parallel: ...)` function)
         #[arg(long, value_name = "STAGE", default_value = "raw",
               value_parser = ["raw", "grad", "opt", "parallel"])]
         stage: String,
         /// Show each node's source span (`@src:start..end`)
         #[arg(long)]
         spans: bool,
+    },
+    /// Print how a parallel function (`@jit(parallel: "data")`) is split over a mesh: each
+    /// primitive's layout, the collectives, and the estimated time of a call (the script
+    /// runs in graph mode, its output hidden)
+    Plan {
+        /// The script
+        #[arg(value_name = "FILE.ms")]
+        file: PathBuf,
+        /// The parallel function
+        #[arg(long = "fn", value_name = "NAME")]
+        name: String,
+        /// The hardware profile of the estimate: cpu or h100
+        #[arg(long, value_name = "NAME", default_value = "cpu")]
+        profile: String,
     },
     /// Write an HTML page of a run's summaries: a line plot of every scalar, the last
     /// histogram of every histogram tag, the text summaries
@@ -348,16 +363,7 @@ impl Cli {
                 .build_global()
                 .map_err(|e| CliError::usage(format!("cannot start {n} threads: {e}")))?;
         }
-        if let Some(mesh) = &self.devices {
-            return Err(CliError {
-                message: format!(
-                    "`--devices {mesh}` is not available yet: {}",
-                    later_milestone("plan").unwrap_or("a later milestone")
-                ),
-                help: Some("--device chooses the one device a run uses".into()),
-                status: Status::ProgramError,
-            });
-        }
+        let mesh = self.devices.as_deref().map(parse_mesh).transpose()?;
         let seed = self.seed.unwrap_or(0);
         devices::cuda::set_tf32(self.tf32);
         if let Some(store) = crate::io::kernels::DiskKernelStore::from_env() {
@@ -378,6 +384,7 @@ impl Cli {
                 passes: passes.clone(),
                 logdir: logdir.clone(),
                 progress_bars,
+                mesh,
                 ..o
             };
             match &device {
@@ -451,6 +458,18 @@ impl Cli {
                 )
             }
             Some(Cmd::Report { run, output }) => report_run(&run, output),
+            Some(Cmd::Plan {
+                file,
+                name,
+                profile,
+            }) => {
+                let file = file.to_string_lossy().into_owned();
+                plan_of(
+                    &with_device(script_options(&file, &[], seed)),
+                    &name,
+                    &profile,
+                )
+            }
             Some(Cmd::Explain { code }) => explain(code.as_deref()),
             Some(Cmd::Demo {
                 csv,
@@ -493,7 +512,6 @@ pub(crate) fn open_device(
 /// E0906), not "unknown command".
 pub(crate) fn later_milestone(command: &str) -> Option<&'static str> {
     match command {
-        "plan" => Some("auto-parallel planning (LANGUAGE.md §9) is a later milestone"),
         "export" => Some("export to ONNX and .msir is a later milestone"),
         _ => None,
     }
@@ -512,6 +530,42 @@ pub fn script_options(file: &str, args: &[String], seed: i64) -> crate::Options 
         script_args: args.to_vec(),
         script_path: Some(PathBuf::from(file)),
         ..crate::Options::default()
+    }
+}
+
+/// `--devices MESH`: the number of virtual CPU devices of `cpu:N` (`cpu` alone is one).
+fn parse_mesh(text: &str) -> Result<usize, CliError> {
+    let usage = |why: &str| {
+        CliError::usage(format!(
+            "`--devices {text}`: {why}; write `cpu:N` for a mesh of N virtual CPU devices"
+        ))
+    };
+    // A plain number is that many CPU devices (`ms plan --devices 4`).
+    let (kind, count) = match text.split_once(':') {
+        Some(pair) => pair,
+        None if text.chars().all(|c| c.is_ascii_digit()) && !text.is_empty() => ("cpu", text),
+        None => (text, "1"),
+    };
+    match kind {
+        "cpu" => {}
+        "cuda" | "gpu" => {
+            return Err(CliError {
+                message: format!(
+                    "`--devices {text}` is not available yet: meshes of GPUs need NCCL, which is not built"
+                ),
+                help: Some("`--devices cpu:N` makes a mesh of N virtual CPU devices".into()),
+                status: Status::ProgramError,
+            });
+        }
+        _ => return Err(usage("unknown device kind")),
+    }
+    match count.parse::<usize>() {
+        Ok(n) if (1..=crate::stage::parallel::MAX_DEVICES).contains(&n) => Ok(n),
+        Ok(_) => Err(usage(&format!(
+            "a mesh has 1 to {} devices",
+            crate::stage::parallel::MAX_DEVICES
+        ))),
+        Err(_) => Err(usage("the count is not a number")),
     }
 }
 
@@ -639,6 +693,7 @@ fn ir_of(
         "raw" => crate::session::IrStage::Raw,
         "grad" => crate::session::IrStage::Grad,
         "opt" => crate::session::IrStage::Opt,
+        "parallel" => crate::session::IrStage::Parallel,
         other => {
             return Err(CliError::usage(format!(
                 "the `{other}` stage does not exist yet: the auto-parallel passes are still \
@@ -675,6 +730,42 @@ fn ir_of(
             for g in graphs {
                 print!("{g}");
             }
+            Ok(Status::Ok)
+        }
+        Err(message) => {
+            eprintln!("error: {message}");
+            Ok(Status::ProgramError)
+        }
+    }
+}
+
+/// `ms plan`: runs the script as `ms ir` does, then prints the plan of the function.
+fn plan_of(options: &crate::Options, name: &str, profile: &str) -> Result<Status, CliError> {
+    let path = options.script_path.clone().unwrap_or_default();
+    let text = read_script(&path)?;
+    install_interrupt_handler();
+    let mut session = crate::Session::with_options(crate::Options {
+        graph_mode: true,
+        capture_output: true,
+        ..options.clone()
+    });
+    session.mute_summaries();
+    let outcome = session.eval(&text);
+    if outcome.has_errors() {
+        let file = path.display().to_string();
+        eprint!(
+            "{}",
+            session.render(&outcome, &file, &text, render_options())
+        );
+        return Ok(Status::ProgramError);
+    }
+    if let Err((call, out)) = session.stage_at_annotations(name) {
+        eprint!("{}", session.render(&out, &call, &call, render_options()));
+        return Ok(Status::ProgramError);
+    }
+    match session.plan_text(name, profile) {
+        Ok(text) => {
+            print!("{text}");
             Ok(Status::Ok)
         }
         Err(message) => {

@@ -55,6 +55,10 @@ pub struct Options {
     /// there (`ir::passes::memory`); off, every result gets a buffer of its own, with the
     /// same values. For measuring what writing in place saves (`bench/memory.sh`).
     pub in_place: bool,
+    /// `--devices cpu:N`: a mesh of N virtual CPU devices for parallel functions
+    /// (`@jit(parallel: ...)`); `None` when not given (a parallel function then gets the
+    /// `devices:` it asks for).
+    pub mesh: Option<usize>,
     /// The folder that holds the runs' summaries (`--logdir`); `runs` in the working
     /// directory when `None`. A run's event file goes into `<logdir>/<script>-<start
     /// time>/` (`repl-<start time>` without a script), made on the first `log_*` call.
@@ -79,6 +83,7 @@ impl Default for Options {
             check_modes: false,
             passes: None,
             in_place: true,
+            mesh: None,
             logdir: None,
             progress_bars: false,
         }
@@ -317,6 +322,9 @@ pub enum IrStage {
     /// The graph after the session's pipeline of passes (`ir::passes::PIPELINE` unless
     /// [`Session::set_passes`] chose others): what runs.
     Opt,
+    /// The graphs the devices of the mesh run, for a parallel function (`@jit(parallel:
+    /// ...)`) that ran on more than one device: partitioned, then optimized.
+    Parallel,
 }
 
 impl Session {
@@ -338,6 +346,7 @@ impl Session {
         state.graph_mode = options.graph_mode;
         state.explain_restage = options.explain_restage;
         state.in_place = options.in_place;
+        state.mesh = options.mesh;
         state.summaries =
             crate::insight::Summaries::new(options.logdir.clone(), options.script_path.as_deref());
         state.progress_bars = options.progress_bars;
@@ -717,8 +726,23 @@ impl Session {
         let shown = graphs
             .iter()
             .filter(|g| g.general || !graphs.iter().any(|h| h.general && h.covers(g)));
+        if stage == IrStage::Parallel {
+            let texts: Vec<String> = graphs
+                .iter()
+                .filter_map(|g| g.mesh_plan())
+                .flat_map(|p| p.graph_texts(opts))
+                .collect();
+            if texts.is_empty() {
+                return Err(format!(
+                    "`{name}` has no partitioned graph: it must be a `@jit(parallel: \"data\")` \
+                     function that ran on more than one device"
+                ));
+            }
+            return Ok(texts);
+        }
         for g in shown {
             let graph = match stage {
+                IrStage::Parallel => g.graph.clone(),
                 IrStage::Raw => g.raw.clone(),
                 IrStage::Opt => g.graph.clone(),
                 IrStage::Grad => {
@@ -742,6 +766,29 @@ impl Session {
             out.push(ir::graph::print(&graph, opts));
         }
         Ok(out)
+    }
+
+    /// The plan of the parallel function `name` (`ms plan`, `:plan`): how its newest
+    /// partitioned graph splits each primitive, the collectives it runs and its estimated
+    /// cost per step on the hardware profile `profile` (`cpu`, `h100`).
+    pub fn plan_text(&self, name: &str, profile: &str) -> Result<String, String> {
+        let f = self
+            .state
+            .globals
+            .get(name)
+            .ok_or_else(|| format!("there is no function `{name}`"))?;
+        let graphs = self.state.jit.graphs(crate::stage::jit::fn_key(f));
+        let plan = graphs
+            .iter()
+            .rev()
+            .find_map(|g| g.mesh_plan())
+            .ok_or_else(|| {
+                format!(
+                    "`{name}` has no plan: it must be a `@jit(parallel: \"data\")` function that \
+                 ran on more than one device (`devices: N`, or `--devices cpu:N`)"
+                )
+            })?;
+        plan.render(name, profile)
     }
 
     /// The session's pipeline on the newest raw graph of the function `name`, pass by

@@ -661,12 +661,10 @@ fn ms_ir_prints_the_staged_graph_and_its_derivative() {
         2,
         "the raw graph has both: {raw}"
     );
-    assert_eq!(
-        ms(&["ir", &path, "--fn", "f", "--stage", "parallel"])
-            .status
-            .code(),
-        Some(2)
-    );
+    // `f` is not a parallel function: it has no devices' graphs to show.
+    let par = ms(&["ir", &path, "--fn", "f", "--stage", "parallel"]);
+    assert_eq!(par.status.code(), Some(1));
+    assert!(text(&par.stderr).contains("no partitioned graph"));
     let _ = std::fs::remove_dir_all(&dir);
 }
 
@@ -734,20 +732,17 @@ fn check_modes_says_what_it_checked() {
     assert!(text(&explained.stdout).starts_with("# E0914: eager and staged results differ"));
 }
 
-/// The commands and flags of LANGUAGE.md §12 that later milestones build (`ms plan`,
-/// `ms export`, `--devices`) say that they are not available yet, with exit status 1,
-/// rather than "unknown command" or "unexpected argument".
+/// The commands and flags of LANGUAGE.md §12 that later milestones build (`ms export`,
+/// meshes of GPUs) say that they are not available yet, with exit status 1, rather than
+/// "unknown command" or "unexpected argument".
 #[test]
 fn later_milestones_say_so() {
     for (args, what) in [
         (
-            &["plan", "train.ms", "--fn", "step", "--devices", "4"][..],
-            "auto-parallel",
-        ),
-        (
             &["export", "train.ms", "--fn", "f", "--onnx", "f.onnx"][..],
             "ONNX",
         ),
+        (&["--devices", "cuda:2", "train.ms"][..], "NCCL"),
     ] {
         let out = ms(args);
         assert_eq!(out.status.code(), Some(1), "{args:?}");
@@ -757,4 +752,60 @@ fn later_milestones_say_so() {
             "{args:?}: {err}"
         );
     }
+}
+
+/// `--devices cpu:N` makes the mesh; `ms plan` prints how a data-parallel function is
+/// split (the batch inputs' pieces, the all-reduces of its gradients and their bytes) and
+/// `ms ir --stage parallel` the devices' graphs; a function may not ask for more devices
+/// than the mesh has; a bad mesh is a usage error.
+#[test]
+fn plans_and_meshes() {
+    let file = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/run/parallel_data.ms");
+    let file = file.to_str().expect("utf-8 path");
+    let out = ms(&["plan", file, "--fn", "step4", "--devices", "cpu:4"]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    for want in [
+        "data parallel over 4 devices",
+        "split along axis 0: 3, 3, 2, 2",
+        "all_reduce f32[8, 3] (144 B)",
+        "partial sum(m0)",
+        "estimated on `cpu`",
+    ] {
+        assert!(text.contains(want), "no `{want}` in:\n{text}");
+    }
+    let out = ms(&["plan", file, "--fn", "step4", "--profile", "h100"]);
+    assert!(String::from_utf8_lossy(&out.stdout).contains("estimated on `h100`"));
+    let out = ms(&["ir", file, "--fn", "conv_grad2", "--stage", "parallel"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("// devices 0 of a 2 mesh")
+            && text.contains("// devices 1 of a 2 mesh")
+            && text.contains("conv2d_backward_filter")
+            && text.contains("all_reduce"),
+        "{text}"
+    );
+    let out = ms(&["--devices", "cpu:2", file]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("E0909") && err.contains("more devices than the mesh has (2"),
+        "{err}"
+    );
+    for bad in ["cpu:0", "tpu:2", "cpu:x"] {
+        let out = ms(&["--devices", bad, file]);
+        assert_eq!(out.status.code(), Some(2), "{bad}");
+    }
+    let out = ms(&["--devices", "8", file]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }

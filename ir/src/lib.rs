@@ -24,6 +24,7 @@ pub mod emit;
 pub mod error;
 pub mod graph;
 pub mod infer;
+pub mod parallel;
 pub mod passes;
 pub mod prim;
 pub mod shape;

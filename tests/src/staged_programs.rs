@@ -705,6 +705,16 @@ impl Program {
             out,
             "@jit fn jg({params}) -> {grad_ty} {{ {grad}({args}) }}"
         );
+        // The same two on a mesh of two devices, the arguments split along their first
+        // axis (LANGUAGE.md §9): the partitioner against one device.
+        let _ = writeln!(
+            out,
+            "@jit(parallel: \"data\", devices: 2) fn pf({params}) -> f32 {{ f({args}) }}"
+        );
+        let _ = writeln!(
+            out,
+            "@jit(parallel: \"data\", devices: 2) fn pg({params}) -> {grad_ty} {{ {grad}({args}) }}"
+        );
         for (n, d, v) in &self.args {
             if self.strong_args {
                 let _ = writeln!(out, "let {n} = f32({})", tensor_lit(d, v));
@@ -716,6 +726,8 @@ impl Program {
         let _ = writeln!(out, "let vs = jf({args})");
         let _ = writeln!(out, "let ge = {grad}({args})");
         let _ = writeln!(out, "let gs = jg({args})");
+        let _ = writeln!(out, "let vp = pf({args})");
+        let _ = writeln!(out, "let gp = pg({args})");
         out
     }
 

@@ -5,7 +5,10 @@
 //! `@jit` gradient wrapper `jg`, then computes `ve = f(..)`, `vs = jf(..)`,
 //! `ge = grad(f)(..)` and `gs = jg(..)`, each result line an entry of its own so that what
 //! it prints is captured apart. In one eager session `vs` must equal `ve` and `gs` must
-//! equal `ge`, within f32 tolerance, and print the same text; the same program run in a
+//! equal `ge`, within f32 tolerance, and print the same text, and so must `vp = pf(..)`
+//! and `gp = pg(..)`, the same wrappers as `@jit(parallel: "data", devices: 2)` functions
+//! (the arguments split over two devices: the partitioner against one device); the same
+//! program run in a
 //! graph-mode session (where `f` itself is staged when called from the top level) must
 //! give eager's values and output too.
 //!
@@ -261,8 +264,31 @@ fn check(src: &str) -> Result<(), Failure> {
         "gs",
         "`ge` (eager grad) vs `gs` (@jit grad)",
     )?;
+    // Programs kept from before parallel functions existed have no `vp`, `gp`.
+    let parallel = eager.contains_key("vp");
+    if parallel {
+        compare(
+            &eager,
+            "ve",
+            &eager,
+            "vp",
+            "`ve` (eager f) vs `vp` (f on two devices)",
+        )?;
+        compare(
+            &eager,
+            "ge",
+            &eager,
+            "gp",
+            "`ge` (eager grad) vs `gp` (grad on two devices)",
+        )?;
+    }
     let graph = run(src, true)?;
-    for n in ["ve", "vs", "ge", "gs"] {
+    let names: &[&str] = if parallel {
+        &["ve", "vs", "ge", "gs", "vp", "gp"]
+    } else {
+        &["ve", "vs", "ge", "gs"]
+    };
+    for &n in names {
         compare(
             &eager,
             n,

@@ -10,7 +10,7 @@
 //! | E0903 | a failed `assert` |
 //! | E0904 | calls nested deeper than the limit (runaway recursion) |
 //! | E0905 | a tensor larger than the device allows |
-//! | E0906 | a builtin that is not available yet (`log_scalar`, `shard`) |
+//! | E0906 | a builtin or feature that is not available yet (none is left today: the code is reserved) |
 //! | E0907 | a value that does not fit an operation at run time (where the checker could not know) |
 //! | E0908 | an integer raised to a negative power |
 //! | E0909 | an argument whose value is invalid (`arange` step 0, uneven `split`, ...) |

@@ -110,6 +110,9 @@ pub(crate) struct State {
     pub progress_bars: bool,
     /// The progress bar on the screen now, which `print` clears while it writes.
     pub bar: Option<indicatif::ProgressBar>,
+    /// The mesh of `--devices cpu:N` (`Options::mesh`): how many virtual devices parallel
+    /// functions may use; `None` when not given.
+    pub mesh: Option<usize>,
 }
 
 impl State {
@@ -154,6 +157,7 @@ impl State {
             summaries: crate::insight::Summaries::new(None, None),
             progress_bars: false,
             bar: None,
+            mesh: None,
         }
     }
 }
@@ -1708,10 +1712,11 @@ impl<'s> Eval<'s> {
 
 /// A function declared `@jit` as a staged function value; others as they are.
 fn jit_if_marked(d: &FnDecl, v: Value) -> Value {
-    if d.attrs.iter().any(|a| &*a.name.name == "jit") {
+    if let Some(attr) = d.attrs.iter().find(|a| &*a.name.name == "jit") {
         Value::Jit(Arc::new(crate::stage::jit::Jitted {
             f: v,
             name: d.name.name.clone(),
+            parallel: crate::stage::parallel::Spec::of(attr),
         }))
     } else {
         v

@@ -97,10 +97,13 @@ pub const COMMANDS: &[Command] = &[
     },
     Command {
         name: "plan",
-        args: "NAME",
-        summary: "the auto-parallel plan of the function NAME (not available yet)",
-        detail: "Auto-parallel planning (LANGUAGE.md §9: meshes, sharding, the planner) is a \
-                 later milestone; until then `:plan` says so.",
+        args: "NAME [PROFILE]",
+        summary: "how the parallel function NAME is split over its mesh, and its estimated cost",
+        detail: "For a `@jit(parallel: \"data\")` function that ran on more than one device: \
+                 the layout of each input and primitive (`[m0, -]` splits axis 0 over the \
+                 mesh), the collectives before each primitive with the bytes each device \
+                 sends, and the estimated time of a call on the hardware profile PROFILE \
+                 (cpu, the default, or h100). The same as `ms plan FILE --fn NAME`.",
     },
     Command {
         name: "explain",

@@ -348,8 +348,14 @@ impl Repl {
                 other => self.error(&format!("`{other}` is not a mode: use eager or graph")),
             },
             "plan" => {
-                let what = crate::cli::later_milestone("plan").unwrap_or("a later milestone");
-                self.error(&format!("`:plan` is not available yet: {what}"));
+                let mut words = arg.split_whitespace();
+                let name = words.next().unwrap_or("");
+                let profile = words.next().unwrap_or("cpu");
+                let _ = self.session.stage_at_annotations(name);
+                match self.session.plan_text(name, profile) {
+                    Ok(text) => self.say(text.trim_end()),
+                    Err(e) => self.error(&e),
+                }
             }
             "device" => match arg.trim() {
                 "" => self.say(&format!("device: {}", self.session.device())),

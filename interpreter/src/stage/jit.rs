@@ -33,6 +33,8 @@ pub struct Jitted {
     pub f: Value,
     /// Its name, for graphs and messages.
     pub name: Name,
+    /// How it runs on a mesh (`@jit(parallel: ...)`), if it does.
+    pub parallel: Option<super::parallel::Spec>,
 }
 
 /// What a call's arguments look like to the cache.
@@ -89,9 +91,19 @@ pub(crate) struct StagedFn {
     pub general: bool,
     /// For a general graph, the concrete raw one it was generalized from (at `sizes`).
     pub staged: Option<ir::Graph>,
+    /// For a parallel function, the graphs of the devices of its mesh, made on the first
+    /// run (`stage::parallel`).
+    pub(super) mesh_plan: std::sync::OnceLock<Arc<super::parallel::MeshPlan>>,
+    /// The `shard` hints staged in its body: values of `raw`, their strategies and spans.
+    pub(super) hints: Vec<(ir::graph::ValueId, Vec<usize>, Span)>,
 }
 
 impl StagedFn {
+    /// The graphs of the devices of its mesh, once a parallel call has made them.
+    pub(crate) fn mesh_plan(&self) -> Option<&super::parallel::MeshPlan> {
+        self.mesh_plan.get().map(|p| &**p)
+    }
+
     /// Whether this graph, general in its symbolic dims, serves the calls `other` was
     /// staged for.
     pub(crate) fn covers(&self, other: &StagedFn) -> bool {
@@ -205,7 +217,7 @@ fn arg_sig(v: &Value) -> ArgSig {
 }
 
 /// The tensor leaves of `v` that are graph inputs (not static), in order.
-fn input_leaves(v: &Value, out: &mut Vec<TensorVal>) {
+pub(super) fn input_leaves(v: &Value, out: &mut Vec<TensorVal>) {
     match v {
         Value::Tensor(t) if !is_static(t) => out.push(t.clone()),
         Value::Tuple(items) => items.iter().for_each(|x| input_leaves(x, out)),
@@ -326,6 +338,14 @@ impl Eval<'_> {
         span: Span,
     ) -> R<Value> {
         let key = fn_key(f);
+        let parallel = match f {
+            Value::Jit(j) => j.parallel.clone(),
+            _ => None,
+        };
+        let devices = match &parallel {
+            Some(spec) => self.mesh_size(spec, span)?,
+            None => 1,
+        };
         let sig: Signature = pos
             .iter()
             .map(|(v, _)| (None, arg_sig(v)))
@@ -369,7 +389,11 @@ impl Eval<'_> {
                     g.abs = abs;
                     g.sizes = sizes;
                 }
-                self.generalize(f, &known, &mut g, span);
+                // A parallel function's graph is partitioned at its concrete sizes (the
+                // pieces' sizes follow from them), so it is not generalized.
+                if parallel.is_none() {
+                    self.generalize(f, &known, &mut g, span);
+                }
                 let g = Arc::new(g);
                 let entry = self
                     .st
@@ -388,6 +412,11 @@ impl Eval<'_> {
             .for_each(|(_, v, _)| input_leaves(v, &mut leaves));
         if self.st.check.is_some() {
             return self.run_checked(f, &staged, pos, named, leaves, span);
+        }
+        if let Some(spec) = &parallel
+            && devices > 1
+        {
+            return self.run_parallel(&staged, spec, devices, &pos, &named, leaves, span);
         }
         self.run_staged(&staged, leaves, span)
     }
@@ -461,6 +490,8 @@ impl Eval<'_> {
             sizes: Vec::new(),
             general: false,
             staged: None,
+            mesh_plan: std::sync::OnceLock::new(),
+            hints: s.hints,
         })
     }
 
@@ -585,6 +616,24 @@ impl Eval<'_> {
     ) -> R<Vec<Tensor>> {
         let device = self.st.device.clone();
         let in_place = self.st.in_place;
+        let prepared = g.prepared.get_or_init(|| {
+            let p = devices::schedule::Prepared::new(&g.graph);
+            if in_place { p } else { p.without_in_place() }
+        });
+        self.run_with_printer(g, span, kept, |printer| {
+            Plan::with(&g.graph, prepared).run(&*device, inputs, printer)
+        })
+    }
+
+    /// Runs `run` with the effects that print `g`'s lines and write its summaries as eager
+    /// mode would, and maps its errors to diagnostics at the user's spans.
+    pub(super) fn run_with_printer(
+        &mut self,
+        g: &StagedFn,
+        span: Span,
+        kept: Option<&mut Vec<Tensor>>,
+        run: impl FnOnce(&mut dyn Effects) -> Result<Vec<Tensor>, RunError>,
+    ) -> R<Vec<Tensor>> {
         let mut printer = Printer {
             out: &mut *self.st.out,
             summaries: &mut self.st.summaries,
@@ -595,11 +644,7 @@ impl Eval<'_> {
             log_failed: None,
             kept,
         };
-        let prepared = g.prepared.get_or_init(|| {
-            let p = devices::schedule::Prepared::new(&g.graph);
-            if in_place { p } else { p.without_in_place() }
-        });
-        let r = Plan::with(&g.graph, prepared).run(&*device, inputs, &mut printer);
+        let r = run(&mut printer);
         if let Some((d, src)) = printer.log_failed {
             // The summary failed at its own `log_*` call, shown as eager mode shows it.
             let (mut d, src) = (*d, src as usize);

@@ -33,6 +33,7 @@ pub(crate) mod control;
 pub(crate) mod exits;
 pub(crate) mod grad;
 pub(crate) mod jit;
+pub(crate) mod parallel;
 pub(crate) mod pipeline;
 
 use std::collections::HashMap;
@@ -79,6 +80,8 @@ pub(crate) struct Stager {
     /// Whether `print` stages nothing (a pullback's recomputation of its function, which
     /// eager mode does not run again).
     pub muted: bool,
+    /// `shard(x, strategy)` hints on values of this graph (`parallel: "semi_auto"`).
+    pub hints: Vec<(ValueId, Vec<usize>, Span)>,
 }
 
 /// One `print` call: its arguments, whose tensor leaves are staged (a run substitutes the
@@ -108,6 +111,7 @@ impl Stager {
             active: Vec::new(),
             peeling: Vec::new(),
             muted: false,
+            hints: Vec::new(),
         }
     }
 

@@ -19,6 +19,7 @@ use std::fmt;
 use thiserror::Error;
 
 use super::{BlockId, Graph, NodeId, NodeKind, Span, Type, ValueDef, ValueId, is_effectful};
+use crate::parallel::Collective;
 use crate::{DType, Emit, InferError, Op, RandomOp, Shape, TensorType, infer};
 
 /// Why the builder refused a node.
@@ -82,6 +83,15 @@ pub enum BuildError {
     /// `finish` was called with regions still open.
     #[error("finish called inside a region")]
     Unfinished,
+    /// A collective's result type does not fit its operand (see
+    /// [`crate::parallel::collective::check_type`]).
+    #[error("{message}")]
+    Collective {
+        /// What does not fit.
+        message: String,
+        /// The node's span.
+        span: Span,
+    },
 }
 
 fn list(ts: &[Type]) -> String {
@@ -251,6 +261,21 @@ impl GraphBuilder {
             let n = self.push_node(NodeKind::Prim(op.clone()), args.to_vec());
             Ok(self.g.add_result(n, Type::Tensor(out)))
         }
+    }
+
+    /// Adds a collective of a partitioned graph: `x` becomes a value of type `out` on each
+    /// device (for a gather or a shard, `out` is this device's size).
+    pub fn collective(&mut self, c: Collective, x: ValueId, out: TensorType) -> R<ValueId> {
+        self.check_operands(c.name(), &[x], 0)?;
+        let input = self.tensor(c.name(), 0, x)?;
+        crate::parallel::check_type(&c, &input, &out).map_err(|message| {
+            BuildError::Collective {
+                message,
+                span: self.span,
+            }
+        })?;
+        let n = self.push_node(NodeKind::Collective(c), vec![x]);
+        Ok(self.g.add_result(n, Type::Tensor(out)))
     }
 
     /// Shows `x` at run time, in order with the other effects; gives `x` back.

@@ -13,7 +13,7 @@ use std::cell::RefCell;
 use std::collections::HashMap;
 
 use super::{BlockId, BuildError, Graph, GraphBuilder, NodeId, NodeKind, Type, ValueId};
-use crate::Op;
+use crate::{Op, TensorType};
 
 /// What a copy changes: nodes dropped, primitives replaced by values already there.
 pub(crate) trait Rewrite {
@@ -43,6 +43,33 @@ pub(crate) trait Rewrite {
         _get: &dyn Fn(ValueId) -> ValueId,
     ) -> Result<Option<Vec<(ValueId, ValueId)>>, BuildError> {
         Ok(None)
+    }
+
+    /// Makes the copy's input standing for input `index` of type `t` (the partitioner
+    /// gives a device its piece's type).
+    fn input(&self, b: &mut GraphBuilder, _index: usize, t: &TensorType) -> ValueId {
+        b.input(t.clone())
+    }
+
+    /// Runs before node `n` is copied: `(old, new)` pairs rebind values of the original
+    /// graph for this node and every later one (the partitioner gathers what a region
+    /// reads).
+    fn before(
+        &self,
+        _b: &mut GraphBuilder,
+        _n: NodeId,
+        _get: &dyn Fn(ValueId) -> ValueId,
+    ) -> Result<Vec<(ValueId, ValueId)>, BuildError> {
+        Ok(Vec::new())
+    }
+
+    /// The copy's outputs, given the copies of the original's tensor outputs.
+    fn outputs(
+        &self,
+        _b: &mut GraphBuilder,
+        outs: Vec<ValueId>,
+    ) -> Result<Vec<ValueId>, BuildError> {
+        Ok(outs)
     }
 
     /// A region's copy begins (what it defines is not visible after it ends). A `closed`
@@ -78,19 +105,19 @@ fn copy_with(g: &Graph, rw: &dyn Rewrite, extra: &[ValueId]) -> Result<Graph, Bu
         map: RefCell::new(HashMap::new()),
         rw,
     };
-    for &x in g.inputs() {
+    for (i, &x) in g.inputs().iter().enumerate() {
         match g.ty(x) {
             Type::Token => {
                 b.token_input();
             }
             Type::Tensor(t) => {
-                let v = b.input(t.clone());
+                let v = rw.input(&mut b, i, t);
                 cx.set(x, v);
             }
         }
     }
     cx.block(&mut b, g.body())?;
-    let mut outs = cx.tensors(g.outputs());
+    let mut outs = rw.outputs(&mut b, cx.tensors(g.outputs()))?;
     outs.extend(extra.iter().map(|&v| cx.get(v)));
     b.finish(&outs)
 }
@@ -173,6 +200,9 @@ impl Inliner<'_> {
             }
             let node = g.node(n);
             b.set_span(node.span);
+            for (old, new) in self.rw.before(b, n, &|v| self.get(v))? {
+                self.set(old, new);
+            }
             if let Some(bindings) = self.rw.node(b, n, &|v| self.get(v))? {
                 for (old, new) in bindings {
                     self.set(old, new);
@@ -193,6 +223,16 @@ impl Inliner<'_> {
                     if let Some(&c) = args.first() {
                         b.assert(c, message)?;
                     }
+                }
+                NodeKind::Collective(c) => {
+                    let args = self.tensors(&node.operands);
+                    let (Some(&x), Some(Type::Tensor(out))) =
+                        (args.first(), node.results.first().map(|&r| g.ty(r)))
+                    else {
+                        return Err(BuildError::Unfinished);
+                    };
+                    let v = b.collective(*c, x, out.clone())?;
+                    self.results(&node.results, &[v]);
                 }
                 NodeKind::If {
                     then_block,

@@ -58,6 +58,8 @@ mod print;
 mod verify;
 
 pub use builder::{BuildError, GraphBuilder};
+
+use crate::parallel::Collective;
 pub use generalize::{SymSize, generalize};
 pub(crate) use inline::{Rewrite, rewrite};
 pub use inline::{inline, with_outputs};
@@ -252,13 +254,17 @@ pub enum NodeKind {
         /// Takes the operands, holds pure primitives only, yields the results.
         body: BlockId,
     },
+    /// Communication between the devices of a mesh, in a partitioned graph that runs once
+    /// per device (see [`crate::parallel`]). One operand, one result whose type the node
+    /// fixes (a gather's or shard's size depends on the mesh and the device).
+    Collective(Collective),
 }
 
 impl NodeKind {
     /// The regions of the node, in order (`then`, `else`; `cond`, `body`; `body`; `body`).
     pub fn regions(&self) -> Vec<BlockId> {
         match self {
-            NodeKind::Prim(_) | NodeKind::Assert { .. } => Vec::new(),
+            NodeKind::Prim(_) | NodeKind::Assert { .. } | NodeKind::Collective(_) => Vec::new(),
             NodeKind::If {
                 then_block,
                 else_block,
@@ -278,6 +284,7 @@ impl NodeKind {
             NodeKind::While { .. } => "while",
             NodeKind::For { .. } => "for",
             NodeKind::Fused { .. } => "fused",
+            NodeKind::Collective(c) => c.name(),
         }
     }
 }

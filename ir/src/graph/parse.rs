@@ -14,6 +14,7 @@ use std::fmt;
 use thiserror::Error;
 
 use super::{BlockId, Graph, NodeId, NodeKind, Span, Type, ValueDef, ValueId};
+use crate::parallel::{Collective, ReduceKind};
 use crate::{Conv2dParams, DType, Dim, Op, Pool2dParams, Prim, Shape, SliceDim, TensorType};
 
 /// Why a text is not a graph: the message and where (1-based line and column).
@@ -812,6 +813,28 @@ impl Parser {
                 };
                 a.done()?;
                 NodeKind::Assert { message }
+            }
+            "all_reduce" => {
+                let mut a = self.attrs("all_reduce", kp)?;
+                let op = match a.take("op")? {
+                    (Attr::Ident(s), p) => ReduceKind::from_name(&s)
+                        .ok_or_else(|| p.error("expected sum, max or min"))?,
+                    (_, p) => return Err(p.error("expected sum, max or min")),
+                };
+                let mesh_axis = a.usize("mesh_axis")?;
+                a.done()?;
+                NodeKind::Collective(Collective::AllReduce { op, mesh_axis })
+            }
+            "all_gather" | "shard" => {
+                let mut a = self.attrs(if kw == "shard" { "shard" } else { "all_gather" }, kp)?;
+                let axis = a.usize("axis")?;
+                let mesh_axis = a.usize("mesh_axis")?;
+                a.done()?;
+                NodeKind::Collective(if kw == "shard" {
+                    Collective::Shard { axis, mesh_axis }
+                } else {
+                    Collective::AllGather { axis, mesh_axis }
+                })
             }
             _ => {
                 let prim = Prim::all()

@@ -151,6 +151,9 @@ impl Printer<'_> {
                 NodeKind::Assert { message } => {
                     let _ = write!(self.out, " {{message: {message:?}}}");
                 }
+                NodeKind::Collective(c) => {
+                    let _ = write!(self.out, " {c}");
+                }
                 NodeKind::If {
                     then_block,
                     else_block,

@@ -349,6 +349,18 @@ impl Verifier<'_> {
                     )));
                 }
             }
+            NodeKind::Collective(c) => match (&ops[..], &res[..]) {
+                ([Type::Tensor(a)], [Type::Tensor(b)]) => {
+                    crate::parallel::check_type(c, a, b).map_err(ty_err)?;
+                }
+                _ => {
+                    return Err(ty_err(format!(
+                        "a collective takes one tensor and gives one, not {} -> {}",
+                        types_list(&ops),
+                        types_list(&res)
+                    )));
+                }
+            },
             NodeKind::If { .. } => {
                 if ops.first() != Some(&flag()) {
                     return Err(ty_err(format!(
@@ -414,7 +426,7 @@ impl Verifier<'_> {
             Ok(())
         };
         match &node.kind {
-            NodeKind::Prim(_) | NodeKind::Assert { .. } => Ok(()),
+            NodeKind::Prim(_) | NodeKind::Assert { .. } | NodeKind::Collective(_) => Ok(()),
             NodeKind::If {
                 then_block,
                 else_block,

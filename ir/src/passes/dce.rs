@@ -27,7 +27,10 @@ fn mark(g: &Graph, block: BlockId, values: &mut HashSet<ValueId>, live: &mut Has
         let effect = match &node.kind {
             NodeKind::Prim(op) => is_effectful(op.prim()),
             NodeKind::Assert { .. } => true,
-            NodeKind::If { .. }
+            // Every device of a mesh runs the same partitioned graph, so a collective no one
+            // reads is unread on every device and all of them drop it together.
+            NodeKind::Collective(_)
+            | NodeKind::If { .. }
             | NodeKind::While { .. }
             | NodeKind::For { .. }
             | NodeKind::Fused { .. } => false,

@@ -130,6 +130,39 @@ pub(super) fn devices(ev: &mut Eval<'_>, _c: &Call) -> R<Value> {
     Ok(Value::Tuple(names.into()))
 }
 
+/// `shard(x, strategy)`: a hint for `@jit(parallel: "semi_auto")` (MindSpore's `shard`):
+/// split axis `i` of `x` into `strategy[i]` pieces over the mesh. Inside a staged function
+/// it records the hint on `x`'s value for the partitioner; the value is `x` itself, so
+/// eagerly (and in any function that is not semi-automatically parallel) it changes
+/// nothing. The strategy is checked everywhere: one positive count per axis.
+pub(super) fn shard(ev: &mut Eval<'_>, c: &Call) -> R<Value> {
+    let x = c.tensor(0)?.clone();
+    let strategy = super::int_list(ev, c.req(1)?, c.span(1))?;
+    if strategy.len() != x.rank() || strategy.iter().any(|&k| k < 1) {
+        return Err(errors::bad_value(
+            format!(
+                "`shard` needs one positive piece count per axis of its {}-dimensional tensor, found {strategy:?}",
+                x.rank()
+            ),
+            c.span(1),
+        ));
+    }
+    if let Some((tag, _)) = x.t.staged_id()
+        && ev.staging()
+    {
+        let strategy: Vec<usize> = strategy.iter().map(|&k| k as usize).collect();
+        let span = c.span;
+        ev.with_stager(span, |s| {
+            if s.tag == tag {
+                let v = s.value_of(&x.t, span)?;
+                s.hints.push((v, strategy, span));
+            }
+            Ok(())
+        })?;
+    }
+    Ok(Value::Tensor(x))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -451,7 +451,11 @@ pub(super) fn higher_order(
         "jit" => match arg(0, "f") {
             Some(f @ (Value::Fn(_) | Value::Derived(_) | Value::Builtin(_))) => {
                 let name = crate::stage::jit::fn_name(&f);
-                Ok(Value::Jit(Arc::new(crate::stage::jit::Jitted { f, name })))
+                Ok(Value::Jit(Arc::new(crate::stage::jit::Jitted {
+                    f,
+                    name,
+                    parallel: None,
+                })))
             }
             Some(f @ Value::Jit(_)) => Ok(f),
             _ => Err(errors::mismatch("`jit` needs a function".to_string(), span)),

@@ -129,6 +129,7 @@ static TABLE: &[(&str, Imp)] = &[
     ("save_npy", files::save_npy),
     ("seed", creation::seed),
     ("shape", misc::shape),
+    ("shard", device::shard),
     ("shuffle", data::shuffle),
     ("sigmoid", math::unary),
     ("sign", math::unary),

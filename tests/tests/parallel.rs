@@ -1,0 +1,374 @@
+//! The partitioner against one device: every graph of `tests/ir/parallel/` (the golden
+//! cases of `ir/tests/parallel_golden.rs`) runs whole on the CPU and partitioned over its
+//! mesh — one thread per device, collectives through `devices::mesh::Comm` — on seeded
+//! random inputs, over several meshes, and the outputs must agree to floating-point
+//! tolerance (the all-reduces add parts in another order than one device's sums). Runs
+//! repeated on the same inputs must agree bit for bit (the collectives' fixed order).
+
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use devices::mesh::{self, Comm};
+use devices::schedule::{Effects, Plan};
+use devices::{CpuDevice, DeviceError, Tensor};
+use ir::graph::{NodeId, Span, ValueId, parse};
+use ir::parallel::{Collective, Layout, Mesh, ReduceKind, partition};
+use ir::{DType, Graph, TensorType};
+
+fn cases() -> Vec<PathBuf> {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("ir/parallel");
+    let mut cases: Vec<PathBuf> = fs::read_dir(&dir)
+        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
+        .map(|e| e.expect("readable entry").path())
+        .filter(|p| p.extension().is_some_and(|e| e == "ir"))
+        .collect();
+    cases.sort();
+    cases
+}
+
+/// `[m0, -] [-]` → layouts (the golden cases' header).
+fn layouts(text: &str) -> Vec<Layout> {
+    let line = text
+        .lines()
+        .find_map(|l| l.strip_prefix("// layouts:"))
+        .expect("a layouts line");
+    line.split('[')
+        .skip(1)
+        .map(|part| Layout {
+            map: part
+                .split(']')
+                .next()
+                .unwrap_or("")
+                .split(',')
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .map(|s| s.strip_prefix('m').map(|m| m.parse().expect("mesh axis")))
+                .collect(),
+            partial: Vec::new(),
+        })
+        .collect()
+}
+
+/// `// hints: 0 [-, m0]; ...`: the result of body node 0 in that layout.
+fn hints(text: &str, g: &Graph) -> Vec<(ValueId, Layout)> {
+    let Some(line) = text.lines().find_map(|l| l.strip_prefix("// hints:")) else {
+        return Vec::new();
+    };
+    line.split(';')
+        .filter(|h| !h.trim().is_empty())
+        .map(|h| {
+            let (node, layout) = h.trim().split_once(' ').expect("`N [layout]`");
+            let n = g.block(g.body()).nodes[node.parse::<usize>().expect("node index")];
+            let r = *g.node(n).results.last().expect("a result");
+            let layout = format!("// layouts: {layout}");
+            (r, layouts(&layout).remove(0))
+        })
+        .collect()
+}
+
+/// The meshes a case runs on: its own when it has two axes, else lines of 1 to 5 devices.
+fn meshes(text: &str) -> Vec<Mesh> {
+    let header = text
+        .lines()
+        .find_map(|l| l.strip_prefix("// mesh:"))
+        .expect("a mesh line")
+        .trim();
+    if header.contains('x') {
+        let dims: Vec<usize> = header
+            .split('x')
+            .map(|d| d.trim().parse().expect("dim"))
+            .collect();
+        vec![Mesh::new(&dims)]
+    } else {
+        (1..=5).map(Mesh::line).collect()
+    }
+}
+
+/// A small counter-based generator, so that inputs do not depend on the test order.
+fn noise(seed: u64, i: u64) -> f64 {
+    let mut z = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ i.wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 30)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^= z >> 31;
+    (z >> 11) as f64 / (1u64 << 53) as f64
+}
+
+fn input(t: &TensorType, seed: u64) -> Tensor {
+    let dims = t.shape.to_known().expect("known dims");
+    let n: usize = dims.iter().product();
+    match t.dtype {
+        DType::F32 => Tensor::from_vec(
+            (0..n)
+                .map(|i| (noise(seed, i as u64) * 4.0 - 2.0) as f32)
+                .collect::<Vec<f32>>(),
+            &dims,
+        ),
+        DType::F64 => Tensor::from_vec(
+            (0..n)
+                .map(|i| noise(seed, i as u64) * 4.0 - 2.0)
+                .collect::<Vec<f64>>(),
+            &dims,
+        ),
+        // Small integers: valid indices for every gather of the cases, and keys.
+        DType::I64 => Tensor::from_vec(
+            (0..n)
+                .map(|i| (noise(seed, i as u64) * 2.0) as i64)
+                .collect::<Vec<i64>>(),
+            &dims,
+        ),
+        other => panic!("no inputs of {other}"),
+    }
+    .expect("input")
+}
+
+/// One device's effects: collectives through its communicator; prints ignored.
+struct OnMesh<'a> {
+    comm: &'a Comm,
+    mesh: &'a Mesh,
+    dev: &'a CpuDevice,
+}
+
+impl Effects for OnMesh<'_> {
+    fn print(&mut self, _node: NodeId, _value: &Tensor, _span: Span) {}
+
+    fn collective(
+        &mut self,
+        c: &Collective,
+        value: &Tensor,
+        _out: &TensorType,
+    ) -> Result<Tensor, DeviceError> {
+        let rank = self.comm.rank();
+        let members = self.mesh.group(rank, c.mesh_axis());
+        match *c {
+            Collective::AllReduce { op, .. } => {
+                let op = match op {
+                    ReduceKind::Sum => mesh::ReduceKind::Sum,
+                    ReduceKind::Max => mesh::ReduceKind::Max,
+                    ReduceKind::Min => mesh::ReduceKind::Min,
+                };
+                self.comm.all_reduce(self.dev, value, op, &members)
+            }
+            Collective::AllGather { axis, .. } => {
+                self.comm.all_gather(self.dev, value, axis, &members)
+            }
+            Collective::Shard { axis, mesh_axis } => {
+                let at = self.mesh.coords(rank)[mesh_axis];
+                mesh::shard(self.dev, value, axis, members.len(), at)
+            }
+        }
+    }
+}
+
+/// `g` partitioned over `mesh` with the input layouts, run on one thread per device;
+/// device 0's outputs.
+fn run_on_mesh(
+    g: &Graph,
+    m: &Mesh,
+    ls: &[Layout],
+    hints: &[(ValueId, Layout)],
+    inputs: &[Tensor],
+) -> Vec<Tensor> {
+    let p = partition(g, m, ls, hints).expect("partitions");
+    let dev = CpuDevice::new();
+    let comms = Comm::group(m.size());
+    let outs: Vec<Vec<Tensor>> = std::thread::scope(|s| {
+        let handles: Vec<_> = comms
+            .into_iter()
+            .enumerate()
+            .map(|(rank, comm)| {
+                let (p, dev) = (&p, &dev);
+                s.spawn(move || {
+                    let local: Vec<Tensor> = inputs
+                        .iter()
+                        .zip(ls.iter().chain(std::iter::repeat(&Layout::default())))
+                        .map(|(t, l)| {
+                            let mut t = t.clone();
+                            for (axis, mesh_axis) in l.map.iter().enumerate() {
+                                if let Some(ma) = mesh_axis {
+                                    let k = m.shape()[*ma];
+                                    t = mesh::shard(dev, &t, axis, k, m.coords(rank)[*ma])
+                                        .expect("shard");
+                                }
+                            }
+                            t
+                        })
+                        .collect();
+                    let g = &p.graphs[p.of_rank[rank]];
+                    let mut fx = OnMesh {
+                        comm: &comm,
+                        mesh: m,
+                        dev,
+                    };
+                    let r = Plan::new(g).run(dev, &local, &mut fx);
+                    match &r {
+                        Ok(_) => comm.finish(),
+                        Err(e) => comm.abort(&e.to_string()),
+                    }
+                    r.unwrap_or_else(|e| panic!("device {rank}: {e}"))
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().expect("device thread"))
+            .collect()
+    });
+    // Every device ends with the whole outputs, and they agree exactly.
+    for (rank, o) in outs.iter().enumerate() {
+        for (a, b) in o.iter().zip(&outs[0]) {
+            assert!(bits(a) == bits(b), "device {rank} disagrees with device 0");
+        }
+    }
+    outs.into_iter().next().unwrap_or_default()
+}
+
+fn bits(t: &Tensor) -> Vec<u64> {
+    match t.dtype() {
+        DType::F32 => t
+            .to_vec::<f32>()
+            .unwrap_or_default()
+            .iter()
+            .map(|x| u64::from(x.to_bits()))
+            .collect(),
+        DType::F64 => t
+            .to_vec::<f64>()
+            .unwrap_or_default()
+            .iter()
+            .map(|x| x.to_bits())
+            .collect(),
+        DType::I64 => t
+            .to_vec::<i64>()
+            .unwrap_or_default()
+            .iter()
+            .map(|&x| x as u64)
+            .collect(),
+        DType::Bool => t
+            .to_vec::<bool>()
+            .unwrap_or_default()
+            .iter()
+            .map(|&x| u64::from(x))
+            .collect(),
+        _ => Vec::new(),
+    }
+}
+
+fn close(a: &Tensor, b: &Tensor) -> bool {
+    let (x, y) = match (a.dtype(), b.dtype()) {
+        (DType::F32, DType::F32) => (
+            a.to_vec::<f32>()
+                .unwrap_or_default()
+                .iter()
+                .map(|&v| f64::from(v))
+                .collect::<Vec<_>>(),
+            b.to_vec::<f32>()
+                .unwrap_or_default()
+                .iter()
+                .map(|&v| f64::from(v))
+                .collect::<Vec<_>>(),
+        ),
+        _ => return bits(a) == bits(b),
+    };
+    a.shape() == b.shape()
+        && x.iter()
+            .zip(&y)
+            .all(|(p, q)| (p - q).abs() <= 1e-5 * (1.0 + q.abs()))
+}
+
+#[test]
+fn partitioned_graphs_compute_what_one_device_computes() {
+    let dev = CpuDevice::new();
+    let mut checked = 0;
+    for path in cases() {
+        let name = path
+            .file_stem()
+            .and_then(|n| n.to_str())
+            .unwrap_or("?")
+            .to_string();
+        let text = fs::read_to_string(&path).expect("readable");
+        let g = parse(&text).expect("parses");
+        let ls = layouts(&text);
+        let hs = hints(&text, &g);
+        let types: Vec<TensorType> = g
+            .inputs()
+            .iter()
+            .filter_map(|&v| g.ty(v).tensor().cloned())
+            .collect();
+        for seed in 0..3u64 {
+            let inputs: Vec<Tensor> = types
+                .iter()
+                .enumerate()
+                .map(|(i, t)| input(t, seed * 100 + i as u64))
+                .collect();
+            let whole = Plan::new(&g)
+                .run(&dev, &inputs, &mut Vec::new())
+                .expect("one device");
+            for m in meshes(&text) {
+                let n = m.size();
+                let outs = run_on_mesh(&g, &m, &ls, &hs, &inputs);
+                assert_eq!(outs.len(), whole.len(), "{name}");
+                for (i, (a, b)) in outs.iter().zip(&whole).enumerate() {
+                    assert!(
+                        close(a, b),
+                        "{name} on {n} devices, output {i}: {:?} vs {:?}",
+                        a.to_vec::<f32>(),
+                        b.to_vec::<f32>()
+                    );
+                }
+                let again = run_on_mesh(&g, &m, &ls, &hs, &inputs);
+                for (a, b) in again.iter().zip(&outs) {
+                    assert!(
+                        bits(a) == bits(b),
+                        "{name} on {n} devices: a second run differs"
+                    );
+                }
+                checked += 1;
+            }
+        }
+    }
+    assert!(checked >= 12, "only {checked} runs");
+}
+
+/// A device whose graph fails stops the others: no device waits for it forever, and the
+/// failure is an error, not a hang or a panic.
+#[test]
+fn a_failing_device_stops_the_mesh() {
+    let g = parse(
+        "graph @fails(%x: i64[4], %d: i64[4]) -> (i64[]) {\n  %q: i64[4] = floor_div %x, %d\n  %s: i64[] = sum %q {axes: [0], keepdims: false}\n  yield %s\n}\n",
+    )
+    .expect("parses");
+    let ls = vec![Layout::split(1, 0, 0), Layout::split(1, 0, 0)];
+    let p = partition(&g, &Mesh::line(2), &ls, &[]).expect("partitions");
+    let dev = CpuDevice::new();
+    let x = Tensor::from_vec(vec![1i64, 2, 3, 4], &[4]).expect("x");
+    // Device 1's divisors hold a zero; device 0's do not.
+    let d = Tensor::from_vec(vec![1i64, 1, 0, 1], &[4]).expect("d");
+    let m = Mesh::line(2);
+    let comms = Comm::group(2);
+    let results: Vec<bool> = std::thread::scope(|s| {
+        let hs: Vec<_> = comms
+            .into_iter()
+            .enumerate()
+            .map(|(rank, comm)| {
+                let (p, dev, x, d, m) = (&p, &dev, &x, &d, &m);
+                s.spawn(move || {
+                    let local = [
+                        mesh::shard(dev, x, 0, 2, rank).expect("x piece"),
+                        mesh::shard(dev, d, 0, 2, rank).expect("d piece"),
+                    ];
+                    let mut fx = OnMesh {
+                        comm: &comm,
+                        mesh: m,
+                        dev,
+                    };
+                    let r = Plan::new(&p.graphs[p.of_rank[rank]]).run(dev, &local, &mut fx);
+                    match &r {
+                        Ok(_) => comm.finish(),
+                        Err(e) => comm.abort(&e.to_string()),
+                    }
+                    r.is_ok()
+                })
+            })
+            .collect();
+        hs.into_iter().map(|h| h.join().expect("thread")).collect()
+    });
+    assert_eq!(results, vec![false, false]);
+}
