@@ -169,9 +169,21 @@ pub enum Cmd {
         /// The parallel function
         #[arg(long = "fn", value_name = "NAME")]
         name: String,
-        /// The hardware profile of the estimate: cpu or h100
+        /// The hardware profile of the estimate (and of the planner's search for
+        /// `parallel: "auto"`): cpu, h100 or h100-2node (mesh axis 0 between machines)
         #[arg(long, value_name = "NAME", default_value = "cpu")]
         profile: String,
+        /// The mesh's shape for `parallel: "auto"` (`2x4`); without it the planner tries
+        /// each shape the device count allows
+        #[arg(long, value_name = "AxB")]
+        mesh: Option<String>,
+        /// The most memory a device may hold, for `parallel: "auto"` (`8GiB`, `512MiB`,
+        /// bytes)
+        #[arg(long, value_name = "SIZE")]
+        mem_cap: Option<String>,
+        /// The script's own arguments, after `--` (`-- --batch 64`)
+        #[arg(last = true, value_name = "ARGS")]
+        args: Vec<String>,
     },
     /// Write an HTML page of a run's summaries: a line plot of every scalar, the last
     /// histogram of every histogram tag, the text summaries
@@ -462,13 +474,18 @@ impl Cli {
                 file,
                 name,
                 profile,
+                mesh,
+                mem_cap,
+                args,
             }) => {
                 let file = file.to_string_lossy().into_owned();
-                plan_of(
-                    &with_device(script_options(&file, &[], seed)),
-                    &name,
-                    &profile,
-                )
+                let mesh = mesh.as_deref().map(parse_mesh_shape).transpose()?;
+                let cap = mem_cap.as_deref().map(parse_size).transpose()?;
+                let options = crate::Options {
+                    planning: (mesh, cap, Some(profile.clone())),
+                    ..with_device(script_options(&file, &args, seed))
+                };
+                plan_of(&options, &name, &profile)
             }
             Some(Cmd::Explain { code }) => explain(code.as_deref()),
             Some(Cmd::Demo {
@@ -530,6 +547,45 @@ pub fn script_options(file: &str, args: &[String], seed: i64) -> crate::Options 
         script_args: args.to_vec(),
         script_path: Some(PathBuf::from(file)),
         ..crate::Options::default()
+    }
+}
+
+/// `--mesh 2x4`: a mesh's shape.
+fn parse_mesh_shape(text: &str) -> Result<Vec<usize>, CliError> {
+    let dims: Option<Vec<usize>> = text
+        .split('x')
+        .map(|d| d.trim().parse::<usize>().ok().filter(|&d| d >= 1))
+        .collect();
+    dims.filter(|d| {
+        !d.is_empty() && d.iter().product::<usize>() <= crate::stage::parallel::MAX_DEVICES
+    })
+    .ok_or_else(|| {
+        CliError::usage(format!("`--mesh {text}` is not a mesh shape"))
+            .with_help("write the devices per axis: `--mesh 2x4`")
+    })
+}
+
+/// `--mem-cap 8GiB`: bytes, with an optional KiB/MiB/GiB/TiB (or KB/MB/GB/TB) suffix.
+fn parse_size(text: &str) -> Result<u64, CliError> {
+    let t = text.trim();
+    let split = t.find(|c: char| c.is_ascii_alphabetic()).unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let scale: f64 = match unit.trim() {
+        "" | "B" => 1.0,
+        "KiB" => 1024.0,
+        "MiB" => 1024.0 * 1024.0,
+        "GiB" => 1024.0 * 1024.0 * 1024.0,
+        "TiB" => 1024.0f64.powi(4),
+        "KB" | "kB" => 1e3,
+        "MB" => 1e6,
+        "GB" => 1e9,
+        "TB" => 1e12,
+        _ => -1.0,
+    };
+    match num.trim().parse::<f64>() {
+        Ok(n) if scale > 0.0 && n.is_finite() && n > 0.0 => Ok((n * scale) as u64),
+        _ => Err(CliError::usage(format!("`--mem-cap {text}` is not a size"))
+            .with_help("write bytes with a unit: `--mem-cap 8GiB`")),
     }
 }
 

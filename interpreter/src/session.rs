@@ -59,6 +59,10 @@ pub struct Options {
     /// (`@jit(parallel: ...)`); `None` when not given (a parallel function then gets the
     /// `devices:` it asks for).
     pub mesh: Option<usize>,
+    /// How `parallel: "auto"` plans: the mesh's shape (`ms plan --mesh 2x4`; `None` tries
+    /// every shape the devices allow), the most bytes a device may hold (`--mem-cap`) and
+    /// the hardware profile of the estimates (`--profile`, `cpu` by default).
+    pub planning: (Option<Vec<usize>>, Option<u64>, Option<String>),
     /// The folder that holds the runs' summaries (`--logdir`); `runs` in the working
     /// directory when `None`. A run's event file goes into `<logdir>/<script>-<start
     /// time>/` (`repl-<start time>` without a script), made on the first `log_*` call.
@@ -84,6 +88,7 @@ impl Default for Options {
             passes: None,
             in_place: true,
             mesh: None,
+            planning: (None, None, None),
             logdir: None,
             progress_bars: false,
         }
@@ -347,6 +352,12 @@ impl Session {
         state.explain_restage = options.explain_restage;
         state.in_place = options.in_place;
         state.mesh = options.mesh;
+        let (mesh, cap, profile) = options.planning;
+        state.planning = crate::stage::parallel::Planning {
+            mesh,
+            cap,
+            profile: profile.unwrap_or_else(|| "cpu".to_string()),
+        };
         state.summaries =
             crate::insight::Summaries::new(options.logdir.clone(), options.script_path.as_deref());
         state.progress_bars = options.progress_bars;

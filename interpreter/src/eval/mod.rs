@@ -113,6 +113,8 @@ pub(crate) struct State {
     /// The mesh of `--devices cpu:N` (`Options::mesh`): how many virtual devices parallel
     /// functions may use; `None` when not given.
     pub mesh: Option<usize>,
+    /// How `parallel: "auto"` plans (`ms plan --mesh --mem-cap --profile`).
+    pub planning: crate::stage::parallel::Planning,
 }
 
 impl State {
@@ -158,6 +160,7 @@ impl State {
             progress_bars: false,
             bar: None,
             mesh: None,
+            planning: crate::stage::parallel::Planning::default(),
         }
     }
 }

@@ -45,7 +45,7 @@ use devices::Tensor;
 use devices::mesh::{self as dmesh, Comm};
 use devices::schedule::{Effects, Plan, Prepared, RunError};
 use ir::graph::{NodeId, Span as IrSpan};
-use ir::parallel::{Collective, Layout, Mesh, ReduceKind};
+use ir::parallel::{Collective, Layout, Mesh, Profile, ReduceKind, estimate};
 use lang::Span;
 use lang::ast::{Attribute, ExprKind};
 
@@ -141,10 +141,9 @@ pub(crate) struct MeshPlan {
     layouts: Vec<Layout>,
     /// The type of each tensor input of the staged graph.
     input_types: Vec<ir::TensorType>,
-    /// What was decided at each primitive (`ms plan`, `:plan`).
-    steps: Vec<ir::parallel::Step>,
-    /// The collectives that make the outputs whole.
-    output_collectives: Vec<(Collective, ir::TensorType, u64)>,
+    /// The partitioned graphs before the passes, with what was decided at each primitive
+    /// (`ms plan`, `:plan`).
+    priced: ir::parallel::Partitioned,
 }
 
 impl MeshPlan {
@@ -175,6 +174,7 @@ impl MeshPlan {
     pub(crate) fn render(&self, name: &str, profile: &str) -> Result<String, String> {
         use std::fmt::Write as _;
         let prof = Profile::named(profile)?;
+        let prof = &prof;
         let n = self.mesh.size();
         let mut out = String::new();
         let _ = writeln!(
@@ -219,12 +219,13 @@ impl MeshPlan {
             name: "yield".to_string(),
             ty: ir::TensorType::new(ir::DType::Bool, ir::Shape::scalar()),
             layout: Layout::default(),
-            collectives: self.output_collectives.clone(),
+            collectives: self.priced.output_collectives.clone(),
             cost: ir::Cost::default(),
             span: IrSpan::default(),
         };
-        let last = self.steps.len();
+        let last = self.priced.steps.len();
         for (i, s) in self
+            .priced
             .steps
             .iter()
             .chain(std::iter::once(&yield_step))
@@ -257,7 +258,7 @@ impl MeshPlan {
                 colls.join("; ")
             );
         }
-        let e = estimate(&self.steps, &self.output_collectives, prof);
+        let e = estimate(&self.priced, prof);
         let _ = writeln!(
             out,
             "per call on each device: {} flops; {} all-reduces and {} all-gathers sending {} bytes; {} local shards",
@@ -265,66 +266,16 @@ impl MeshPlan {
         );
         let _ = writeln!(
             out,
-            "estimated on `{}`: compute {:.1} µs + communication {:.1} µs = {:.1} µs ({})",
+            "estimated on `{}`: compute {:.1} µs + communication {:.1} µs = {:.1} µs; peak memory {} bytes per device ({})",
             prof.name,
             e.compute * 1e6,
             e.comm * 1e6,
             e.total() * 1e6,
+            e.peak_bytes,
             prof.about
         );
         Ok(out)
     }
-}
-
-/// What a plan costs per call on a profile: device 0's work and communication.
-struct Estimate {
-    flops: u64,
-    bytes: u64,
-    /// All-reduces, all-gathers, shards.
-    counts: [usize; 3],
-    compute: f64,
-    comm: f64,
-}
-
-impl Estimate {
-    fn total(&self) -> f64 {
-        self.compute + self.comm
-    }
-}
-
-fn estimate(
-    steps: &[ir::parallel::Step],
-    outputs: &[(Collective, ir::TensorType, u64)],
-    prof: &Profile,
-) -> Estimate {
-    let mut e = Estimate {
-        flops: 0,
-        bytes: 0,
-        counts: [0; 3],
-        compute: 0.0,
-        comm: 0.0,
-    };
-    let colls = steps
-        .iter()
-        .flat_map(|s| s.collectives.iter())
-        .chain(outputs);
-    for (c, _, b) in colls {
-        let k = match c {
-            Collective::AllReduce { .. } => 0,
-            Collective::AllGather { .. } => 1,
-            Collective::Shard { .. } => 2,
-        };
-        e.counts[k] += 1;
-        if k < 2 {
-            e.bytes += b;
-            e.comm += prof.alpha + *b as f64 / prof.link;
-        }
-    }
-    for s in steps {
-        e.flops += s.cost.flops;
-        e.compute += (s.cost.flops as f64 / prof.flops).max(s.cost.bytes as f64 / prof.memory);
-    }
-    e
 }
 
 /// The mesh a semi-automatic function runs on and its hints as layouts. The first hint's
@@ -390,49 +341,6 @@ fn semi_auto_mesh(
     Ok((mesh, out))
 }
 
-/// The speeds a plan's estimate assumes for one device and its links: each primitive takes
-/// the longer of its flops at `flops` and its bytes at `memory`; each collective `alpha`
-/// plus its bytes at `link` (the α-β model).
-struct Profile {
-    name: &'static str,
-    flops: f64,
-    memory: f64,
-    alpha: f64,
-    link: f64,
-    about: &'static str,
-}
-
-impl Profile {
-    const ALL: [Profile; 2] = [
-        Profile {
-            name: "cpu",
-            flops: 150e9,
-            memory: 10e9,
-            alpha: 5e-6,
-            link: 10e9,
-            about: "one core of this machine per device: 150 GFLOP/s f32 and 10 GB/s, collectives as memory copies with 5 µs per rendezvous",
-        },
-        Profile {
-            name: "h100",
-            flops: 51e12,
-            memory: 4e12,
-            alpha: 10e-6,
-            link: 150e9,
-            about: "an H100/H200 per device: 51 TFLOP/s f32 and 4 TB/s as measured on an H200 (BENCHMARKS.md); NVLink at 150 GB/s and 10 µs per collective assumed, not measured",
-        },
-    ];
-
-    fn named(name: &str) -> Result<&'static Profile, String> {
-        Profile::ALL.iter().find(|p| p.name == name).ok_or_else(|| {
-            let names: Vec<&str> = Profile::ALL.iter().map(|p| p.name).collect();
-            format!(
-                "no hardware profile `{name}` (there are {})",
-                names.join(", ")
-            )
-        })
-    }
-}
-
 /// The layouts of a call's graph inputs in data parallelism: the random key, then each
 /// argument's input leaves, then captured tensors.
 fn data_layouts(
@@ -465,6 +373,63 @@ fn data_layouts(
     }
     out.extend(g.captures.iter().map(|t| Layout::replicated(t.rank())));
     out
+}
+
+/// The roles of a call's graph inputs for the planner: the random key and scalars stay
+/// whole, plain tensor arguments are batches, the leaves of tuples and records
+/// (parameters, optimizer state) and captured tensors are parameters.
+fn data_roles(
+    g: &StagedFn,
+    pos: &[(Value, Span)],
+    named: &[(lang::ast::Name, Value, Span)],
+) -> Vec<ir::parallel::Role> {
+    use ir::parallel::Role;
+    let mut out = vec![Role::Fixed];
+    let mut leaves = Vec::new();
+    for v in pos
+        .iter()
+        .map(|(v, _)| v)
+        .chain(named.iter().map(|(_, v, _)| v))
+    {
+        leaves.clear();
+        super::jit::input_leaves(v, &mut leaves);
+        for l in &leaves {
+            out.push(match (v, l.rank()) {
+                (_, 0) => Role::Fixed,
+                (Value::Tensor(_), _) => Role::Batch,
+                _ => Role::Param,
+            });
+        }
+    }
+    out.extend(g.captures.iter().map(|t| {
+        if t.rank() == 0 {
+            Role::Fixed
+        } else {
+            Role::Param
+        }
+    }));
+    out
+}
+
+/// `ms plan`'s settings for the planner (`parallel: "auto"`).
+#[derive(Clone, Debug)]
+pub struct Planning {
+    /// `--mesh 2x4`: the mesh's shape, instead of trying each that the devices allow.
+    pub mesh: Option<Vec<usize>>,
+    /// `--mem-cap 8GiB`: the most bytes a device may hold.
+    pub cap: Option<u64>,
+    /// `--profile NAME`: the hardware profile of the estimates.
+    pub profile: String,
+}
+
+impl Default for Planning {
+    fn default() -> Planning {
+        Planning {
+            mesh: None,
+            cap: None,
+            profile: "cpu".to_string(),
+        }
+    }
 }
 
 /// The effects of one device of a mesh: its collectives go through its communicator;
@@ -742,29 +707,68 @@ impl Eval<'_> {
                 (mesh, layouts, parts, note)
             }
             Mode::Auto => {
-                // The search: each candidate strategy is partitioned and priced with the
-                // cost model; the cheapest runs.
-                let mesh = Mesh::line(n);
-                let data = data_layouts(g, spec, pos, named);
-                let prof = Profile::named("cpu").map_err(|e| errors::internal(&e, span))?;
-                let mut best: Option<(f64, &str, Vec<Layout>, ir::parallel::Partitioned)> = None;
-                let mut priced = Vec::new();
-                for (name, layouts) in [("data parallel", data), ("replicated", replicated)] {
-                    let parts = partition(&mesh, &layouts, &[])?;
-                    let t = estimate(&parts.steps, &parts.output_collectives, prof).total();
-                    priced.push(format!("{name} {:.1} µs", t * 1e6));
-                    if best.as_ref().is_none_or(|b| t < b.0) {
-                        best = Some((t, name, layouts, parts));
+                // The planner's search (`ir::parallel::planner`), on each shape of mesh the
+                // devices allow unless `ms plan --mesh` fixed one.
+                let settings = self.st.planning.clone();
+                let prof = Profile::named(&settings.profile)
+                    .map_err(|e| errors::bad_value(e, spec.span))?;
+                let meshes: Vec<Mesh> = match &settings.mesh {
+                    Some(shape) if shape.iter().product::<usize>() == n => vec![Mesh::new(shape)],
+                    Some(shape) => {
+                        return Err(errors::bad_value(
+                            format!(
+                                "the mesh {} has {} devices, but the function runs on {n}",
+                                Mesh::new(shape),
+                                shape.iter().product::<usize>()
+                            ),
+                            spec.span,
+                        ));
+                    }
+                    None => std::iter::once(Mesh::line(n))
+                        .chain(
+                            (2..n)
+                                .filter(|a| n.is_multiple_of(*a))
+                                .map(|a| Mesh::new(&[a, n / a])),
+                        )
+                        .collect(),
+                };
+                let roles = data_roles(g, pos, named);
+                let mut best: Option<(Mesh, ir::parallel::Chosen)> = None;
+                let mut over = None;
+                let mut priced = 0;
+                for mesh in meshes {
+                    match ir::parallel::search(&g.raw, &mesh, &roles, &prof, settings.cap) {
+                        Ok(c) => {
+                            priced += c.priced;
+                            if best
+                                .as_ref()
+                                .is_none_or(|(_, b)| c.estimate.total() < b.estimate.total())
+                            {
+                                best = Some((mesh, c));
+                            }
+                        }
+                        Err(e @ ir::parallel::PlanError::OverCap { .. }) => over = Some(e),
+                        Err(e) => return Err(errors::internal(&e.to_string(), span)),
                     }
                 }
-                let Some((_, name, layouts, parts)) = best else {
-                    return Err(errors::internal("no candidate plan", span));
+                let Some((mesh, chosen)) = best else {
+                    let why = over.map_or_else(|| "no plan".to_string(), |e| e.to_string());
+                    return Err(errors::bad_value(why, spec.span));
                 };
+                let parts = partition(&mesh, &chosen.layouts, &[])?;
                 let note = format!(
-                    "automatic: {name}, the cheapest of {} on `cpu`",
-                    priced.join(", ")
+                    "automatic: the cheapest of {priced} plans priced on `{}`{}{}",
+                    prof.name,
+                    if chosen.exact {
+                        " (every plan of its mesh)"
+                    } else {
+                        " (coordinate descent)"
+                    },
+                    settings
+                        .cap
+                        .map_or(String::new(), |c| format!(", within {c} bytes per device"))
                 );
-                (mesh, layouts, parts, note)
+                (mesh, chosen.layouts, parts, note)
             }
         };
         let in_place = self.st.in_place;
@@ -794,11 +798,10 @@ impl Eval<'_> {
             mesh,
             note,
             graphs,
-            of_rank: parts.of_rank,
+            of_rank: parts.of_rank.clone(),
             layouts,
             input_types,
-            steps: parts.steps,
-            output_collectives: parts.output_collectives,
+            priced: parts,
         });
         let _ = g.mesh_plan.set(plan.clone());
         Ok(plan)

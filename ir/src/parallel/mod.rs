@@ -11,8 +11,10 @@
 mod collective;
 pub mod layout;
 pub mod partition;
+pub mod planner;
 pub mod rules;
 
 pub use collective::{Collective, ReduceKind, check_type, split_sizes, split_start};
 pub use layout::{Layout, Mesh};
-pub use partition::{PartitionError, Partitioned, Step, partition};
+pub use partition::{PartitionError, Partitioned, Step, partition, partition_first};
+pub use planner::{Chosen, Estimate, Link, PlanError, Profile, Role, estimate, peak_bytes, search};

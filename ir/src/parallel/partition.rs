@@ -96,6 +96,28 @@ pub fn partition(
     inputs: &[Layout],
     hints: &[(ValueId, Layout)],
 ) -> Result<Partitioned, PartitionError> {
+    partition_ranks(g, mesh, inputs, hints, mesh.size())
+}
+
+/// Device 0's graph alone (`graphs` has one entry and `of_rank` is `[0]`): what the
+/// planner prices. Device 0 holds the largest piece of every uneven split, so its time
+/// and memory are the mesh's.
+pub fn partition_first(
+    g: &Graph,
+    mesh: &Mesh,
+    inputs: &[Layout],
+    hints: &[(ValueId, Layout)],
+) -> Result<Partitioned, PartitionError> {
+    partition_ranks(g, mesh, inputs, hints, 1)
+}
+
+fn partition_ranks(
+    g: &Graph,
+    mesh: &Mesh,
+    inputs: &[Layout],
+    hints: &[(ValueId, Layout)],
+    ranks: usize,
+) -> Result<Partitioned, PartitionError> {
     let tensor_inputs: Vec<&TensorType> = g
         .inputs()
         .iter()
@@ -136,7 +158,7 @@ pub fn partition(
     let mut of_rank = Vec::new();
     let mut steps = Vec::new();
     let mut output_collectives = Vec::new();
-    for rank in 0..mesh.size() {
+    for rank in 0..ranks.min(mesh.size()) {
         let p = Part {
             g,
             mesh,
@@ -424,7 +446,7 @@ impl Rewrite for Part<'_> {
             span: b.span(),
         })?;
         let ins: Vec<Dims> = globals.iter().map(dims).collect();
-        let s = strategy(op, &ins, &dims(&out), &layouts);
+        let s = strategy(op, &ins, &dims(&out), &layouts, self.mesh.shape());
         let mut local = Vec::with_capacity(args.len());
         for (&a, want) in args.iter().zip(&s.operands) {
             local.push(self.redistribute(b, a, want)?);

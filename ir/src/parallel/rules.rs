@@ -30,8 +30,8 @@ pub struct Strategy {
 pub type Dims = Vec<usize>;
 
 /// The sharding rule of `op` applied to operands of global shapes `ins` (result `out`)
-/// whose layouts are now `cur`.
-pub fn strategy(op: &Op, ins: &[Dims], out: &Dims, cur: &[Layout]) -> Strategy {
+/// whose layouts are now `cur`, on a mesh of shape `mesh`.
+pub fn strategy(op: &Op, ins: &[Dims], out: &Dims, cur: &[Layout], mesh: &[usize]) -> Strategy {
     let rank = out.len();
     let whole = |i: usize| -> Layout {
         cur.get(i)
@@ -94,11 +94,11 @@ pub fn strategy(op: &Op, ins: &[Dims], out: &Dims, cur: &[Layout]) -> Strategy {
         }
         Op::MatMul {} => matmul(ins, out, cur),
         Op::Reshape { .. } => {
-            let need = reshape_need(&ins[0], out, &whole(0));
+            let need = reshape_need(&ins[0], out, &whole(0), mesh);
             let mut result = Layout::replicated(rank);
             for (i, m) in need.map.iter().enumerate() {
                 if let Some(m) = m
-                    && let Some(j) = reshape_axis(&ins[0], out, i)
+                    && let Some(j) = reshape_axis(&ins[0], out, i, mesh_size(mesh, *m))
                 {
                     result.map[j] = Some(*m);
                 }
@@ -352,29 +352,43 @@ fn matmul(ins: &[Dims], out: &Dims, cur: &[Layout]) -> Strategy {
     Strategy { operands, result }
 }
 
-/// The axis of a reshape's result that axis `i` of its operand becomes when the reshape
-/// leaves it alone: the same size, and as many elements before it. Splitting such an axis
-/// commutes with the reshape (the reshape acts on the axes before it and after it apart).
-fn reshape_axis(input: &Dims, out: &Dims, i: usize) -> Option<usize> {
+fn mesh_size(mesh: &[usize], m: usize) -> usize {
+    mesh.get(m).copied().unwrap_or(1)
+}
+
+/// The axis of a reshape's result that axis `i` of its operand, split into `k` pieces,
+/// becomes: one with as many elements before it, and either of the same size (any split)
+/// or — both sizes multiples of `k` — the outermost axis of the group it merges into or
+/// splits off (`[B, L, d]` ↔ `[B, L, h, d/h]`: `k` equal blocks of `d` are `k` equal blocks
+/// of `h`). Splitting such an axis commutes with the reshape.
+fn reshape_axis(input: &Dims, out: &Dims, i: usize, k: usize) -> Option<usize> {
     let before: usize = input[..i].iter().product();
     let mut acc = 1usize;
+    let mut found = None;
     for (j, &d) in out.iter().enumerate() {
-        if acc == before && d == input[i] {
-            return Some(j);
+        if acc == before {
+            if d == input[i] {
+                return Some(j);
+            }
+            if found.is_none() && d > 1 && k > 1 && d % k == 0 && input[i] % k == 0 {
+                found = Some(j);
+            }
         }
         acc = acc.saturating_mul(d);
         if acc > before {
-            return None;
+            break;
         }
     }
-    None
+    found
 }
 
 /// The operand layout a reshape keeps: the splits of axes it leaves alone.
-fn reshape_need(input: &Dims, out: &Dims, cur: &Layout) -> Layout {
+fn reshape_need(input: &Dims, out: &Dims, cur: &Layout, mesh: &[usize]) -> Layout {
     let mut need = cur.clone();
     for (i, m) in need.map.iter_mut().enumerate() {
-        if m.is_some() && reshape_axis(input, out, i).is_none() {
+        if let Some(mm) = *m
+            && reshape_axis(input, out, i, mesh_size(mesh, mm)).is_none()
+        {
             *m = None;
         }
     }

@@ -1,0 +1,553 @@
+//! The planner: a cost model for partitioned graphs, and the search that picks the input
+//! layouts of a parallel function (`parallel: "auto"`, `ms plan`).
+//!
+//! **Cost.** A partitioned graph is priced from device 0's graph (it holds the largest
+//! piece of every uneven split): each primitive takes the longer of its flops at the
+//! profile's rate and its bytes at its memory bandwidth (`ir::cost` of the local
+//! primitive); each collective takes α + bytes/β of the link of its mesh axis (the α-β
+//! model; the bytes are what one device sends with ring algorithms). **Memory** is the
+//! peak of live local tensors over the body in order (the inputs held throughout, each
+//! result added, each value removed after its last use, as `ir::passes::memory` plans).
+//!
+//! **Search.** The strategy space is the layout of each graph input (its role says which
+//! layouts it may take: a batch splits along axis 0, a parameter along any axis, over any
+//! mesh axis, or stays whole); every other value's layout follows from the sharding rules,
+//! so one point of the space is one partitioned graph. When the space has at most
+//! [`EXACT_LIMIT`] points every one is priced (exact over the space); otherwise
+//! coordinate descent from two starts (data parallel, and everything whole) changes one
+//! input at a time while the estimate improves. A plan whose peak exceeds the memory cap
+//! is never chosen when one within it was found; when none fits, the search says so and
+//! names the smallest peak it saw.
+
+use std::fmt;
+
+use super::partition::{Partitioned, partition_first};
+use super::{Collective, Layout, Mesh};
+use crate::Graph;
+use crate::graph::{Type, ValueId};
+use crate::passes::memory::MemoryPlan;
+
+/// The most points the search prices one by one before it turns to coordinate descent.
+pub const EXACT_LIMIT: usize = 4096;
+
+/// One link class of a mesh axis: latency per collective and bandwidth.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Link {
+    /// Seconds per collective.
+    pub alpha: f64,
+    /// Bytes per second each device sends.
+    pub beta: f64,
+}
+
+/// The speeds a plan's estimate assumes for one device and its links.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Profile {
+    /// Its name (`--profile`).
+    pub name: &'static str,
+    /// f32 flops per second of one device.
+    pub flops: f64,
+    /// Memory bytes per second of one device.
+    pub memory: f64,
+    /// The link of each mesh axis, outermost first; the last serves the axes after it.
+    pub links: Vec<Link>,
+    /// Where the figures come from, in words.
+    pub about: &'static str,
+}
+
+impl Profile {
+    /// Every profile: `cpu` (this machine, one core per device), `h100` (GPUs of one box
+    /// on NVLink) and `h100-2node` (mesh axis 0 between two boxes on InfiniBand, the other
+    /// axes on NVLink: the slow-axis case).
+    pub fn all() -> Vec<Profile> {
+        let nvlink = Link {
+            alpha: 10e-6,
+            beta: 150e9,
+        };
+        vec![
+            Profile {
+                name: "cpu",
+                flops: 150e9,
+                memory: 10e9,
+                links: vec![Link {
+                    alpha: 5e-6,
+                    beta: 10e9,
+                }],
+                about: "one core of this machine per device: 150 GFLOP/s f32 and 10 GB/s, collectives as memory copies with 5 µs per rendezvous",
+            },
+            Profile {
+                name: "h100",
+                flops: 51e12,
+                memory: 4e12,
+                links: vec![nvlink],
+                about: "an H100/H200 per device: 51 TFLOP/s f32 and 4 TB/s as measured on an H200 (BENCHMARKS.md); NVLink at 150 GB/s and 10 µs per collective assumed, not measured",
+            },
+            Profile {
+                name: "h100-2node",
+                flops: 51e12,
+                memory: 4e12,
+                links: vec![
+                    Link {
+                        alpha: 20e-6,
+                        beta: 25e9,
+                    },
+                    nvlink,
+                ],
+                about: "H100/H200s as in `h100`, mesh axis 0 between two machines on 200 Gb/s InfiniBand (25 GB/s, 20 µs; assumed)",
+            },
+        ]
+    }
+
+    /// The profile named `name`.
+    pub fn named(name: &str) -> Result<Profile, String> {
+        let all = Profile::all();
+        let names: Vec<&str> = all.iter().map(|p| p.name).collect();
+        let list = names.join(", ");
+        all.into_iter()
+            .find(|p| p.name == name)
+            .ok_or_else(|| format!("no hardware profile `{name}` (there are {list})"))
+    }
+
+    /// The link of mesh axis `axis`.
+    pub fn link(&self, axis: usize) -> Link {
+        self.links
+            .get(axis)
+            .or(self.links.last())
+            .copied()
+            .unwrap_or(Link {
+                alpha: 0.0,
+                beta: f64::INFINITY,
+            })
+    }
+}
+
+/// What one call of a partitioned graph costs device 0.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Estimate {
+    /// Arithmetic of device 0's pieces.
+    pub flops: u64,
+    /// Bytes device 0 sends in collectives.
+    pub bytes: u64,
+    /// All-reduces, all-gathers, shards.
+    pub counts: [usize; 3],
+    /// Seconds of computing.
+    pub compute: f64,
+    /// Seconds of communicating.
+    pub comm: f64,
+    /// The peak of live tensor bytes on device 0.
+    pub peak_bytes: u64,
+}
+
+impl Estimate {
+    /// Seconds per call.
+    pub fn total(&self) -> f64 {
+        self.compute + self.comm
+    }
+}
+
+/// Prices a partitioned graph (its device 0) on `profile`.
+pub fn estimate(p: &Partitioned, profile: &Profile) -> Estimate {
+    let mut e = Estimate::default();
+    let colls = p
+        .steps
+        .iter()
+        .flat_map(|s| s.collectives.iter())
+        .chain(&p.output_collectives);
+    for (c, _, b) in colls {
+        let k = match c {
+            Collective::AllReduce { .. } => 0,
+            Collective::AllGather { .. } => 1,
+            Collective::Shard { .. } => 2,
+        };
+        e.counts[k] += 1;
+        if k < 2 {
+            let link = profile.link(c.mesh_axis());
+            e.bytes += b;
+            e.comm += link.alpha + *b as f64 / link.beta;
+        }
+    }
+    for s in &p.steps {
+        e.flops += s.cost.flops;
+        e.compute +=
+            (s.cost.flops as f64 / profile.flops).max(s.cost.bytes as f64 / profile.memory);
+    }
+    e.peak_bytes = p
+        .of_rank
+        .first()
+        .and_then(|&i| p.graphs.get(i))
+        .map_or(0, peak_bytes);
+    e
+}
+
+fn bytes_of(g: &Graph, v: ValueId) -> u64 {
+    match g.ty(v) {
+        Type::Tensor(t) => t.shape.numel_lower_bound() * t.dtype.size_of() as u64,
+        Type::Token => 0,
+    }
+}
+
+/// The peak of live tensor bytes over `g`'s body, inputs included throughout.
+pub fn peak_bytes(g: &Graph) -> u64 {
+    let plan = MemoryPlan::new(g);
+    let body = g.body();
+    let inputs: Vec<ValueId> = g.inputs().to_vec();
+    let mut live: u64 = inputs.iter().map(|&v| bytes_of(g, v)).sum();
+    let mut peak = live;
+    let releases = plan.releases(body);
+    for (k, &n) in g.block(body).nodes.iter().enumerate() {
+        live += g
+            .node(n)
+            .results
+            .iter()
+            .map(|&r| bytes_of(g, r))
+            .sum::<u64>();
+        peak = peak.max(live);
+        for &v in releases.get(k + 1).map_or(&[][..], Vec::as_slice) {
+            if !inputs.contains(&v) {
+                live = live.saturating_sub(bytes_of(g, v));
+            }
+        }
+    }
+    peak
+}
+
+/// Whether `a` is a better plan than `b`: faster by more than 0.5%, or as fast (within
+/// 0.5%) with a smaller peak of memory.
+fn cheaper(a: &Estimate, b: &Estimate) -> bool {
+    let (ta, tb) = (a.total(), b.total());
+    if ta < tb * 0.995 {
+        return true;
+    }
+    ta <= tb * 1.005 && a.peak_bytes < b.peak_bytes
+}
+
+/// Which layouts an input may take.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Role {
+    /// Whole on every device (the random key, scalars).
+    Fixed,
+    /// A batch: whole, or split along axis 0 over one mesh axis.
+    Batch,
+    /// A parameter: whole, or split along any one axis over one mesh axis.
+    Param,
+}
+
+/// The chosen plan and how it was found.
+#[derive(Debug)]
+pub struct Chosen {
+    /// The layout of each tensor input.
+    pub layouts: Vec<Layout>,
+    /// Its estimate.
+    pub estimate: Estimate,
+    /// How many points were priced.
+    pub priced: usize,
+    /// Whether every point of the space was priced.
+    pub exact: bool,
+}
+
+/// Why no plan was chosen.
+#[derive(Debug, PartialEq)]
+pub enum PlanError {
+    /// Every plan seen needs more memory than the cap.
+    OverCap {
+        /// The cap.
+        cap: u64,
+        /// The smallest peak seen.
+        smallest: u64,
+    },
+    /// The graph could not be partitioned (a bug of a rule, shown as its message).
+    Partition(String),
+}
+
+impl fmt::Display for PlanError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            PlanError::OverCap { cap, smallest } => write!(
+                f,
+                "no plan fits the memory cap of {cap} bytes per device: the smallest needs {smallest}"
+            ),
+            PlanError::Partition(m) => f.write_str(m),
+        }
+    }
+}
+
+/// The layouts input `t` of rank `rank` and dims `dims` may take in its role.
+fn candidates(role: Role, dims: &[usize], mesh: &Mesh) -> Vec<Layout> {
+    let rank = dims.len();
+    let mut out = vec![Layout::replicated(rank)];
+    let axes: Vec<usize> = match role {
+        Role::Fixed => return out,
+        Role::Batch => (0..rank.min(1)).collect(),
+        Role::Param => (0..rank).collect(),
+    };
+    for axis in axes {
+        for (m, &k) in mesh.shape().iter().enumerate() {
+            // Splitting an axis into more pieces than it has elements leaves devices idle.
+            if k > 1 && dims[axis] >= k {
+                out.push(Layout::split(rank, axis, m));
+            }
+        }
+    }
+    out
+}
+
+/// Searches the layouts of `g`'s tensor inputs (`roles`, one per tensor input) on `mesh`
+/// for the cheapest plan on `profile` whose peak memory is within `cap`.
+pub fn search(
+    g: &Graph,
+    mesh: &Mesh,
+    roles: &[Role],
+    profile: &Profile,
+    cap: Option<u64>,
+) -> Result<Chosen, PlanError> {
+    let dims: Vec<Vec<usize>> = g
+        .inputs()
+        .iter()
+        .filter_map(|&v| g.ty(v).tensor())
+        .map(|t| t.shape.to_known().unwrap_or_default())
+        .collect();
+    let cands: Vec<Vec<Layout>> = dims
+        .iter()
+        .enumerate()
+        .map(|(i, d)| candidates(roles.get(i).copied().unwrap_or(Role::Fixed), d, mesh))
+        .collect();
+    let mut priced = 0usize;
+    let mut smallest = u64::MAX;
+    let mut price = |layouts: &[Layout]| -> Result<Option<Estimate>, PlanError> {
+        priced += 1;
+        let p = partition_first(g, mesh, layouts, &[])
+            .map_err(|e| PlanError::Partition(e.to_string()))?;
+        let e = estimate(&p, profile);
+        smallest = smallest.min(e.peak_bytes);
+        Ok(cap.is_none_or(|c| e.peak_bytes <= c).then_some(e))
+    };
+    let space = cands
+        .iter()
+        .try_fold(1usize, |acc, c| acc.checked_mul(c.len()))
+        .unwrap_or(usize::MAX);
+    let mut best: Option<(Vec<Layout>, Estimate)> = None;
+    let better = |e: &Estimate, best: &Option<(Vec<Layout>, Estimate)>| {
+        best.as_ref().is_none_or(|(_, b)| cheaper(e, b))
+    };
+    if space <= EXACT_LIMIT {
+        let mut index = vec![0usize; cands.len()];
+        loop {
+            let layouts: Vec<Layout> = index
+                .iter()
+                .zip(&cands)
+                .map(|(&i, c)| c[i].clone())
+                .collect();
+            if let Some(e) = price(&layouts)?
+                && better(&e, &best)
+            {
+                best = Some((layouts, e));
+            }
+            // The next point, odometer style.
+            let mut k = 0;
+            while k < index.len() {
+                index[k] += 1;
+                if index[k] < cands[k].len() {
+                    break;
+                }
+                index[k] = 0;
+                k += 1;
+            }
+            if k == index.len() {
+                break;
+            }
+        }
+    } else {
+        // Two starts: data parallel (every batch split over mesh axis 0) and all whole.
+        let data: Vec<usize> = cands
+            .iter()
+            .enumerate()
+            .map(|(i, c)| {
+                let batch = roles.get(i) == Some(&Role::Batch);
+                if batch {
+                    c.iter()
+                        .position(|l| l.map.first() == Some(&Some(0)))
+                        .unwrap_or(0)
+                } else {
+                    0
+                }
+            })
+            .collect();
+        for start in [data, vec![0; cands.len()]] {
+            let mut index = start;
+            let layouts = |index: &[usize]| -> Vec<Layout> {
+                index
+                    .iter()
+                    .zip(&cands)
+                    .map(|(&i, c)| c[i].clone())
+                    .collect()
+            };
+            let mut here = price(&layouts(&index))?;
+            for _sweep in 0..4 {
+                let mut moved = false;
+                for k in 0..cands.len() {
+                    for option in 0..cands[k].len() {
+                        if option == index[k] {
+                            continue;
+                        }
+                        let mut next = index.clone();
+                        next[k] = option;
+                        if let Some(e) = price(&layouts(&next))?
+                            && here.as_ref().is_none_or(|h| cheaper(&e, h))
+                        {
+                            index = next;
+                            here = Some(e);
+                            moved = true;
+                        }
+                    }
+                }
+                if !moved {
+                    break;
+                }
+            }
+            if let Some(e) = here
+                && better(&e, &best)
+            {
+                best = Some((layouts(&index), e));
+            }
+        }
+    }
+    match best {
+        Some((layouts, estimate)) => Ok(Chosen {
+            layouts,
+            estimate,
+            priced,
+            exact: space <= EXACT_LIMIT,
+        }),
+        None => Err(PlanError::OverCap {
+            cap: cap.unwrap_or(0),
+            smallest,
+        }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::graph::parse;
+
+    /// A wide two-layer block, forward only: `x [8, 1024] @ w1 [1024, 8192]`, relu, `@ w2`.
+    const WIDE: &str = "graph @wide(%x: f32[8, 1024], %w1: f32[1024, 8192], %w2: f32[8192, 1024]) -> (f32[8, 1024]) {\n  %h: f32[8, 8192] = matmul %x, %w1\n  %a: f32[8, 8192] = relu %h\n  %y: f32[8, 1024] = matmul %a, %w2\n  yield %y\n}\n";
+
+    /// A batch-heavy layer: `x [65536, 256] @ w [256, 256]`, summed.
+    const TALL: &str = "graph @tall(%x: f32[65536, 256], %w: f32[256, 256]) -> (f32[]) {\n  %h: f32[65536, 256] = matmul %x, %w\n  %s: f32[] = sum %h {axes: [0, 1], keepdims: false}\n  yield %s\n}\n";
+
+    fn h100() -> Profile {
+        Profile::named("h100").expect("profile")
+    }
+
+    #[test]
+    fn a_batch_heavy_layer_is_split_by_rows() {
+        let g = parse(TALL).expect("parses");
+        let c = search(
+            &g,
+            &Mesh::line(8),
+            &[Role::Batch, Role::Param],
+            &h100(),
+            None,
+        )
+        .expect("a plan");
+        assert!(c.exact);
+        assert_eq!(c.layouts[0], Layout::split(2, 0, 0), "{:?}", c.layouts);
+        assert!(c.layouts[1].is_replicated(), "{:?}", c.layouts);
+    }
+
+    #[test]
+    fn the_memory_cap_is_kept_when_a_plan_fits() {
+        // Every point priced by hand; for each cap between the smallest and the largest
+        // peak, the search's plan fits and is the fastest of the points that fit.
+        let g = parse(WIDE).expect("parses");
+        let mesh = Mesh::line(4);
+        let roles = [Role::Batch, Role::Param, Role::Param];
+        let dims = [vec![8, 1024], vec![1024, 8192], vec![8192, 1024]];
+        let cands: Vec<Vec<Layout>> = dims
+            .iter()
+            .zip(roles)
+            .map(|(d, r)| candidates(r, d, &mesh))
+            .collect();
+        let mut points = Vec::new();
+        for a in &cands[0] {
+            for b in &cands[1] {
+                for w in &cands[2] {
+                    let p = partition_first(&g, &mesh, &[a.clone(), b.clone(), w.clone()], &[])
+                        .expect("partitions");
+                    let e = estimate(&p, &h100());
+                    points.push((e.total(), e.peak_bytes));
+                }
+            }
+        }
+        let mut peaks: Vec<u64> = points.iter().map(|p| p.1).collect();
+        peaks.sort_unstable();
+        peaks.dedup();
+        assert!(peaks.len() > 3, "{peaks:?}");
+        for &cap in &peaks {
+            let c = search(&g, &mesh, &roles, &h100(), Some(cap)).expect("a plan within the cap");
+            let fastest = points
+                .iter()
+                .filter(|p| p.1 <= cap)
+                .map(|p| p.0)
+                .fold(f64::INFINITY, f64::min);
+            assert!(
+                c.estimate.peak_bytes <= cap,
+                "cap {cap}: {}",
+                c.estimate.peak_bytes
+            );
+            assert!(
+                c.estimate.total() <= fastest * 1.005,
+                "cap {cap}: {} vs {fastest}",
+                c.estimate.total()
+            );
+        }
+        let none = search(&g, &mesh, &roles, &h100(), Some(peaks[0] - 1));
+        assert_eq!(
+            none.err(),
+            Some(PlanError::OverCap {
+                cap: peaks[0] - 1,
+                smallest: peaks[0]
+            })
+        );
+    }
+
+    #[test]
+    fn the_exact_search_finds_what_brute_force_finds() {
+        // Every point priced by hand: the search's choice is the cheapest of them.
+        let g = parse(WIDE).expect("parses");
+        let mesh = Mesh::line(4);
+        let roles = [Role::Batch, Role::Param, Role::Param];
+        let c = search(&g, &mesh, &roles, &h100(), None).expect("a plan");
+        let dims = [vec![8, 1024], vec![1024, 8192], vec![8192, 1024]];
+        let cands: Vec<Vec<Layout>> = dims
+            .iter()
+            .zip(roles)
+            .map(|(d, r)| candidates(r, d, &mesh))
+            .collect();
+        let mut best = f64::INFINITY;
+        for a in &cands[0] {
+            for b in &cands[1] {
+                for w in &cands[2] {
+                    let p = partition_first(&g, &mesh, &[a.clone(), b.clone(), w.clone()], &[])
+                        .expect("partitions");
+                    best = best.min(estimate(&p, &h100()).total());
+                }
+            }
+        }
+        assert!(
+            c.estimate.total() <= best * 1.005,
+            "{} vs {best}",
+            c.estimate.total()
+        );
+        assert_eq!(c.priced, cands.iter().map(Vec::len).product::<usize>());
+    }
+
+    #[test]
+    fn a_slow_axis_carries_less() {
+        // On two machines of four GPUs, the inter-machine axis (0) costs more per byte:
+        // the same collective is dearer over it.
+        let p = Profile::named("h100-2node").expect("profile");
+        assert!(p.link(0).beta < p.link(1).beta && p.link(0).alpha > p.link(1).alpha);
+        assert_eq!(p.link(5), p.link(1));
+    }
+}
