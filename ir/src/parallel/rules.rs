@@ -370,7 +370,12 @@ fn reshape_axis(input: &Dims, out: &Dims, i: usize, k: usize) -> Option<usize> {
             if d == input[i] {
                 return Some(j);
             }
-            if found.is_none() && d > 1 && k > 1 && d % k == 0 && input[i] % k == 0 {
+            if found.is_none()
+                && d > 1
+                && k > 1
+                && d.is_multiple_of(k)
+                && input[i].is_multiple_of(k)
+            {
                 found = Some(j);
             }
         }
