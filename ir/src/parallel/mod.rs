@@ -8,6 +8,7 @@
 //! compute on is its sharding rule ([`rules`]), one exhaustive match over the primitive
 //! table like every other rule family.
 
+pub mod bucket;
 mod collective;
 pub mod layout;
 pub mod partition;

@@ -67,6 +67,11 @@ pub struct Partitioned {
     pub steps: Vec<Step>,
     /// The collectives that make the outputs whole, with the bytes each device sends.
     pub output_collectives: Vec<(Collective, TensorType, u64)>,
+    /// The all-reduces merged into buckets (`super::bucket`), as positions in device 0's
+    /// graph before merging.
+    pub buckets: super::bucket::Buckets,
+    /// The mesh.
+    pub mesh: Mesh,
 }
 
 /// One primitive of the partitioned graph, as `ms plan` shows it.
@@ -158,6 +163,7 @@ fn partition_ranks(
     let mut of_rank = Vec::new();
     let mut steps = Vec::new();
     let mut output_collectives = Vec::new();
+    let mut buckets = Vec::new();
     for rank in 0..ranks.min(mesh.size()) {
         let p = Part {
             g,
@@ -176,7 +182,9 @@ fn partition_ranks(
         if rank == 0 {
             steps = p.steps.into_inner();
             output_collectives = p.pending.into_inner();
+            buckets = super::bucket::choose(&local, super::bucket::BUCKET_BYTES);
         }
+        let local = super::bucket::apply(&local, &buckets)?;
         match graphs.iter().position(|h| *h == local) {
             Some(i) => of_rank.push(i),
             None => {
@@ -190,6 +198,8 @@ fn partition_ranks(
         of_rank,
         steps,
         output_collectives,
+        buckets,
+        mesh: mesh.clone(),
     })
 }
 

@@ -24,7 +24,7 @@ use std::fmt;
 use super::partition::{Partitioned, partition_first};
 use super::{Collective, Layout, Mesh};
 use crate::Graph;
-use crate::graph::{Type, ValueId};
+use crate::graph::{NodeKind, Type, ValueId};
 use crate::passes::memory::MemoryPlan;
 
 /// The most points the search prices one by one before it turns to coordinate descent.
@@ -144,25 +144,40 @@ impl Estimate {
     }
 }
 
-/// Prices a partitioned graph (its device 0) on `profile`.
+/// Prices a partitioned graph (its device 0) on `profile`: the primitives as the steps
+/// record them, the collectives as device 0's graph runs them (after bucketing).
 pub fn estimate(p: &Partitioned, profile: &Profile) -> Estimate {
     let mut e = Estimate::default();
-    let colls = p
-        .steps
-        .iter()
-        .flat_map(|s| s.collectives.iter())
-        .chain(&p.output_collectives);
-    for (c, _, b) in colls {
-        let k = match c {
-            Collective::AllReduce { .. } => 0,
-            Collective::AllGather { .. } => 1,
-            Collective::Shard { .. } => 2,
-        };
-        e.counts[k] += 1;
-        if k < 2 {
-            let link = profile.link(c.mesh_axis());
-            e.bytes += b;
-            e.comm += link.alpha + *b as f64 / link.beta;
+    let g0 = p.of_rank.first().and_then(|&i| p.graphs.get(i));
+    if let Some(g) = g0 {
+        for &n in &g.block(g.body()).nodes {
+            let node = g.node(n);
+            let NodeKind::Collective(c) = node.kind else {
+                continue;
+            };
+            let ty = |v: Option<&ValueId>| v.and_then(|&v| g.ty(v).tensor().cloned());
+            let k = p.mesh.shape().get(c.mesh_axis()).copied().unwrap_or(1) as u64;
+            let size = |t: Option<crate::TensorType>| {
+                t.and_then(|t| t.shape.numel().map(|n| n as u64 * t.dtype.size_of() as u64))
+                    .unwrap_or(0)
+            };
+            // What each device sends with ring algorithms: an all-reduce its part twice
+            // over (reduce-scatter, then all-gather), a gather (k-1)/k of its result.
+            let (kind, bytes) = match c {
+                Collective::AllReduce { .. } => {
+                    (0, 2 * size(ty(node.operands.first())) * (k - 1) / k.max(1))
+                }
+                Collective::AllGather { .. } => {
+                    (1, size(ty(node.results.first())) * (k - 1) / k.max(1))
+                }
+                Collective::Shard { .. } => (2, 0),
+            };
+            e.counts[kind] += 1;
+            if kind < 2 {
+                let link = profile.link(c.mesh_axis());
+                e.bytes += bytes;
+                e.comm += link.alpha + bytes as f64 / link.beta;
+            }
         }
     }
     for s in &p.steps {
