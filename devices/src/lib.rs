@@ -31,6 +31,8 @@ pub mod error;
 pub mod fused;
 pub mod memory;
 pub mod mesh;
+#[cfg(feature = "mpi")]
+pub mod mesh_mpi;
 pub mod schedule;
 pub mod tensor;
 

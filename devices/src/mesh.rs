@@ -524,6 +524,59 @@ impl fmt::Debug for Comm {
     }
 }
 
+/// What a device of a mesh needs from its communicator to run a partitioned graph: its
+/// rank and the two collectives the partitioner emits. The threads of one process
+/// ([`Comm`]) and the processes of `mpirun` (`crate::mesh_mpi`, the `mpi` feature) both
+/// provide it.
+pub trait Collectives {
+    /// This device's rank.
+    fn rank(&self) -> usize;
+
+    /// [`Comm::all_reduce`].
+    fn all_reduce(
+        &self,
+        dev: &dyn Device,
+        t: &Tensor,
+        op: ReduceKind,
+        members: &[usize],
+    ) -> Result<Tensor, DeviceError>;
+
+    /// [`Comm::all_gather`].
+    fn all_gather(
+        &self,
+        dev: &dyn Device,
+        t: &Tensor,
+        axis: usize,
+        members: &[usize],
+    ) -> Result<Tensor, DeviceError>;
+}
+
+impl Collectives for Comm {
+    fn rank(&self) -> usize {
+        self.rank
+    }
+
+    fn all_reduce(
+        &self,
+        dev: &dyn Device,
+        t: &Tensor,
+        op: ReduceKind,
+        members: &[usize],
+    ) -> Result<Tensor, DeviceError> {
+        Comm::all_reduce(self, dev, t, op, members)
+    }
+
+    fn all_gather(
+        &self,
+        dev: &dyn Device,
+        t: &Tensor,
+        axis: usize,
+        members: &[usize],
+    ) -> Result<Tensor, DeviceError> {
+        Comm::all_gather(self, dev, t, axis, members)
+    }
+}
+
 impl Comm {
     /// A communicator of `n` ranks: one handle per rank, in rank order, each to be moved to
     /// the thread that runs that rank. `n == 0` gives no handles.

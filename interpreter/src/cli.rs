@@ -356,7 +356,20 @@ impl Cli {
     /// reports the tensor memory afterwards (whatever the outcome).
     pub fn run(self) -> Result<Status, CliError> {
         let mem_stats = self.mem_stats;
+        let mpi = self.devices.as_deref() == Some("mpi");
         let status = self.run_command();
+        #[cfg(feature = "mpi")]
+        if mpi {
+            // A process that failed stops the job (the others may wait for it in a
+            // collective); one that succeeded finalises MPI.
+            if matches!(status, Ok(Status::Ok)) {
+                devices::mesh_mpi::finalize();
+            } else {
+                devices::mesh_mpi::abort_all(1);
+            }
+        }
+        #[cfg(not(feature = "mpi"))]
+        let _ = mpi;
         if mem_stats {
             let m = devices::memory::stats();
             eprintln!(
@@ -375,7 +388,17 @@ impl Cli {
                 .build_global()
                 .map_err(|e| CliError::usage(format!("cannot start {n} threads: {e}")))?;
         }
-        let mesh = self.devices.as_deref().map(parse_mesh).transpose()?;
+        // `--devices mpi`: this process is one device of the job's processes; only the
+        // first shows what the script prints.
+        let mpi_rank = match self.devices.as_deref() {
+            Some("mpi") => Some(start_mpi()?),
+            _ => None,
+        };
+        let mesh = match mpi_rank {
+            Some((_, size)) => Some(size),
+            None => self.devices.as_deref().map(parse_mesh).transpose()?,
+        };
+        let quiet = mpi_rank.is_some_and(|(rank, _)| rank != 0);
         let seed = self.seed.unwrap_or(0);
         devices::cuda::set_tf32(self.tf32);
         if let Some(store) = crate::io::kernels::DiskKernelStore::from_env() {
@@ -397,6 +420,7 @@ impl Cli {
                 logdir: logdir.clone(),
                 progress_bars,
                 mesh,
+                capture_output: o.capture_output || quiet,
                 ..o
             };
             match &device {
@@ -548,6 +572,25 @@ pub fn script_options(file: &str, args: &[String], seed: i64) -> crate::Options 
         script_path: Some(PathBuf::from(file)),
         ..crate::Options::default()
     }
+}
+
+/// Starts MPI for `--devices mpi`: (this process's rank, the number of processes).
+#[cfg(feature = "mpi")]
+fn start_mpi() -> Result<(usize, usize), CliError> {
+    crate::stage::parallel::start_mpi().map_err(|e| CliError {
+        message: format!("`--devices mpi`: {e}"),
+        help: Some("run it under `mpirun -np N`".into()),
+        status: Status::ProgramError,
+    })
+}
+
+#[cfg(not(feature = "mpi"))]
+fn start_mpi() -> Result<(usize, usize), CliError> {
+    Err(CliError {
+        message: "`--devices mpi` needs an `ms` built with MPI: `cargo build --release -p interpreter --features mpi` (with libopenmpi-dev and libclang-dev installed)".into(),
+        help: Some("`--devices cpu:N` makes a mesh of N virtual CPU devices in one process".into()),
+        status: Status::ProgramError,
+    })
 }
 
 /// `--mesh 2x4`: a mesh's shape.

@@ -801,6 +801,10 @@ fn plans_and_meshes() {
         let out = ms(&["--devices", bad, file]);
         assert_eq!(out.status.code(), Some(2), "{bad}");
     }
+    // This build has no MPI (the `mpi` feature): it says how to get it.
+    let out = ms(&["--devices", "mpi", file]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("built with MPI"));
     let out = ms(&["--devices", "8", file]);
     assert_eq!(
         out.status.code(),

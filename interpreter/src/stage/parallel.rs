@@ -42,7 +42,7 @@
 use std::sync::Arc;
 
 use devices::Tensor;
-use devices::mesh::{self as dmesh, Comm};
+use devices::mesh::{self as dmesh, Collectives as _, Comm};
 use devices::schedule::{Effects, Plan, Prepared, RunError};
 use ir::graph::{NodeId, Span as IrSpan};
 use ir::parallel::{Collective, Layout, Mesh, Profile, ReduceKind, estimate};
@@ -436,7 +436,7 @@ impl Default for Planning {
 /// device 0 prints through the session's printer, the others print nothing.
 struct OnMesh<'a, 'p, 'e> {
     print: Option<&'p mut (dyn Effects + 'e)>,
-    comm: &'a Comm,
+    comm: &'a dyn dmesh::Collectives,
     mesh: &'a Mesh,
     device: &'a dyn devices::Device,
 }
@@ -569,8 +569,14 @@ impl Eval<'_> {
         let plan = self.mesh_plan(g, spec, n, pos, named, span)?;
         let inputs = self.staged_inputs(g, leaves, span)?;
         let device = self.st.device.clone();
+        let procs = process_mesh();
         let mut per_rank: Vec<Vec<Tensor>> = Vec::with_capacity(n);
         for rank in 0..n {
+            // Over MPI this process is one device: it makes only its own pieces.
+            if procs.is_some_and(|p| p.rank() != rank) {
+                per_rank.push(Vec::new());
+                continue;
+            }
             let mut mine = Vec::with_capacity(inputs.len());
             for (t, l) in inputs.iter().zip(
                 plan.layouts
@@ -589,6 +595,31 @@ impl Eval<'_> {
                 mine.push(piece);
             }
             per_rank.push(mine);
+        }
+        if let Some(p) = procs {
+            let rank = p.rank();
+            let mine: Vec<Tensor> = per_rank
+                .get_mut(rank)
+                .map(std::mem::take)
+                .unwrap_or_default();
+            let outs = self.run_with_printer(g, span, None, |printer| {
+                match plan.of_rank.get(rank).and_then(|&i| plan.graphs.get(i)) {
+                    Some((graph, prepared)) => {
+                        let mut fx = OnMesh {
+                            print: Some(printer),
+                            comm: p,
+                            mesh: &plan.mesh,
+                            device: &*device,
+                        };
+                        Plan::with(graph, prepared).run(&*device, &mine, &mut fx)
+                    }
+                    None => Err(RunError::Malformed {
+                        message: format!("process {rank} has no graph"),
+                        span: IrSpan::default(),
+                    }),
+                }
+            })?;
+            return self.staged_result(g, &outs, span);
         }
         let mut comms = Comm::group(n).into_iter();
         let Some(comm0) = comms.next() else {
@@ -724,6 +755,8 @@ impl Eval<'_> {
                             spec.span,
                         ));
                     }
+                    // Over MPI every collective spans all the processes: a line only.
+                    None if process_mesh().is_some() => vec![Mesh::line(n)],
                     None => std::iter::once(Mesh::line(n))
                         .chain(
                             (2..n)
@@ -806,6 +839,62 @@ impl Eval<'_> {
         let _ = g.mesh_plan.set(plan.clone());
         Ok(plan)
     }
+}
+
+/// This process's device of a mesh of processes (`--devices mpi`), when there is one.
+#[cfg(feature = "mpi")]
+fn process_mesh() -> Option<&'static devices::mesh_mpi::MpiComm> {
+    MPI.get()
+}
+
+#[cfg(not(feature = "mpi"))]
+fn process_mesh() -> Option<&'static NoProcesses> {
+    None
+}
+
+/// Stands for a mesh of processes in builds without MPI (never made).
+#[cfg(not(feature = "mpi"))]
+pub(crate) enum NoProcesses {}
+
+#[cfg(not(feature = "mpi"))]
+impl dmesh::Collectives for NoProcesses {
+    fn rank(&self) -> usize {
+        match *self {}
+    }
+
+    fn all_reduce(
+        &self,
+        _: &dyn devices::Device,
+        _: &Tensor,
+        _: dmesh::ReduceKind,
+        _: &[usize],
+    ) -> Result<Tensor, devices::DeviceError> {
+        match *self {}
+    }
+
+    fn all_gather(
+        &self,
+        _: &dyn devices::Device,
+        _: &Tensor,
+        _: usize,
+        _: &[usize],
+    ) -> Result<Tensor, devices::DeviceError> {
+        match *self {}
+    }
+}
+
+/// The process mesh of `--devices mpi`, set once by the command line.
+#[cfg(feature = "mpi")]
+static MPI: std::sync::OnceLock<devices::mesh_mpi::MpiComm> = std::sync::OnceLock::new();
+
+/// Starts MPI for `--devices mpi`: this process becomes one device of a line mesh of the
+/// job's processes. Gives (this process's rank, the number of processes).
+#[cfg(feature = "mpi")]
+pub fn start_mpi() -> Result<(usize, usize), String> {
+    use devices::mesh::Collectives as _;
+    let comm = devices::mesh_mpi::init().map_err(|e| e.to_string())?;
+    let _ = MPI.set(comm);
+    Ok((comm.rank(), comm.size()))
 }
 
 /// The most virtual devices a mesh may have (threads, and graphs, per call).
