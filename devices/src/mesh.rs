@@ -549,6 +549,16 @@ pub trait Collectives {
         axis: usize,
         members: &[usize],
     ) -> Result<Tensor, DeviceError>;
+
+    /// [`Comm::all_to_all`].
+    fn all_to_all(
+        &self,
+        dev: &dyn Device,
+        t: &Tensor,
+        split_axis: usize,
+        concat_axis: usize,
+        members: &[usize],
+    ) -> Result<Tensor, DeviceError>;
 }
 
 impl Collectives for Comm {
@@ -574,6 +584,17 @@ impl Collectives for Comm {
         members: &[usize],
     ) -> Result<Tensor, DeviceError> {
         Comm::all_gather(self, dev, t, axis, members)
+    }
+
+    fn all_to_all(
+        &self,
+        dev: &dyn Device,
+        t: &Tensor,
+        split_axis: usize,
+        concat_axis: usize,
+        members: &[usize],
+    ) -> Result<Tensor, DeviceError> {
+        Comm::all_to_all(self, dev, t, split_axis, concat_axis, members)
     }
 }
 

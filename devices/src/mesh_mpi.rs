@@ -17,7 +17,7 @@ use mpi::datatype::PartitionMut;
 use mpi::topology::SimpleCommunicator;
 use mpi::traits::{Communicator, CommunicatorCollectives};
 
-use crate::mesh::{Collectives, ReduceKind, all_gather, all_reduce};
+use crate::mesh::{Collectives, ReduceKind, all_gather, all_reduce, all_to_all};
 use crate::{Device, DeviceError, Tensor};
 use ir::DType;
 
@@ -183,6 +183,25 @@ impl Collectives for MpiComm {
     ) -> Result<Tensor, DeviceError> {
         let parts = self.parts(t, Some(axis), members)?;
         all_gather(dev, &parts, axis)
+    }
+
+    fn all_to_all(
+        &self,
+        dev: &dyn Device,
+        t: &Tensor,
+        split_axis: usize,
+        concat_axis: usize,
+        members: &[usize],
+    ) -> Result<Tensor, DeviceError> {
+        // Every part travels to every process, which keeps its own pieces: simple, at k
+        // times the bytes of a true all-to-all.
+        let parts = self.parts(t, Some(concat_axis), members)?;
+        let mut mine = all_to_all(dev, &parts, split_axis, concat_axis)?;
+        if self.rank < mine.len() {
+            Ok(mine.swap_remove(self.rank))
+        } else {
+            Err(err("no piece for this process"))
+        }
     }
 }
 

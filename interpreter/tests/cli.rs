@@ -772,7 +772,7 @@ fn plans_and_meshes() {
     let text = String::from_utf8_lossy(&out.stdout);
     for want in [
         "data parallel over 4 devices",
-        "split along axis 0: 3, 3, 2, 2",
+        "split: axis 0 into 3, 3, 2, 2",
         "all_reduce f32[8, 3] (144 B)",
         "partial sum(m0)",
         "estimated on `cpu`",

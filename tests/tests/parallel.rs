@@ -150,6 +150,13 @@ impl Effects for OnMesh<'_> {
             Collective::AllGather { axis, .. } => {
                 self.comm.all_gather(self.dev, value, axis, &members)
             }
+            Collective::AllToAll {
+                split_axis,
+                concat_axis,
+                ..
+            } => self
+                .comm
+                .all_to_all(self.dev, value, split_axis, concat_axis, &members),
             Collective::Shard { axis, mesh_axis } => {
                 let at = self.mesh.coords(rank)[mesh_axis];
                 mesh::shard(self.dev, value, axis, members.len(), at)

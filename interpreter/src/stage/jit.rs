@@ -411,6 +411,14 @@ impl Eval<'_> {
             .iter()
             .for_each(|(_, v, _)| input_leaves(v, &mut leaves));
         if self.st.check.is_some() {
+            // The check compares one device's staged run with eager evaluation; a parallel
+            // function's plan is still made, so that what cannot be partitioned (a hint
+            // that does not fit the mesh) is the error it is without the check.
+            if let Some(spec) = &parallel
+                && devices > 1
+            {
+                self.mesh_plan(&staged, spec, devices, &pos, &named, span)?;
+            }
             return self.run_checked(f, &staged, pos, named, leaves, span);
         }
         if let Some(spec) = &parallel

@@ -468,6 +468,13 @@ impl Effects for OnMesh<'_, '_, '_> {
             Collective::AllGather { axis, .. } => {
                 self.comm.all_gather(self.device, value, axis, &members)
             }
+            Collective::AllToAll {
+                split_axis,
+                concat_axis,
+                ..
+            } => self
+                .comm
+                .all_to_all(self.device, value, split_axis, concat_axis, &members),
             Collective::Shard { axis, mesh_axis } => {
                 let k = members.len();
                 let at = self.mesh.coords(rank)[mesh_axis];
@@ -673,7 +680,7 @@ impl Eval<'_> {
 
     /// The partitioned graphs of `g` for a mesh of `n` devices, made on the first call and
     /// kept with the staged graph.
-    fn mesh_plan(
+    pub(crate) fn mesh_plan(
         &mut self,
         g: &StagedFn,
         spec: &Spec,
@@ -876,6 +883,17 @@ impl dmesh::Collectives for NoProcesses {
         &self,
         _: &dyn devices::Device,
         _: &Tensor,
+        _: usize,
+        _: &[usize],
+    ) -> Result<Tensor, devices::DeviceError> {
+        match *self {}
+    }
+
+    fn all_to_all(
+        &self,
+        _: &dyn devices::Device,
+        _: &Tensor,
+        _: usize,
         _: usize,
         _: &[usize],
     ) -> Result<Tensor, devices::DeviceError> {

@@ -825,6 +825,18 @@ impl Parser {
                 a.done()?;
                 NodeKind::Collective(Collective::AllReduce { op, mesh_axis })
             }
+            "all_to_all" => {
+                let mut a = self.attrs("all_to_all", kp)?;
+                let split_axis = a.usize("split_axis")?;
+                let concat_axis = a.usize("concat_axis")?;
+                let mesh_axis = a.usize("mesh_axis")?;
+                a.done()?;
+                NodeKind::Collective(Collective::AllToAll {
+                    split_axis,
+                    concat_axis,
+                    mesh_axis,
+                })
+            }
             "all_gather" | "shard" => {
                 let mut a = self.attrs(if kw == "shard" { "shard" } else { "all_gather" }, kp)?;
                 let axis = a.usize("axis")?;

@@ -56,6 +56,20 @@ pub enum Collective {
         /// The mesh axis gathered over.
         mesh_axis: usize,
     },
+    /// Moves a split from one tensor axis to another: each device cuts its piece along
+    /// `split_axis` into as many pieces as the mesh axis has devices, sends piece `j` to
+    /// the device at coordinate `j`, and joins what it receives along `concat_axis` in
+    /// coordinate order. A value split along `concat_axis` comes out split along
+    /// `split_axis`; each device sends (k-1)/k of its piece, where a gather and a shard
+    /// would move k times as much.
+    AllToAll {
+        /// The axis split now (cut and sent).
+        split_axis: usize,
+        /// The axis joined (split before, whole after).
+        concat_axis: usize,
+        /// The mesh axis exchanged over.
+        mesh_axis: usize,
+    },
     /// Each device keeps its own piece of a value every device holds whole: the tensor is
     /// split along `axis` into as many pieces as the mesh axis has devices, as evenly as
     /// possible (the first pieces one larger), and the device at coordinate `c` takes piece
@@ -74,6 +88,7 @@ impl Collective {
         match self {
             Collective::AllReduce { .. } => "all_reduce",
             Collective::AllGather { .. } => "all_gather",
+            Collective::AllToAll { .. } => "all_to_all",
             Collective::Shard { .. } => "shard",
         }
     }
@@ -83,6 +98,7 @@ impl Collective {
         match *self {
             Collective::AllReduce { mesh_axis, .. }
             | Collective::AllGather { mesh_axis, .. }
+            | Collective::AllToAll { mesh_axis, .. }
             | Collective::Shard { mesh_axis, .. } => mesh_axis,
         }
     }
@@ -92,6 +108,7 @@ impl Collective {
         match *self {
             Collective::AllReduce { .. } => None,
             Collective::AllGather { axis, .. } | Collective::Shard { axis, .. } => Some(axis),
+            Collective::AllToAll { split_axis, .. } => Some(split_axis),
         }
     }
 }
@@ -106,6 +123,14 @@ impl fmt::Display for Collective {
             Collective::AllGather { axis, mesh_axis } | Collective::Shard { axis, mesh_axis } => {
                 write!(f, "{{axis: {axis}, mesh_axis: {mesh_axis}}}")
             }
+            Collective::AllToAll {
+                split_axis,
+                concat_axis,
+                mesh_axis,
+            } => write!(
+                f,
+                "{{split_axis: {split_axis}, concat_axis: {concat_axis}, mesh_axis: {mesh_axis}}}"
+            ),
         }
     }
 }
@@ -152,9 +177,11 @@ pub fn check_type(
         ));
     }
     let axis = c.axis();
-    if let Some(ax) = axis
-        && ax >= a.len()
-    {
+    let other = match *c {
+        Collective::AllToAll { concat_axis, .. } => Some(concat_axis),
+        _ => None,
+    };
+    if let Some(ax) = axis.into_iter().chain(other).find(|&ax| ax >= a.len()) {
         return Err(format!(
             "{} axis {ax} is out of range for rank {}",
             c.name(),
@@ -162,7 +189,10 @@ pub fn check_type(
         ));
     }
     for (i, (x, y)) in a.iter().zip(b).enumerate() {
-        let fits = if Some(i) == axis {
+        let fits = if Some(i) == other {
+            // The joined axis grows, the cut one shrinks; their sizes depend on the device.
+            true
+        } else if Some(i) == axis {
             match (x, y, c) {
                 (Dim::Known(x), Dim::Known(y), Collective::AllGather { .. }) => y >= x,
                 (Dim::Known(x), Dim::Known(y), Collective::Shard { .. }) => y <= x,

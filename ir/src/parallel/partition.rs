@@ -265,6 +265,7 @@ impl Part<'_> {
         // over (reduce-scatter, then all-gather), a gather (k-1)/k of its result.
         let moved_bytes = match c {
             Collective::AllReduce { .. } => 2 * numel(b.ty(x).tensor()) * elem * (k - 1) / k.max(1),
+            Collective::AllToAll { .. } => numel(b.ty(x).tensor()) * elem * (k - 1) / k.max(1),
             Collective::AllGather { .. } => numel(Some(&local)) * elem * (k - 1) / k.max(1),
             Collective::Shard { .. } => 0,
         };
@@ -313,6 +314,29 @@ impl Part<'_> {
             cur = whole;
             if cur == *want {
                 return Ok(x);
+            }
+        }
+        // A split that moves to another axis over the same mesh axis is one all-to-all,
+        // which sends 1/k of what a gather followed by a shard would.
+        for i in 0..cur.map.len() {
+            if let Some(m) = cur.map[i]
+                && want.map.get(i) != Some(&Some(m))
+                && let Some(j) = want.map.iter().position(|&w| w == Some(m))
+                && cur.map[j].is_none()
+            {
+                cur.map[i] = None;
+                cur.map[j] = Some(m);
+                x = self.emit(
+                    b,
+                    Collective::AllToAll {
+                        split_axis: j,
+                        concat_axis: i,
+                        mesh_axis: m,
+                    },
+                    x,
+                    cur.clone(),
+                    &global,
+                )?;
             }
         }
         for i in 0..cur.map.len() {

@@ -167,6 +167,9 @@ pub fn estimate(p: &Partitioned, profile: &Profile) -> Estimate {
                 Collective::AllReduce { .. } => {
                     (0, 2 * size(ty(node.operands.first())) * (k - 1) / k.max(1))
                 }
+                Collective::AllToAll { .. } => {
+                    (1, size(ty(node.operands.first())) * (k - 1) / k.max(1))
+                }
                 Collective::AllGather { .. } => {
                     (1, size(ty(node.results.first())) * (k - 1) / k.max(1))
                 }
