@@ -73,13 +73,13 @@ pub(crate) struct StagedFn {
     pub n_args: usize,
     sig: Signature,
     /// The arguments it was staged with (kept alive so that identities in `sig` stay
-    /// unique).
-    _args: Vec<Value>,
+    /// unique; `ms export` reads the parameters baked into a model from them).
+    pub(super) args: Vec<Value>,
     /// The result, its tensor leaves standing for the graph's outputs after the key.
-    out: Value,
+    pub(super) out: Value,
     pub(super) captures: Vec<Tensor>,
     prints: HashMap<IrSpan, PrintLine>,
-    globals_read: Vec<(Name, Value)>,
+    pub(super) globals_read: Vec<(Name, Value)>,
     /// The signature with the sizes of symbolic dims (those the parameters' annotations
     /// name) left out.
     abs: Signature,
@@ -222,6 +222,29 @@ pub(super) fn input_leaves(v: &Value, out: &mut Vec<TensorVal>) {
         Value::Tensor(t) if !is_static(t) => out.push(t.clone()),
         Value::Tuple(items) => items.iter().for_each(|x| input_leaves(x, out)),
         Value::Record(m) => m.values().for_each(|x| input_leaves(x, out)),
+        _ => {}
+    }
+}
+
+/// [`input_leaves`] with a dotted name for each: `prefix` for a tensor, `prefix.0` for a
+/// tuple's item, `prefix.w` for a record's field (no prefix: the path alone).
+pub(super) fn named_input_leaves(v: &Value, prefix: &str, out: &mut Vec<(String, TensorVal)>) {
+    let join = |k: &str| {
+        if prefix.is_empty() {
+            k.to_string()
+        } else {
+            format!("{prefix}.{k}")
+        }
+    };
+    match v {
+        Value::Tensor(t) if !is_static(t) => out.push((prefix.to_string(), t.clone())),
+        Value::Tuple(items) => items
+            .iter()
+            .enumerate()
+            .for_each(|(i, x)| named_input_leaves(x, &join(&i.to_string()), out)),
+        Value::Record(m) => m
+            .iter()
+            .for_each(|(k, x)| named_input_leaves(x, &join(k), out)),
         _ => {}
     }
 }
@@ -482,7 +505,7 @@ impl Eval<'_> {
             n_args: n_args.len(),
             abs: sig.clone(),
             sig,
-            _args: args,
+            args,
             out,
             captures: s.captures,
             prints: s.prints,
