@@ -17,6 +17,7 @@ pub mod session;
 pub(crate) mod stage;
 pub mod value;
 
+pub use io::onnx;
 pub use session::{
     CheckSummary, ExportFailure, IrStage, OnnxModel, OnnxOptions, Options, Outcome, Session,
 };

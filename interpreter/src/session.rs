@@ -972,20 +972,18 @@ impl Session {
             )));
         }
         // A wrapper with the argument types as annotations is staged (so that their
-        // symbolic dims make a general graph), calling the function with the checkpoint
-        // as a captured global: its tensors become initializers.
+        // symbolic dims make a general graph); the checkpoint is its first argument, so
+        // that its leaves are graph inputs, which become initializers.
         const WRAPPER: &str = "__ms_export";
-        let names = &param_names[skip..skip + types.len()];
-        let decl: Vec<String> = names
-            .iter()
-            .zip(&types)
-            .map(|(n, (_, t))| format!("{n}: {t}"))
-            .collect();
-        let mut passed: Vec<String> = Vec::new();
-        if checkpoint.is_some() {
-            passed.push(CKPT.to_string());
-        }
-        passed.extend(names.iter().map(|n| n.to_string()));
+        let names = &param_names[..skip + types.len()];
+        let mut decl: Vec<String> = names[..skip].iter().map(|n| n.to_string()).collect();
+        decl.extend(
+            names[skip..]
+                .iter()
+                .zip(&types)
+                .map(|(n, (_, t))| format!("{n}: {t}")),
+        );
+        let passed: Vec<String> = names.iter().map(|n| n.to_string()).collect();
         let wrapper = format!(
             "fn {WRAPPER}({}) {{ {name}({}) }}",
             decl.join(", "),
@@ -1004,13 +1002,16 @@ impl Session {
                 .collect();
             let args: Option<Vec<String>> =
                 types.iter().map(|(t, _)| zeros_of(t, &sizes)).collect();
-            let args = args.ok_or_else(|| {
+            let mut args = args.ok_or_else(|| {
                 Message(
                     "--args takes tensor types with sizes or symbolic dims, in tuples and records \
                      (`f32[B, 784], i64[B]`)"
                         .to_string(),
                 )
             })?;
+            if checkpoint.is_some() {
+                args.insert(0, CKPT.to_string());
+            }
             calls.push(format!("{WRAPPER}({})", args.join(", ")));
         }
         // Staged in graph mode whatever the session's mode.
@@ -1056,9 +1057,15 @@ impl Session {
             return Err(Message(format!("`{name}` was not staged")));
         };
         let doc = format!("MindScript function `{name}`");
-        let (spec, summary) =
-            crate::stage::export::onnx_spec(staged, names, None, Some(CKPT), options.opset, doc)
-                .map_err(Message)?;
+        let (spec, summary) = crate::stage::export::onnx_spec(
+            staged,
+            names,
+            checkpoint.as_ref(),
+            None,
+            options.opset,
+            doc,
+        )
+        .map_err(Message)?;
         let bytes = crate::io::onnx::export(&staged.graph, &spec)
             .map_err(|e| Message(format!("`{name}`: {e}")))?;
         Ok(OnnxModel { bytes, summary })

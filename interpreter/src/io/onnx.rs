@@ -183,7 +183,25 @@ pub fn model(graph: &Graph, spec: &ExportSpec) -> R<pb::ModelProto> {
         let ty = graph.ty(v);
         match (role, ty) {
             (InputRole::Token, Type::Token) => {}
-            (InputRole::Key, Type::Tensor(_)) => {}
+            (InputRole::Key, Type::Tensor(t)) => {
+                // No draw reads the key (they are refused), but control flow may carry it:
+                // then it is a constant, whose value nothing uses.
+                let read = graph
+                    .block(graph.body())
+                    .nodes
+                    .iter()
+                    .any(|&n| graph.reads(n).contains(&v));
+                if read {
+                    let name = cx.fresh_named("rng_key");
+                    let a = Array {
+                        dtype: t.dtype,
+                        dims: t.shape.to_known().unwrap_or_default(),
+                        data: vec![0; t.shape.numel().unwrap_or(0) * elem_size(t.dtype)],
+                    };
+                    main.inits.push(tensor_proto(&name, &a));
+                    cx.names.insert(v, name);
+                }
+            }
             (InputRole::Input(name), Type::Tensor(t)) => {
                 for (axis, d) in t.shape.dims().iter().enumerate() {
                     if let Dim::Sym(s) = d
@@ -1032,7 +1050,15 @@ impl<'g> Cx<'g> {
                     arg(1)?.to_string(),
                     arg(2)?.to_string(),
                 );
-                self.op(s, "Where", &[&c, &a, &b], vec![])
+                if in_ty(1)?.dtype == DType::Bool {
+                    // ONNX Runtime has no bool `Where`: (c and a) or (not c and b).
+                    let ca = self.op(s, "And", &[&c, &a], vec![]);
+                    let nc = self.op(s, "Not", &[&c], vec![]);
+                    let ncb = self.op(s, "And", &[&nc, &b], vec![]);
+                    self.op(s, "Or", &[&ca, &ncb], vec![])
+                } else {
+                    self.op(s, "Where", &[&c, &a, &b], vec![])
+                }
             }
             Op::Reduce { op, axes, keepdims } => {
                 let x = arg(0)?.to_string();
@@ -1320,27 +1346,54 @@ impl<'g> Cx<'g> {
                 self.op(s, "Reciprocal", &[&y], vec![])
             }
             Sin => self.op(s, "Sin", &[x], vec![]),
+            // ONNX Runtime's CPU provider has no f64 Cos, Erf or Softplus, and fuses
+            // x * sigmoid(x) in f64 into a kernel it has only for f32: those get other forms.
+            Cos if dt == DType::F64 => {
+                let h = self.scalar(s, dt, std::f64::consts::FRAC_PI_2, op.name())?;
+                let y = self.op(s, "Sub", &[&h, x], vec![]);
+                self.op(s, "Sin", &[&y], vec![])
+            }
             Cos => self.op(s, "Cos", &[x], vec![]),
             Tanh => self.op(s, "Tanh", &[x], vec![]),
             Sigmoid => self.op(s, "Sigmoid", &[x], vec![]),
-            Gelu if self.opset >= 20 => self.op(s, "Gelu", &[x], vec![]),
+            Gelu if self.opset >= 20 && dt != DType::F64 => self.op(s, "Gelu", &[x], vec![]),
             Gelu => {
                 // x/2 * (1 + erf(x / sqrt 2))
                 let r = self.scalar(s, dt, std::f64::consts::FRAC_1_SQRT_2, op.name())?;
                 let h = self.scalar(s, dt, 0.5, op.name())?;
                 let o = one(self, s)?;
                 let xs = self.op(s, "Mul", &[x, &r], vec![]);
-                let e = self.op(s, "Erf", &[&xs], vec![]);
+                let e = self.erf(s, &xs, dt);
                 let e1 = self.op(s, "Add", &[&e, &o], vec![]);
                 let xh = self.op(s, "Mul", &[x, &h], vec![]);
                 self.op(s, "Mul", &[&xh, &e1], vec![])
+            }
+            Silu if dt == DType::F64 => {
+                // x / (1 + e^-x)
+                let o = one(self, s)?;
+                let n = self.op(s, "Neg", &[x], vec![]);
+                let e = self.op(s, "Exp", &[&n], vec![]);
+                let d = self.op(s, "Add", &[&e, &o], vec![]);
+                self.op(s, "Div", &[x, &d], vec![])
             }
             Silu => {
                 let y = self.op(s, "Sigmoid", &[x], vec![]);
                 self.op(s, "Mul", &[x, &y], vec![])
             }
+            Softplus if dt == DType::F64 => {
+                // max(x, 0) + ln(1 + e^-|x|), which neither overflows nor cancels.
+                let o = one(self, s)?;
+                let z = self.scalar(s, dt, 0.0, op.name())?;
+                let m = self.op(s, "Max", &[x, &z], vec![]);
+                let a = self.op(s, "Abs", &[x], vec![]);
+                let n = self.op(s, "Neg", &[&a], vec![]);
+                let e = self.op(s, "Exp", &[&n], vec![]);
+                let e1 = self.op(s, "Add", &[&e, &o], vec![]);
+                let l = self.op(s, "Log", &[&e1], vec![]);
+                self.op(s, "Add", &[&m, &l], vec![])
+            }
             Softplus => self.op(s, "Softplus", &[x], vec![]),
-            Erf => self.op(s, "Erf", &[x], vec![]),
+            Erf => self.erf(s, x, dt),
             Not => self.op(s, "Not", &[x], vec![]),
             IsNan if float => self.op(s, "IsNaN", &[x], vec![]),
             IsNan => {
@@ -1355,6 +1408,17 @@ impl<'g> Cx<'g> {
             }
             IsFinite => self.op(s, "Equal", &[x, x], vec![]),
         })
+    }
+
+    /// `Erf`; in f64 through f32, the only float ONNX Runtime's CPU provider has it for.
+    fn erf(&mut self, s: &mut Sink, x: &str, dt: DType) -> String {
+        if dt == DType::F64 {
+            let x32 = self.cast(s, x, DType::F32);
+            let e = self.op(s, "Erf", &[&x32], vec![]);
+            self.cast(s, &e, DType::F64)
+        } else {
+            self.op(s, "Erf", &[x], vec![])
+        }
     }
 
     fn binary(&mut self, s: &mut Sink, op: BinaryOp, a: &str, b: &str, dt: DType) -> R<String> {
@@ -1418,9 +1482,9 @@ impl<'g> Cx<'g> {
             ReduceOp::Max => ("ReduceMax", self.opset >= 18),
             ReduceOp::Min => ("ReduceMin", self.opset >= 18),
         };
-        // A sum of bools counts them (as i64); other reductions of bools run on integers.
+        // A sum or product of bools is an i64; a max or min of bools runs on integers.
         let (x, back) = match (dt, op) {
-            (DType::Bool, ReduceOp::Sum) => (self.cast(s, x, DType::I64), None),
+            (DType::Bool, ReduceOp::Sum | ReduceOp::Prod) => (self.cast(s, x, DType::I64), None),
             (DType::Bool, _) => (self.cast(s, x, DType::I32), Some(DType::Bool)),
             _ => (x.to_string(), None),
         };
