@@ -854,6 +854,47 @@ fn staged_functions_run_in_onnx_runtime() {
             ops: &["Gather", "Slice", "ReduceMax", "ArgMax", "Concat"],
         },
     ];
+    // The builtin `export_onnx` writes a model of `f` at its example arguments.
+    let dir = root.join("builtin_export_onnx");
+    std::fs::create_dir_all(&dir).expect("a case folder");
+    let mut s = Session::with_options(Options {
+        capture_output: true,
+        ..Options::default()
+    });
+    let o = s.eval(&format!(
+        "seed(7)\nlet w = randn([5, 2])\nfn f(x, k) {{ relu(x @ w) * f32(k) }}\n\
+         let in0 = randn([3, 5])\nexport_onnx(f, (in0, 4), \"{d}/model.onnx\", opset: 18)\n\
+         save_npy(in0, \"{d}/in0.npy\")\nsave_npy(f(in0, 4), \"{d}/out0.npy\")",
+        d = dir.display()
+    ));
+    assert!(!o.has_errors(), "{:?}", o.diagnostics);
+    let bytes = std::fs::read(dir.join("model.onnx")).expect("written");
+    let m = pb::ModelProto::decode(&bytes[..]).expect("decodes");
+    assert_eq!(m.opset_import[0].version(), 18);
+    let g = m.graph.as_ref().expect("a graph");
+    // The static int `k` is a constant of the graph, not an input.
+    assert_eq!(g.input.iter().map(|i| i.name()).collect::<Vec<_>>(), ["x"]);
+    assert_eq!(input_dims(&g.input[0]), ["3", "5"]);
+    // Inside a staged function it would write once, when staged: refused.
+    let o = s.eval(&format!(
+        "@jit\nfn g(x) {{ export_onnx(f, (x, 1), \"{d}/no.onnx\")\n x }}\ng(in0)",
+        d = dir.display()
+    ));
+    assert!(
+        o.diagnostics.iter().any(|d| d.code == "E0913"),
+        "{:?}",
+        o.diagnostics
+    );
+    let o = s.eval(&format!(
+        "fn noisy(x) {{ x + randn([5]) }}\nexport_onnx(noisy, randn([5]), \"{d}/no.onnx\")",
+        d = dir.display()
+    ));
+    let d = o.diagnostics.first().expect("an error");
+    assert!(
+        d.code == "E0909" && d.message.contains("random_normal"),
+        "{d:?}"
+    );
+    assert!(!dir.join("no.onnx").exists());
     for c in &cases {
         let m = write_ms_case(&root, c);
         if c.name == "elementwise_chain" {

@@ -444,6 +444,17 @@ impl Eval<'_> {
         self.run_staged(&staged, leaves, span)
     }
 
+    /// Stages `f` at the positional arguments `pos` for `export_onnx`, outside the cache.
+    pub(crate) fn stage_for_export(
+        &mut self,
+        f: &Value,
+        pos: &[(Value, Span)],
+        span: Span,
+    ) -> R<StagedFn> {
+        let sig: Signature = pos.iter().map(|(v, _)| (None, arg_sig(v))).collect();
+        self.stage_call(f, pos, &[], sig, span)
+    }
+
     /// `line:col` of `span` in the running source, for notes.
     pub(super) fn place(&self, span: Span) -> String {
         let text = self.st.sources.get(self.src).map_or("", |(_, t)| &**t);
