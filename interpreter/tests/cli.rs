@@ -133,7 +133,7 @@ fn a_bad_flag_is_a_report_with_the_usage() {
     let err = text(&out.stderr);
     assert!(err.contains("× unknown command `frobnicate`"), "{err}");
     assert!(
-        err.contains("run, check, ir, report, explain and demo"),
+        err.contains("run, check, ir, plan, export, report, explain and demo"),
         "{err}"
     );
 }
