@@ -945,7 +945,6 @@ impl Session {
                 staged,
                 &param_names,
                 checkpoint.as_ref(),
-                None,
                 options.opset,
                 doc,
             )
@@ -1057,15 +1056,9 @@ impl Session {
             return Err(Message(format!("`{name}` was not staged")));
         };
         let doc = format!("MindScript function `{name}`");
-        let (spec, summary) = crate::stage::export::onnx_spec(
-            staged,
-            names,
-            checkpoint.as_ref(),
-            None,
-            options.opset,
-            doc,
-        )
-        .map_err(Message)?;
+        let (spec, summary) =
+            crate::stage::export::onnx_spec(staged, names, checkpoint.as_ref(), options.opset, doc)
+                .map_err(Message)?;
         let bytes = crate::io::onnx::export(&staged.graph, &spec)
             .map_err(|e| Message(format!("`{name}`: {e}")))?;
         Ok(OnnxModel { bytes, summary })

@@ -35,13 +35,11 @@ pub struct ExportSummary {
 
 /// The spec of `staged`'s graph: `params` are the function's parameter names (for the
 /// arguments after them, `arg2`, ...), `checkpoint` the record that replaces the first
-/// argument's leaves as initializers, `ckpt_global` the global that holds a checkpoint
-/// the function captured (its leaves are named without the global's name).
+/// argument's leaves as initializers.
 pub(crate) fn onnx_spec(
     staged: &StagedFn,
     params: &[Name],
     checkpoint: Option<&Value>,
-    ckpt_global: Option<&str>,
     opset: i64,
     doc: String,
 ) -> Result<(ExportSpec, ExportSummary), String> {
@@ -96,12 +94,7 @@ pub(crate) fn onnx_spec(
     let mut global_leaves: HashMap<devices::TensorId, String> = HashMap::new();
     for (gname, v) in &staged.globals_read {
         let mut named = Vec::new();
-        let prefix = if Some(&**gname) == ckpt_global {
-            ""
-        } else {
-            gname
-        };
-        named_input_leaves(v, prefix, &mut named);
+        named_input_leaves(v, gname, &mut named);
         for (n, t) in named {
             global_leaves.entry(t.t.id()).or_insert(n);
         }

@@ -142,7 +142,7 @@ pub(super) fn export_onnx(ev: &mut Eval<'_>, c: &Call) -> R<Value> {
     let pos: Vec<(Value, Span)> = args.into_iter().map(|a| (a, c.span(1))).collect();
     let staged = ev.stage_for_export(&f, &pos, c.span)?;
     let doc = format!("MindScript function `{}`", crate::stage::jit::fn_name(&f));
-    let (spec, _) = crate::stage::export::onnx_spec(&staged, &params, None, None, opset, doc)
+    let (spec, _) = crate::stage::export::onnx_spec(&staged, &params, None, opset, doc)
         .map_err(|m| bad(m, c.span(0)))?;
     let bytes =
         io::onnx::export(&staged.graph, &spec).map_err(|e| bad(e.to_string(), c.span(0)))?;
