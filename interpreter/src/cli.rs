@@ -38,6 +38,9 @@ Examples:
                                 names the optimizer's pass and the node to blame
   ms ir train.ms --fn step --stage grad
                                 the IR of `step` as the script stages it, differentiated
+  ms export model.ms --fn predict --args \"f32[B, 784]\" --onnx model.onnx
+                                `predict` as an ONNX model (B a dim_param); --params CKPT
+                                bakes in a checkpoint as its first argument
   ms --logdir logs train.ms     summaries (log_scalar, ...) go to logs/train-<time>/
   ms report runs/train-20250101-120000
                                 an HTML page of the run's scalars and histograms
@@ -158,6 +161,40 @@ pub enum Cmd {
         /// Show each node's source span (`@src:start..end`)
         #[arg(long)]
         spans: bool,
+    },
+    /// Export a function as an ONNX model for inference elsewhere (ONNX Runtime, ...): the
+    /// script runs in graph mode, its output hidden, then NAME is staged at the argument
+    /// types --args gives (or its annotations, or the graph of its last call), mapped
+    /// primitive by primitive to ONNX operators and written to OUT.onnx (docs/export.md)
+    Export {
+        /// The script
+        #[arg(value_name = "FILE.ms")]
+        file: PathBuf,
+        /// The function to export
+        #[arg(long = "fn", value_name = "NAME")]
+        name: String,
+        /// Where to write the ONNX model
+        #[arg(long, value_name = "OUT.onnx")]
+        onnx: Option<PathBuf>,
+        /// A MindScript model file (`.msir`): not built yet
+        #[arg(long, value_name = "OUT.msir")]
+        mir: Option<PathBuf>,
+        /// The types of the arguments, as in MindScript (`"f32[1, 784], i64[1]"`; a name
+        /// such as `B` is a symbolic dim, an ONNX dim_param); with --params, of the
+        /// arguments after the first
+        #[arg(long, value_name = "TYPES")]
+        args: Option<String>,
+        /// A safetensors checkpoint (`save(params, "ckpt.safetensors")`) bound to the
+        /// first argument and baked into the model as initializers
+        #[arg(long, value_name = "CKPT")]
+        params: Option<PathBuf>,
+        /// The ONNX opset
+        #[arg(long, value_name = "N", default_value_t = crate::io::onnx::DEFAULT_OPSET,
+              value_parser = clap::value_parser!(i64).range(13..=21))]
+        opset: i64,
+        /// Words given to the script, after `--` (`-- --epochs 0`)
+        #[arg(last = true, value_name = "ARGS")]
+        script_args: Vec<String>,
     },
     /// Print how a parallel function (`@jit(parallel: "data")`) is split over a mesh: each
     /// primitive's layout, the collectives, and the estimated time of a call (the script
@@ -464,7 +501,7 @@ impl Cli {
                     return Err(CliError {
                         message: format!("`ms {word}` is not available yet: {what}"),
                         help: Some(
-                            "the commands available are run, check, ir, report, explain and demo"
+                            "the commands available are run, check, ir, plan, export, report, explain and demo"
                                 .into(),
                         ),
                         status: Status::ProgramError,
@@ -472,8 +509,8 @@ impl Cli {
                 }
                 if !looks_like_a_script(word) {
                     return Err(CliError::usage(format!("unknown command `{word}`")).with_help(
-                        "the commands are run, check, ir, report, explain and demo; a script's name ends in \
-                         .ms (`ms --help` shows them all)",
+                        "the commands are run, check, ir, plan, export, report, explain and demo; a script's \
+                         name ends in .ms (`ms --help` shows them all)",
                     ));
                 }
                 run_file(&with_device(script_options(word, args, seed)))
@@ -491,6 +528,44 @@ impl Cli {
                     &name,
                     &stage,
                     spans,
+                )
+            }
+            Some(Cmd::Export {
+                file,
+                name,
+                onnx,
+                mir,
+                args,
+                params,
+                opset,
+                script_args,
+            }) => {
+                if mir.is_some() {
+                    return Err(CliError {
+                        message: "`ms export --mir` is not available yet: the .msir model \
+                                  file is not built"
+                            .into(),
+                        help: Some("`ms export --onnx OUT.onnx` writes an ONNX model".into()),
+                        status: Status::ProgramError,
+                    });
+                }
+                let onnx = onnx.ok_or_else(|| {
+                    CliError::usage("`ms export` needs --onnx OUT.onnx").with_help(
+                        "ms export FILE.ms --fn NAME --onnx OUT.onnx [--args TYPES] \
+                         [--params CKPT] [--opset N]",
+                    )
+                })?;
+                let file = file.to_string_lossy().into_owned();
+                let options = crate::session::OnnxOptions {
+                    args,
+                    params,
+                    opset,
+                };
+                export_onnx(
+                    &with_device(script_options(&file, &script_args, seed)),
+                    &name,
+                    &options,
+                    &onnx,
                 )
             }
             Some(Cmd::Report { run, output }) => report_run(&run, output),
@@ -553,7 +628,7 @@ pub(crate) fn open_device(
 /// E0906), not "unknown command".
 pub(crate) fn later_milestone(command: &str) -> Option<&'static str> {
     match command {
-        "export" => Some("export to ONNX and .msir is a later milestone"),
+        "import-onnx" => Some("importing ONNX models is a later milestone"),
         _ => None,
     }
 }
@@ -836,6 +911,66 @@ fn ir_of(
             Ok(Status::ProgramError)
         }
     }
+}
+
+/// `ms export --onnx`: runs the script as `ms ir` does, then stages the function for
+/// export (`Session::export_onnx`) and writes the model atomically.
+fn export_onnx(
+    options: &crate::Options,
+    name: &str,
+    onnx: &crate::session::OnnxOptions,
+    out: &Path,
+) -> Result<Status, CliError> {
+    let path = options.script_path.clone().unwrap_or_default();
+    let text = read_script(&path)?;
+    install_interrupt_handler();
+    let mut session = crate::Session::with_options(crate::Options {
+        graph_mode: true,
+        capture_output: true,
+        ..options.clone()
+    });
+    session.mute_summaries();
+    let outcome = session.eval(&text);
+    if outcome.has_errors() {
+        let file = path.display().to_string();
+        eprint!(
+            "{}",
+            session.render(&outcome, &file, &text, render_options())
+        );
+        return Ok(Status::ProgramError);
+    }
+    let model = match session.export_onnx(name, onnx) {
+        Ok(m) => m,
+        Err(crate::session::ExportFailure::Program(call, o)) => {
+            eprint!("{}", session.render(&o, &call, &call, render_options()));
+            return Ok(Status::ProgramError);
+        }
+        Err(crate::session::ExportFailure::Message(m)) => {
+            eprintln!("error: {m}");
+            return Ok(Status::ProgramError);
+        }
+    };
+    crate::io::write_atomic(out, |w| w.write_all(&model.bytes)).map_err(|e| CliError {
+        message: format!("cannot write {}: {e}", out.display()),
+        help: None,
+        status: Status::ProgramError,
+    })?;
+    let s = &model.summary;
+    println!(
+        "wrote {} ({} bytes, ONNX opset {})",
+        out.display(),
+        model.bytes.len(),
+        onnx.opset
+    );
+    println!("  inputs:  {}", s.inputs.join(", "));
+    println!("  outputs: {}", s.outputs.join(", "));
+    println!(
+        "  {} parameter tensor{} baked in ({} values)",
+        s.initializers,
+        if s.initializers == 1 { "" } else { "s" },
+        s.parameters
+    );
+    Ok(Status::Ok)
 }
 
 /// `ms plan`: runs the script as `ms ir` does, then prints the plan of the function.

@@ -17,5 +17,9 @@ pub mod session;
 pub(crate) mod stage;
 pub mod value;
 
-pub use session::{CheckSummary, IrStage, Options, Outcome, Session};
+pub use io::onnx;
+pub use session::{
+    CheckSummary, ExportFailure, IrStage, OnnxModel, OnnxOptions, Options, Outcome, Session,
+};
+pub use stage::export::ExportSummary;
 pub use value::Value;

@@ -267,6 +267,29 @@ fn float_args(graph: &ir::Graph, n_args: usize) -> Vec<usize> {
 }
 
 /// The symbolic dims a type names, each once, in order.
+/// The types of `ms export --args` (`"f32[1, 784], i64[1]"`), parsed as MindScript types.
+fn parse_arg_types(text: &str) -> Result<Vec<(lang::ast::TypeExpr, String)>, String> {
+    use lang::ast::{StmtKind, TypeExprKind};
+    let src = format!("type __MsExportArgs = ({text},)");
+    let (program, diags) = lang::syntax::parse(&src);
+    if let Some(d) = diags.iter().find(|d| d.is_error()) {
+        return Err(format!(
+            "--args \"{text}\" is not a list of types: {}",
+            d.message
+        ));
+    }
+    match program.stmts.first().map(|s| &s.kind) {
+        Some(StmtKind::TypeAlias { ty, .. }) => match &ty.kind {
+            TypeExprKind::Tuple(items) => Ok(items
+                .iter()
+                .map(|t| (t.clone(), src.get(t.span.range()).unwrap_or("").to_string()))
+                .collect()),
+            _ => Err(format!("--args \"{text}\" is not a list of types")),
+        },
+        _ => Err(format!("--args \"{text}\" is not a list of types")),
+    }
+}
+
 fn sym_names(te: &lang::ast::TypeExpr, out: &mut Vec<lang::ast::Name>) {
     use lang::ast::{DimExprKind, TypeExprKind};
     match &te.kind {
@@ -313,6 +336,61 @@ impl std::fmt::Display for CheckSummary {
             plural(self.calls, "staged call", "staged calls"),
             plural(self.graphs, "graph", "graphs"),
         )
+    }
+}
+
+/// How `ms export --onnx` (and `Session::export_onnx`) stages and exports a function.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct OnnxOptions {
+    /// The types of the arguments, as written in MindScript (`"f32[1, 784], i64[1]"`): of
+    /// the arguments after the first when `params` is given, of all of them otherwise.
+    /// `None`: the parameters' annotations, or else the graph of the function's last call.
+    pub args: Option<String>,
+    /// A safetensors checkpoint whose record is the first argument, baked into the model
+    /// as initializers named by its dotted names.
+    pub params: Option<std::path::PathBuf>,
+    /// The ONNX opset (13 to 21).
+    pub opset: i64,
+}
+
+impl Default for OnnxOptions {
+    fn default() -> OnnxOptions {
+        OnnxOptions {
+            args: None,
+            params: None,
+            opset: crate::io::onnx::DEFAULT_OPSET,
+        }
+    }
+}
+
+/// An exported ONNX model: its bytes and what is in it.
+#[derive(Clone, Debug)]
+pub struct OnnxModel {
+    /// The `ModelProto`, encoded.
+    pub bytes: Vec<u8>,
+    /// Its inputs, outputs and parameters, in words.
+    pub summary: crate::stage::export::ExportSummary,
+}
+
+/// Why `Session::export_onnx` failed: a message, or a call of the program that failed
+/// (staging the function, loading the checkpoint), with its diagnostics.
+#[derive(Debug)]
+pub enum ExportFailure {
+    /// What went wrong, in one line.
+    Message(String),
+    /// The text that ran and its outcome, for rendering.
+    Program(String, Outcome),
+}
+
+impl std::fmt::Display for ExportFailure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ExportFailure::Message(m) => f.write_str(m),
+            ExportFailure::Program(call, o) => {
+                let first = o.diagnostics.first().map_or("", |d| d.message.as_str());
+                write!(f, "`{call}` failed: {first}")
+            }
+        }
     }
 }
 
@@ -777,6 +855,238 @@ impl Session {
             out.push(ir::graph::print(&graph, opts));
         }
         Ok(out)
+    }
+
+    /// The function `name` as an ONNX model (`ms export --onnx`, `docs/export.md`): staged
+    /// at the types `options.args` gives (with symbolic dims: at two sizes, and the
+    /// graph general in them), or at its parameters' annotations, or else the graph of its
+    /// last call; with a checkpoint, the checkpoint's record is its first argument and is
+    /// baked in. What staging prints is dropped and the random stream stays where it was.
+    pub fn export_onnx(
+        &mut self,
+        name: &str,
+        options: &OnnxOptions,
+    ) -> Result<OnnxModel, ExportFailure> {
+        use ExportFailure::Message;
+        let f = self
+            .state
+            .globals
+            .get(name)
+            .cloned()
+            .ok_or_else(|| Message(format!("there is no function `{name}`")))?;
+        let func = match &f {
+            Value::Fn(func) => func.clone(),
+            Value::Jit(j) => match &j.f {
+                Value::Fn(func) => func.clone(),
+                _ => return Err(Message(format!("`{name}` is not a named function"))),
+            },
+            other => {
+                return Err(Message(format!(
+                    "`{name}` is {}, not a function",
+                    other.describe()
+                )));
+            }
+        };
+        let param_names: Vec<lang::ast::Name> =
+            func.params.iter().map(|p| p.name.name.clone()).collect();
+        // The checkpoint, loaded by the program's own `load` (its errors are diagnostics).
+        const CKPT: &str = "__ms_export_params";
+        let checkpoint = match &options.params {
+            None => None,
+            Some(path) => {
+                if param_names.is_empty() {
+                    return Err(Message(format!(
+                        "`{name}` takes no arguments, so a checkpoint has nothing to bind to"
+                    )));
+                }
+                let call = format!("let {CKPT} = load({:?})", path.to_string_lossy());
+                let o = self.quiet_eval(&call);
+                if o.has_errors() {
+                    return Err(ExportFailure::Program(call, o));
+                }
+                let v = self.state.globals.remove(CKPT);
+                if !matches!(v, Some(Value::Record(_))) {
+                    return Err(Message(format!(
+                        "{} does not hold a record of parameters",
+                        path.display()
+                    )));
+                }
+                v
+            }
+        };
+        let skip = usize::from(checkpoint.is_some());
+        // The types to stage at, with their text: given, or annotated.
+        let types: Option<Vec<(lang::ast::TypeExpr, String)>> = match &options.args {
+            Some(text) => Some(parse_arg_types(text).map_err(Message)?),
+            None => {
+                let src = self
+                    .state
+                    .sources
+                    .get(func.src)
+                    .map(|(_, t)| t.clone())
+                    .unwrap_or_default();
+                func.params[skip.min(func.params.len())..]
+                    .iter()
+                    .filter(|p| p.default.is_none())
+                    .map(|p| {
+                        let t = p.ty.clone()?;
+                        let text = src.get(t.span.range())?.to_string();
+                        Some((t, text))
+                    })
+                    .collect()
+            }
+        };
+        let Some(types) = types else {
+            // Neither given nor annotated: the graph of the function's last call.
+            let graphs = self.state.jit.graphs(crate::stage::jit::fn_key(&f));
+            let Some(newest) = graphs.last() else {
+                return Err(Message(format!(
+                    "`{name}` has no staged graph to export: give the types of its arguments \
+                     with --args (\"f32[1, 784]\"), annotate its parameters, or call it in the \
+                     script"
+                )));
+            };
+            let staged = graphs
+                .iter()
+                .rev()
+                .find(|g| g.general && g.covers(newest))
+                .unwrap_or(newest);
+            let doc = format!("MindScript function `{name}`");
+            let (spec, summary) = crate::stage::export::onnx_spec(
+                staged,
+                &param_names,
+                checkpoint.as_ref(),
+                options.opset,
+                doc,
+            )
+            .map_err(Message)?;
+            let bytes = crate::io::onnx::export(&staged.graph, &spec)
+                .map_err(|e| Message(format!("`{name}`: {e}")))?;
+            return Ok(OnnxModel { bytes, summary });
+        };
+        let wanted = param_names.len() - skip;
+        let optional = func.params[skip.min(func.params.len())..]
+            .iter()
+            .filter(|p| p.default.is_some())
+            .count();
+        if types.len() > wanted || types.len() < wanted - optional {
+            return Err(Message(format!(
+                "`{name}` takes {wanted} argument{}{}, --args gives {}",
+                if wanted == 1 { "" } else { "s" },
+                if skip == 1 {
+                    " after the checkpoint"
+                } else {
+                    ""
+                },
+                types.len()
+            )));
+        }
+        // A wrapper with the argument types as annotations is staged (so that their
+        // symbolic dims make a general graph); the checkpoint is its first argument, so
+        // that its leaves are graph inputs, which become initializers.
+        const WRAPPER: &str = "__ms_export";
+        let names = &param_names[..skip + types.len()];
+        let mut decl: Vec<String> = names[..skip].iter().map(|n| n.to_string()).collect();
+        decl.extend(
+            names[skip..]
+                .iter()
+                .zip(&types)
+                .map(|(n, (_, t))| format!("{n}: {t}")),
+        );
+        let passed: Vec<String> = names.iter().map(|n| n.to_string()).collect();
+        let wrapper = format!(
+            "fn {WRAPPER}({}) {{ {name}({}) }}",
+            decl.join(", "),
+            passed.join(", ")
+        );
+        let mut symbolic = Vec::new();
+        types.iter().for_each(|(t, _)| sym_names(t, &mut symbolic));
+        let n = symbolic.len();
+        let rounds: &[bool] = if n == 0 { &[false] } else { &[false, true] };
+        let mut calls = vec![wrapper];
+        for &second in rounds {
+            let sizes: Vec<(lang::ast::Name, usize)> = symbolic
+                .iter()
+                .enumerate()
+                .map(|(k, s)| (s.clone(), if second { 3 + n + k } else { 2 + k }))
+                .collect();
+            let args: Option<Vec<String>> =
+                types.iter().map(|(t, _)| zeros_of(t, &sizes)).collect();
+            let mut args = args.ok_or_else(|| {
+                Message(
+                    "--args takes tensor types with sizes or symbolic dims, in tuples and records \
+                     (`f32[B, 784], i64[B]`)"
+                        .to_string(),
+                )
+            })?;
+            if checkpoint.is_some() {
+                args.insert(0, CKPT.to_string());
+            }
+            calls.push(format!("{WRAPPER}({})", args.join(", ")));
+        }
+        // Staged in graph mode whatever the session's mode.
+        let graph_mode = self.state.graph_mode;
+        self.state.graph_mode = true;
+        if let Some(ckpt) = &checkpoint {
+            self.checker.set_global(CKPT, ckpt.ty());
+            self.state.globals.insert(Arc::from(CKPT), ckpt.clone());
+        }
+        let mut failed = None;
+        for call in calls {
+            let o = self.quiet_eval(&call);
+            if o.has_errors() {
+                failed = Some((call, o));
+                break;
+            }
+        }
+        self.state.graph_mode = graph_mode;
+        let wrapper_fn = self.state.globals.get(WRAPPER).cloned();
+        if let Some((call, o)) = failed {
+            return Err(ExportFailure::Program(call, o));
+        }
+        let graphs = wrapper_fn
+            .map(|w| self.state.jit.graphs(crate::stage::jit::fn_key(&w)))
+            .unwrap_or_default();
+        let staged = if n == 0 {
+            graphs.last()
+        } else {
+            let general = graphs.iter().rev().find(|g| g.general);
+            if general.is_none() {
+                let dims: Vec<&str> = symbolic.iter().map(|s| &**s).collect();
+                return Err(Message(format!(
+                    "the graph of `{name}` depends on the size of {} (it computes with it, or \
+                     reshapes by it), so it cannot be exported with {} symbolic; give a fixed \
+                     size in --args (`ms --explain-restage export ...` names the node)",
+                    dims.join(", "),
+                    if n == 1 { "it" } else { "them" }
+                )));
+            }
+            general
+        };
+        let Some(staged) = staged else {
+            return Err(Message(format!("`{name}` was not staged")));
+        };
+        let doc = format!("MindScript function `{name}`");
+        let (spec, summary) =
+            crate::stage::export::onnx_spec(staged, names, checkpoint.as_ref(), options.opset, doc)
+                .map_err(Message)?;
+        let bytes = crate::io::onnx::export(&staged.graph, &spec)
+            .map_err(|e| Message(format!("`{name}`: {e}")))?;
+        Ok(OnnxModel { bytes, summary })
+    }
+
+    /// Runs `src` with its output dropped, leaving the random stream and `_` as they were.
+    fn quiet_eval(&mut self, src: &str) -> Outcome {
+        let (seed, offset) = (self.state.seed, self.state.offset);
+        let last = self.state.globals.get("_").cloned();
+        let out = self.swap_output(Box::new(std::io::sink()));
+        let o = self.eval(src);
+        self.swap_output(out);
+        (self.state.seed, self.state.offset) = (seed, offset);
+        let last = last.unwrap_or(Value::Unit);
+        self.checker.set_global("_", last.ty());
+        self.state.globals.insert(Arc::from("_"), last);
+        o
     }
 
     /// The plan of the parallel function `name` (`ms plan`, `:plan`): how its newest

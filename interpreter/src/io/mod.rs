@@ -13,6 +13,7 @@
 pub(crate) mod idx;
 pub(crate) mod kernels;
 pub(crate) mod npy;
+pub mod onnx;
 pub(crate) mod safetensors;
 
 use std::io::Write;

@@ -97,6 +97,10 @@ pub const DESCRIPTIONS: &[(&str, &str)] = &[
     ("exp", "e to the power of x, elementwise"),
     ("expand_dims", "inserts an axis of size 1 at `axis`"),
     ("expm1", "exp(x) - 1, accurate near zero, elementwise"),
+    (
+        "export_onnx",
+        "writes f staged at example arguments as an ONNX model (docs/export.md)",
+    ),
     ("eye", "the identity matrix (n rows, m columns)"),
     ("f32", "casts to f32"),
     ("f64", "casts to f64"),

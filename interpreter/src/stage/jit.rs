@@ -73,13 +73,13 @@ pub(crate) struct StagedFn {
     pub n_args: usize,
     sig: Signature,
     /// The arguments it was staged with (kept alive so that identities in `sig` stay
-    /// unique).
-    _args: Vec<Value>,
+    /// unique; `ms export` reads the parameters baked into a model from them).
+    pub(super) args: Vec<Value>,
     /// The result, its tensor leaves standing for the graph's outputs after the key.
-    out: Value,
+    pub(super) out: Value,
     pub(super) captures: Vec<Tensor>,
     prints: HashMap<IrSpan, PrintLine>,
-    globals_read: Vec<(Name, Value)>,
+    pub(super) globals_read: Vec<(Name, Value)>,
     /// The signature with the sizes of symbolic dims (those the parameters' annotations
     /// name) left out.
     abs: Signature,
@@ -222,6 +222,29 @@ pub(super) fn input_leaves(v: &Value, out: &mut Vec<TensorVal>) {
         Value::Tensor(t) if !is_static(t) => out.push(t.clone()),
         Value::Tuple(items) => items.iter().for_each(|x| input_leaves(x, out)),
         Value::Record(m) => m.values().for_each(|x| input_leaves(x, out)),
+        _ => {}
+    }
+}
+
+/// [`input_leaves`] with a dotted name for each: `prefix` for a tensor, `prefix.0` for a
+/// tuple's item, `prefix.w` for a record's field (no prefix: the path alone).
+pub(super) fn named_input_leaves(v: &Value, prefix: &str, out: &mut Vec<(String, TensorVal)>) {
+    let join = |k: &str| {
+        if prefix.is_empty() {
+            k.to_string()
+        } else {
+            format!("{prefix}.{k}")
+        }
+    };
+    match v {
+        Value::Tensor(t) if !is_static(t) => out.push((prefix.to_string(), t.clone())),
+        Value::Tuple(items) => items
+            .iter()
+            .enumerate()
+            .for_each(|(i, x)| named_input_leaves(x, &join(&i.to_string()), out)),
+        Value::Record(m) => m
+            .iter()
+            .for_each(|(k, x)| named_input_leaves(x, &join(k), out)),
         _ => {}
     }
 }
@@ -429,6 +452,17 @@ impl Eval<'_> {
         self.run_staged(&staged, leaves, span)
     }
 
+    /// Stages `f` at the positional arguments `pos` for `export_onnx`, outside the cache.
+    pub(crate) fn stage_for_export(
+        &mut self,
+        f: &Value,
+        pos: &[(Value, Span)],
+        span: Span,
+    ) -> R<StagedFn> {
+        let sig: Signature = pos.iter().map(|(v, _)| (None, arg_sig(v))).collect();
+        self.stage_call(f, pos, &[], sig, span)
+    }
+
     /// `line:col` of `span` in the running source, for notes.
     pub(super) fn place(&self, span: Span) -> String {
         let text = self.st.sources.get(self.src).map_or("", |(_, t)| &**t);
@@ -490,7 +524,7 @@ impl Eval<'_> {
             n_args: n_args.len(),
             abs: sig.clone(),
             sig,
-            _args: args,
+            args,
             out,
             captures: s.captures,
             prints: s.prints,

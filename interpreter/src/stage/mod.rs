@@ -31,6 +31,7 @@
 pub(crate) mod check;
 pub(crate) mod control;
 pub(crate) mod exits;
+pub(crate) mod export;
 pub(crate) mod grad;
 pub(crate) mod jit;
 pub(crate) mod parallel;

@@ -227,6 +227,12 @@ pub(crate) static TABLE: &[Builtin] = &[
     b("exp", X, 1, math::unary),
     b("expand_dims", X_AXIS, 2, shape::expand_dims),
     b("expm1", X, 1, math::unary),
+    unit(b(
+        "export_onnx",
+        &["f", "example_args", "path", "opset"],
+        3,
+        misc::export_onnx,
+    )),
     b("eye", &["n", "m", "dtype"], 1, creation::eye),
     b("f32", CAST, 1, math::cast),
     b("f64", CAST, 1, math::cast),

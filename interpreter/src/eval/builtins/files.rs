@@ -108,6 +108,48 @@ fn no_staged_write(ev: &Eval<'_>, name: &str, span: Span) -> R<()> {
     Ok(())
 }
 
+/// `export_onnx(f, example_args, path, opset: 17)`: `f` staged at its example arguments
+/// (a tuple of them, or one value; their tensors are the model's inputs, the tensors `f`
+/// captures its initializers) and written as an ONNX model (`docs/export.md`).
+pub(super) fn export_onnx(ev: &mut Eval<'_>, c: &Call) -> R<Value> {
+    no_staged_write(ev, c.name, c.span)?;
+    let f = c.req(0)?.clone();
+    let args: Vec<Value> = match c.req(1)? {
+        Value::Tuple(items) => items.to_vec(),
+        other => vec![other.clone()],
+    };
+    let path = path_arg(c, 2)?;
+    let opset = c.opt_int(ev, 3)?.unwrap_or(io::onnx::DEFAULT_OPSET);
+    let bad = |m: String, span: Span| {
+        Flow::error(
+            Diagnostic::error("E0909", m, span).with_primary_label("cannot be exported to ONNX"),
+        )
+    };
+    if !io::onnx::OPSETS.contains(&opset) {
+        return Err(bad(
+            format!("ONNX opset {opset} is not supported: use 13 to 21"),
+            c.span(3),
+        ));
+    }
+    let params: Vec<lang::ast::Name> = match &f {
+        Value::Fn(func) => func.params.iter().map(|p| p.name.name.clone()).collect(),
+        Value::Jit(j) => match &j.f {
+            Value::Fn(func) => func.params.iter().map(|p| p.name.name.clone()).collect(),
+            _ => Vec::new(),
+        },
+        _ => Vec::new(),
+    };
+    let pos: Vec<(Value, Span)> = args.into_iter().map(|a| (a, c.span(1))).collect();
+    let staged = ev.stage_for_export(&f, &pos, c.span)?;
+    let doc = format!("MindScript function `{}`", crate::stage::jit::fn_name(&f));
+    let (spec, _) = crate::stage::export::onnx_spec(&staged, &params, None, opset, doc)
+        .map_err(|m| bad(m, c.span(0)))?;
+    let bytes =
+        io::onnx::export(&staged.graph, &spec).map_err(|e| bad(e.to_string(), c.span(0)))?;
+    write_file(&path, c.span, |w| std::io::Write::write_all(w, &bytes))?;
+    Ok(Value::Unit)
+}
+
 /// A host tensor value from an array read from a file.
 fn tensor_value(ev: &Eval<'_>, a: Array, span: Span) -> R<Value> {
     Ok(strong(
