@@ -869,31 +869,13 @@ fn ir_of(
         "opt" => crate::session::IrStage::Opt,
         "parallel" => crate::session::IrStage::Parallel,
         other => {
-            return Err(CliError::usage(format!(
-                "the `{other}` stage does not exist yet: the auto-parallel passes are still \
-                 to come"
-            ))
-            .with_help("use --stage raw, grad or opt"));
+            return Err(CliError::usage(format!("there is no `{other}` stage"))
+                .with_help("use --stage raw, grad, opt or parallel"));
         }
     };
-    let path = options.script_path.clone().unwrap_or_default();
-    let text = read_script(&path)?;
-    install_interrupt_handler();
-    let mut session = crate::Session::with_options(crate::Options {
-        graph_mode: true,
-        capture_output: true,
-        ..options.clone()
-    });
-    session.mute_summaries();
-    let outcome = session.eval(&text);
-    if outcome.has_errors() {
-        let file = path.display().to_string();
-        eprint!(
-            "{}",
-            session.render(&outcome, &file, &text, render_options())
-        );
+    let Some(mut session) = run_hidden(options)? else {
         return Ok(Status::ProgramError);
-    }
+    };
     // A function the script never called is staged at its annotated types, if it has them.
     if let Err((call, out)) = session.stage_at_annotations(name) {
         eprint!("{}", session.render(&out, &call, &call, render_options()));
@@ -921,24 +903,9 @@ fn export_onnx(
     onnx: &crate::session::OnnxOptions,
     out: &Path,
 ) -> Result<Status, CliError> {
-    let path = options.script_path.clone().unwrap_or_default();
-    let text = read_script(&path)?;
-    install_interrupt_handler();
-    let mut session = crate::Session::with_options(crate::Options {
-        graph_mode: true,
-        capture_output: true,
-        ..options.clone()
-    });
-    session.mute_summaries();
-    let outcome = session.eval(&text);
-    if outcome.has_errors() {
-        let file = path.display().to_string();
-        eprint!(
-            "{}",
-            session.render(&outcome, &file, &text, render_options())
-        );
+    let Some(mut session) = run_hidden(options)? else {
         return Ok(Status::ProgramError);
-    }
+    };
     let model = match session.export_onnx(name, onnx) {
         Ok(m) => m,
         Err(crate::session::ExportFailure::Program(call, o)) => {
@@ -973,8 +940,10 @@ fn export_onnx(
     Ok(Status::Ok)
 }
 
-/// `ms plan`: runs the script as `ms ir` does, then prints the plan of the function.
-fn plan_of(options: &crate::Options, name: &str, profile: &str) -> Result<Status, CliError> {
+/// Runs the script of `options` in graph mode with its output and summaries hidden (`ms ir`,
+/// `ms plan`, `ms export`), giving the session, or `None` after reporting the script's
+/// errors.
+fn run_hidden(options: &crate::Options) -> Result<Option<crate::Session>, CliError> {
     let path = options.script_path.clone().unwrap_or_default();
     let text = read_script(&path)?;
     install_interrupt_handler();
@@ -991,8 +960,16 @@ fn plan_of(options: &crate::Options, name: &str, profile: &str) -> Result<Status
             "{}",
             session.render(&outcome, &file, &text, render_options())
         );
-        return Ok(Status::ProgramError);
+        return Ok(None);
     }
+    Ok(Some(session))
+}
+
+/// `ms plan`: runs the script as `ms ir` does, then prints the plan of the function.
+fn plan_of(options: &crate::Options, name: &str, profile: &str) -> Result<Status, CliError> {
+    let Some(mut session) = run_hidden(options)? else {
+        return Ok(Status::ProgramError);
+    };
     if let Err((call, out)) = session.stage_at_annotations(name) {
         eprint!("{}", session.render(&out, &call, &call, render_options()));
         return Ok(Status::ProgramError);
