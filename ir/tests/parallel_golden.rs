@@ -26,23 +26,11 @@ fn cases() -> Vec<PathBuf> {
     cases
 }
 
-/// `[m0, -] [-]` → layouts.
+/// `[m0, -] [-]` → layouts (each in `Layout`'s text form).
 fn layouts(text: &str) -> Vec<Layout> {
-    text.split('[')
-        .skip(1)
-        .map(|part| {
-            let inner = part.split(']').next().unwrap_or("");
-            let map = inner
-                .split(',')
-                .map(str::trim)
-                .filter(|s| !s.is_empty())
-                .map(|s| s.strip_prefix('m').map(|m| m.parse().expect("mesh axis")))
-                .collect();
-            Layout {
-                map,
-                partial: Vec::new(),
-            }
-        })
+    text.split_inclusive(']')
+        .filter(|p| p.contains('['))
+        .map(|p| p.parse().expect("a layout"))
         .collect()
 }
 
@@ -57,7 +45,7 @@ fn hints(text: &str, g: &ir::Graph) -> Vec<(ir::graph::ValueId, Layout)> {
             let (node, layout) = h.trim().split_once(' ').expect("`N [layout]`");
             let n = g.block(g.body()).nodes[node.parse::<usize>().expect("node index")];
             let r = *g.node(n).results.last().expect("a result");
-            (r, layouts(layout).remove(0))
+            (r, layout.parse().expect("a layout"))
         })
         .collect()
 }

@@ -26,26 +26,14 @@ fn cases() -> Vec<PathBuf> {
     cases
 }
 
-/// `[m0, -] [-]` → layouts (the golden cases' header).
+/// The golden case's `// layouts: [m0, -] [-]` header, in `Layout`'s text form.
 fn layouts(text: &str) -> Vec<Layout> {
-    let line = text
-        .lines()
+    text.lines()
         .find_map(|l| l.strip_prefix("// layouts:"))
-        .expect("a layouts line");
-    line.split('[')
-        .skip(1)
-        .map(|part| Layout {
-            map: part
-                .split(']')
-                .next()
-                .unwrap_or("")
-                .split(',')
-                .map(str::trim)
-                .filter(|s| !s.is_empty())
-                .map(|s| s.strip_prefix('m').map(|m| m.parse().expect("mesh axis")))
-                .collect(),
-            partial: Vec::new(),
-        })
+        .expect("a layouts line")
+        .split_inclusive(']')
+        .filter(|p| p.contains('['))
+        .map(|p| p.parse().expect("a layout"))
         .collect()
 }
 
@@ -60,8 +48,7 @@ fn hints(text: &str, g: &Graph) -> Vec<(ValueId, Layout)> {
             let (node, layout) = h.trim().split_once(' ').expect("`N [layout]`");
             let n = g.block(g.body()).nodes[node.parse::<usize>().expect("node index")];
             let r = *g.node(n).results.last().expect("a result");
-            let layout = format!("// layouts: {layout}");
-            (r, layouts(&layout).remove(0))
+            (r, layout.parse().expect("a layout"))
         })
         .collect()
 }

@@ -157,3 +157,88 @@ impl fmt::Display for Layout {
         Ok(())
     }
 }
+
+impl std::str::FromStr for Layout {
+    type Err = String;
+
+    /// The text form [`Layout`]'s `Display` writes, back: `[m0, -]`, optionally followed by
+    /// ` partial sum(m1)` clauses (test headers and hand-written plans use it).
+    fn from_str(text: &str) -> Result<Layout, String> {
+        let bad = || format!("`{text}` is not a layout (write `[m0, -]`)");
+        let t = text.trim();
+        let (map_text, rest) = t
+            .strip_prefix('[')
+            .and_then(|r| r.split_once(']'))
+            .ok_or_else(bad)?;
+        let map = map_text
+            .split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(|s| match s {
+                "-" => Ok(None),
+                m => m
+                    .strip_prefix('m')
+                    .and_then(|n| n.parse::<usize>().ok())
+                    .map(Some)
+                    .ok_or_else(bad),
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let mut partial = Vec::new();
+        for clause in rest
+            .split("partial")
+            .map(str::trim)
+            .filter(|c| !c.is_empty())
+        {
+            let (kind, axis) = clause
+                .strip_suffix(')')
+                .and_then(|c| c.split_once("(m"))
+                .ok_or_else(bad)?;
+            let kind = ReduceKind::from_name(kind.trim()).ok_or_else(bad)?;
+            partial.push((axis.parse::<usize>().map_err(|_| bad())?, kind));
+        }
+        Ok(Layout { map, partial })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_text_form_round_trips() {
+        for l in [
+            Layout::replicated(0),
+            Layout::replicated(2),
+            Layout::split(3, 1, 0),
+            Layout {
+                map: vec![Some(1), None],
+                partial: vec![(0, ReduceKind::Sum), (2, ReduceKind::Max)],
+            },
+        ] {
+            assert_eq!(l.to_string().parse::<Layout>(), Ok(l.clone()), "{l}");
+        }
+        for bad in [
+            "",
+            "m0",
+            "[x]",
+            "[m0, -] partial mean(m0)",
+            "[m0] partial sum(m)",
+        ] {
+            assert!(bad.parse::<Layout>().is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn groups_and_pieces() {
+        let mesh = Mesh::new(&[2, 3]);
+        assert_eq!(mesh.coords(4), vec![1, 1]);
+        assert_eq!(mesh.group(4, 0), vec![1, 4]);
+        assert_eq!(mesh.group(4, 1), vec![3, 4, 5]);
+        let t = TensorType::known(crate::DType::F32, &[10, 7]);
+        let l = Layout::split(2, 1, 1);
+        let sizes: Vec<Dim> = (0..6)
+            .map(|r| l.local(&t, &mesh, r).shape.dims()[1].clone())
+            .collect();
+        assert_eq!(sizes, [3, 2, 2, 3, 2, 2].map(Dim::Known).to_vec());
+    }
+}
