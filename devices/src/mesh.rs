@@ -38,7 +38,7 @@ use std::ops::Range;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
-use ir::{BinaryOp, Op, SliceDim};
+use ir::{Op, SliceDim};
 
 use crate::{Device, DeviceError, Tensor, cancel};
 
@@ -73,43 +73,9 @@ pub fn split_range(len: usize, n: usize, index: usize) -> Range<usize> {
     start..start + size
 }
 
-/// How an all-reduce or a reduce-scatter combines the parts, elementwise.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum ReduceKind {
-    /// The sum (`add`). Integers wrap on overflow, as the `add` kernel does.
-    Sum,
-    /// The maximum (`maximum`). A NaN in any part gives NaN, as NumPy's `maximum` does,
-    /// so a diverged rank is never hidden by the others.
-    Max,
-    /// The minimum (`minimum`), NaN-propagating like [`ReduceKind::Max`].
-    Min,
-}
-
-impl ReduceKind {
-    /// The binary primitive that combines two parts.
-    pub fn binary_op(self) -> BinaryOp {
-        match self {
-            ReduceKind::Sum => BinaryOp::Add,
-            ReduceKind::Max => BinaryOp::Maximum,
-            ReduceKind::Min => BinaryOp::Minimum,
-        }
-    }
-
-    /// The name used in messages (`sum`, `max`, `min`).
-    pub fn name(self) -> &'static str {
-        match self {
-            ReduceKind::Sum => "sum",
-            ReduceKind::Max => "max",
-            ReduceKind::Min => "min",
-        }
-    }
-}
-
-impl fmt::Display for ReduceKind {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.name())
-    }
-}
+/// How an all-reduce or a reduce-scatter combines the parts, elementwise: the IR's own
+/// (`ir::parallel::ReduceKind`), which names the binary primitive that combines two parts.
+pub use ir::parallel::ReduceKind;
 
 fn err(op: &'static str, message: impl Into<String>) -> DeviceError {
     DeviceError::Collective {

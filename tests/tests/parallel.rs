@@ -12,7 +12,7 @@ use devices::mesh::{self, Comm};
 use devices::schedule::{Effects, Plan};
 use devices::{CpuDevice, DeviceError, Tensor};
 use ir::graph::{NodeId, Span, ValueId, parse};
-use ir::parallel::{Collective, Layout, Mesh, ReduceKind, partition};
+use ir::parallel::{Collective, Layout, Mesh, partition};
 use ir::{DType, Graph, TensorType};
 
 fn cases() -> Vec<PathBuf> {
@@ -126,14 +126,7 @@ impl Effects for OnMesh<'_> {
         let rank = self.comm.rank();
         let members = self.mesh.group(rank, c.mesh_axis());
         match *c {
-            Collective::AllReduce { op, .. } => {
-                let op = match op {
-                    ReduceKind::Sum => mesh::ReduceKind::Sum,
-                    ReduceKind::Max => mesh::ReduceKind::Max,
-                    ReduceKind::Min => mesh::ReduceKind::Min,
-                };
-                self.comm.all_reduce(self.dev, value, op, &members)
-            }
+            Collective::AllReduce { op, .. } => self.comm.all_reduce(self.dev, value, op, &members),
             Collective::AllGather { axis, .. } => {
                 self.comm.all_gather(self.dev, value, axis, &members)
             }

@@ -45,7 +45,7 @@ use devices::Tensor;
 use devices::mesh::{self as dmesh, Collectives as _, Comm};
 use devices::schedule::{Effects, Plan, Prepared, RunError};
 use ir::graph::{NodeId, Span as IrSpan};
-use ir::parallel::{Collective, Layout, Mesh, Profile, ReduceKind, estimate};
+use ir::parallel::{Collective, Layout, Mesh, Profile, estimate};
 use lang::Span;
 use lang::ast::{Attribute, ExprKind};
 
@@ -458,11 +458,6 @@ impl Effects for OnMesh<'_, '_, '_> {
         let members = self.mesh.group(rank, c.mesh_axis());
         match *c {
             Collective::AllReduce { op, .. } => {
-                let op = match op {
-                    ReduceKind::Sum => dmesh::ReduceKind::Sum,
-                    ReduceKind::Max => dmesh::ReduceKind::Max,
-                    ReduceKind::Min => dmesh::ReduceKind::Min,
-                };
                 self.comm.all_reduce(self.device, value, op, &members)
             }
             Collective::AllGather { axis, .. } => {

@@ -20,6 +20,16 @@ pub enum ReduceKind {
 }
 
 impl ReduceKind {
+    /// The binary primitive that combines two parts (NaN-propagating for max and min, as
+    /// NumPy's `maximum`; integer sums wrap, as the `add` kernel does).
+    pub fn binary_op(self) -> crate::BinaryOp {
+        match self {
+            ReduceKind::Sum => crate::BinaryOp::Add,
+            ReduceKind::Max => crate::BinaryOp::Maximum,
+            ReduceKind::Min => crate::BinaryOp::Minimum,
+        }
+    }
+
     /// The name in the text form.
     pub fn name(self) -> &'static str {
         match self {
@@ -34,6 +44,12 @@ impl ReduceKind {
         [ReduceKind::Sum, ReduceKind::Max, ReduceKind::Min]
             .into_iter()
             .find(|k| k.name() == s)
+    }
+}
+
+impl fmt::Display for ReduceKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
     }
 }
 
