@@ -440,6 +440,9 @@ fn samples() -> Vec<(PathBuf, Vec<String>)> {
         let args = match name {
             "knn_digits.ms" => words(&["--data", &data]),
             "logistic_regression.ms" | "mlp_digits.ms" => words(&["--data", &data]),
+            // Short modes: one epoch, a few steps.
+            "parallel_mlp.ms" => words(&["--data", &data, "--epochs", "1"]),
+            "parallel_transformer.ms" => words(&["--data", &text, "--steps", "3"]),
             // A short mode: two of the fifteen epochs.
             "cnn_digits.ms" => words(&["--data", &data, "--epochs", "2"]),
             // Short modes: one epoch, a few steps of small networks.

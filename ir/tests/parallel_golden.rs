@@ -13,7 +13,7 @@ use std::fs;
 use std::path::{Path, PathBuf};
 
 use ir::graph::{PrintOptions, parse, print};
-use ir::parallel::{Layout, Mesh, partition};
+use ir::parallel::{BucketPolicy, Layout, Mesh, partition};
 
 fn cases() -> Vec<PathBuf> {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/ir/parallel");
@@ -70,6 +70,7 @@ fn render(text: &str) -> String {
         &mesh,
         &layouts(header(text, "layouts")),
         &hints(text, &g),
+        &BucketPolicy::ddp(),
     )
     .expect("partitions");
     let mut out = String::new();

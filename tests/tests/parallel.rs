@@ -12,7 +12,7 @@ use devices::mesh::{self, Comm};
 use devices::schedule::{Effects, Plan};
 use devices::{CpuDevice, DeviceError, Tensor};
 use ir::graph::{NodeId, Span, ValueId, parse};
-use ir::parallel::{Collective, Layout, Mesh, partition};
+use ir::parallel::{BucketPolicy, Collective, Layout, Mesh, partition};
 use ir::{DType, Graph, TensorType};
 
 fn cases() -> Vec<PathBuf> {
@@ -154,7 +154,7 @@ fn run_on_mesh(
     hints: &[(ValueId, Layout)],
     inputs: &[Tensor],
 ) -> Vec<Tensor> {
-    let p = partition(g, m, ls, hints).expect("partitions");
+    let p = partition(g, m, ls, hints, &BucketPolicy::ddp()).expect("partitions");
     let dev = CpuDevice::new();
     let comms = Comm::group(m.size());
     let outs: Vec<Vec<Tensor>> = std::thread::scope(|s| {
@@ -323,7 +323,7 @@ fn a_failing_device_stops_the_mesh() {
     )
     .expect("parses");
     let ls = vec![Layout::split(1, 0, 0), Layout::split(1, 0, 0)];
-    let p = partition(&g, &Mesh::line(2), &ls, &[]).expect("partitions");
+    let p = partition(&g, &Mesh::line(2), &ls, &[], &BucketPolicy::ddp()).expect("partitions");
     let dev = CpuDevice::new();
     let x = Tensor::from_vec(vec![1i64, 2, 3, 4], &[4]).expect("x");
     // Device 1's divisors hold a zero; device 0's do not.

@@ -115,6 +115,9 @@ pub(crate) struct State {
     pub mesh: Option<usize>,
     /// How `parallel: "auto"` plans (`ms plan --mesh --mem-cap --profile`).
     pub planning: crate::stage::parallel::Planning,
+    /// The thread pools of the virtual devices of the last mesh a parallel call ran on,
+    /// kept between calls (`stage::parallel::DevicePools`).
+    pub device_pools: Option<std::sync::Arc<crate::stage::parallel::DevicePools>>,
 }
 
 impl State {
@@ -160,6 +163,7 @@ impl State {
             progress_bars: false,
             bar: None,
             mesh: None,
+            device_pools: None,
             planning: crate::stage::parallel::Planning::default(),
         }
     }

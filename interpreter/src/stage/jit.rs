@@ -674,7 +674,7 @@ impl Eval<'_> {
         g: &StagedFn,
         span: Span,
         kept: Option<&mut Vec<Tensor>>,
-        run: impl FnOnce(&mut dyn Effects) -> Result<Vec<Tensor>, RunError>,
+        run: impl FnOnce(&mut (dyn Effects + Send)) -> Result<Vec<Tensor>, RunError>,
     ) -> R<Vec<Tensor>> {
         let mut printer = Printer {
             out: &mut *self.st.out,

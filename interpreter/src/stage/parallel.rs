@@ -45,7 +45,7 @@ use devices::Tensor;
 use devices::mesh::{self as dmesh, Collectives as _, Comm};
 use devices::schedule::{Effects, Plan, Prepared, RunError};
 use ir::graph::{NodeId, Span as IrSpan};
-use ir::parallel::{Collective, Layout, Mesh, Profile, estimate};
+use ir::parallel::{BucketPolicy, Collective, Layout, Mesh, Profile, estimate};
 use lang::Span;
 use lang::ast::{Attribute, ExprKind};
 
@@ -511,6 +511,27 @@ fn run_rank(
     r
 }
 
+/// The thread pools of a mesh of `n` virtual CPU devices, one per device, each with an
+/// equal share of the process's threads (`--threads`, at least one each).
+///
+/// A device runs its graph inside its own pool, so its kernels split their work only among
+/// its own threads, as on a machine where each device has its cores: devices do not queue
+/// behind each other in one shared pool. The pools live in the session between calls
+/// because a device's threads keep per-thread state that is costly to rebuild on every
+/// call, above all the matrix product's packing buffers (fresh ones are megabytes of newly
+/// mapped pages to fault in).
+#[derive(Debug)]
+pub(crate) struct DevicePools {
+    pools: Vec<rayon::ThreadPool>,
+}
+
+impl DevicePools {
+    /// How many devices the pools serve.
+    fn len(&self) -> usize {
+        self.pools.len()
+    }
+}
+
 /// Whether an error only reports that another device stopped (so that the other device's
 /// own error is the one to show).
 fn is_echo(e: &RunError) -> bool {
@@ -554,6 +575,32 @@ impl Eval<'_> {
         }
         let _ = span;
         Ok(n)
+    }
+
+    /// The thread pools of a mesh of `n` virtual devices, made on the first call on a mesh
+    /// of that size and kept (see [`DevicePools`]).
+    fn device_pools(&mut self, n: usize, span: Span) -> R<Arc<DevicePools>> {
+        if let Some(p) = &self.st.device_pools
+            && p.len() == n
+        {
+            return Ok(p.clone());
+        }
+        let each = (rayon::current_num_threads() / n.max(1)).max(1);
+        let pool = |size: usize, name: String| {
+            rayon::ThreadPoolBuilder::new()
+                .num_threads(size)
+                .thread_name(move |i| format!("{name}-{i}"))
+                .build()
+                .map_err(|e| {
+                    errors::bad_value(format!("cannot start the threads of the mesh: {e}"), span)
+                })
+        };
+        let pools = (0..n)
+            .map(|d| pool(each, format!("ms-device{d}")))
+            .collect::<R<Vec<_>>>()?;
+        let pools = Arc::new(DevicePools { pools });
+        self.st.device_pools = Some(pools.clone());
+        Ok(pools)
     }
 
     /// Runs a staged call of a parallel function on a mesh of `n` devices.
@@ -623,6 +670,7 @@ impl Eval<'_> {
             })?;
             return self.staged_result(g, &outs, span);
         }
+        let pools = self.device_pools(n, span)?;
         let mut comms = Comm::group(n).into_iter();
         let Some(comm0) = comms.next() else {
             return Err(errors::internal("a mesh without devices", span));
@@ -634,13 +682,21 @@ impl Eval<'_> {
         let outs = std::thread::scope(|s| {
             let handles: Vec<_> = comms
                 .zip(others.drain(..))
+                .zip(pools.pools.iter().skip(1))
                 .enumerate()
-                .map(|(i, (comm, inputs))| {
-                    s.spawn(move || run_rank(plan_ref, i + 1, dev, &inputs, comm, None))
+                .map(|(i, ((comm, inputs), pool))| {
+                    s.spawn(move || {
+                        pool.install(|| run_rank(plan_ref, i + 1, dev, &inputs, comm, None))
+                    })
                 })
                 .collect();
             self.run_with_printer(g, span, None, |printer| {
-                let r = run_rank(plan_ref, 0, dev, &mine, comm0, Some(printer));
+                let r = match pools.pools.first() {
+                    Some(pool) => {
+                        pool.install(|| run_rank(plan_ref, 0, dev, &mine, comm0, Some(printer)))
+                    }
+                    None => run_rank(plan_ref, 0, dev, &mine, comm0, Some(printer)),
+                };
                 let rest: Vec<Result<Vec<Tensor>, RunError>> = handles
                     .into_iter()
                     .map(|h| {
@@ -707,9 +763,14 @@ impl Eval<'_> {
             .copied()
             .filter(|&v| !g.raw.ty(v).is_token())
             .collect();
+        // The all-reduces merged into buckets are those it pays to merge on the hardware
+        // profile the plans are priced on (`cpu` unless `ms plan --profile` says otherwise).
+        let buckets = Profile::named(&self.st.planning.profile)
+            .map(|p| BucketPolicy::for_profile(&p))
+            .map_err(|e| errors::bad_value(e, spec.span))?;
         let partition =
             |mesh: &Mesh, layouts: &[Layout], hints: &[(ir::graph::ValueId, Layout)]| {
-                ir::parallel::partition(&g.raw, mesh, layouts, hints).map_err(|e| {
+                ir::parallel::partition(&g.raw, mesh, layouts, hints, &buckets).map_err(|e| {
                     errors::internal(&format!("partitioning `{}`: {e}", g.raw.name()), span)
                 })
             };

@@ -5,10 +5,16 @@
 //! optimizer's update), so a training step runs one collective per parameter, and each
 //! collective pays the link's latency. Here an all-reduce joins the bucket of an earlier
 //! one (same combination, mesh axis and dtype) when its operand is already computed where
-//! the bucket runs and the bucket stays within [`BUCKET_BYTES`]; the bucket flattens its
-//! members, joins them, reduces them in one collective and cuts the result back. The
-//! values are the same bit for bit (an all-reduce adds elementwise, so each element is
-//! combined exactly as alone).
+//! the bucket runs and the bucket stays within its cap; the bucket flattens its members,
+//! joins them, reduces them in one collective and cuts the result back. The values are the
+//! same bit for bit (an all-reduce adds elementwise, so each element is combined exactly
+//! as alone).
+//!
+//! Merging is not free: a member is copied into the bucket and back out of it. It pays
+//! where a collective's latency dwarfs that copy (GPUs on NVLink: microseconds of latency
+//! against terabytes per second of memory), and does not for large tensors on a CPU,
+//! where the copies of a few megabytes cost more than the rendezvous they save. So which
+//! all-reduces join buckets follows the hardware profile ([`BucketPolicy::for_profile`]).
 //!
 //! The buckets are chosen once, on device 0's graph, and applied by position to every
 //! device's graph: the partitioner makes graphs of one structure on every device (only
@@ -25,6 +31,51 @@ use crate::{Dim, Op, Shape, SliceDim, TensorType};
 /// The most bytes one bucket holds (PyTorch DDP's default, 25 MiB).
 pub const BUCKET_BYTES: u64 = 25 << 20;
 
+/// Which all-reduces are merged: those of at most `largest` bytes (per mesh axis, the
+/// last entry serving the axes after it), into buckets of at most `cap` bytes.
+#[derive(Clone, Debug, PartialEq)]
+pub struct BucketPolicy {
+    /// The most bytes one bucket holds.
+    pub cap: u64,
+    /// The largest all-reduce that joins a bucket, per mesh axis.
+    pub largest: Vec<u64>,
+}
+
+impl BucketPolicy {
+    /// PyTorch DDP's: every all-reduce, in buckets of up to [`BUCKET_BYTES`].
+    pub fn ddp() -> BucketPolicy {
+        BucketPolicy {
+            cap: BUCKET_BYTES,
+            largest: vec![BUCKET_BYTES],
+        }
+    }
+
+    /// What pays on `profile`: an all-reduce of `b` bytes joins a bucket when copying it in
+    /// and out (about `4b` bytes of memory traffic: read and write, twice) takes less than
+    /// the latency α of the collective it saves on its axis's link.
+    pub fn for_profile(profile: &super::Profile) -> BucketPolicy {
+        let largest = (0..profile.links.len().max(1))
+            .map(|axis| {
+                let worth = profile.link(axis).alpha * profile.memory / 4.0;
+                (worth.max(0.0) as u64).min(BUCKET_BYTES)
+            })
+            .collect();
+        BucketPolicy {
+            cap: BUCKET_BYTES,
+            largest,
+        }
+    }
+
+    /// The largest all-reduce over mesh axis `axis` that joins a bucket.
+    pub fn largest(&self, axis: usize) -> u64 {
+        self.largest
+            .get(axis)
+            .or(self.largest.last())
+            .copied()
+            .unwrap_or(0)
+    }
+}
+
 /// Buckets of all-reduces, as positions of body nodes: each bucket's first member is where
 /// it runs.
 pub type Buckets = Vec<Vec<usize>>;
@@ -33,8 +84,9 @@ fn numel(t: &TensorType) -> Option<u64> {
     t.shape.numel().map(|n| n as u64)
 }
 
-/// Chooses the buckets of `g`'s body (one with two members or more each).
-pub fn choose(g: &Graph, cap: u64) -> Buckets {
+/// Chooses the buckets of `g`'s body under `policy` (one with two members or more each).
+pub fn choose(g: &Graph, policy: &BucketPolicy) -> Buckets {
+    let cap = policy.cap;
     let body = g.block(g.body());
     // Where each value of the body is defined (graph inputs: before everything).
     let mut def_at: HashMap<ValueId, usize> = HashMap::new();
@@ -52,7 +104,9 @@ pub fn choose(g: &Graph, cap: u64) -> Buckets {
             match node.kind {
                 NodeKind::Collective(c @ Collective::AllReduce { .. }) => {
                     let x = *node.operands.first()?;
-                    Some((p, c, x, g.ty(x).tensor()?.clone()))
+                    let t = g.ty(x).tensor()?.clone();
+                    let bytes = numel(&t)?.saturating_mul(t.dtype.size_of() as u64);
+                    (bytes <= policy.largest(c.mesh_axis())).then_some((p, c, x, t))
                 }
                 _ => None,
             }
@@ -213,5 +267,48 @@ impl Rewrite for Merge<'_> {
     fn leave(&self) {
         let mut d = self.depth.borrow_mut();
         *d = d.saturating_sub(1);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::graph::parse;
+    use crate::parallel::Profile;
+
+    /// Three all-reduces of a data-parallel step's gradients: 4 MiB, 4 MiB and 4 KiB.
+    const GRADS: &str = "graph @grads(%a: f32[1024, 1024], %b: f32[1024, 1024], %c: f32[1024]) -> (f32[1024, 1024], f32[1024, 1024], f32[1024]) {\n  %ra: f32[1024, 1024] = all_reduce %a {op: sum, mesh_axis: 0}\n  %rb: f32[1024, 1024] = all_reduce %b {op: sum, mesh_axis: 0}\n  %rc: f32[1024] = all_reduce %c {op: sum, mesh_axis: 0}\n  yield %ra, %rb, %rc\n}\n";
+
+    fn profile(name: &str) -> BucketPolicy {
+        BucketPolicy::for_profile(&Profile::named(name).expect("profile"))
+    }
+
+    #[test]
+    fn what_joins_a_bucket_follows_the_hardware() {
+        let g = parse(GRADS).expect("parses");
+        // DDP's policy merges all three; on GPUs with NVLink the copies of 4 MiB cost less
+        // than a collective's latency, so all three too.
+        assert_eq!(choose(&g, &BucketPolicy::ddp()), vec![vec![0, 1, 2]]);
+        assert_eq!(choose(&g, &profile("h100")), vec![vec![0, 1, 2]]);
+        // On the CPU copying megabytes costs more than a rendezvous: the large ones stay
+        // apart, and a lone small one makes no bucket.
+        assert!(choose(&g, &profile("cpu")).is_empty());
+        // A cap of 5 MiB: the first two cannot share a bucket.
+        let capped = BucketPolicy {
+            cap: 5 << 20,
+            largest: vec![BUCKET_BYTES],
+        };
+        assert_eq!(choose(&g, &capped), vec![vec![0, 2]]);
+    }
+
+    #[test]
+    fn the_threshold_is_latency_times_bandwidth() {
+        let cpu = Profile::named("cpu").expect("profile");
+        let p = BucketPolicy::for_profile(&cpu);
+        let want = (cpu.link(0).alpha * cpu.memory / 4.0) as u64;
+        assert_eq!(p.largest(0), want);
+        assert_eq!(p.largest(3), want, "the last link serves the axes after it");
+        let two = BucketPolicy::for_profile(&Profile::named("h100-2node").expect("profile"));
+        assert!(two.largest(0) > two.largest(1), "the slow axis merges more");
     }
 }

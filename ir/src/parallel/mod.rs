@@ -15,6 +15,7 @@ pub mod partition;
 pub mod planner;
 pub mod rules;
 
+pub use bucket::BucketPolicy;
 pub use collective::{Collective, ReduceKind, check_type, split_sizes, split_start};
 pub use layout::{Layout, Mesh};
 pub use partition::{PartitionError, Partitioned, Step, partition, partition_first};

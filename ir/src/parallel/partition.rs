@@ -21,6 +21,7 @@ use std::collections::HashMap;
 
 use thiserror::Error;
 
+use super::bucket::BucketPolicy;
 use super::rules::{Dims, strategy};
 use super::{Collective, Layout, Mesh};
 use crate::graph::{
@@ -94,14 +95,16 @@ pub struct Step {
 /// Partitions `g` over `mesh`. `inputs` gives the layout of each tensor input (tokens are
 /// not counted); a missing entry is replicated. `hints` (MindSpore's `shard` strategies)
 /// ask for values of the body in given layouts: each is redistributed to its hint right
-/// where it is computed, and what reads it propagates from there.
+/// where it is computed, and what reads it propagates from there. `buckets` says which
+/// all-reduces are merged (`super::bucket`).
 pub fn partition(
     g: &Graph,
     mesh: &Mesh,
     inputs: &[Layout],
     hints: &[(ValueId, Layout)],
+    buckets: &BucketPolicy,
 ) -> Result<Partitioned, PartitionError> {
-    partition_ranks(g, mesh, inputs, hints, mesh.size())
+    partition_ranks(g, mesh, inputs, hints, buckets, mesh.size())
 }
 
 /// Device 0's graph alone (`graphs` has one entry and `of_rank` is `[0]`): what the
@@ -112,8 +115,9 @@ pub fn partition_first(
     mesh: &Mesh,
     inputs: &[Layout],
     hints: &[(ValueId, Layout)],
+    buckets: &BucketPolicy,
 ) -> Result<Partitioned, PartitionError> {
-    partition_ranks(g, mesh, inputs, hints, 1)
+    partition_ranks(g, mesh, inputs, hints, buckets, 1)
 }
 
 fn partition_ranks(
@@ -121,6 +125,7 @@ fn partition_ranks(
     mesh: &Mesh,
     inputs: &[Layout],
     hints: &[(ValueId, Layout)],
+    policy: &BucketPolicy,
     ranks: usize,
 ) -> Result<Partitioned, PartitionError> {
     let tensor_inputs: Vec<&TensorType> = g
@@ -182,7 +187,7 @@ fn partition_ranks(
         if rank == 0 {
             steps = p.steps.into_inner();
             output_collectives = p.pending.into_inner();
-            buckets = super::bucket::choose(&local, super::bucket::BUCKET_BYTES);
+            buckets = super::bucket::choose(&local, policy);
         }
         let local = super::bucket::apply(&local, &buckets)?;
         match graphs.iter().position(|h| *h == local) {

@@ -22,7 +22,7 @@
 use std::fmt;
 
 use super::partition::{Partitioned, partition_first};
-use super::{Collective, Layout, Mesh};
+use super::{BucketPolicy, Collective, Layout, Mesh};
 use crate::Graph;
 use crate::graph::{NodeKind, Type, ValueId};
 use crate::passes::memory::MemoryPlan;
@@ -330,9 +330,10 @@ pub fn search(
         .collect();
     let mut priced = 0usize;
     let mut smallest = u64::MAX;
+    let buckets = BucketPolicy::for_profile(profile);
     let mut price = |layouts: &[Layout]| -> Result<Option<Estimate>, PlanError> {
         priced += 1;
-        let p = partition_first(g, mesh, layouts, &[])
+        let p = partition_first(g, mesh, layouts, &[], &buckets)
             .map_err(|e| PlanError::Partition(e.to_string()))?;
         let e = estimate(&p, profile);
         smallest = smallest.min(e.peak_bytes);
@@ -490,8 +491,14 @@ mod tests {
         for a in &cands[0] {
             for b in &cands[1] {
                 for w in &cands[2] {
-                    let p = partition_first(&g, &mesh, &[a.clone(), b.clone(), w.clone()], &[])
-                        .expect("partitions");
+                    let p = partition_first(
+                        &g,
+                        &mesh,
+                        &[a.clone(), b.clone(), w.clone()],
+                        &[],
+                        &BucketPolicy::for_profile(&h100()),
+                    )
+                    .expect("partitions");
                     let e = estimate(&p, &h100());
                     points.push((e.total(), e.peak_bytes));
                 }
@@ -546,8 +553,14 @@ mod tests {
         for a in &cands[0] {
             for b in &cands[1] {
                 for w in &cands[2] {
-                    let p = partition_first(&g, &mesh, &[a.clone(), b.clone(), w.clone()], &[])
-                        .expect("partitions");
+                    let p = partition_first(
+                        &g,
+                        &mesh,
+                        &[a.clone(), b.clone(), w.clone()],
+                        &[],
+                        &BucketPolicy::for_profile(&h100()),
+                    )
+                    .expect("partitions");
                     best = best.min(estimate(&p, &h100()).total());
                 }
             }
