@@ -2,10 +2,12 @@
 //! --devices mpi FILE.ms`), behind the `mpi` feature.
 //!
 //! Every process runs the whole program and is one device of a line mesh of the world's
-//! size. A collective moves bytes only: each process sends its part's bytes to every other
-//! (`MPI_Allgatherv`), and each combines the parts itself with the functional collectives
-//! of `devices::mesh`, in rank order — so an all-reduce gives every process the same bits,
-//! the same as the threads of one process would, whatever MPI's own reduction order.
+//! size. MPI moves elements only (typed buffers, no conversion); every combination is made
+//! by the functional collectives of `devices::mesh`, in rank order — so an all-reduce
+//! gives every process the same bits, the same as the threads of one process would,
+//! whatever MPI's own reduction order. An all-reduce is a reduce-scatter (`MPI_Alltoallv`
+//! of ranges, each folded by the process that owns it) then an all-gather of the folded
+//! ranges (`MPI_Allgatherv`); gathers and all-to-alls send each part to every process.
 //!
 //! MPI is initialised with `MPI_THREAD_SERIALIZED` (the interpreter evaluates on a thread
 //! of its own, not the one that started MPI), and every call goes through one lock, so no
@@ -13,12 +15,14 @@
 
 use std::sync::{Mutex, MutexGuard, OnceLock};
 
-use mpi::datatype::PartitionMut;
+use mpi::datatype::{Equivalence, Partition, PartitionMut};
 use mpi::topology::SimpleCommunicator;
 use mpi::traits::{Communicator, CommunicatorCollectives};
 
-use crate::mesh::{Collectives, ReduceKind, all_gather, all_reduce, all_to_all};
-use crate::{Device, DeviceError, Tensor};
+use crate::mesh::{
+    Collectives, ReduceKind, all_gather, all_reduce, all_to_all, shard, split_range,
+};
+use crate::{Device, DeviceError, Elem, Tensor};
 use ir::DType;
 
 /// The MPI universe and its world communicator.
@@ -100,62 +104,146 @@ impl MpiComm {
         self.size
     }
 
-    /// Every process's part of a collective, in rank order.
-    fn parts(
-        &self,
-        t: &Tensor,
-        axis: Option<usize>,
-        members: &[usize],
-    ) -> Result<Vec<Tensor>, DeviceError> {
+    /// Checks that `members` is the whole world, the only group MPI collectives here span.
+    fn check_members(&self, members: &[usize]) -> Result<(), DeviceError> {
         if members.len() != self.size || members.iter().enumerate().any(|(i, &m)| i != m) {
             return Err(err(format!(
                 "a collective over devices {members:?}: over MPI every collective spans all {} processes",
                 self.size
             )));
         }
-        let mine = to_bytes(t)?;
-        let w = world()?;
-        let len = i32::try_from(mine.len()).map_err(|_| err("a part over 2 GiB"))?;
-        let mut counts = vec![0i32; self.size];
-        w.world.all_gather_into(&len, &mut counts[..]);
-        let mut displs = Vec::with_capacity(self.size);
-        let mut total = 0i64;
-        for &c in &counts {
-            displs.push(i32::try_from(total).map_err(|_| err("a collective over 2 GiB"))?);
-            total += i64::from(c);
-        }
-        let mut buf = vec![0u8; usize::try_from(total).unwrap_or(0)];
-        {
-            let mut p = PartitionMut::new(&mut buf[..], &counts[..], &displs[..]);
-            w.world.all_gather_varcount_into(&mine[..], &mut p);
-        }
-        drop(w);
-        let elem = t.dtype().size_of().max(1);
-        let shape = t.shape().to_vec();
-        let others: usize = shape
-            .iter()
-            .enumerate()
-            .filter(|&(i, _)| Some(i) != axis)
-            .map(|(_, &d)| d)
-            .product();
-        let mut out = Vec::with_capacity(self.size);
-        for (r, (&c, &d)) in counts.iter().zip(&displs).enumerate() {
-            let (c, d) = (c as usize, d as usize);
-            let bytes = &buf[d..d + c];
-            let mut dims = shape.clone();
-            if let Some(a) = axis {
-                let n = (c / elem).checked_div(others).unwrap_or(0);
-                dims[a] = n;
-            } else if c != mine.len() {
-                return Err(err(format!(
-                    "process {r}'s part has {c} bytes, this one's {}",
-                    mine.len()
-                )));
-            }
-            out.push(from_bytes(bytes, t.dtype(), &dims)?);
-        }
-        Ok(out)
+        Ok(())
     }
+}
+
+/// Calls `$f::<T>(args)` with the element type `T` of `$dtype`, or fails for a dtype that
+/// does not cross MPI.
+macro_rules! by_dtype {
+    ($dtype:expr, $f:ident($($arg:expr),*)) => {
+        match $dtype {
+            DType::F32 => $f::<f32>($($arg),*),
+            DType::F64 => $f::<f64>($($arg),*),
+            DType::I32 => $f::<i32>($($arg),*),
+            DType::I64 => $f::<i64>($($arg),*),
+            DType::Bool => $f::<bool>($($arg),*),
+            other => Err(err(format!("{other} tensors cannot cross MPI"))),
+        }
+    };
+}
+
+/// MPI's element counts and displacements (`i32`) of pieces of `sizes` elements laid end to
+/// end.
+fn counts_displs(sizes: &[usize]) -> Result<(Vec<i32>, Vec<i32>), DeviceError> {
+    let too_big = || err("a collective over 2^31 elements");
+    let mut counts = Vec::with_capacity(sizes.len());
+    let mut displs = Vec::with_capacity(sizes.len());
+    let mut at = 0usize;
+    for &n in sizes {
+        counts.push(i32::try_from(n).map_err(|_| too_big())?);
+        displs.push(i32::try_from(at).map_err(|_| too_big())?);
+        at += n;
+    }
+    Ok((counts, displs))
+}
+
+/// `t`'s elements as one C-order slice of `T` (a copy only when `t` is a view).
+fn elements<T: Elem>(t: &Tensor) -> Result<(Tensor, usize), DeviceError> {
+    let t = t.contiguous();
+    let n = t
+        .as_slice::<T>()
+        .map(<[T]>::len)
+        .ok_or_else(|| err(format!("a {} tensor that is not in host memory", t.dtype())))?;
+    Ok((t, n))
+}
+
+/// Every process's part, in rank order (`MPI_Allgatherv` of the elements). With `axis`,
+/// the parts may differ in size along it; without, they must have this part's shape.
+fn parts_of<T: Elem + Equivalence>(
+    c: &MpiComm,
+    t: &Tensor,
+    axis: Option<usize>,
+) -> Result<Vec<Tensor>, DeviceError> {
+    let (t, n) = elements::<T>(t)?;
+    let mine = t.as_slice::<T>().unwrap_or(&[]);
+    let len = i32::try_from(n).map_err(|_| err("a part over 2^31 elements"))?;
+    let w = world()?;
+    let mut counts = vec![0i32; c.size];
+    w.world.all_gather_into(&len, &mut counts[..]);
+    let sizes: Vec<usize> = counts
+        .iter()
+        .map(|&k| usize::try_from(k).unwrap_or(0))
+        .collect();
+    let (counts, displs) = counts_displs(&sizes)?;
+    let mut buf = vec![T::default(); sizes.iter().sum()];
+    {
+        let mut p = PartitionMut::new(&mut buf[..], &counts[..], &displs[..]);
+        w.world.all_gather_varcount_into(mine, &mut p);
+    }
+    drop(w);
+    let shape = t.shape().to_vec();
+    let others: usize = shape
+        .iter()
+        .enumerate()
+        .filter(|&(i, _)| Some(i) != axis)
+        .map(|(_, &d)| d)
+        .product();
+    let mut out = Vec::with_capacity(c.size);
+    let mut at = 0;
+    for (r, &k) in sizes.iter().enumerate() {
+        let mut dims = shape.clone();
+        if let Some(a) = axis {
+            dims[a] = k.checked_div(others).unwrap_or(0);
+        } else if k != n {
+            return Err(err(format!(
+                "process {r}'s part has {k} elements, this one's {n}"
+            )));
+        }
+        out.push(Tensor::from_vec(buf[at..at + k].to_vec(), &dims)?);
+        at += k;
+    }
+    Ok(out)
+}
+
+/// The all-reduce as a reduce-scatter and an all-gather, as ring all-reduces do: process
+/// `r` receives range `r` of the elements ([`split_range`]) from every process, folds
+/// those pieces in rank order, and the folded ranges are then gathered by all. Each
+/// element is combined exactly as [`all_reduce`] combines it (`((p0 ⊕ p1) ⊕ p2) ⊕ …`), so
+/// the bits equal those of the threads of one process; and each process sends and folds
+/// only about `1/k` of the data, where gathering every part whole would send and fold all
+/// of it on every process.
+fn reduce_of<T: Elem + Equivalence>(
+    c: &MpiComm,
+    dev: &dyn Device,
+    t: &Tensor,
+    op: ReduceKind,
+) -> Result<Tensor, DeviceError> {
+    let (t, n) = elements::<T>(t)?;
+    let mine = t.as_slice::<T>().unwrap_or(&[]);
+    let k = c.size;
+    let ranges: Vec<usize> = (0..k).map(|r| split_range(n, k, r).len()).collect();
+    let (counts, displs) = counts_displs(&ranges)?;
+    let own = ranges.get(c.rank).copied().unwrap_or(0);
+    let (own_counts, own_displs) = counts_displs(&vec![own; k])?;
+    let mut pieces = vec![T::default(); own * k];
+    {
+        let w = world()?;
+        let send = Partition::new(mine, &counts[..], &displs[..]);
+        let mut recv = PartitionMut::new(&mut pieces[..], &own_counts[..], &own_displs[..]);
+        w.world.all_to_all_varcount_into(&send, &mut recv);
+    }
+    let stacked = Tensor::from_vec(pieces, &[k, own])?;
+    let parts = (0..k)
+        .map(|r| shard(dev, &stacked, 0, k, r))
+        .collect::<Result<Vec<_>, _>>()?;
+    let folded = all_reduce(dev, &parts, op)?.contiguous();
+    let chunk = folded.as_slice::<T>().unwrap_or(&[]);
+    let mut out = vec![T::default(); n];
+    {
+        let w = world()?;
+        let mut recv = PartitionMut::new(&mut out[..], &counts[..], &displs[..]);
+        w.world.all_gather_varcount_into(chunk, &mut recv);
+    }
+    Tensor::from_vec(out, t.shape())
 }
 
 impl Collectives for MpiComm {
@@ -170,8 +258,19 @@ impl Collectives for MpiComm {
         op: ReduceKind,
         members: &[usize],
     ) -> Result<Tensor, DeviceError> {
-        let parts = self.parts(t, None, members)?;
-        all_reduce(dev, &parts, op)
+        self.check_members(members)?;
+        // Every process must take part in the same calls: the shapes agree, as every
+        // process runs the same graph, but a disagreement must not leave one waiting on a
+        // message of another size, so the part sizes are checked first.
+        let sizes = parts_len(self, t)?;
+        if let Some(r) = sizes.iter().position(|&k| k != t.numel()) {
+            return Err(err(format!(
+                "process {r}'s part has {} elements, this one's {}",
+                sizes[r],
+                t.numel()
+            )));
+        }
+        by_dtype!(t.dtype(), reduce_of(self, dev, t, op))
     }
 
     fn all_gather(
@@ -181,7 +280,8 @@ impl Collectives for MpiComm {
         axis: usize,
         members: &[usize],
     ) -> Result<Tensor, DeviceError> {
-        let parts = self.parts(t, Some(axis), members)?;
+        self.check_members(members)?;
+        let parts = by_dtype!(t.dtype(), parts_of(self, t, Some(axis)))?;
         all_gather(dev, &parts, axis)
     }
 
@@ -193,9 +293,10 @@ impl Collectives for MpiComm {
         concat_axis: usize,
         members: &[usize],
     ) -> Result<Tensor, DeviceError> {
+        self.check_members(members)?;
         // Every part travels to every process, which keeps its own pieces: simple, at k
         // times the bytes of a true all-to-all.
-        let parts = self.parts(t, Some(concat_axis), members)?;
+        let parts = by_dtype!(t.dtype(), parts_of(self, t, Some(concat_axis)))?;
         let mut mine = all_to_all(dev, &parts, split_axis, concat_axis)?;
         if self.rank < mine.len() {
             Ok(mine.swap_remove(self.rank))
@@ -205,69 +306,14 @@ impl Collectives for MpiComm {
     }
 }
 
-fn to_bytes(t: &Tensor) -> Result<Vec<u8>, DeviceError> {
-    let bad = || err(format!("{} tensors cannot cross MPI", t.dtype()));
-    Ok(match t.dtype() {
-        DType::F32 => t
-            .to_vec::<f32>()
-            .ok_or_else(bad)?
-            .iter()
-            .flat_map(|x| x.to_le_bytes())
-            .collect(),
-        DType::F64 => t
-            .to_vec::<f64>()
-            .ok_or_else(bad)?
-            .iter()
-            .flat_map(|x| x.to_le_bytes())
-            .collect(),
-        DType::I64 => t
-            .to_vec::<i64>()
-            .ok_or_else(bad)?
-            .iter()
-            .flat_map(|x| x.to_le_bytes())
-            .collect(),
-        DType::I32 => t
-            .to_vec::<i32>()
-            .ok_or_else(bad)?
-            .iter()
-            .flat_map(|x| x.to_le_bytes())
-            .collect(),
-        DType::Bool => t
-            .to_vec::<bool>()
-            .ok_or_else(bad)?
-            .iter()
-            .map(|&x| u8::from(x))
-            .collect(),
-        _ => return Err(bad()),
-    })
-}
-
-fn from_bytes(b: &[u8], dtype: DType, dims: &[usize]) -> Result<Tensor, DeviceError> {
-    fn chunks<const N: usize>(b: &[u8]) -> impl Iterator<Item = [u8; N]> + '_ {
-        b.chunks_exact(N).map(|c| {
-            let mut a = [0u8; N];
-            a.copy_from_slice(c);
-            a
-        })
-    }
-    match dtype {
-        DType::F32 => Tensor::from_vec(
-            chunks::<4>(b).map(f32::from_le_bytes).collect::<Vec<_>>(),
-            dims,
-        ),
-        DType::F64 => Tensor::from_vec(
-            chunks::<8>(b).map(f64::from_le_bytes).collect::<Vec<_>>(),
-            dims,
-        ),
-        DType::I64 => Tensor::from_vec(
-            chunks::<8>(b).map(i64::from_le_bytes).collect::<Vec<_>>(),
-            dims,
-        ),
-        DType::I32 => Tensor::from_vec(
-            chunks::<4>(b).map(i32::from_le_bytes).collect::<Vec<_>>(),
-            dims,
-        ),
-        DType::Bool => Tensor::from_vec(b.iter().map(|&x| x != 0).collect::<Vec<_>>(), dims),
-        other => Err(err(format!("{other} tensors cannot cross MPI"))),
-    }
+/// Every process's number of elements of its part (`MPI_Allgather` of one count).
+fn parts_len(c: &MpiComm, t: &Tensor) -> Result<Vec<usize>, DeviceError> {
+    let len = i64::try_from(t.numel()).map_err(|_| err("a part over 2^63 elements"))?;
+    let mut counts = vec![0i64; c.size];
+    let w = world()?;
+    w.world.all_gather_into(&len, &mut counts[..]);
+    Ok(counts
+        .iter()
+        .map(|&k| usize::try_from(k).unwrap_or(usize::MAX))
+        .collect())
 }
