@@ -472,13 +472,42 @@ impl Shared {
 ///
 /// A handle is `Send` (it moves to its rank's thread) but not `Sync`: one rank's calls
 /// must be made in one order, which sharing the handle between threads would not give.
+///
+/// **Traffic.** The threads share memory, so nothing is sent; [`Comm::bytes_sent`] counts
+/// what this rank would send over a link with the ring algorithms the planner's cost model
+/// prices (`ir::parallel::estimate`), from the tensors of the calls that completed.
 pub struct Comm {
     rank: usize,
     shared: Arc<Shared>,
     /// Set by [`Comm::finish`], read by `Drop`.
     finished: bool,
+    /// The bytes of [`Comm::bytes_sent`].
+    sent: Cell<u64>,
     /// Makes the handle `!Sync` (see the type's doc).
     _not_sync: PhantomData<Cell<()>>,
+}
+
+/// The bytes one member of `n` sends in a collective under ring algorithms, given its part
+/// and its result: an all-reduce sends its part twice over less its own share
+/// (reduce-scatter, then all-gather); an all-gather all of the result but its own piece;
+/// a reduce-scatter and an all-to-all their part less their own share; a broadcast's
+/// root its part to each other member. The integer arithmetic is `ir::parallel::estimate`'s.
+fn ring_bytes(call: Call, part: &Tensor, result: &Tensor, n: usize, root: bool) -> u64 {
+    let bytes = |t: &Tensor| (t.numel() * t.dtype().size_of()) as u64;
+    let (n, k) = (n as u64, n.saturating_sub(1) as u64);
+    let n1 = n.max(1);
+    match call {
+        Call::AllReduce { .. } => 2 * bytes(part) * k / n1,
+        Call::AllGather { .. } => bytes(result) * k / n1,
+        Call::ReduceScatter { .. } | Call::AllToAll { .. } => bytes(part) * k / n1,
+        Call::Broadcast { .. } => {
+            if root {
+                bytes(part) * k
+            } else {
+                0
+            }
+        }
+    }
 }
 
 impl fmt::Debug for Comm {
@@ -497,6 +526,10 @@ impl fmt::Debug for Comm {
 pub trait Collectives {
     /// This device's rank.
     fn rank(&self) -> usize;
+
+    /// The bytes this device has sent in collectives so far ([`Comm::bytes_sent`]; over
+    /// MPI, the bytes handed to MPI for other processes).
+    fn bytes_sent(&self) -> u64;
 
     /// [`Comm::all_reduce`].
     fn all_reduce(
@@ -530,6 +563,10 @@ pub trait Collectives {
 impl Collectives for Comm {
     fn rank(&self) -> usize {
         self.rank
+    }
+
+    fn bytes_sent(&self) -> u64 {
+        Comm::bytes_sent(self)
     }
 
     fn all_reduce(
@@ -582,6 +619,7 @@ impl Comm {
                 rank,
                 shared: Arc::clone(&shared),
                 finished: false,
+                sent: Cell::new(0),
                 _not_sync: PhantomData,
             })
             .collect()
@@ -595,6 +633,12 @@ impl Comm {
     /// The number of ranks in the communicator.
     pub fn size(&self) -> usize {
         self.shared.size
+    }
+
+    /// The bytes this rank has sent in the collectives that completed, counted as the ring
+    /// algorithms send them (see the type's doc).
+    pub fn bytes_sent(&self) -> u64 {
+        self.sent.get()
     }
 
     /// Stops the communicator: every pending and later collective on any rank returns a
@@ -709,6 +753,21 @@ impl Comm {
     /// One collective: deposit this rank's part, compute if this rank completes the round,
     /// wait for the round's outcome, and take this rank's result.
     fn rendezvous(
+        &self,
+        dev: Option<&dyn Device>,
+        call: Call,
+        t: &Tensor,
+        members: &[usize],
+    ) -> Result<Tensor, DeviceError> {
+        let result = self.exchange(dev, call, t, members)?;
+        let root = matches!(call, Call::Broadcast { root } if root == self.rank);
+        let sent = ring_bytes(call, t, &result, members.len(), root);
+        self.sent.set(self.sent.get().saturating_add(sent));
+        Ok(result)
+    }
+
+    /// [`Comm::rendezvous`] without the count of bytes.
+    fn exchange(
         &self,
         dev: Option<&dyn Device>,
         call: Call,

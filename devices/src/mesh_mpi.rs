@@ -7,21 +7,21 @@
 //! gives every process the same bits, the same as the threads of one process would,
 //! whatever MPI's own reduction order. An all-reduce is a reduce-scatter (`MPI_Alltoallv`
 //! of ranges, each folded by the process that owns it) then an all-gather of the folded
-//! ranges (`MPI_Allgatherv`); gathers and all-to-alls send each part to every process.
+//! ranges (`MPI_Allgatherv`); an all-gather sends each part to every process, an
+//! all-to-all (`MPI_Alltoallv`) each piece to the process that keeps it.
 //!
 //! MPI is initialised with `MPI_THREAD_SERIALIZED` (the interpreter evaluates on a thread
 //! of its own, not the one that started MPI), and every call goes through one lock, so no
 //! two MPI calls overlap.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard, OnceLock};
 
 use mpi::datatype::{Equivalence, Partition, PartitionMut};
 use mpi::topology::SimpleCommunicator;
 use mpi::traits::{Communicator, CommunicatorCollectives};
 
-use crate::mesh::{
-    Collectives, ReduceKind, all_gather, all_reduce, all_to_all, shard, split_range,
-};
+use crate::mesh::{Collectives, ReduceKind, all_gather, all_reduce, shard, split_range};
 use crate::{Device, DeviceError, Elem, Tensor};
 use ir::DType;
 
@@ -73,6 +73,7 @@ pub fn init() -> Result<MpiComm, DeviceError> {
     Ok(MpiComm {
         rank: usize::try_from(w.world.rank()).unwrap_or(0),
         size: usize::try_from(w.world.size()).unwrap_or(1),
+        sent: AtomicU64::new(0),
     })
 }
 
@@ -92,16 +93,25 @@ pub fn abort_all(code: i32) {
 }
 
 /// This process's device of the world mesh.
-#[derive(Clone, Copy, Debug)]
+#[derive(Debug)]
 pub struct MpiComm {
     rank: usize,
     size: usize,
+    /// The bytes of elements this process has handed to MPI for other processes (the
+    /// lengths exchanged before a collective are not counted).
+    sent: AtomicU64,
 }
 
 impl MpiComm {
     /// The number of processes.
     pub fn size(&self) -> usize {
         self.size
+    }
+
+    /// Counts `elements` of `T` sent to other processes.
+    fn count<T>(&self, elements: usize) {
+        let bytes = (elements * std::mem::size_of::<T>()) as u64;
+        self.sent.fetch_add(bytes, Ordering::Relaxed);
     }
 
     /// Checks that `members` is the whole world, the only group MPI collectives here span.
@@ -180,6 +190,7 @@ fn parts_of<T: Elem + Equivalence>(
         w.world.all_gather_varcount_into(mine, &mut p);
     }
     drop(w);
+    c.count::<T>(n * (c.size - 1));
     let shape = t.shape().to_vec();
     let others: usize = shape
         .iter()
@@ -231,6 +242,7 @@ fn reduce_of<T: Elem + Equivalence>(
         let mut recv = PartitionMut::new(&mut pieces[..], &own_counts[..], &own_displs[..]);
         w.world.all_to_all_varcount_into(&send, &mut recv);
     }
+    c.count::<T>(n - own);
     let stacked = Tensor::from_vec(pieces, &[k, own])?;
     let parts = (0..k)
         .map(|r| shard(dev, &stacked, 0, k, r))
@@ -243,12 +255,17 @@ fn reduce_of<T: Elem + Equivalence>(
         let mut recv = PartitionMut::new(&mut out[..], &counts[..], &displs[..]);
         w.world.all_gather_varcount_into(chunk, &mut recv);
     }
+    c.count::<T>(chunk.len() * (k - 1));
     Tensor::from_vec(out, t.shape())
 }
 
 impl Collectives for MpiComm {
     fn rank(&self) -> usize {
         self.rank
+    }
+
+    fn bytes_sent(&self) -> u64 {
+        self.sent.load(Ordering::Relaxed)
     }
 
     fn all_reduce(
@@ -294,16 +311,75 @@ impl Collectives for MpiComm {
         members: &[usize],
     ) -> Result<Tensor, DeviceError> {
         self.check_members(members)?;
-        // Every part travels to every process, which keeps its own pieces: simple, at k
-        // times the bytes of a true all-to-all.
-        let parts = by_dtype!(t.dtype(), parts_of(self, t, Some(concat_axis)))?;
-        let mut mine = all_to_all(dev, &parts, split_axis, concat_axis)?;
-        if self.rank < mine.len() {
-            Ok(mine.swap_remove(self.rank))
-        } else {
-            Err(err("no piece for this process"))
+        let rank = t.rank();
+        if split_axis >= rank || concat_axis >= rank {
+            return Err(err(format!(
+                "all_to_all of a rank-{rank} part along axes {split_axis} and {concat_axis}"
+            )));
         }
+        by_dtype!(
+            t.dtype(),
+            all_to_all_of(self, dev, t, split_axis, concat_axis)
+        )
     }
+}
+
+/// A true all-to-all (`MPI_Alltoallv`): this process's part is cut into one piece per
+/// process along `split_axis`, each process receives its piece of every part, and joins
+/// them along `concat_axis` in rank order — the pieces [`all_to_all`] gives, sending only
+/// what each process keeps.
+fn all_to_all_of<T: Elem + Equivalence>(
+    c: &MpiComm,
+    dev: &dyn Device,
+    t: &Tensor,
+    split_axis: usize,
+    concat_axis: usize,
+) -> Result<Tensor, DeviceError> {
+    let k = c.size;
+    let pieces = (0..k)
+        .map(|r| shard(dev, t, split_axis, k, r).map(|p| p.contiguous()))
+        .collect::<Result<Vec<_>, _>>()?;
+    let mut send: Vec<T> = Vec::with_capacity(t.numel());
+    let mut send_sizes = Vec::with_capacity(k);
+    for p in &pieces {
+        let e = p.as_slice::<T>().unwrap_or(&[]);
+        send.extend_from_slice(e);
+        send_sizes.push(e.len());
+    }
+    // Every process's lengths along the two axes: they size the pieces it sends here.
+    let mine = [t.shape()[split_axis] as i64, t.shape()[concat_axis] as i64];
+    let mut lens = vec![0i64; 2 * k];
+    {
+        let w = world()?;
+        w.world.all_gather_into(&mine[..], &mut lens[..]);
+    }
+    let shapes: Vec<Vec<usize>> = (0..k)
+        .map(|r| {
+            let mut dims = t.shape().to_vec();
+            let split_len = usize::try_from(lens[2 * r]).unwrap_or(0);
+            dims[concat_axis] = usize::try_from(lens[2 * r + 1]).unwrap_or(0);
+            dims[split_axis] = split_range(split_len, k, c.rank).len();
+            dims
+        })
+        .collect();
+    let recv_sizes: Vec<usize> = shapes.iter().map(|d| d.iter().product()).collect();
+    let (send_counts, send_displs) = counts_displs(&send_sizes)?;
+    let (recv_counts, recv_displs) = counts_displs(&recv_sizes)?;
+    let mut recv = vec![T::default(); recv_sizes.iter().sum()];
+    {
+        let w = world()?;
+        let out = Partition::new(&send[..], &send_counts[..], &send_displs[..]);
+        let mut into = PartitionMut::new(&mut recv[..], &recv_counts[..], &recv_displs[..]);
+        w.world.all_to_all_varcount_into(&out, &mut into);
+    }
+    c.count::<T>(send.len() - send_sizes.get(c.rank).copied().unwrap_or(0));
+    let mut parts = Vec::with_capacity(k);
+    let mut at = 0;
+    for (dims, &n) in shapes.iter().zip(&recv_sizes) {
+        parts.push(Tensor::from_vec(recv[at..at + n].to_vec(), dims)?);
+        at += n;
+    }
+    all_gather(dev, &parts, concat_axis)
 }
 
 /// Every process's number of elements of its part (`MPI_Allgather` of one count).

@@ -12,7 +12,7 @@ use devices::mesh::{self, Comm};
 use devices::schedule::{Effects, Plan};
 use devices::{CpuDevice, DeviceError, Tensor};
 use ir::graph::{NodeId, Span, ValueId, parse};
-use ir::parallel::{BucketPolicy, Collective, Layout, Mesh, partition};
+use ir::parallel::{BucketPolicy, Collective, Layout, Mesh, Profile, estimate, partition};
 use ir::{DType, Graph, TensorType};
 
 fn cases() -> Vec<PathBuf> {
@@ -157,7 +157,7 @@ fn run_on_mesh(
     let p = partition(g, m, ls, hints, &BucketPolicy::ddp()).expect("partitions");
     let dev = CpuDevice::new();
     let comms = Comm::group(m.size());
-    let outs: Vec<Vec<Tensor>> = std::thread::scope(|s| {
+    let outs: Vec<(Vec<Tensor>, u64)> = std::thread::scope(|s| {
         let handles: Vec<_> = comms
             .into_iter()
             .enumerate()
@@ -186,11 +186,12 @@ fn run_on_mesh(
                         dev,
                     };
                     let r = Plan::new(g).run(dev, &local, &mut fx);
+                    let sent = comm.bytes_sent();
                     match &r {
                         Ok(_) => comm.finish(),
                         Err(e) => comm.abort(&e.to_string()),
                     }
-                    r.unwrap_or_else(|e| panic!("device {rank}: {e}"))
+                    (r.unwrap_or_else(|e| panic!("device {rank}: {e}")), sent)
                 })
             })
             .collect();
@@ -199,6 +200,16 @@ fn run_on_mesh(
             .map(|h| h.join().expect("device thread"))
             .collect()
     });
+    // What device 0 sent is what the cost model priced: the same collectives, of the same
+    // sizes, as its graph (after bucketing) says.
+    let (outs, sent): (Vec<Vec<Tensor>>, Vec<u64>) = outs.into_iter().unzip();
+    let cpu = Profile::named("cpu").expect("profile");
+    assert_eq!(
+        sent[0],
+        estimate(&p, &cpu).bytes,
+        "device 0's bytes against the estimate of {}",
+        g.name()
+    );
     // Every device ends with the whole outputs, and they agree exactly.
     for (rank, o) in outs.iter().enumerate() {
         for (a, b) in o.iter().zip(&outs[0]) {

@@ -925,6 +925,10 @@ impl dmesh::Collectives for NoProcesses {
         match *self {}
     }
 
+    fn bytes_sent(&self) -> u64 {
+        match *self {}
+    }
+
     fn all_reduce(
         &self,
         _: &dyn devices::Device,
@@ -967,8 +971,9 @@ static MPI: std::sync::OnceLock<devices::mesh_mpi::MpiComm> = std::sync::OnceLoc
 pub fn start_mpi() -> Result<(usize, usize), String> {
     use devices::mesh::Collectives as _;
     let comm = devices::mesh_mpi::init().map_err(|e| e.to_string())?;
+    let shape = (comm.rank(), comm.size());
     let _ = MPI.set(comm);
-    Ok((comm.rank(), comm.size()))
+    Ok(shape)
 }
 
 /// The most virtual devices a mesh may have (threads, and graphs, per call).
