@@ -93,6 +93,11 @@ pub struct Cli {
     /// virtual CPU devices in this process (LANGUAGE.md §9)
     #[arg(long, global = true, value_name = "MESH")]
     pub devices: Option<String>,
+    /// Split the parallel function NAME as the plan in FILE says (written by `ms plan
+    /// --save`, perhaps edited) instead of by its own `parallel:` strategy; repeatable.
+    /// Under `ms plan`, `--plan FILE` alone is the plan of its `--fn`
+    #[arg(long, global = true, value_name = "NAME=FILE")]
+    pub plan: Vec<String>,
     /// Let f32 matrix products on CUDA devices use TF32 tensor cores: several times faster,
     /// with operands rounded to a 10-bit mantissa (about 1e-3 relative error). Off by
     /// default, as in PyTorch; the CPU always computes in full f32
@@ -218,6 +223,10 @@ pub enum Cmd {
         /// bytes)
         #[arg(long, value_name = "SIZE")]
         mem_cap: Option<String>,
+        /// Write the plan to FILE as text (the mesh, each input's layout, the hints), to be
+        /// edited and checked again with `--plan FILE`
+        #[arg(long, value_name = "FILE")]
+        save: Option<PathBuf>,
         /// The script's own arguments, after `--` (`-- --batch 64`)
         #[arg(last = true, value_name = "ARGS")]
         args: Vec<String>,
@@ -449,8 +458,19 @@ impl Cli {
         let logdir = self.logdir.clone();
         // Bars only where a person watches: a pipe or a file gets none.
         let progress_bars = std::io::stderr().is_terminal();
+        // `ms plan` reads its own (a bare `--plan FILE` is its function's).
+        let plans = if matches!(self.command, Some(Cmd::Plan { .. })) {
+            Vec::new()
+        } else {
+            read_plans(&self.plan, None)?
+        };
         let with_device = |o: crate::Options| {
             let o = crate::Options {
+                plans: if o.plans.is_empty() {
+                    plans.clone()
+                } else {
+                    o.plans
+                },
                 graph_mode,
                 explain_restage,
                 passes: passes.clone(),
@@ -575,6 +595,7 @@ impl Cli {
                 profile,
                 mesh,
                 mem_cap,
+                save,
                 args,
             }) => {
                 let file = file.to_string_lossy().into_owned();
@@ -582,9 +603,10 @@ impl Cli {
                 let cap = mem_cap.as_deref().map(parse_size).transpose()?;
                 let options = crate::Options {
                     planning: (mesh, cap, Some(profile.clone())),
+                    plans: read_plans(&self.plan, Some(&name))?,
                     ..with_device(script_options(&file, &args, seed))
                 };
-                plan_of(&options, &name, &profile)
+                plan_of(&options, &name, &profile, save.as_deref())
             }
             Some(Cmd::Explain { code }) => explain(code.as_deref()),
             Some(Cmd::Demo {
@@ -965,8 +987,45 @@ fn run_hidden(options: &crate::Options) -> Result<Option<crate::Session>, CliErr
     Ok(Some(session))
 }
 
-/// `ms plan`: runs the script as `ms ir` does, then prints the plan of the function.
-fn plan_of(options: &crate::Options, name: &str, profile: &str) -> Result<Status, CliError> {
+/// `--plan NAME=FILE` (repeatable): the saved plans, read and parsed. Under `ms plan`
+/// (`this_fn` its `--fn`), a bare `--plan FILE` is that function's.
+fn read_plans(
+    given: &[String],
+    this_fn: Option<&str>,
+) -> Result<Vec<(String, ir::parallel::SavedPlan, String)>, CliError> {
+    let mut out = Vec::new();
+    for g in given {
+        let (name, file) = match (g.split_once('='), this_fn) {
+            (Some((n, f)), _) => (n.to_string(), f.to_string()),
+            (None, Some(n)) => (n.to_string(), g.clone()),
+            (None, None) => {
+                return Err(CliError::usage(format!("`--plan {g}` names no function"))
+                    .with_help("write `--plan NAME=FILE` (a plan saved by `ms plan --save`)"));
+            }
+        };
+        let text = std::fs::read_to_string(&file).map_err(|e| CliError {
+            message: format!("cannot read the plan `{file}`: {e}"),
+            help: None,
+            status: Status::ProgramError,
+        })?;
+        let plan = ir::parallel::SavedPlan::parse(&text).map_err(|e| CliError {
+            message: format!("the plan `{file}`: {e}"),
+            help: Some("`ms plan FILE.ms --fn NAME --save PLAN` writes one to start from".into()),
+            status: Status::ProgramError,
+        })?;
+        out.push((name, plan, file));
+    }
+    Ok(out)
+}
+
+/// `ms plan`: runs the script as `ms ir` does, then prints the plan of the function; with
+/// `--save`, writes it as text too.
+fn plan_of(
+    options: &crate::Options,
+    name: &str,
+    profile: &str,
+    save: Option<&Path>,
+) -> Result<Status, CliError> {
     let Some(mut session) = run_hidden(options)? else {
         return Ok(Status::ProgramError);
     };
@@ -977,6 +1036,23 @@ fn plan_of(options: &crate::Options, name: &str, profile: &str) -> Result<Status
     match session.plan_text(name, profile) {
         Ok(text) => {
             print!("{text}");
+            if let Some(path) = save {
+                let saved = session
+                    .plan_saved_text(name, &format!("{}", path.display()))
+                    .map_err(|m| CliError {
+                        message: m,
+                        help: None,
+                        status: Status::ProgramError,
+                    })?;
+                crate::io::write_atomic(path, |w| w.write_all(saved.as_bytes())).map_err(|e| {
+                    CliError {
+                        message: format!("cannot write the plan to `{}`: {e}", path.display()),
+                        help: None,
+                        status: Status::ProgramError,
+                    }
+                })?;
+                println!("plan saved to {}", path.display());
+            }
             Ok(Status::Ok)
         }
         Err(message) => {

@@ -63,6 +63,9 @@ pub struct Options {
     /// every shape the devices allow), the most bytes a device may hold (`--mem-cap`) and
     /// the hardware profile of the estimates (`--profile`, `cpu` by default).
     pub planning: (Option<Vec<usize>>, Option<u64>, Option<String>),
+    /// `--plan NAME=FILE`: saved plans that decide how the named parallel functions are
+    /// split (function name, plan, file name).
+    pub plans: Vec<(String, ir::parallel::SavedPlan, String)>,
     /// The folder that holds the runs' summaries (`--logdir`); `runs` in the working
     /// directory when `None`. A run's event file goes into `<logdir>/<script>-<start
     /// time>/` (`repl-<start time>` without a script), made on the first `log_*` call.
@@ -89,6 +92,7 @@ impl Default for Options {
             in_place: true,
             mesh: None,
             planning: (None, None, None),
+            plans: Vec::new(),
             logdir: None,
             progress_bars: false,
         }
@@ -435,6 +439,7 @@ impl Session {
             mesh,
             cap,
             profile: profile.unwrap_or_else(|| "cpu".to_string()),
+            plans: options.plans,
         };
         state.summaries =
             crate::insight::Summaries::new(options.logdir.clone(), options.script_path.as_deref());
@@ -1110,6 +1115,23 @@ impl Session {
                 )
             })?;
         plan.render(name, profile)
+    }
+
+    /// The plan of the parallel function `name` as `ms plan --save` writes it, for the file
+    /// `file` (named in its comments).
+    pub fn plan_saved_text(&self, name: &str, file: &str) -> Result<String, String> {
+        let f = self
+            .state
+            .globals
+            .get(name)
+            .ok_or_else(|| format!("there is no function `{name}`"))?;
+        let graphs = self.state.jit.graphs(crate::stage::jit::fn_key(f));
+        let plan = graphs
+            .iter()
+            .rev()
+            .find_map(|g| g.mesh_plan())
+            .ok_or_else(|| format!("`{name}` has no plan to save"))?;
+        Ok(plan.saved_text(name, &format!("saved as {file}")))
     }
 
     /// The session's pipeline on the newest raw graph of the function `name`, pass by

@@ -815,6 +815,97 @@ fn plans_and_meshes() {
     );
 }
 
+/// A plan saved by `ms plan --save` reads back, is priced again after an edit (`--plan
+/// FILE`), runs (`ms --plan NAME=FILE`) with the values of the function's own strategy, and
+/// an edit that does not fit the function is an error naming the file and what is wrong.
+#[test]
+fn plans_are_saved_edited_and_checked() {
+    let file = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/run/parallel_data.ms");
+    let file = file.to_str().expect("utf-8 path");
+    let dir = std::env::temp_dir().join(format!("ms-plan-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let saved = dir.join("step4.plan");
+    let saved_s = saved.to_str().expect("utf-8 path");
+    let out = ms(&["plan", file, "--fn", "step4", "--save", saved_s]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = std::fs::read_to_string(&saved).expect("the plan was written");
+    for want in [
+        "mesh 4\n",
+        "input 7 f32[10, 6] [m0, -]\n",
+        "input 4 f32[6, 8] [-, -]\n",
+    ] {
+        assert!(text.contains(want), "no `{want}` in:\n{text}");
+    }
+    // Split the first weight by columns as well: priced again, with more traffic.
+    let edited = text.replace("input 4 f32[6, 8] [-, -]", "input 4 f32[6, 8] [-, m0]");
+    assert_ne!(edited, text);
+    std::fs::write(&saved, &edited).expect("edit");
+    let out = ms(&["plan", file, "--fn", "step4", "--plan", saved_s]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let priced = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        priced.contains("from the plan file") && priced.contains("split: axis 1 into 2, 2, 2, 2"),
+        "{priced}"
+    );
+    // The script asserts every step equals one device's: with the edited plan too.
+    let out = ms(&["--plan", &format!("step4={saved_s}"), file]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // Edits that do not fit.
+    for (bad, why) in [
+        ("input 4 f32[6, 8] [-, m1]", "the mesh 4 has no axis m1"),
+        (
+            "input 4 f32[6, 9] [-, -]",
+            "input 4 is f32[6, 8], but the plan was made for f32[6, 9]",
+        ),
+        (
+            "input 4 f32[6, 8] [m0, m0]",
+            "splits two axes over mesh axis m0",
+        ),
+    ] {
+        std::fs::write(&saved, text.replace("input 4 f32[6, 8] [-, -]", bad)).expect("edit");
+        let out = ms(&["plan", file, "--fn", "step4", "--plan", saved_s]);
+        assert_eq!(out.status.code(), Some(1), "{bad}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            err.contains(why) && err.contains("step4.plan"),
+            "{bad}: {err}"
+        );
+    }
+    std::fs::write(&saved, text.replace("mesh 4", "mesh 2")).expect("edit");
+    let out = ms(&["plan", file, "--fn", "step4", "--plan", saved_s]);
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("is for a mesh of 2 devices"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    std::fs::write(&saved, "mesh 4\nsplit everything\n").expect("edit");
+    let out = ms(&["plan", file, "--fn", "step4", "--plan", saved_s]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("line 2: `split` is not"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = ms(&["--plan", saved_s, file]);
+    assert_eq!(out.status.code(), Some(2), "a plan must name its function");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 /// `ms export --onnx` runs the script in graph mode (its output hidden, its own words after
 /// `--`), stages the function at `--args` (a symbolic dim becomes a dim_param), bakes a
 /// checkpoint in with `--params`, and writes the model; what cannot be exported is an

@@ -45,7 +45,7 @@ use devices::Tensor;
 use devices::mesh::{self as dmesh, Collectives as _, Comm};
 use devices::schedule::{Effects, Plan, Prepared, RunError};
 use ir::graph::{NodeId, Span as IrSpan};
-use ir::parallel::{BucketPolicy, Collective, Layout, Mesh, Profile, estimate};
+use ir::parallel::{BucketPolicy, Collective, Layout, Mesh, Profile, SavedPlan, estimate};
 use lang::Span;
 use lang::ast::{Attribute, ExprKind};
 
@@ -144,9 +144,24 @@ pub(crate) struct MeshPlan {
     /// The partitioned graphs before the passes, with what was decided at each primitive
     /// (`ms plan`, `:plan`).
     priced: ir::parallel::Partitioned,
+    /// The plan as `ms plan --save` writes it: the mesh, the input layouts and the hints.
+    saved: SavedPlan,
 }
 
 impl MeshPlan {
+    /// The plan's text form for `ms plan --save` (`ir::parallel::saved`), headed by comment
+    /// lines saying where it came from and how to re-check it.
+    pub(crate) fn saved_text(&self, name: &str, about: &str) -> String {
+        self.saved.to_text(&format!(
+            "The plan of `{name}` ({}), {about}.\n\
+             Edit the layouts (one entry per axis: `-`, or the mesh axis m0, m1, ... it is\n\
+             split over), then check and price it again with\n\
+             `ms plan FILE.ms --fn {name} --plan THIS_FILE`, or run with it:\n\
+             `ms --plan {name}=THIS_FILE FILE.ms`.",
+            self.note
+        ))
+    }
+
     /// Each distinct device graph as text, after a comment naming the devices that run it
     /// (`ms ir --stage parallel`).
     pub(crate) fn graph_texts(&self, opts: ir::graph::PrintOptions) -> Vec<String> {
@@ -420,6 +435,9 @@ pub struct Planning {
     pub cap: Option<u64>,
     /// `--profile NAME`: the hardware profile of the estimates.
     pub profile: String,
+    /// `--plan NAME=FILE`: saved plans (`ir::parallel::saved`) that decide how the named
+    /// functions are split, instead of their own `parallel:` strategy; with the file's name.
+    pub plans: Vec<(String, SavedPlan, String)>,
 }
 
 impl Default for Planning {
@@ -428,6 +446,7 @@ impl Default for Planning {
             mesh: None,
             cap: None,
             profile: "cpu".to_string(),
+            plans: Vec::new(),
         }
     }
 }
@@ -778,14 +797,45 @@ impl Eval<'_> {
             .iter()
             .map(|&v| Layout::replicated(g.raw.ty(v).tensor().map_or(0, |t| t.shape.rank())))
             .collect();
-        let (mesh, layouts, parts, note) = match spec.mode {
-            Mode::Data => {
+        let saved = self
+            .st
+            .planning
+            .plans
+            .iter()
+            .find(|(f, _, _)| f == g.raw.name())
+            .map(|(_, p, file)| (p.clone(), file.clone()));
+        let (mesh, layouts, hints, parts, note) = match (saved, spec.mode) {
+            (Some((plan, file)), _) => {
+                let (layouts, hints) = plan.apply(&g.raw).map_err(|e| {
+                    errors::bad_value(format!("the plan in `{file}` does not fit: {e}"), spec.span)
+                })?;
+                if plan.mesh.size() != n {
+                    return Err(errors::bad_value(
+                        format!(
+                            "the plan in `{file}` is for a mesh of {} devices ({}), but the function runs on {n}",
+                            plan.mesh.size(),
+                            plan.mesh
+                        ),
+                        spec.span,
+                    ));
+                }
+                let parts = partition(&plan.mesh, &layouts, &hints)?;
+                let note = format!("from the plan file `{file}`");
+                (plan.mesh, layouts, hints, parts, note)
+            }
+            (None, Mode::Data) => {
                 let mesh = Mesh::line(n);
                 let layouts = data_layouts(g, spec, pos, named);
                 let parts = partition(&mesh, &layouts, &[])?;
-                (mesh, layouts, parts, "data parallel".to_string())
+                (
+                    mesh,
+                    layouts,
+                    Vec::new(),
+                    parts,
+                    "data parallel".to_string(),
+                )
             }
-            Mode::SemiAuto => {
+            (None, Mode::SemiAuto) => {
                 let (mesh, hints) = semi_auto_mesh(n, &g.hints)?;
                 // A hint on an argument splits it as it enters.
                 let mut layouts = replicated;
@@ -798,9 +848,9 @@ impl Eval<'_> {
                 }
                 let parts = partition(&mesh, &layouts, &body)?;
                 let note = format!("semi-automatic, from {} `shard` hints", g.hints.len());
-                (mesh, layouts, parts, note)
+                (mesh, layouts, body, parts, note)
             }
-            Mode::Auto => {
+            (None, Mode::Auto) => {
                 // The planner's search (`ir::parallel::planner`), on each shape of mesh the
                 // devices allow unless `ms plan --mesh` fixed one.
                 let settings = self.st.planning.clone();
@@ -864,9 +914,10 @@ impl Eval<'_> {
                         .cap
                         .map_or(String::new(), |c| format!(", within {c} bytes per device"))
                 );
-                (mesh, chosen.layouts, parts, note)
+                (mesh, chosen.layouts, Vec::new(), parts, note)
             }
         };
+        let saved = SavedPlan::of(&g.raw, &mesh, &layouts, &hints);
         let in_place = self.st.in_place;
         let mut graphs = Vec::with_capacity(parts.graphs.len());
         for local in &parts.graphs {
@@ -898,6 +949,7 @@ impl Eval<'_> {
             layouts,
             input_types,
             priced: parts,
+            saved,
         });
         let _ = g.mesh_plan.set(plan.clone());
         Ok(plan)

@@ -64,8 +64,8 @@ pub use generalize::{SymSize, generalize};
 pub(crate) use inline::{Rewrite, rewrite};
 pub use inline::{inline, with_outputs};
 pub use parse::{ParseError, parse};
-pub use print::{PrintOptions, print};
-pub(crate) use print::{numbering, value_name};
+pub(crate) use print::value_name;
+pub use print::{PrintOptions, numbering, print};
 pub use verify::{VerifyError, VerifyErrorKind, verify};
 
 use std::fmt;

@@ -43,7 +43,7 @@ pub fn print(g: &Graph, opts: PrintOptions) -> String {
 
 /// The number each value is printed with: definitions in text order (the body's
 /// arguments, then each node's results, then its regions' arguments and contents).
-pub(crate) fn numbering(g: &Graph) -> HashMap<ValueId, usize> {
+pub fn numbering(g: &Graph) -> HashMap<ValueId, usize> {
     fn block(g: &Graph, b: BlockId, names: &mut HashMap<ValueId, usize>) {
         let blk = g.block(b);
         for &v in &blk.args {

@@ -14,9 +14,11 @@ pub mod layout;
 pub mod partition;
 pub mod planner;
 pub mod rules;
+pub mod saved;
 
 pub use bucket::BucketPolicy;
 pub use collective::{Collective, ReduceKind, check_type, split_sizes, split_start};
 pub use layout::{Layout, Mesh};
 pub use partition::{PartitionError, Partitioned, Step, partition, partition_first};
 pub use planner::{Chosen, Estimate, Link, PlanError, Profile, Role, estimate, peak_bytes, search};
+pub use saved::{PlanFileError, SavedPlan};
