@@ -351,6 +351,8 @@ pub struct OnnxOptions {
     pub params: Option<std::path::PathBuf>,
     /// The ONNX opset (13 to 21).
     pub opset: i64,
+    /// When initializers go to an external data file beside the model instead of into it.
+    pub external: crate::io::onnx::External,
 }
 
 impl Default for OnnxOptions {
@@ -359,6 +361,7 @@ impl Default for OnnxOptions {
             args: None,
             params: None,
             opset: crate::io::onnx::DEFAULT_OPSET,
+            external: crate::io::onnx::External::default(),
         }
     }
 }
@@ -367,6 +370,18 @@ impl Default for OnnxOptions {
 #[derive(Clone, Debug)]
 pub struct OnnxModel {
     /// The `ModelProto`, encoded.
+    pub bytes: Vec<u8>,
+    /// The external data file's bytes, when initializers were written outside the model
+    /// (`OnnxOptions::external`); it goes beside the model as `OUT.onnx.data`.
+    pub external: Option<Vec<u8>>,
+    /// Its inputs, outputs and parameters, in words.
+    pub summary: crate::stage::export::ExportSummary,
+}
+
+/// An exported MindScript model file (`.msir`): its bytes and what is in it.
+#[derive(Clone, Debug)]
+pub struct MirModel {
+    /// The whole file.
     pub bytes: Vec<u8>,
     /// Its inputs, outputs and parameters, in words.
     pub summary: crate::stage::export::ExportSummary,
@@ -867,6 +882,80 @@ impl Session {
         name: &str,
         options: &OnnxOptions,
     ) -> Result<OnnxModel, ExportFailure> {
+        let (onnx, _) = self.export_models(name, options, true, false)?;
+        onnx.ok_or_else(|| ExportFailure::Message(format!("`{name}` was not exported")))
+    }
+
+    /// The function `name` as a MindScript model file (`ms export --mir`, `.msir`,
+    /// `docs/export.md`): the graph [`Session::export_onnx`] would export (staged the same
+    /// way; `options.opset` is not used), in the IR's text form, with the same parameters
+    /// baked in; `load_model` runs it.
+    pub fn export_mir(
+        &mut self,
+        name: &str,
+        options: &OnnxOptions,
+    ) -> Result<MirModel, ExportFailure> {
+        let (_, mir) = self.export_models(name, options, false, true)?;
+        mir.ok_or_else(|| ExportFailure::Message(format!("`{name}` was not exported")))
+    }
+
+    /// Stages `name` once for export and makes the ONNX model (`onnx`) and the `.msir`
+    /// model file (`mir`) of that one graph.
+    pub fn export_models(
+        &mut self,
+        name: &str,
+        options: &OnnxOptions,
+        onnx: bool,
+        mir: bool,
+    ) -> Result<(Option<OnnxModel>, Option<MirModel>), ExportFailure> {
+        use ExportFailure::Message;
+        let (staged, names, checkpoint) = self.stage_export(name, options)?;
+        let onnx = if onnx {
+            let doc = format!("MindScript function `{name}`");
+            let (spec, summary) = crate::stage::export::onnx_spec(
+                &staged,
+                &names,
+                checkpoint.as_ref(),
+                options.opset,
+                doc,
+            )
+            .map_err(Message)?;
+            let bytes = crate::io::onnx::export_with(&staged.graph, &spec, &options.external)
+                .map_err(|e| Message(format!("`{name}`: {e}")))?;
+            Some(OnnxModel {
+                bytes: bytes.model,
+                external: bytes.external,
+                summary,
+            })
+        } else {
+            None
+        };
+        let mir = if mir {
+            let (bytes, summary) =
+                crate::stage::export::mir_file(&staged, &names, checkpoint.as_ref(), name)
+                    .map_err(|m| Message(format!("`{name}`: {m}")))?;
+            Some(MirModel { bytes, summary })
+        } else {
+            None
+        };
+        Ok((onnx, mir))
+    }
+
+    /// Stages `name` for export (see [`Session::export_onnx`]): the graph, the names of the
+    /// arguments it was staged with, and the checkpoint bound to the first of them.
+    #[allow(clippy::type_complexity)]
+    fn stage_export(
+        &mut self,
+        name: &str,
+        options: &OnnxOptions,
+    ) -> Result<
+        (
+            Arc<crate::stage::jit::StagedFn>,
+            Vec<lang::ast::Name>,
+            Option<Value>,
+        ),
+        ExportFailure,
+    > {
         use ExportFailure::Message;
         let f = self
             .state
@@ -950,19 +1039,9 @@ impl Session {
                 .iter()
                 .rev()
                 .find(|g| g.general && g.covers(newest))
-                .unwrap_or(newest);
-            let doc = format!("MindScript function `{name}`");
-            let (spec, summary) = crate::stage::export::onnx_spec(
-                staged,
-                &param_names,
-                checkpoint.as_ref(),
-                options.opset,
-                doc,
-            )
-            .map_err(Message)?;
-            let bytes = crate::io::onnx::export(&staged.graph, &spec)
-                .map_err(|e| Message(format!("`{name}`: {e}")))?;
-            return Ok(OnnxModel { bytes, summary });
+                .unwrap_or(newest)
+                .clone();
+            return Ok((staged, param_names, checkpoint));
         };
         let wanted = param_names.len() - skip;
         let optional = func.params[skip.min(func.params.len())..]
@@ -1066,13 +1145,7 @@ impl Session {
         let Some(staged) = staged else {
             return Err(Message(format!("`{name}` was not staged")));
         };
-        let doc = format!("MindScript function `{name}`");
-        let (spec, summary) =
-            crate::stage::export::onnx_spec(staged, names, checkpoint.as_ref(), options.opset, doc)
-                .map_err(Message)?;
-        let bytes = crate::io::onnx::export(&staged.graph, &spec)
-            .map_err(|e| Message(format!("`{name}`: {e}")))?;
-        Ok(OnnxModel { bytes, summary })
+        Ok((staged.clone(), names.to_vec(), checkpoint))
     }
 
     /// Runs `src` with its output dropped, leaving the random stream and `_` as they were.

@@ -165,6 +165,10 @@ pub const DESCRIPTIONS: &[(&str, &str)] = &[
         "reads an MNIST-style IDX file, gzipped or raw: images as f32, labels as i64",
     ),
     (
+        "load_model",
+        "a model saved by `ms export --mir` (.msir), called like the function it was",
+    ),
+    (
         "load_npy",
         "reads a NumPy .npy file (f32, f64, i32, i64 or bool, C order)",
     ),

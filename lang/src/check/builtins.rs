@@ -269,6 +269,7 @@ pub(crate) static TABLE: &[Builtin] = &[
     ),
     b("load_idx", &["path", "dtype"], 1, misc::load_idx),
     b("load_npy", &["path"], 1, misc::load),
+    b("load_model", &["path"], 1, misc::load),
     b("load_text", &["path"], 1, misc::load_text),
     b("log", X, 1, math::unary),
     b("log1p", X, 1, math::unary),

@@ -144,10 +144,50 @@ pub(super) fn export_onnx(ev: &mut Eval<'_>, c: &Call) -> R<Value> {
     let doc = format!("MindScript function `{}`", crate::stage::jit::fn_name(&f));
     let (spec, _) = crate::stage::export::onnx_spec(&staged, &params, None, opset, doc)
         .map_err(|m| bad(m, c.span(0)))?;
-    let bytes =
-        io::onnx::export(&staged.graph, &spec).map_err(|e| bad(e.to_string(), c.span(0)))?;
-    write_file(&path, c.span, |w| std::io::Write::write_all(w, &bytes))?;
+    // A model over 2 GiB keeps its parameters in `PATH.data` beside it.
+    let file_name = std::path::Path::new(&path)
+        .file_name()
+        .map(|n| format!("{}.data", n.to_string_lossy()))
+        .unwrap_or_default();
+    let external = io::onnx::External {
+        location: file_name,
+        ..io::onnx::External::default()
+    };
+    let model = io::onnx::export_with(&staged.graph, &spec, &external)
+        .map_err(|e| bad(e.to_string(), c.span(0)))?;
+    if let Some(data) = &model.external {
+        let data_path = std::path::Path::new(&path).with_file_name(&external.location);
+        write_file(&data_path.to_string_lossy(), c.span, |w| {
+            std::io::Write::write_all(w, data)
+        })?;
+    }
+    write_file(&path, c.span, |w| std::io::Write::write_all(w, &model.model))?;
     Ok(Value::Unit)
+}
+
+/// `load_model(path)`: the model a `.msir` file holds (`ms export --mir`), a value that is
+/// called like the function it was exported from (`stage::model`). The file is validated
+/// whole before anything is made (`io::msir::read`); what is wrong with it is E0912.
+pub(super) fn load_model(ev: &mut Eval<'_>, c: &Call) -> R<Value> {
+    let path = path_arg(c, 0)?;
+    let loaded = parse_file(
+        ev,
+        &path,
+        "a MindScript model (.msir)",
+        c.span,
+        io::msir::read,
+    )?;
+    let params = loaded
+        .params
+        .into_iter()
+        .map(|a| a.into_tensor().map_err(|e| ev.device_error(e, c.span)))
+        .collect::<R<Vec<_>>>()?;
+    Ok(Value::Model(Arc::new(crate::stage::model::Model::new(
+        path,
+        loaded.sig,
+        loaded.graph,
+        params,
+    ))))
 }
 
 /// A host tensor value from an array read from a file.

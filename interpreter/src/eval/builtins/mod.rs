@@ -91,6 +91,7 @@ static TABLE: &[(&str, Imp)] = &[
     ("load", files::load),
     ("load_csv", data::load_csv),
     ("load_idx", files::load_idx),
+    ("load_model", files::load_model),
     ("load_npy", files::load_npy),
     ("load_text", files::load_text),
     ("log", math::unary),
