@@ -570,13 +570,12 @@ impl Cli {
                     args,
                     params,
                     opset,
-                    external,
                 };
                 export_models(
                     &with_device(script_options(&file, &script_args, seed)),
                     &name,
                     &options,
-                    onnx.as_deref(),
+                    onnx.as_deref().map(|p| (p, &external)),
                     mir.as_deref(),
                 )
             }
@@ -934,14 +933,14 @@ fn export_models(
     options: &crate::Options,
     name: &str,
     export: &crate::session::OnnxOptions,
-    onnx: Option<&Path>,
+    onnx: Option<(&Path, &crate::io::onnx::External)>,
     mir: Option<&Path>,
 ) -> Result<Status, CliError> {
     let Some(mut session) = run_hidden(options)? else {
         return Ok(Status::ProgramError);
     };
     let (onnx_model, mir_model) =
-        match session.export_models(name, export, onnx.is_some(), mir.is_some()) {
+        match session.export_models(name, export, onnx.map(|(_, e)| e), mir.is_some()) {
             Ok(m) => m,
             Err(crate::session::ExportFailure::Program(call, o)) => {
                 eprint!("{}", session.render(&o, &call, &call, render_options()));
@@ -960,10 +959,10 @@ fn export_models(
         })
     };
     let mut summary = None;
-    if let (Some(out), Some(model)) = (onnx, &onnx_model) {
+    if let (Some((out, external)), Some(model)) = (onnx, &onnx_model) {
         // The data file first: a model is never on disk pointing at data that is not.
         if let Some(data) = &model.external {
-            let data_path = out.with_file_name(&export.external.location);
+            let data_path = out.with_file_name(&external.location);
             write(&data_path, data)?;
             println!(
                 "wrote {} ({} bytes of external data)",

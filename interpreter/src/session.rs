@@ -351,8 +351,6 @@ pub struct OnnxOptions {
     pub params: Option<std::path::PathBuf>,
     /// The ONNX opset (13 to 21).
     pub opset: i64,
-    /// When initializers go to an external data file beside the model instead of into it.
-    pub external: crate::io::onnx::External,
 }
 
 impl Default for OnnxOptions {
@@ -361,7 +359,6 @@ impl Default for OnnxOptions {
             args: None,
             params: None,
             opset: crate::io::onnx::DEFAULT_OPSET,
-            external: crate::io::onnx::External::default(),
         }
     }
 }
@@ -877,12 +874,18 @@ impl Session {
     /// graph general in them), or at its parameters' annotations, or else the graph of its
     /// last call; with a checkpoint, the checkpoint's record is its first argument and is
     /// baked in. What staging prints is dropped and the random stream stays where it was.
+    /// Every initializer is inside the model (one over 2 GiB is an error): with
+    /// [`Session::export_models`], large ones go to an external data file.
     pub fn export_onnx(
         &mut self,
         name: &str,
         options: &OnnxOptions,
     ) -> Result<OnnxModel, ExportFailure> {
-        let (onnx, _) = self.export_models(name, options, true, false)?;
+        let inside = crate::io::onnx::External {
+            mode: crate::io::onnx::ExternalMode::Never,
+            ..crate::io::onnx::External::default()
+        };
+        let (onnx, _) = self.export_models(name, options, Some(&inside), false)?;
         onnx.ok_or_else(|| ExportFailure::Message(format!("`{name}` was not exported")))
     }
 
@@ -895,22 +898,23 @@ impl Session {
         name: &str,
         options: &OnnxOptions,
     ) -> Result<MirModel, ExportFailure> {
-        let (_, mir) = self.export_models(name, options, false, true)?;
+        let (_, mir) = self.export_models(name, options, None, true)?;
         mir.ok_or_else(|| ExportFailure::Message(format!("`{name}` was not exported")))
     }
 
-    /// Stages `name` once for export and makes the ONNX model (`onnx`) and the `.msir`
-    /// model file (`mir`) of that one graph.
+    /// Stages `name` once for export and makes the ONNX model (when `onnx` says where its
+    /// external data goes, if anywhere) and the `.msir` model file (`mir`) of that one
+    /// graph.
     pub fn export_models(
         &mut self,
         name: &str,
         options: &OnnxOptions,
-        onnx: bool,
+        onnx: Option<&crate::io::onnx::External>,
         mir: bool,
     ) -> Result<(Option<OnnxModel>, Option<MirModel>), ExportFailure> {
         use ExportFailure::Message;
         let (staged, names, checkpoint) = self.stage_export(name, options)?;
-        let onnx = if onnx {
+        let onnx = if let Some(external) = onnx {
             let doc = format!("MindScript function `{name}`");
             let (spec, summary) = crate::stage::export::onnx_spec(
                 &staged,
@@ -920,7 +924,7 @@ impl Session {
                 doc,
             )
             .map_err(Message)?;
-            let bytes = crate::io::onnx::export_with(&staged.graph, &spec, &options.external)
+            let bytes = crate::io::onnx::export_with(&staged.graph, &spec, external)
                 .map_err(|e| Message(format!("`{name}`: {e}")))?;
             Some(OnnxModel {
                 bytes: bytes.model,

@@ -915,8 +915,8 @@ fn export_writes_a_model_file_that_load_model_runs() {
     std::fs::write(
         &script,
         format!(
-            "import nn\nseed(3)\nlet params = {{l1: nn.init_linear(4, 40), l2: \
-             nn.init_linear(40, 3)}}\nsave(params, \"{}\")\n\
+            "import nn\nseed(3)\nlet params = {{l1: nn.init_linear(4, 80), l2: \
+             nn.init_linear(80, 4)}}\nsave(params, \"{}\")\n\
              fn forward(p, x) {{ nn.linear(p.l2, relu(nn.linear(p.l1, x))) }}\n\
              let x = reshape(f32(arange(20)) / 10.0, [5, 4])\n\
              print(jit(forward)(params, x))\n",
@@ -952,7 +952,7 @@ fn export_writes_a_model_file_that_load_model_runs() {
         "{said}"
     );
     // The ONNX model points at its data file by a plain name, for the tensors of 1 KiB or
-    // more (the 4 x 40 and 40 x 3 weights).
+    // more (the 4 x 80 and 80 x 4 weights).
     let model = pb::ModelProto::decode(&std::fs::read(&onnx).expect("the model")[..])
         .expect("it decodes");
     let data = std::fs::read(dir.join("m.onnx.data")).expect("the data file");

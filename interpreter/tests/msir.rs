@@ -104,10 +104,10 @@ const CASES: &[Case] = &[
     Case {
         name: "captured_global_and_print",
         src: "seed(5)\nlet w = randn([4, 3])\n\
-              fn f(x: f32[N, 4]) { let h = x @ w\n print(\"h\", h)\n softmax(h) }\n\
+              fn f(x) { let h = x @ w\n print(\"h\", h)\n softmax(h) }\n\
               let a = randn([2, 4])",
-        args: None,
-        calls: &["a", "randn([9, 4])"],
+        args: Some("f32[2, 4]"),
+        calls: &["a"],
     },
     Case {
         name: "gather_slices_reductions",
@@ -119,10 +119,10 @@ const CASES: &[Case] = &[
     },
     Case {
         name: "random_draws_follow_the_stream",
-        src: "fn f(x: f32[B, 3]) { x + randn([3]) * 0.1 + dropout(x, 0.5, training: true) }\n\
+        src: "fn f(x) { x + randn([3]) * 0.1 + dropout(x, 0.5, training: true) }\n\
               let a = ones([4, 3])",
-        args: None,
-        calls: &["a", "ones([2, 3])"],
+        args: Some("f32[4, 3]"),
+        calls: &["a", "a * 2.0"],
     },
     Case {
         name: "tuple_and_record_results",
@@ -396,7 +396,7 @@ fn truncated_files_are_errors_at_every_offset() {
 fn hostile_files_are_errors_not_panics() {
     let dir = fresh_dir("hostile");
     let bytes = valid_model(&dir);
-    let (header, ir, params) = sections(&bytes);
+    let (header, ir, _) = sections(&bytes);
     let len_at = |k: usize| -> usize {
         // The offset of section k's length (0: header, 1: IR, 2: parameters).
         let mut at = 12;
@@ -458,7 +458,11 @@ fn hostile_files_are_errors_not_panics() {
         (
             "a static scalar of a float dtype",
             container(
-                &header.replace("\"tensor\":\"f32\"", "\"static\":\"f32\",\"value\":1"),
+                &header.replacen(
+                    "\"tensor\":\"f32\",\"weak\":false",
+                    "\"static\":\"f32\",\"value\":1",
+                    1,
+                ),
                 &ir,
                 &good_params,
             ),
@@ -488,7 +492,7 @@ fn hostile_files_are_errors_not_panics() {
         (
             "the key's role on a tensor input",
             container(&header.replace("[\"input\",\"x\"]", "[\"key\"]"), &ir, &good_params),
-            "is not i64[2]",
+            "not i64[2]",
         ),
         (
             "a result of another structure",
@@ -567,12 +571,12 @@ fn hostile_files_are_errors_not_panics() {
             container(
                 &header.replace(
                     &format!("[\"param\",\"{w_name}\"]"),
-                    &format!("[\"param\",\"{w_name}\"]"),
+                    &format!("[\"param\",\"{w_name}\"],[\"param\",\"{w_name}\"]"),
                 ),
-                &ir.replacen(") -> (", &format!(", %dup: f32[3]) -> ("), 1),
+                &ir.replacen(") -> (", ", %dup: f32[3]) -> (", 1),
                 &good_params,
             ),
-            "lists 4 inputs, the graph has 5",
+            "is listed twice",
         ),
     ];
     assert!(cases.len() >= 15);

@@ -1332,7 +1332,7 @@ fn external_data_runs_in_onnx_runtime() {
         ..Options::default()
     });
     let src = format!(
-        "seed(12)\nlet w1 = randn([6, 50])\nlet b1 = randn([50])\nlet w2 = randn([50, 2])\n\
+        "seed(12)\nlet w1 = randn([6, 50])\nlet b1 = randn([50])\nlet w2 = randn([50, 8])\n\
          fn f(x: f32[B, 6]) {{ tanh(x @ w1 + b1) @ w2 }}\nlet in0 = randn([3, 6])\n\
          save_npy(in0, \"{d}/in0.npy\")\nsave_npy(f(in0), \"{d}/out0.npy\")",
         d = dir.display()
@@ -1345,14 +1345,10 @@ fn external_data_runs_in_onnx_runtime() {
         ..onnx::External::default()
     };
     let model = s
-        .export_onnx(
-            "f",
-            &OnnxOptions {
-                external: external.clone(),
-                ..OnnxOptions::default()
-            },
-        )
-        .unwrap_or_else(|e| panic!("{e}"));
+        .export_models("f", &OnnxOptions::default(), Some(&external), false)
+        .unwrap_or_else(|e| panic!("{e}"))
+        .0
+        .expect("an ONNX model");
     let data = model.external.clone().expect("an external data file");
     std::fs::write(dir.join("model.onnx"), &model.bytes).expect("written");
     std::fs::write(dir.join("model.onnx.data"), &data).expect("written");
@@ -1383,7 +1379,7 @@ fn external_data_runs_in_onnx_runtime() {
     assert_eq!(
         moved.iter().map(|m| m.0.as_str()).collect::<Vec<_>>(),
         ["w1", "w2"],
-        "the 6 x 50 and 50 x 2 weights move, the 50-element bias stays"
+        "the 6 x 50 and 50 x 8 weights move, the 50-element bias stays"
     );
     // The bytes in the data file are the parameters'.
     let o = s.eval(&format!("save_npy(w1, \"{}/w1.npy\")", dir.display()));
@@ -1399,20 +1395,15 @@ fn external_data_runs_in_onnx_runtime() {
     assert!(inside.external.is_none());
     // A location that would leave the model's folder is refused.
     for bad in ["../model.data", "sub/model.data", "..", "", "a\\b"] {
-        let r = s.export_onnx(
-            "f",
-            &OnnxOptions {
-                external: onnx::External {
-                    location: bad.into(),
-                    ..external.clone()
-                },
-                ..OnnxOptions::default()
-            },
-        );
+        let at = onnx::External {
+            location: bad.into(),
+            ..external.clone()
+        };
+        let r = s.export_models("f", &OnnxOptions::default(), Some(&at), false);
         assert!(
             matches!(&r, Err(e) if e.to_string().contains("plain file name")),
             "{bad:?}: {:?}",
-            r.map(|m| m.summary)
+            r.map(|m| m.0.map(|m| m.summary))
         );
     }
     if let Some(py) = python() {
@@ -1428,6 +1419,7 @@ fn external_data_runs_in_onnx_runtime() {
             String::from_utf8_lossy(&out.stdout),
             String::from_utf8_lossy(&out.stderr)
         );
+        assert!(String::from_utf8_lossy(&out.stdout).contains("ok external data"));
     }
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -260,9 +260,10 @@ pub fn export_with(graph: &Graph, spec: &ExportSpec, external: &External) -> R<E
     if len > MAX_MODEL_BYTES {
         return Err(ExportError::TooLarge(len));
     }
+    // No initializer was large enough to move: there is no data file to write.
     Ok(Exported {
         model: m.encode_to_vec(),
-        external: Some(data),
+        external: (!data.is_empty()).then_some(data),
     })
 }
 

@@ -34,7 +34,7 @@ pub struct Model {
     /// The file it came from, for messages.
     pub path: String,
     /// How callers' values map onto the graph.
-    pub sig: Signature,
+    pub(crate) sig: Signature,
     /// The graph (validated by `io::msir::read`).
     pub graph: ir::Graph,
     /// The graph analysed for the executor, made on the first call.
