@@ -57,7 +57,10 @@ fn assert_same(s: &mut Session, dir: &Path, model: &Path, f: &str, call: &str, o
         std::fs::read(&got).expect("the model's result"),
         std::fs::read(&want).expect("the function's result"),
     );
-    assert!(a == b, "{f}: the loaded model's result differs from the function's");
+    assert!(
+        a == b,
+        "{f}: the loaded model's result differs from the function's"
+    );
 }
 
 /// A function of a small program, exported as a model and called again.
@@ -183,9 +186,30 @@ fn functions_round_trip_bit_for_bit() {
     let _ = std::fs::remove_dir_all(&root);
 }
 
+/// A sample's model: the script and its words, code run after it, the function
+/// exported (its checkpoint `params` first), its `--args` and the input it is called on.
+struct Sample<'a> {
+    case: &'a str,
+    sample: &'a str,
+    script_args: &'a [&'a str],
+    extra: &'a str,
+    name: &'a str,
+    args: &'a str,
+    input: &'a str,
+}
+
 /// Runs a sample with a short configuration, saves its parameters, exports `name` with the
 /// checkpoint baked in, and compares the loaded model on `input` with `name(params, input)`.
-fn sample_case(root: &Path, case: &str, sample: &str, script_args: &[&str], extra: &str, name: &str, args: &str, input: &str) {
+fn sample_case(root: &Path, c: &Sample<'_>) {
+    let Sample {
+        case,
+        sample,
+        script_args,
+        extra,
+        name,
+        args,
+        input,
+    } = *c;
     let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
     let dir = root.join(case);
     std::fs::create_dir_all(&dir).expect("a case folder");
@@ -223,7 +247,14 @@ fn sample_case(root: &Path, case: &str, sample: &str, script_args: &[&str], extr
     assert!(model.summary.initializers > 0, "{case}: no parameters");
     let mpath = dir.join("model.msir");
     std::fs::write(&mpath, &model.bytes).expect("written");
-    assert_same(&mut s, &dir, &mpath, name, input, &format!("params, {input}"));
+    assert_same(
+        &mut s,
+        &dir,
+        &mpath,
+        name,
+        input,
+        &format!("params, {input}"),
+    );
 }
 
 /// The samples' models (the MNIST MLP and CNN, the autoencoder, the transformer), each
@@ -248,54 +279,62 @@ fn sample_models_round_trip_bit_for_bit() {
     ];
     sample_case(
         &root,
-        "mnist_mlp",
-        "mnist_mlp.ms",
-        &mnist,
-        "fn forward(p, x) { nn.mlp(p, x) }",
-        "forward",
-        "f32[B, 784]",
-        "x_test[0:5]",
+        &Sample {
+            case: "mnist_mlp",
+            sample: "mnist_mlp.ms",
+            script_args: &mnist,
+            extra: "fn forward(p, x) { nn.mlp(p, x) }",
+            name: "forward",
+            args: "f32[B, 784]",
+            input: "x_test[0:5]",
+        },
     );
     sample_case(
         &root,
-        "mnist_cnn",
-        "mnist_cnn.ms",
-        &[&mnist[..], &["--test", "100"]].concat(),
-        "",
-        "forward",
-        "f32[B, 1, 28, 28]",
-        "x_test[0:3]",
+        &Sample {
+            case: "mnist_cnn",
+            sample: "mnist_cnn.ms",
+            script_args: &[&mnist[..], &["--test", "100"]].concat(),
+            extra: "",
+            name: "forward",
+            args: "f32[B, 1, 28, 28]",
+            input: "x_test[0:3]",
+        },
     );
     sample_case(
         &root,
-        "autoencoder",
-        "autoencoder.ms",
-        &["--epochs", "1", "--data", "REPO/samples/data/digits.csv"],
-        "fn reconstruct(p, x) { decode(p, encode(p, x)) }",
-        "reconstruct",
-        "f32[B, 64]",
-        "xte[0:6]",
+        &Sample {
+            case: "autoencoder",
+            sample: "autoencoder.ms",
+            script_args: &["--epochs", "1", "--data", "REPO/samples/data/digits.csv"],
+            extra: "fn reconstruct(p, x) { decode(p, encode(p, x)) }",
+            name: "reconstruct",
+            args: "f32[B, 64]",
+            input: "xte[0:6]",
+        },
     );
     sample_case(
         &root,
-        "transformer",
-        "transformer.ms",
-        &[
-            "--steps",
-            "2",
-            "--generate",
-            "0",
-            "--context",
-            "16",
-            "--d_model",
-            "32",
-            "--data",
-            "REPO/samples/data/tiny_text.txt",
-        ],
-        "",
-        "forward",
-        "i64[3, 16]",
-        "ids[expand_dims(arange(3) * 16, 1) + arange(16)]",
+        &Sample {
+            case: "transformer",
+            sample: "transformer.ms",
+            script_args: &[
+                "--steps",
+                "2",
+                "--generate",
+                "0",
+                "--context",
+                "16",
+                "--d_model",
+                "32",
+                "--data",
+                "REPO/samples/data/tiny_text.txt",
+            ],
+            extra: "",
+            name: "forward",
+            args: "i64[3, 16]",
+            input: "ids[expand_dims(arange(3) * 16, 1) + arange(16)]",
+        },
     );
     let _ = std::fs::remove_dir_all(&root);
 }
@@ -434,25 +473,57 @@ fn hostile_files_are_errors_not_panics() {
         "the rebuilt file loads"
     );
     let cases: Vec<(&str, Vec<u8>, &str)> = vec![
-        ("bad magic", [b"MSIX", &bytes[4..]].concat(), "not a MindScript model file"),
-        ("not a model at all", b"\x89PNG\r\n\x1a\n....".to_vec(), "not a MindScript model file"),
+        (
+            "bad magic",
+            [b"MSIX", &bytes[4..]].concat(),
+            "not a MindScript model file",
+        ),
+        (
+            "not a model at all",
+            b"\x89PNG\r\n\x1a\n....".to_vec(),
+            "not a MindScript model file",
+        ),
         (
             "a future version",
             [&bytes[..4], &999u32.to_le_bytes(), &bytes[8..]].concat(),
             "version 999.0",
         ),
-        ("header length past the end", with_len(0, u64::MAX), "inside the header"),
-        ("IR length past the end", with_len(1, 1 << 62), "inside the IR text"),
-        ("parameters' length past the end", with_len(2, (bytes.len() as u64) * 2), "inside the parameters"),
-        ("header not JSON", container("{\"function\": ", &ir, &good_params), "not JSON"),
+        (
+            "header length past the end",
+            with_len(0, u64::MAX),
+            "inside the header",
+        ),
+        (
+            "IR length past the end",
+            with_len(1, 1 << 62),
+            "inside the IR text",
+        ),
+        (
+            "parameters' length past the end",
+            with_len(2, (bytes.len() as u64) * 2),
+            "inside the parameters",
+        ),
+        (
+            "header not JSON",
+            container("{\"function\": ", &ir, &good_params),
+            "not JSON",
+        ),
         (
             "header without inputs",
-            container("{\"function\":\"f\",\"args\":[],\"result\":{\"unit\":null}}", &ir, &good_params),
+            container(
+                "{\"function\":\"f\",\"args\":[],\"result\":{\"unit\":null}}",
+                &ir,
+                &good_params,
+            ),
             "`inputs` is missing",
         ),
         (
             "header with a role of another name",
-            container(&header.replace("[\"key\"]", "[\"seed\"]"), &ir, &good_params),
+            container(
+                &header.replace("[\"key\"]", "[\"seed\"]"),
+                &ir,
+                &good_params,
+            ),
             "input 1 is",
         ),
         (
@@ -468,7 +539,11 @@ fn hostile_files_are_errors_not_panics() {
             ),
             "integer or a bool",
         ),
-        ("IR text garbage", container(&header, "graph @f(%0 f32) -> {", &good_params), "not valid IR"),
+        (
+            "IR text garbage",
+            container(&header, "graph @f(%0 f32) -> {", &good_params),
+            "not valid IR",
+        ),
         (
             "IR text not UTF-8",
             raw_with_ir(&header, &[0xff, 0xfe, b'g'], &good_params),
@@ -476,7 +551,11 @@ fn hostile_files_are_errors_not_panics() {
         ),
         (
             "IR that parses but does not verify",
-            container(&header, &ir.replacen("f32[B, 3] = mul", "f32[B, 4] = mul", 1), &good_params),
+            container(
+                &header,
+                &ir.replacen("f32[B, 3] = mul", "f32[B, 4] = mul", 1),
+                &good_params,
+            ),
             "does not verify",
         ),
         (
@@ -486,12 +565,20 @@ fn hostile_files_are_errors_not_panics() {
         ),
         (
             "fewer roles than inputs",
-            container(&header.replace(&format!(",[\"param\",\"{w_name}\"]"), ""), &ir, &good_params),
+            container(
+                &header.replace(&format!(",[\"param\",\"{w_name}\"]"), ""),
+                &ir,
+                &good_params,
+            ),
             "lists 3 inputs, the graph has 4",
         ),
         (
             "the key's role on a tensor input",
-            container(&header.replace("[\"input\",\"x\"]", "[\"key\"]"), &ir, &good_params),
+            container(
+                &header.replace("[\"input\",\"x\"]", "[\"key\"]"),
+                &ir,
+                &good_params,
+            ),
             "not i64[2]",
         ),
         (
@@ -508,7 +595,11 @@ fn hostile_files_are_errors_not_panics() {
         ),
         (
             "a parameter of the wrong shape",
-            container(&header, &ir, &st_one(&w_name, "F32", "[4]", &f32_bytes(&[1.0, 2.0, 3.0, 4.0]))),
+            container(
+                &header,
+                &ir,
+                &st_one(&w_name, "F32", "[4]", &f32_bytes(&[1.0, 2.0, 3.0, 4.0])),
+            ),
             "is f32[4], but the graph takes f32[3]",
         ),
         (
@@ -558,7 +649,11 @@ fn hostile_files_are_errors_not_panics() {
         ),
         (
             "a parameter whose size overflows",
-            container(&header, &ir, &st_one(&w_name, "F32", "[4611686018427387904, 8]", &w_ok)),
+            container(
+                &header,
+                &ir,
+                &st_one(&w_name, "F32", "[4611686018427387904, 8]", &w_ok),
+            ),
             "more bytes than memory can address",
         ),
         (
@@ -634,17 +729,62 @@ fn calls_are_checked_against_the_signature() {
         "a fitting call",
     );
     let cases: &[(&str, &str, &str, &str)] = &[
-        ("mf(ones([4, 3]))", "E0907", "takes 2 arguments (x, y), found 1", "mf(ones([4, 3]))"),
-        ("mf(f64(ones([4, 3])), zeros([4]))", "E0907", "`x` must be a f32 tensor", "f64(ones([4, 3]))"),
-        ("mf(ones([4, 2]), zeros([4]))", "E0907", "axis 1 has size 2, not 3", "mf(ones([4, 2]), zeros([4]))"),
-        ("mf(ones([4, 3]), zeros([5]))", "E0907", "`B` is 4 in `x` and 5 here", "mf(ones([4, 3]), zeros([5]))"),
-        ("mf(ones([3]), zeros([3]))", "E0907", "it has 1 axes, not 2", "mf(ones([3]), zeros([3]))"),
-        ("mf((ones([4, 3]),), zeros([4]))", "E0907", "`x` must be a f32 tensor, found a tuple", "(ones([4, 3]),)"),
-        ("mf(x: ones([4, 3]), y: zeros([4]))", "E0907", "by position", "ones([4, 3])"),
+        (
+            "mf(ones([4, 3]))",
+            "E0907",
+            "takes 2 arguments (x, y), found 1",
+            "mf(ones([4, 3]))",
+        ),
+        (
+            "mf(f64(ones([4, 3])), zeros([4]))",
+            "E0907",
+            "`x` must be a f32 tensor",
+            "f64(ones([4, 3]))",
+        ),
+        (
+            "mf(ones([4, 2]), zeros([4]))",
+            "E0907",
+            "axis 1 has size 2, not 3",
+            "mf(ones([4, 2]), zeros([4]))",
+        ),
+        (
+            "mf(ones([4, 3]), zeros([5]))",
+            "E0907",
+            "`B` is 4 in `x` and 5 here",
+            "mf(ones([4, 3]), zeros([5]))",
+        ),
+        (
+            "mf(ones([3]), zeros([3]))",
+            "E0907",
+            "it has 1 axes, not 2",
+            "mf(ones([3]), zeros([3]))",
+        ),
+        (
+            "mf((ones([4, 3]),), zeros([4]))",
+            "E0907",
+            "`x` must be a f32 tensor, found a tuple",
+            "(ones([4, 3]),)",
+        ),
+        (
+            "mf(x: ones([4, 3]), y: zeros([4]))",
+            "E0907",
+            "by position",
+            "ones([4, 3])",
+        ),
         ("mg(a, 4)", "E0907", "must be 3 here, found 4", "4"),
         ("mg(a, 3.0)", "E0907", "`k` must be a i64 scalar", "3.0"),
-        ("@jit\nfn h(x) { mf(x, zeros([4])) }\nh(ones([4, 3]))", "E0913", "not inlined", "mf(x, zeros([4]))"),
-        ("grad(|x| sum(mf(x, zeros([4]))))(ones([4, 3]))", "E0909", "cannot be differentiated", "mf(x, zeros([4]))"),
+        (
+            "@jit\nfn h(x) { mf(x, zeros([4])) }\nh(ones([4, 3]))",
+            "E0913",
+            "not inlined",
+            "mf(x, zeros([4]))",
+        ),
+        (
+            "grad(|x| sum(mf(x, zeros([4]))))(ones([4, 3]))",
+            "E0909",
+            "cannot be differentiated",
+            "mf(x, zeros([4]))",
+        ),
     ];
     for (src, code, message, at) in cases {
         let o = s.eval(src);
@@ -657,7 +797,11 @@ fn calls_are_checked_against_the_signature() {
         assert_eq!(&src[d.primary.span.range()], *at, "{src}: {d:?}");
     }
     // A literal passes for an f32 tensor (it is stored wide and cast to the graph's dtype).
-    ok(&mut s, "let z = mf([[1.0, 1.0, 1.0]], [0.0])\nassert(allclose(z, [w]))", "a literal");
+    ok(
+        &mut s,
+        "let z = mf([[1.0, 1.0, 1.0]], [0.0])\nassert(allclose(z, [w]))",
+        "a literal",
+    );
     let o = s.eval("mf");
     assert!(
         o.values

@@ -1372,7 +1372,11 @@ fn external_data_runs_in_onnx_runtime() {
             assert_eq!(length, n * 4);
             moved.push((t.name().to_string(), offset, length));
         } else {
-            assert!(t.raw_data.as_ref().is_some_and(|r| r.len() < 1024), "{}", t.name());
+            assert!(
+                t.raw_data.as_ref().is_some_and(|r| r.len() < 1024),
+                "{}",
+                t.name()
+            );
         }
     }
     moved.sort();

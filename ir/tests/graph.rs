@@ -722,7 +722,10 @@ fn optimized_random_graphs_round_trip_without_spans() {
             verify(&back).unwrap_or_else(|e| panic!("seed {seed}: {e}\n{plain}"));
             assert_eq!(print(&back, PrintOptions::default()), plain, "seed {seed}");
             let unspanned = parse(&plain).unwrap_or_else(|e| panic!("{e}"));
-            assert!(back == unspanned, "seed {seed}: parsing is not deterministic");
+            assert!(
+                back == unspanned,
+                "seed {seed}: parsing is not deterministic"
+            );
         }
     }
     assert!(fused > 0, "no optimized random graph has a fused node");

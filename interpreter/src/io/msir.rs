@@ -76,9 +76,15 @@ pub(crate) enum Role {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) enum Tree {
     /// A tensor of logical dtype `dtype`; `weak` for a literal's (stored wide).
-    Tensor { dtype: DType, weak: bool },
+    Tensor {
+        dtype: DType,
+        weak: bool,
+    },
     /// An integer or bool scalar that the graph was staged with as a constant.
-    Static { dtype: DType, value: i64 },
+    Static {
+        dtype: DType,
+        value: i64,
+    },
     Tuple(Vec<Tree>),
     /// Fields in sorted order.
     Record(Vec<(String, Tree)>),
@@ -100,7 +106,9 @@ impl Tree {
         match self {
             Tree::Tensor { dtype, weak } => json!({"tensor": dtype.name(), "weak": weak}),
             Tree::Static { dtype, value } => json!({"static": dtype.name(), "value": value}),
-            Tree::Tuple(items) => json!({"tuple": items.iter().map(Tree::to_json).collect::<Vec<_>>()}),
+            Tree::Tuple(items) => {
+                json!({"tuple": items.iter().map(Tree::to_json).collect::<Vec<_>>()})
+            }
             Tree::Record(fields) => json!({
                 "record": fields.iter().map(|(k, x)| json!([k, x.to_json()])).collect::<Vec<_>>()
             }),
@@ -178,7 +186,10 @@ impl Tree {
                         "the field `{name}` is out of order or given twice"
                     )));
                 }
-                out.push((name.to_string(), Tree::from_json(x, &format!("{at}.{name}"))?));
+                out.push((
+                    name.to_string(),
+                    Tree::from_json(x, &format!("{at}.{name}"))?,
+                ));
             }
             return Ok(Tree::Record(out));
         }
@@ -277,8 +288,7 @@ impl Signature {
             })
             .collect::<Result<Vec<_>, _>>()?;
         let result = Tree::from_json(
-            o.get("result")
-                .ok_or_else(|| bad("`result` is missing"))?,
+            o.get("result").ok_or_else(|| bad("`result` is missing"))?,
             "result",
         )?;
         Ok(Signature {

@@ -89,7 +89,9 @@ pub fn plain_file_name(name: &str) -> bool {
     !name.is_empty()
         && name != "."
         && name != ".."
-        && !name.chars().any(|c| c == '/' || c == '\\' || c.is_control())
+        && !name
+            .chars()
+            .any(|c| c == '/' || c == '\\' || c.is_control())
 }
 
 /// A tensor to bake into the model: dtype, dims, elements in C order as little-endian

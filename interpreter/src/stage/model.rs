@@ -372,11 +372,7 @@ impl Eval<'_> {
     /// A failed run of a model, reported at the call (its own spans point into a source
     /// that is not here).
     fn model_error(&self, m: &Model, e: RunError, span: Span) -> Flow {
-        let note = format!(
-            "in the model `{}` loaded from `{}`",
-            m.name(),
-            m.path
-        );
+        let note = format!("in the model `{}` loaded from `{}`", m.name(), m.path);
         let flow = match e {
             RunError::Device { error, .. } => Flow::error(errors::from_device(*error, span)),
             RunError::Assert { message, .. } => {

@@ -161,7 +161,9 @@ pub(super) fn export_onnx(ev: &mut Eval<'_>, c: &Call) -> R<Value> {
             std::io::Write::write_all(w, data)
         })?;
     }
-    write_file(&path, c.span, |w| std::io::Write::write_all(w, &model.model))?;
+    write_file(&path, c.span, |w| {
+        std::io::Write::write_all(w, &model.model)
+    })?;
     Ok(Value::Unit)
 }
 

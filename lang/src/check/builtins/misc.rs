@@ -216,7 +216,8 @@ pub(super) fn devices(_: &Args<'_>) -> RuleResult<Ty> {
     Ok(Ty::Iter(Box::new(Ty::Str(None))))
 }
 
-/// `load_npy(path)`, `load(path)`: checked when the data arrives.
+/// `load_npy(path)`, `load(path)`: checked when the data arrives; `load_model(path)`: a model
+/// whose signature is in the file, so its calls are checked when they run.
 pub(super) fn load(a: &Args<'_>) -> RuleResult<Ty> {
     a.string(0)?;
     Ok(Ty::Unknown)
