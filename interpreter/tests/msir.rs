@@ -673,6 +673,30 @@ fn hostile_files_are_errors_not_panics() {
             ),
             "is listed twice",
         ),
+        (
+            "a size no argument binds",
+            container(
+                &header,
+                &before_last_yield(
+                    &ir,
+                    "%extra: f32[C] = full {shape: [C], dtype: f32, value: 1.0}",
+                ),
+                &good_params,
+            ),
+            "the dim `C`, which no argument carries",
+        ),
+        (
+            "a collective",
+            container(
+                &header,
+                &before_last_yield(
+                    &ir,
+                    "%extra: f32[3] = all_reduce %3 {op: sum, mesh_axis: 0}",
+                ),
+                &good_params,
+            ),
+            "only a mesh of devices runs",
+        ),
     ];
     assert!(cases.len() >= 15);
     for (what, file, expect) in &cases {
@@ -685,6 +709,12 @@ fn hostile_files_are_errors_not_panics() {
         );
     }
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// `ir` with `line` added to the graph's body, just before its `yield`.
+fn before_last_yield(ir: &str, line: &str) -> String {
+    let at = ir.rfind("  yield").expect("a yield");
+    format!("{}  {line}\n{}", &ir[..at], &ir[at..])
 }
 
 /// A file whose IR section holds `ir`'s bytes as they are (not necessarily UTF-8).
@@ -810,5 +840,68 @@ fn calls_are_checked_against_the_signature() {
         "{:?}",
         o.values
     );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Graphs that are valid IR but fail when they run (a size no input binds, an allocation
+/// past the device's cap, a failed assertion): the call is an error at the call, never a
+/// panic (E0999) and never a crash.
+#[test]
+fn valid_graphs_that_fail_at_run_time_are_errors_at_the_call() {
+    let dir = fresh_dir("run_time");
+    let header = |result: &str| {
+        format!(
+            "{{\"function\":\"h\",\"inputs\":[[\"token\"],[\"key\"],[\"input\",\"x\"]],\
+             \"args\":[[\"x\",{{\"tensor\":\"f32\"}}]],\"result\":{result}}}"
+        )
+    };
+    let t = "{\"tensor\":\"f32\"}";
+    let cases: &[(&str, String, &str)] = &[
+        (
+            "an allocation past the device's cap",
+            "graph @h(%0: token, %1: i64[2], %2: f32[B]) -> (token, f32[1000000, 1000000, 1000], i64[2]) {\n  \
+             %3: f32[1000000, 1000000, 1000] = full {shape: [1000000, 1000000, 1000], dtype: f32, value: 1.0}\n  \
+             yield %0, %3, %1\n}\n"
+                .into(),
+            "",
+        ),
+        (
+            "a failed assertion",
+            "graph @h(%0: token, %1: i64[2], %2: f32[B]) -> (token, f32[B], i64[2]) {\n  \
+             %3: f32[] = sum %2 {axes: [0], keepdims: false}\n  \
+             %4: f32[] = full {shape: [], dtype: f32, value: 100.0}\n  \
+             %5: bool[] = gt %3, %4\n  \
+             %6: token = assert %0, %5 {message: \"too small\"}\n  yield %6, %2, %1\n}\n"
+                .into(),
+            "too small",
+        ),
+    ];
+    for (what, ir, expect) in cases {
+        let file = container(&header(t), ir, &safetensors("{}", &[]));
+        let path = dir.join("m.msir");
+        std::fs::write(&path, &file).expect("written");
+        let mut s = session();
+        let src = format!(
+            "let m = load_model({:?})\nm(ones([3]))",
+            path.display().to_string()
+        );
+        let o = s.eval(&src);
+        let d = o
+            .diagnostics
+            .first()
+            .unwrap_or_else(|| panic!("{what}: it ran: {:?}", o.values));
+        assert_ne!(d.code, "E0912", "{what}: the file should load: {d:?}");
+        assert_ne!(d.code, "E0999", "{what}: {d:?}");
+        assert_eq!(
+            &src[d.primary.span.range()],
+            "m(ones([3]))",
+            "{what}: {d:?}"
+        );
+        assert!(d.message.contains(expect), "{what}: {}", d.message);
+        assert!(
+            d.notes.iter().any(|n| n.contains("in the model `h`")),
+            "{what}: {d:?}"
+        );
+    }
     let _ = std::fs::remove_dir_all(&dir);
 }

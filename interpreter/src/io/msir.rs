@@ -406,6 +406,7 @@ pub(crate) fn read(bytes: &[u8], room: Room<'_>) -> Result<Loaded, MsirError> {
     let graph = ir::graph::parse(text).map_err(|e| MsirError::Ir(e.to_string()))?;
     ir::verify(&graph).map_err(|e| MsirError::Ir(format!("it does not verify: {e}")))?;
     check_signature(&sig, &graph)?;
+    check_runnable(&sig, &graph)?;
     let params = read_params(&sig, &graph, tensors, room)?;
     Ok(Loaded { sig, graph, params })
 }
@@ -551,6 +552,54 @@ fn check_signature(sig: &Signature, g: &ir::Graph) -> Result<(), MsirError> {
         if !stored_as(*dtype, *weak, t.dtype) {
             return Err(bad(format!(
                 "result tensor {k} is {dtype} in the header and {t} in the graph"
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// What the executor would only find out while running: every symbolic dim of the graph
+/// (in a value's type or a shape attribute) must be one an argument's input carries, so
+/// that a call binds it; and collectives, which only a mesh runs, are refused.
+fn check_runnable(sig: &Signature, g: &ir::Graph) -> Result<(), MsirError> {
+    let bad = |m: String| MsirError::Graph(m);
+    let mut bound = HashSet::new();
+    for (role, &v) in sig.inputs.iter().zip(g.inputs()) {
+        if let (Role::Input(_), Some(t)) = (role, g.ty(v).tensor()) {
+            for d in t.shape.dims() {
+                if let ir::Dim::Sym(s) = d {
+                    bound.insert(s.clone());
+                }
+            }
+        }
+    }
+    let unbound = |shape: &ir::Shape| -> Option<String> {
+        shape.dims().iter().find_map(|d| match d {
+            ir::Dim::Sym(s) if !d.is_unknown() && !bound.contains(s) => Some(s.to_string()),
+            _ => None,
+        })
+    };
+    for n in g.walk(g.body()) {
+        let node = g.node(n);
+        let attr = match &node.kind {
+            ir::graph::NodeKind::Collective(c) => {
+                return Err(bad(format!(
+                    "it holds the collective `{}`, which only a mesh of devices runs",
+                    c.name()
+                )));
+            }
+            ir::graph::NodeKind::Prim(op) => op.shape_attr(),
+            _ => None,
+        };
+        let types = node.results.iter().filter_map(|&v| g.ty(v).tensor());
+        if let Some(s) = attr
+            .and_then(&unbound)
+            .or_else(|| types.map(|t| &t.shape).find_map(&unbound))
+        {
+            return Err(bad(format!(
+                "the `{}` node has the dim `{s}`, which no argument carries, so no call could \
+                 give its size",
+                node.kind.name()
             )));
         }
     }

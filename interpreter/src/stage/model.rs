@@ -381,7 +381,9 @@ impl Eval<'_> {
             RunError::InputType { .. } | RunError::InputCount { .. } => {
                 errors::mismatch(e.to_string(), span)
             }
-            other => errors::internal(&format!("the model failed: {other}"), span),
+            // Anything else is the file's graph asking for what cannot run (a loader
+            // that missed it is a gap in `io::msir`'s checks, not a bug of the evaluator).
+            other => errors::bad_value(format!("the model cannot run: {other}"), span),
         };
         match flow {
             Flow::Error(mut b) => {
