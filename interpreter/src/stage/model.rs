@@ -186,8 +186,9 @@ impl Binder<'_> {
                             span,
                         ));
                     };
-                    check_dims(&at, want, t.shape(), &mut sizes)
-                        .map_err(|m| errors::mismatch(m, span))?;
+                    check_dims(&at, want, t.shape(), &mut sizes).map_err(|m| {
+                        errors::mismatch(format!("the model `{}`: {m}", self.model.name()), span)
+                    })?;
                     out.push(t);
                 }
             }

@@ -228,6 +228,12 @@ pub(crate) static TABLE: &[Builtin] = &[
     b("expand_dims", X_AXIS, 2, shape::expand_dims),
     b("expm1", X, 1, math::unary),
     unit(b(
+        "export_mir",
+        &["f", "example_args", "path"],
+        3,
+        misc::export_onnx,
+    )),
+    unit(b(
         "export_onnx",
         &["f", "example_args", "path", "opset"],
         3,

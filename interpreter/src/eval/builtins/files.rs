@@ -1,5 +1,6 @@
 //! The file builtins of LANGUAGE.md §10: `load_npy`, `save_npy`, `load_idx`, and the
-//! checkpoints `save` and `load` (safetensors). The formats are parsed by `crate::io`;
+//! checkpoints `save` and `load` (safetensors), the model files `export_onnx`, `export_mir`
+//! and `load_model` (`docs/export.md`). The formats are parsed by `crate::io`;
 //! this module reads and writes the files and turns what goes wrong into diagnostics.
 //!
 //! - A file that cannot be read, parsed or written is E0912 at the call, naming the file
@@ -190,6 +191,39 @@ pub(super) fn load_model(ev: &mut Eval<'_>, c: &Call) -> R<Value> {
         loaded.graph,
         params,
     ))))
+}
+
+/// `export_mir(f, example_args, path)`: `f` staged at its example arguments as
+/// `export_onnx` stages it, written as a `.msir` model file (`docs/export.md`), which
+/// `load_model` runs; the tensors `f` captures are its parameters.
+pub(super) fn export_mir(ev: &mut Eval<'_>, c: &Call) -> R<Value> {
+    no_staged_write(ev, c.name, c.span)?;
+    let f = c.req(0)?.clone();
+    let args: Vec<Value> = match c.req(1)? {
+        Value::Tuple(items) => items.to_vec(),
+        other => vec![other.clone()],
+    };
+    let path = path_arg(c, 2)?;
+    let params: Vec<lang::ast::Name> = match &f {
+        Value::Fn(func) => func.params.iter().map(|p| p.name.name.clone()).collect(),
+        Value::Jit(j) => match &j.f {
+            Value::Fn(func) => func.params.iter().map(|p| p.name.name.clone()).collect(),
+            _ => Vec::new(),
+        },
+        _ => Vec::new(),
+    };
+    let pos: Vec<(Value, Span)> = args.into_iter().map(|a| (a, c.span(1))).collect();
+    let staged = ev.stage_for_export(&f, &pos, c.span)?;
+    let name = crate::stage::jit::fn_name(&f);
+    let (bytes, _) =
+        crate::stage::export::mir_file(&staged, &params, None, &name).map_err(|m| {
+            Flow::error(
+                Diagnostic::error("E0909", m, c.span(0))
+                    .with_primary_label("cannot be written as a model file"),
+            )
+        })?;
+    write_file(&path, c.span, |w| std::io::Write::write_all(w, &bytes))?;
+    Ok(Value::Unit)
 }
 
 /// A host tensor value from an array read from a file.

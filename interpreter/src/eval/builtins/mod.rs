@@ -71,6 +71,7 @@ static TABLE: &[(&str, Imp)] = &[
     ("exp", math::unary),
     ("expand_dims", shape::expand_dims),
     ("expm1", math::unary),
+    ("export_mir", files::export_mir),
     ("export_onnx", files::export_onnx),
     ("eye", creation::eye),
     ("f32", math::cast),
