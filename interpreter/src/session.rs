@@ -369,7 +369,8 @@ pub struct OnnxModel {
     /// The `ModelProto`, encoded.
     pub bytes: Vec<u8>,
     /// The external data file's bytes, when initializers were written outside the model
-    /// (`OnnxOptions::external`); it goes beside the model as `OUT.onnx.data`.
+    /// (`Session::export_models` with `io::onnx::External`); it goes beside the model
+    /// under the location it names (`OUT.onnx.data`).
     pub external: Option<Vec<u8>>,
     /// Its inputs, outputs and parameters, in words.
     pub summary: crate::stage::export::ExportSummary,
@@ -382,6 +383,14 @@ pub struct MirModel {
     pub bytes: Vec<u8>,
     /// Its inputs, outputs and parameters, in words.
     pub summary: crate::stage::export::ExportSummary,
+}
+
+/// A function staged for export: its graph, the names of the arguments it was staged
+/// with, and the checkpoint bound to the first of them.
+struct ForExport {
+    staged: Arc<crate::stage::jit::StagedFn>,
+    names: Vec<lang::ast::Name>,
+    checkpoint: Option<Value>,
 }
 
 /// Why `Session::export_onnx` failed: a message, or a call of the program that failed
@@ -913,7 +922,11 @@ impl Session {
         mir: bool,
     ) -> Result<(Option<OnnxModel>, Option<MirModel>), ExportFailure> {
         use ExportFailure::Message;
-        let (staged, names, checkpoint) = self.stage_export(name, options)?;
+        let ForExport {
+            staged,
+            names,
+            checkpoint,
+        } = self.stage_export(name, options)?;
         let onnx = if let Some(external) = onnx {
             let doc = format!("MindScript function `{name}`");
             let (spec, summary) = crate::stage::export::onnx_spec(
@@ -947,19 +960,11 @@ impl Session {
 
     /// Stages `name` for export (see [`Session::export_onnx`]): the graph, the names of the
     /// arguments it was staged with, and the checkpoint bound to the first of them.
-    #[allow(clippy::type_complexity)]
     fn stage_export(
         &mut self,
         name: &str,
         options: &OnnxOptions,
-    ) -> Result<
-        (
-            Arc<crate::stage::jit::StagedFn>,
-            Vec<lang::ast::Name>,
-            Option<Value>,
-        ),
-        ExportFailure,
-    > {
+    ) -> Result<ForExport, ExportFailure> {
         use ExportFailure::Message;
         let f = self
             .state
@@ -1045,7 +1050,11 @@ impl Session {
                 .find(|g| g.general && g.covers(newest))
                 .unwrap_or(newest)
                 .clone();
-            return Ok((staged, param_names, checkpoint));
+            return Ok(ForExport {
+                staged,
+                names: param_names,
+                checkpoint,
+            });
         };
         let wanted = param_names.len() - skip;
         let optional = func.params[skip.min(func.params.len())..]
@@ -1149,7 +1158,11 @@ impl Session {
         let Some(staged) = staged else {
             return Err(Message(format!("`{name}` was not staged")));
         };
-        Ok((staged.clone(), names.to_vec(), checkpoint))
+        Ok(ForExport {
+            staged: staged.clone(),
+            names: names.to_vec(),
+            checkpoint,
+        })
     }
 
     /// Runs `src` with its output dropped, leaving the random stream and `_` as they were.
