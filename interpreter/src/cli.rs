@@ -40,7 +40,8 @@ Examples:
                                 the IR of `step` as the script stages it, differentiated
   ms export model.ms --fn predict --args \"f32[B, 784]\" --onnx model.onnx
                                 `predict` as an ONNX model (B a dim_param); --params CKPT
-                                bakes in a checkpoint as its first argument
+                                bakes in a checkpoint as its first argument; --mir
+                                model.msir writes MindScript's own model file (load_model)
   ms --logdir logs train.ms     summaries (log_scalar, ...) go to logs/train-<time>/
   ms report runs/train-20250101-120000
                                 an HTML page of the run's scalars and histograms
@@ -181,9 +182,14 @@ pub enum Cmd {
         /// Where to write the ONNX model
         #[arg(long, value_name = "OUT.onnx")]
         onnx: Option<PathBuf>,
-        /// A MindScript model file (`.msir`): not built yet
+        /// Where to write a MindScript model file (`.msir`: the graph's IR text and its
+        /// parameters, which `load_model` runs); with --onnx too, both are written
         #[arg(long, value_name = "OUT.msir")]
         mir: Option<PathBuf>,
+        /// Write the ONNX model's parameters (initializers of 1 KiB or more) to an external
+        /// data file beside it, OUT.onnx.data (done anyway for a model over 2 GiB)
+        #[arg(long)]
+        external_data: bool,
         /// The types of the arguments, as in MindScript (`"f32[1, 784], i64[1]"`; a name
         /// such as `B` is a symbolic dim, an ONNX dim_param); with --params, of the
         /// arguments after the first
@@ -555,37 +561,42 @@ impl Cli {
                 name,
                 onnx,
                 mir,
+                external_data,
                 args,
                 params,
                 opset,
                 script_args,
             }) => {
-                if mir.is_some() {
-                    return Err(CliError {
-                        message: "`ms export --mir` is not available yet: the .msir model \
-                                  file is not built"
-                            .into(),
-                        help: Some("`ms export --onnx OUT.onnx` writes an ONNX model".into()),
-                        status: Status::ProgramError,
-                    });
-                }
-                let onnx = onnx.ok_or_else(|| {
-                    CliError::usage("`ms export` needs --onnx OUT.onnx").with_help(
-                        "ms export FILE.ms --fn NAME --onnx OUT.onnx [--args TYPES] \
-                         [--params CKPT] [--opset N]",
+                if onnx.is_none() && mir.is_none() {
+                    return Err(CliError::usage(
+                        "`ms export` needs --onnx OUT.onnx or --mir OUT.msir (or both)",
                     )
-                })?;
+                    .with_help(
+                        "ms export FILE.ms --fn NAME [--onnx OUT.onnx] [--mir OUT.msir] \
+                         [--args TYPES] [--params CKPT] [--opset N] [--external-data]",
+                    ));
+                }
+                if external_data && onnx.is_none() {
+                    return Err(CliError::usage(
+                        "--external-data is about the ONNX model: give --onnx OUT.onnx",
+                    ));
+                }
+                let external = match &onnx {
+                    Some(path) => external_for(path, external_data)?,
+                    None => crate::io::onnx::External::default(),
+                };
                 let file = file.to_string_lossy().into_owned();
                 let options = crate::session::OnnxOptions {
                     args,
                     params,
                     opset,
                 };
-                export_onnx(
+                export_models(
                     &with_device(script_options(&file, &script_args, seed)),
                     &name,
                     &options,
-                    &onnx,
+                    onnx.as_deref().map(|p| (p, &external)),
+                    mir.as_deref(),
                 )
             }
             Some(Cmd::Report { run, output }) => report_run(&run, output),
@@ -917,48 +928,100 @@ fn ir_of(
     }
 }
 
-/// `ms export --onnx`: runs the script as `ms ir` does, then stages the function for
-/// export (`Session::export_onnx`) and writes the model atomically.
-fn export_onnx(
+/// Where the external data of the ONNX model written to `onnx` goes: `NAME.data` beside
+/// `NAME` (a plain file name, so the model never points elsewhere), always with
+/// `--external-data`, otherwise only for a model over 2 GiB.
+fn external_for(onnx: &Path, always: bool) -> Result<crate::io::onnx::External, CliError> {
+    let name = onnx
+        .file_name()
+        .map(|n| format!("{}.data", n.to_string_lossy()))
+        .filter(|n| crate::io::onnx::plain_file_name(n))
+        .ok_or_else(|| CliError::usage(format!("`{}` names no file", onnx.display())))?;
+    Ok(crate::io::onnx::External {
+        mode: if always {
+            crate::io::onnx::ExternalMode::Always
+        } else {
+            crate::io::onnx::ExternalMode::Auto
+        },
+        location: name,
+        ..crate::io::onnx::External::default()
+    })
+}
+
+/// `ms export`: runs the script as `ms ir` does, then stages the function for export once
+/// (`Session::export_models`) and writes the ONNX model (and its external data, if any)
+/// and the `.msir` model file, each atomically.
+fn export_models(
     options: &crate::Options,
     name: &str,
-    onnx: &crate::session::OnnxOptions,
-    out: &Path,
+    export: &crate::session::OnnxOptions,
+    onnx: Option<(&Path, &crate::io::onnx::External)>,
+    mir: Option<&Path>,
 ) -> Result<Status, CliError> {
     let Some(mut session) = run_hidden(options)? else {
         return Ok(Status::ProgramError);
     };
-    let model = match session.export_onnx(name, onnx) {
-        Ok(m) => m,
-        Err(crate::session::ExportFailure::Program(call, o)) => {
-            eprint!("{}", session.render(&o, &call, &call, render_options()));
-            return Ok(Status::ProgramError);
-        }
-        Err(crate::session::ExportFailure::Message(m)) => {
-            eprintln!("error: {m}");
-            return Ok(Status::ProgramError);
-        }
+    let (onnx_model, mir_model) =
+        match session.export_models(name, export, onnx.map(|(_, e)| e), mir.is_some()) {
+            Ok(m) => m,
+            Err(crate::session::ExportFailure::Program(call, o)) => {
+                eprint!("{}", session.render(&o, &call, &call, render_options()));
+                return Ok(Status::ProgramError);
+            }
+            Err(crate::session::ExportFailure::Message(m)) => {
+                eprintln!("error: {m}");
+                return Ok(Status::ProgramError);
+            }
+        };
+    let write = |path: &Path, bytes: &[u8]| {
+        crate::io::write_atomic(path, |w| w.write_all(bytes)).map_err(|e| CliError {
+            message: format!("cannot write {}: {e}", path.display()),
+            help: None,
+            status: Status::ProgramError,
+        })
     };
-    crate::io::write_atomic(out, |w| w.write_all(&model.bytes)).map_err(|e| CliError {
-        message: format!("cannot write {}: {e}", out.display()),
-        help: None,
-        status: Status::ProgramError,
-    })?;
-    let s = &model.summary;
-    println!(
-        "wrote {} ({} bytes, ONNX opset {})",
-        out.display(),
-        model.bytes.len(),
-        onnx.opset
-    );
-    println!("  inputs:  {}", s.inputs.join(", "));
-    println!("  outputs: {}", s.outputs.join(", "));
-    println!(
-        "  {} parameter tensor{} baked in ({} values)",
-        s.initializers,
-        if s.initializers == 1 { "" } else { "s" },
-        s.parameters
-    );
+    let mut summary = None;
+    if let (Some((out, external)), Some(model)) = (onnx, &onnx_model) {
+        // The data file first: a model is never on disk pointing at data that is not.
+        if let Some(data) = &model.external {
+            let data_path = out.with_file_name(&external.location);
+            write(&data_path, data)?;
+            println!(
+                "wrote {} ({} bytes of external data)",
+                data_path.display(),
+                data.len()
+            );
+        }
+        write(out, &model.bytes)?;
+        println!(
+            "wrote {} ({} bytes, ONNX opset {})",
+            out.display(),
+            model.bytes.len(),
+            export.opset
+        );
+        summary = Some(&model.summary);
+    }
+    if let (Some(out), Some(model)) = (mir, &mir_model) {
+        write(out, &model.bytes)?;
+        println!(
+            "wrote {} ({} bytes, MindScript model format {}.{})",
+            out.display(),
+            model.bytes.len(),
+            crate::io::msir::MAJOR,
+            crate::io::msir::MINOR
+        );
+        summary = summary.or(Some(&model.summary));
+    }
+    if let Some(s) = summary {
+        println!("  inputs:  {}", s.inputs.join(", "));
+        println!("  outputs: {}", s.outputs.join(", "));
+        println!(
+            "  {} parameter tensor{} baked in ({} values)",
+            s.initializers,
+            if s.initializers == 1 { "" } else { "s" },
+            s.parameters
+        );
+    }
     Ok(Status::Ok)
 }
 

@@ -19,7 +19,8 @@ pub mod value;
 
 pub use io::onnx;
 pub use session::{
-    CheckSummary, ExportFailure, IrStage, OnnxModel, OnnxOptions, Options, Outcome, Session,
+    CheckSummary, ExportFailure, IrStage, MirModel, OnnxModel, OnnxOptions, Options, Outcome,
+    Session,
 };
 pub use stage::export::ExportSummary;
 pub use value::Value;

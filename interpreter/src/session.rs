@@ -372,8 +372,29 @@ impl Default for OnnxOptions {
 pub struct OnnxModel {
     /// The `ModelProto`, encoded.
     pub bytes: Vec<u8>,
+    /// The external data file's bytes, when initializers were written outside the model
+    /// (`Session::export_models` with `io::onnx::External`); it goes beside the model
+    /// under the location it names (`OUT.onnx.data`).
+    pub external: Option<Vec<u8>>,
     /// Its inputs, outputs and parameters, in words.
     pub summary: crate::stage::export::ExportSummary,
+}
+
+/// An exported MindScript model file (`.msir`): its bytes and what is in it.
+#[derive(Clone, Debug)]
+pub struct MirModel {
+    /// The whole file.
+    pub bytes: Vec<u8>,
+    /// Its inputs, outputs and parameters, in words.
+    pub summary: crate::stage::export::ExportSummary,
+}
+
+/// A function staged for export: its graph, the names of the arguments it was staged
+/// with, and the checkpoint bound to the first of them.
+struct ForExport {
+    staged: Arc<crate::stage::jit::StagedFn>,
+    names: Vec<lang::ast::Name>,
+    checkpoint: Option<Value>,
 }
 
 /// Why `Session::export_onnx` failed: a message, or a call of the program that failed
@@ -867,11 +888,88 @@ impl Session {
     /// graph general in them), or at its parameters' annotations, or else the graph of its
     /// last call; with a checkpoint, the checkpoint's record is its first argument and is
     /// baked in. What staging prints is dropped and the random stream stays where it was.
+    /// Every initializer is inside the model (one over 2 GiB is an error): with
+    /// [`Session::export_models`], large ones go to an external data file.
     pub fn export_onnx(
         &mut self,
         name: &str,
         options: &OnnxOptions,
     ) -> Result<OnnxModel, ExportFailure> {
+        let inside = crate::io::onnx::External {
+            mode: crate::io::onnx::ExternalMode::Never,
+            ..crate::io::onnx::External::default()
+        };
+        let (onnx, _) = self.export_models(name, options, Some(&inside), false)?;
+        onnx.ok_or_else(|| ExportFailure::Message(format!("`{name}` was not exported")))
+    }
+
+    /// The function `name` as a MindScript model file (`ms export --mir`, `.msir`,
+    /// `docs/export.md`): the graph [`Session::export_onnx`] would export (staged the same
+    /// way; `options.opset` is not used), in the IR's text form, with the same parameters
+    /// baked in; `load_model` runs it.
+    pub fn export_mir(
+        &mut self,
+        name: &str,
+        options: &OnnxOptions,
+    ) -> Result<MirModel, ExportFailure> {
+        let (_, mir) = self.export_models(name, options, None, true)?;
+        mir.ok_or_else(|| ExportFailure::Message(format!("`{name}` was not exported")))
+    }
+
+    /// Stages `name` once for export and makes the ONNX model (when `onnx` says where its
+    /// external data goes, if anywhere) and the `.msir` model file (`mir`) of that one
+    /// graph.
+    pub fn export_models(
+        &mut self,
+        name: &str,
+        options: &OnnxOptions,
+        onnx: Option<&crate::io::onnx::External>,
+        mir: bool,
+    ) -> Result<(Option<OnnxModel>, Option<MirModel>), ExportFailure> {
+        use ExportFailure::Message;
+        let ForExport {
+            staged,
+            names,
+            checkpoint,
+        } = self.stage_export(name, options)?;
+        let onnx = if let Some(external) = onnx {
+            let doc = format!("MindScript function `{name}`");
+            let (spec, summary) = crate::stage::export::onnx_spec(
+                &staged,
+                &names,
+                checkpoint.as_ref(),
+                options.opset,
+                doc,
+            )
+            .map_err(Message)?;
+            let bytes = crate::io::onnx::export_with(&staged.graph, &spec, external)
+                .map_err(|e| Message(format!("`{name}`: {e}")))?;
+            Some(OnnxModel {
+                bytes: bytes.model,
+                external: bytes.external,
+                summary,
+            })
+        } else {
+            None
+        };
+        let mir = if mir {
+            let (bytes, summary) =
+                crate::stage::export::mir_file(&staged, &names, checkpoint.as_ref(), name)
+                    .map_err(|m| Message(format!("`{name}`: {m}")))?;
+            Some(MirModel { bytes, summary })
+        } else {
+            None
+        };
+        Ok((onnx, mir))
+    }
+
+    /// Stages `name` for export (see [`Session::export_onnx`]): the graph, the names of the
+    /// arguments it was staged with, and the checkpoint bound to the first of them.
+    fn stage_export(
+        &mut self,
+        name: &str,
+        options: &OnnxOptions,
+    ) -> Result<ForExport, ExportFailure> {
         use ExportFailure::Message;
         let f = self
             .state
@@ -955,19 +1053,13 @@ impl Session {
                 .iter()
                 .rev()
                 .find(|g| g.general && g.covers(newest))
-                .unwrap_or(newest);
-            let doc = format!("MindScript function `{name}`");
-            let (spec, summary) = crate::stage::export::onnx_spec(
+                .unwrap_or(newest)
+                .clone();
+            return Ok(ForExport {
                 staged,
-                &param_names,
-                checkpoint.as_ref(),
-                options.opset,
-                doc,
-            )
-            .map_err(Message)?;
-            let bytes = crate::io::onnx::export(&staged.graph, &spec)
-                .map_err(|e| Message(format!("`{name}`: {e}")))?;
-            return Ok(OnnxModel { bytes, summary });
+                names: param_names,
+                checkpoint,
+            });
         };
         let wanted = param_names.len() - skip;
         let optional = func.params[skip.min(func.params.len())..]
@@ -1071,13 +1163,11 @@ impl Session {
         let Some(staged) = staged else {
             return Err(Message(format!("`{name}` was not staged")));
         };
-        let doc = format!("MindScript function `{name}`");
-        let (spec, summary) =
-            crate::stage::export::onnx_spec(staged, names, checkpoint.as_ref(), options.opset, doc)
-                .map_err(Message)?;
-        let bytes = crate::io::onnx::export(&staged.graph, &spec)
-            .map_err(|e| Message(format!("`{name}`: {e}")))?;
-        Ok(OnnxModel { bytes, summary })
+        Ok(ForExport {
+            staged: staged.clone(),
+            names: names.to_vec(),
+            checkpoint,
+        })
     }
 
     /// Runs `src` with its output dropped, leaving the random stream and `_` as they were.

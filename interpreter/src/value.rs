@@ -54,6 +54,8 @@ pub enum Value {
     Derived(Arc<crate::eval::builtins::grad::Derived>),
     /// A staged function: `jit(f)` or a function declared `@jit`.
     Jit(Arc<crate::stage::jit::Jitted>),
+    /// A model loaded from a `.msir` file by `load_model`, called like a function.
+    Model(Arc<crate::stage::model::Model>),
 }
 
 /// A tensor with its logical dtype and weak flag (see the module documentation).
@@ -197,6 +199,7 @@ impl Value {
             Value::Module(m) => format!("the module `{}`", m.name),
             Value::Derived(_) => "a derived function".to_string(),
             Value::Jit(j) => format!("the staged function `{}`", j.name),
+            Value::Model(m) => format!("the model `{}` loaded from `{}`", m.name(), m.path),
         }
     }
 
@@ -224,7 +227,8 @@ impl Value {
             | Value::Progress(_)
             | Value::Module(_)
             | Value::Derived(_)
-            | Value::Jit(_) => Ty::Unknown,
+            | Value::Jit(_)
+            | Value::Model(_) => Ty::Unknown,
         }
     }
 }
@@ -314,6 +318,9 @@ fn write_value(out: &mut String, v: &Value, top: bool) {
         Value::Derived(_) => out.push_str("<derived fn>"),
         Value::Jit(j) => {
             let _ = write!(out, "<jit fn {}>", j.name);
+        }
+        Value::Model(m) => {
+            let _ = write!(out, "<model {} from {}>", m.name(), m.path);
         }
     }
 }

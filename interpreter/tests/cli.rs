@@ -732,27 +732,19 @@ fn check_modes_says_what_it_checked() {
     assert!(text(&explained.stdout).starts_with("# E0914: eager and staged results differ"));
 }
 
-/// The commands and flags of LANGUAGE.md §12 that later milestones build (`ms export
-/// --mir`, meshes of GPUs) say that they are not available yet, with exit status 1, rather
-/// than "unknown command" or "unexpected argument". (`ms export --onnx` is built: see
-/// `export_writes_an_onnx_model`.)
+/// The commands and flags of LANGUAGE.md §12 that later milestones build (meshes of GPUs)
+/// say that they are not available yet, with exit status 1, rather than "unknown command"
+/// or "unexpected argument". (`ms export --onnx` and `--mir` are built: see
+/// `export_writes_an_onnx_model` and `export_writes_a_model_file_that_load_model_runs`.)
 #[test]
 fn later_milestones_say_so() {
-    for (args, what) in [
-        (
-            &["export", "train.ms", "--fn", "f", "--mir", "f.msir"][..],
-            ".msir",
-        ),
-        (&["--devices", "cuda:2", "train.ms"][..], "NCCL"),
-    ] {
-        let out = ms(args);
-        assert_eq!(out.status.code(), Some(1), "{args:?}");
-        let err = String::from_utf8_lossy(&out.stderr);
-        assert!(
-            err.contains("is not available yet") && err.contains(what),
-            "{args:?}: {err}"
-        );
-    }
+    let out = ms(&["--devices", "cuda:2", "train.ms"]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("is not available yet") && err.contains("NCCL"),
+        "{err}"
+    );
 }
 
 /// `--devices cpu:N` makes the mesh; `ms plan` prints how a data-parallel function is
@@ -993,5 +985,116 @@ fn export_writes_an_onnx_model() {
         "{}",
         text(&nowhere.stderr)
     );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// `ms export --mir` (with `--onnx` in the same call, and `--external-data`) writes a
+/// `.msir` model file and the ONNX model with its data file beside it; a script that
+/// loads the model file with `load_model` prints what the function itself prints; a
+/// damaged model file is E0912 at the `load_model` call (exit status 1).
+#[test]
+fn export_writes_a_model_file_that_load_model_runs() {
+    use onnx_proto::onnx as pb;
+    use onnx_proto::prost::Message;
+    let dir = std::env::temp_dir().join(format!("ms-cli-mir-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("a folder");
+    let script = dir.join("model.ms");
+    let ckpt = dir.join("ckpt.safetensors");
+    std::fs::write(
+        &script,
+        format!(
+            "import nn\nseed(3)\nlet params = {{l1: nn.init_linear(4, 80), l2: \
+             nn.init_linear(80, 4)}}\nsave(params, \"{}\")\n\
+             fn forward(p, x) {{ nn.linear(p.l2, relu(nn.linear(p.l1, x))) }}\n\
+             let x = reshape(f32(arange(20)) / 10.0, [5, 4])\n\
+             print(jit(forward)(params, x))\n",
+            ckpt.display()
+        ),
+    )
+    .expect("written");
+    let file = script.to_string_lossy();
+    let (onnx, mir) = (dir.join("m.onnx"), dir.join("m.msir"));
+    let run = ms(&[
+        "export",
+        &file,
+        "--fn",
+        "forward",
+        "--params",
+        &ckpt.to_string_lossy(),
+        "--args",
+        "f32[B, 4]",
+        "--onnx",
+        &onnx.to_string_lossy(),
+        "--mir",
+        &mir.to_string_lossy(),
+        "--external-data",
+    ]);
+    assert_eq!(run.status.code(), Some(0), "{}", text(&run.stderr));
+    let said = text(&run.stdout);
+    assert!(
+        said.contains("MindScript model format 1.0") && said.contains("bytes of external data"),
+        "{said}"
+    );
+    assert!(
+        said.contains("inputs:  x: f32[B, 4]") && said.contains("4 parameter tensors baked in"),
+        "{said}"
+    );
+    // The ONNX model points at its data file by a plain name, for the tensors of 1 KiB or
+    // more (the 4 x 80 and 80 x 4 weights).
+    let model =
+        pb::ModelProto::decode(&std::fs::read(&onnx).expect("the model")[..]).expect("it decodes");
+    let data = std::fs::read(dir.join("m.onnx.data")).expect("the data file");
+    let g = model.graph.expect("a graph");
+    let external: Vec<&pb::TensorProto> = g
+        .initializer
+        .iter()
+        .filter(|t| t.data_location == Some(1))
+        .collect();
+    assert_eq!(external.len(), 2, "{:?}", g.initializer);
+    for t in external {
+        assert!(t.raw_data.is_none());
+        let entry = |k: &str| {
+            t.external_data
+                .iter()
+                .find(|e| e.key() == k)
+                .map(|e| e.value().to_string())
+                .unwrap_or_else(|| panic!("no {k}"))
+        };
+        assert_eq!(entry("location"), "m.onnx.data");
+        let (offset, length): (usize, usize) = (
+            entry("offset").parse().expect("a number"),
+            entry("length").parse().expect("a number"),
+        );
+        assert_eq!(offset % 64, 0);
+        assert!(offset + length <= data.len());
+    }
+    // The model file runs in a script that has only it.
+    let user = dir.join("use.ms");
+    std::fs::write(
+        &user,
+        format!(
+            "let f = load_model(\"{}\")\nlet x = reshape(f32(arange(20)) / 10.0, [5, 4])\nprint(f(x))\n",
+            mir.display()
+        ),
+    )
+    .expect("written");
+    let (a, b) = (ms(&[&file]), ms(&[&user.to_string_lossy()]));
+    assert_eq!(a.status.code(), Some(0), "{}", text(&a.stderr));
+    assert_eq!(b.status.code(), Some(0), "{}", text(&b.stderr));
+    assert_eq!(text(&a.stdout), text(&b.stdout));
+    // A damaged model file is an error of the program at the call.
+    let mut bytes = std::fs::read(&mir).expect("the model file");
+    bytes.truncate(bytes.len() / 2);
+    std::fs::write(&mir, &bytes).expect("written");
+    let bad = ms(&[&user.to_string_lossy()]);
+    assert_eq!(bad.status.code(), Some(1));
+    let err = text(&bad.stderr);
+    assert!(
+        err.contains("E0912") && err.contains("load_model(") && err.contains("ends at byte"),
+        "{err}"
+    );
+    let neither = ms(&["export", &file, "--fn", "forward"]);
+    assert_eq!(neither.status.code(), Some(2));
     let _ = std::fs::remove_dir_all(&dir);
 }

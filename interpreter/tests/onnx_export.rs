@@ -1298,3 +1298,132 @@ fn unknown_dims_are_left_unnamed() {
     assert_eq!(input_dims(&gp.input[0]), ["?", "3"]);
     let _ = Dim::unknown();
 }
+
+/// The check of a model with external data, from its path: the checker reads the data
+/// file beside it, and ONNX Runtime loads the model from its path.
+const PY_EXTERNAL: &str = r#"
+import os, sys
+import numpy as np
+import onnx
+import onnxruntime as ort
+
+d = sys.argv[1]
+path = os.path.join(d, "model.onnx")
+onnx.checker.check_model(path, full_check=True)
+so = ort.SessionOptions()
+so.log_severity_level = 3
+sess = ort.InferenceSession(path, so, providers=["CPUExecutionProvider"])
+feed = {i.name: np.load(os.path.join(d, "in%d.npy" % k)) for k, i in enumerate(sess.get_inputs())}
+got = sess.run(None, feed)[0]
+want = np.load(os.path.join(d, "out0.npy"))
+assert got.dtype == want.dtype and got.shape == want.shape, (got.dtype, got.shape, want.shape)
+assert np.allclose(got, want, rtol=1e-3, atol=1e-5), np.max(np.abs(got - want))
+print("ok external data")
+"#;
+
+/// `External` data: the initializers of 1 KiB or more go to the data file at 64-byte
+/// aligned offsets, the model names it by a plain file name, and ONNX Runtime runs the
+/// model from its path; a location that is not a plain file name is refused.
+#[test]
+fn external_data_runs_in_onnx_runtime() {
+    let dir = fresh_dir("external");
+    let mut s = Session::with_options(Options {
+        capture_output: true,
+        ..Options::default()
+    });
+    let src = format!(
+        "seed(12)\nlet w1 = randn([6, 50])\nlet b1 = randn([50])\nlet w2 = randn([50, 8])\n\
+         fn f(x: f32[B, 6]) {{ tanh(x @ w1 + b1) @ w2 }}\nlet in0 = randn([3, 6])\n\
+         save_npy(in0, \"{d}/in0.npy\")\nsave_npy(f(in0), \"{d}/out0.npy\")",
+        d = dir.display()
+    );
+    let o = s.eval(&src);
+    assert!(!o.has_errors(), "{:?}", o.diagnostics);
+    let external = onnx::External {
+        mode: onnx::ExternalMode::Always,
+        location: "model.onnx.data".into(),
+        ..onnx::External::default()
+    };
+    let model = s
+        .export_models("f", &OnnxOptions::default(), Some(&external), false)
+        .unwrap_or_else(|e| panic!("{e}"))
+        .0
+        .expect("an ONNX model");
+    let data = model.external.clone().expect("an external data file");
+    std::fs::write(dir.join("model.onnx"), &model.bytes).expect("written");
+    std::fs::write(dir.join("model.onnx.data"), &data).expect("written");
+    let m = pb::ModelProto::decode(&model.bytes[..]).expect("decodes");
+    let g = m.graph.as_ref().expect("a graph");
+    let mut moved = Vec::new();
+    for t in &g.initializer {
+        if t.data_location == Some(pb::tensor_proto::DataLocation::External as i32) {
+            let kv: Vec<(&str, &str)> = t
+                .external_data
+                .iter()
+                .map(|e| (e.key(), e.value()))
+                .collect();
+            let get = |k: &str| kv.iter().find(|(a, _)| *a == k).map(|(_, v)| *v);
+            assert_eq!(get("location"), Some("model.onnx.data"));
+            let offset: usize = get("offset").and_then(|v| v.parse().ok()).expect("offset");
+            let length: usize = get("length").and_then(|v| v.parse().ok()).expect("length");
+            assert_eq!(offset % 64, 0);
+            assert!(t.raw_data.is_none());
+            let n: usize = t.dims.iter().map(|&d| d as usize).product();
+            assert_eq!(length, n * 4);
+            moved.push((t.name().to_string(), offset, length));
+        } else {
+            assert!(
+                t.raw_data.as_ref().is_some_and(|r| r.len() < 1024),
+                "{}",
+                t.name()
+            );
+        }
+    }
+    moved.sort();
+    assert_eq!(
+        moved.iter().map(|m| m.0.as_str()).collect::<Vec<_>>(),
+        ["w1", "w2"],
+        "the 6 x 50 and 50 x 8 weights move, the 50-element bias stays"
+    );
+    // The bytes in the data file are the parameters'.
+    let o = s.eval(&format!("save_npy(w1, \"{}/w1.npy\")", dir.display()));
+    assert!(!o.has_errors());
+    let w1 = std::fs::read(dir.join("w1.npy")).expect("w1");
+    let (_, off, len) = moved[0];
+    assert_eq!(&data[off..off + len], &w1[w1.len() - len..]);
+    std::fs::remove_file(dir.join("w1.npy")).expect("removed");
+    // Without the flag the same model keeps its parameters inside.
+    let inside = s
+        .export_onnx("f", &OnnxOptions::default())
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(inside.external.is_none());
+    // A location that would leave the model's folder is refused.
+    for bad in ["../model.data", "sub/model.data", "..", "", "a\\b"] {
+        let at = onnx::External {
+            location: bad.into(),
+            ..external.clone()
+        };
+        let r = s.export_models("f", &OnnxOptions::default(), Some(&at), false);
+        assert!(
+            matches!(&r, Err(e) if e.to_string().contains("plain file name")),
+            "{bad:?}: {:?}",
+            r.map(|m| m.0.map(|m| m.summary))
+        );
+    }
+    if let Some(py) = python() {
+        let out = Command::new(py)
+            .arg("-c")
+            .arg(PY_EXTERNAL)
+            .arg(&dir)
+            .output()
+            .expect("python runs");
+        assert!(
+            out.status.success(),
+            "{}\n{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(String::from_utf8_lossy(&out.stdout).contains("ok external data"));
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -1493,6 +1493,10 @@ impl<'s> Eval<'s> {
                 let inner = j.f.clone();
                 self.call_inner(&inner, pos, named, span)
             }
+            Value::Model(m) => {
+                let m = m.clone();
+                self.call_model(&m, pos, named, span)
+            }
             other => Err(errors::mismatch(
                 format!("{} is not a function", other.describe()),
                 span,

@@ -12,6 +12,7 @@
 
 pub(crate) mod idx;
 pub(crate) mod kernels;
+pub(crate) mod msir;
 pub(crate) mod npy;
 pub mod onnx;
 pub(crate) mod safetensors;

@@ -30,9 +30,69 @@ pub const DEFAULT_OPSET: i64 = 17;
 /// The opsets of the default ONNX domain that the mapping supports.
 pub const OPSETS: std::ops::RangeInclusive<i64> = 13..=21;
 
-/// A protobuf message cannot exceed 2 GiB; a model whose parameters come near it would
-/// need ONNX's external data, which is not written.
+/// A protobuf message cannot exceed 2 GiB; a model whose parameters come near it keeps
+/// them in an external data file ([`External`]).
 const MAX_MODEL_BYTES: usize = (1 << 31) - (1 << 20);
+
+/// Offsets of tensors in an external data file are multiples of this, so that a runtime
+/// that maps the file finds each tensor aligned for any element type and vector width.
+const EXTERNAL_ALIGN: usize = 64;
+
+/// When the initializers go to an external data file instead of into the model (ONNX's
+/// "external data": the tensor keeps its name, dtype and dims, and points at a byte range
+/// of a file beside the model).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct External {
+    /// Whether it is done.
+    pub mode: ExternalMode,
+    /// The file's name, relative to the model's folder (`cnn.onnx.data`). It must be a
+    /// plain file name: no folder separators, not `.` or `..`, so that a model written here
+    /// never points a runtime outside its own folder.
+    pub location: String,
+    /// Initializers of fewer bytes than this stay in the model.
+    pub threshold: usize,
+}
+
+/// When [`External`] data is written.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ExternalMode {
+    /// Never: a model over 2 GiB is an error ([`export`]).
+    Never,
+    /// Only when the model would be over 2 GiB with its initializers inside.
+    Auto,
+    /// Always (`ms export --external-data`).
+    Always,
+}
+
+impl Default for External {
+    fn default() -> External {
+        External {
+            mode: ExternalMode::Auto,
+            location: "model.onnx.data".into(),
+            threshold: 1024,
+        }
+    }
+}
+
+/// An exported model: its bytes, and the external data file's when one is needed.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Exported {
+    /// The `ModelProto`, encoded.
+    pub model: Vec<u8>,
+    /// The bytes of the file [`External::location`] names, if initializers went there.
+    pub external: Option<Vec<u8>>,
+}
+
+/// Whether `name` is a plain file name that an external data location may be: not empty,
+/// no `/` or `\`, not `.` or `..`, no NUL or other control character.
+pub fn plain_file_name(name: &str) -> bool {
+    !name.is_empty()
+        && name != "."
+        && name != ".."
+        && !name
+            .chars()
+            .any(|c| c == '/' || c == '\\' || c.is_control())
+}
 
 /// A tensor to bake into the model: dtype, dims, elements in C order as little-endian
 /// bytes (one byte per `bool`).
@@ -118,10 +178,16 @@ pub enum ExportError {
     Spec(String),
     /// The model would exceed protobuf's 2 GiB.
     #[error(
-        "the model would be {0} bytes, over the 2 GiB a protobuf can hold (ONNX external \
-         data is not written)"
+        "the model would be {0} bytes, over the 2 GiB a protobuf can hold (its parameters \
+         need an external data file)"
     )]
     TooLarge(usize),
+    /// An external data location that is not a plain file name.
+    #[error(
+        "the external data file `{0}` must be a plain file name beside the model (no folders, \
+         not `.` or `..`)"
+    )]
+    Location(String),
 }
 
 type R<T> = Result<T, ExportError>;
@@ -136,14 +202,71 @@ pub fn ir_version(opset: i64) -> i64 {
     }
 }
 
-/// The model's bytes.
+/// The model's bytes, with every initializer inside (a model over 2 GiB is an error).
 pub fn export(graph: &Graph, spec: &ExportSpec) -> R<Vec<u8>> {
-    let m = model(graph, spec)?;
+    let never = External {
+        mode: ExternalMode::Never,
+        ..External::default()
+    };
+    Ok(export_with(graph, spec, &never)?.model)
+}
+
+/// The model's bytes, and its external data file's when `external` says initializers go
+/// there: with [`ExternalMode::Always`], or with [`ExternalMode::Auto`] when the model
+/// would be over 2 GiB otherwise. Each initializer of the main graph of at least
+/// `external.threshold` bytes is moved, in order, to the next offset that is a multiple of
+/// 64 bytes; its `TensorProto` says `data_location: EXTERNAL` with `location`, `offset`
+/// and `length` entries (the constants inside `If`/`Loop` bodies are scalars and stay).
+pub fn export_with(graph: &Graph, spec: &ExportSpec, external: &External) -> R<Exported> {
+    let mut m = model(graph, spec)?;
+    let len = m.encoded_len();
+    let move_out = match external.mode {
+        ExternalMode::Never => false,
+        ExternalMode::Auto => len > MAX_MODEL_BYTES,
+        ExternalMode::Always => true,
+    };
+    if !move_out {
+        if len > MAX_MODEL_BYTES {
+            return Err(ExportError::TooLarge(len));
+        }
+        return Ok(Exported {
+            model: m.encode_to_vec(),
+            external: None,
+        });
+    }
+    if !plain_file_name(&external.location) {
+        return Err(ExportError::Location(external.location.clone()));
+    }
+    let mut data: Vec<u8> = Vec::new();
+    if let Some(g) = m.graph.as_mut() {
+        for t in &mut g.initializer {
+            let Some(raw) = t.raw_data.take_if(|r| r.len() >= external.threshold) else {
+                continue;
+            };
+            let offset = data.len().next_multiple_of(EXTERNAL_ALIGN);
+            data.resize(offset, 0);
+            data.extend_from_slice(&raw);
+            let entry = |key: &str, value: String| pb::StringStringEntryProto {
+                key: Some(key.to_string()),
+                value: Some(value),
+            };
+            t.external_data = vec![
+                entry("location", external.location.clone()),
+                entry("offset", offset.to_string()),
+                entry("length", raw.len().to_string()),
+            ];
+            t.data_location = Some(pb::tensor_proto::DataLocation::External as i32);
+        }
+    }
     let len = m.encoded_len();
     if len > MAX_MODEL_BYTES {
         return Err(ExportError::TooLarge(len));
     }
-    Ok(m.encode_to_vec())
+    // No initializer was large enough to move: there is no data file to write.
+    Ok(Exported {
+        model: m.encode_to_vec(),
+        external: (!data.is_empty()).then_some(data),
+    })
 }
 
 /// The model as a message (what [`export`] encodes).
@@ -1603,7 +1726,10 @@ fn scalar_bytes(dtype: DType, value: f64, prim: &str) -> R<Vec<u8>> {
         DType::F16 | DType::BF16 => {
             return Err(ExportError::Unmappable {
                 prim: prim.into(),
-                why: format!("constants of {dtype} are not written"),
+                why: format!(
+                    "constants of {dtype} are not written: no device of MindScript holds \
+                     {dtype} tensors yet, so there is nothing to check them against"
+                ),
             });
         }
     })

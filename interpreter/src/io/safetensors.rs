@@ -85,6 +85,42 @@ impl<T> Tree<T> {
         }
     }
 
+    /// Every leaf with its dotted name, in order, taken out of the tree.
+    pub(crate) fn into_leaves(self) -> Vec<(String, T)> {
+        fn walk<T>(t: Tree<T>, prefix: &str, out: &mut Vec<(String, T)>) {
+            let join = |k: &str| {
+                if prefix.is_empty() {
+                    k.to_string()
+                } else {
+                    format!("{prefix}.{k}")
+                }
+            };
+            match t {
+                Tree::Leaf(x) => out.push((
+                    if prefix.is_empty() {
+                        ROOT_LEAF.to_string()
+                    } else {
+                        prefix.to_string()
+                    },
+                    x,
+                )),
+                Tree::Tuple(items) => {
+                    for (i, x) in items.into_iter().enumerate() {
+                        walk(x, &join(&i.to_string()), out);
+                    }
+                }
+                Tree::Record(fields) => {
+                    for (k, x) in fields {
+                        walk(x, &join(&k), out);
+                    }
+                }
+            }
+        }
+        let mut out = Vec::new();
+        walk(self, "", &mut out);
+        out
+    }
+
     /// The structure as JSON (`null`, arrays, objects).
     fn structure(&self) -> Json {
         match self {
@@ -189,15 +225,38 @@ fn dtype_of(name: &str) -> Option<DType> {
 pub(crate) fn write(tree: &Tree<Tensor>, w: &mut dyn std::io::Write) -> std::io::Result<()> {
     let mut leaves = Vec::new();
     tree.leaves("", &mut leaves);
+    let leaves: Vec<(String, &Tensor)> = leaves;
+    write_leaves(&leaves, Some(tree.structure()), w)
+}
+
+/// Writes named tensors as a safetensors file without a saved structure (the `.msir`
+/// model file's parameters, whose names are dotted paths of several values). Reading it
+/// back and taking [`Tree::into_leaves`] gives the same names, provided no name is both a
+/// tensor and a prefix of another's path, which the value paths written never are.
+pub(crate) fn write_flat(
+    tensors: &[(String, Tensor)],
+    w: &mut dyn std::io::Write,
+) -> std::io::Result<()> {
+    let leaves: Vec<(String, &Tensor)> = tensors.iter().map(|(n, t)| (n.clone(), t)).collect();
+    write_leaves(&leaves, None, w)
+}
+
+fn write_leaves(
+    leaves: &[(String, &Tensor)],
+    structure: Option<Json>,
+    w: &mut dyn std::io::Write,
+) -> std::io::Result<()> {
     let mut header = serde_json::Map::new();
-    let mut meta = serde_json::Map::new();
-    meta.insert(
-        STRUCTURE_KEY.to_string(),
-        Json::String(tree.structure().to_string()),
-    );
-    header.insert("__metadata__".to_string(), Json::Object(meta));
+    if let Some(structure) = structure {
+        let mut meta = serde_json::Map::new();
+        meta.insert(
+            STRUCTURE_KEY.to_string(),
+            Json::String(structure.to_string()),
+        );
+        header.insert("__metadata__".to_string(), Json::Object(meta));
+    }
     let mut offset: u64 = 0;
-    for (name, t) in &leaves {
+    for (name, t) in leaves {
         let dtype = dtype_name(t.dtype()).ok_or_else(|| {
             std::io::Error::other(format!("`{name}` is {}, which cannot be saved", t.dtype()))
         })?;
@@ -219,7 +278,7 @@ pub(crate) fn write(tree: &Tree<Tensor>, w: &mut dyn std::io::Write) -> std::io:
     }
     w.write_all(&(text.len() as u64).to_le_bytes())?;
     w.write_all(&text)?;
-    for (_, t) in &leaves {
+    for (_, t) in leaves {
         super::le_bytes(t, &mut |b| w.write_all(b))?;
     }
     Ok(())

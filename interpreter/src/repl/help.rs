@@ -98,6 +98,10 @@ pub const DESCRIPTIONS: &[(&str, &str)] = &[
     ("expand_dims", "inserts an axis of size 1 at `axis`"),
     ("expm1", "exp(x) - 1, accurate near zero, elementwise"),
     (
+        "export_mir",
+        "writes f staged at example arguments as a MindScript model file, .msir (docs/export.md)",
+    ),
+    (
         "export_onnx",
         "writes f staged at example arguments as an ONNX model (docs/export.md)",
     ),
@@ -163,6 +167,10 @@ pub const DESCRIPTIONS: &[(&str, &str)] = &[
     (
         "load_idx",
         "reads an MNIST-style IDX file, gzipped or raw: images as f32, labels as i64",
+    ),
+    (
+        "load_model",
+        "a model saved by `ms export --mir` (.msir), called like the function it was",
     ),
     (
         "load_npy",

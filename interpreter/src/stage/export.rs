@@ -1,5 +1,6 @@
-//! `ms export --onnx` and `export_onnx`: what each input and output of a staged function's
-//! graph is in an ONNX model (`io::onnx` does the mapping).
+//! `ms export --onnx`, `export_onnx` and `ms export --mir`: what each input and output of a
+//! staged function's graph is in an ONNX model (`io::onnx` does the mapping) and in a
+//! `.msir` model file (`io::msir`), which bake in and name the same tensors.
 //!
 //! A staged graph's inputs are the effect token, the random key, the arguments' tensor
 //! leaves and then the captured tensors; its outputs the token, the result's tensor leaves
@@ -16,7 +17,10 @@ use devices::Tensor;
 use ir::graph::Type;
 use lang::ast::Name;
 
-use super::jit::{StagedFn, named_input_leaves};
+use ir::DType;
+
+use super::jit::{StagedFn, is_static, named_input_leaves};
+use crate::io::msir::{Role, Signature, Tree};
 use crate::io::onnx::{Array, ExportSpec, InputRole, OutputRole};
 use crate::value::{TensorVal, Value};
 
@@ -33,23 +37,41 @@ pub struct ExportSummary {
     pub parameters: usize,
 }
 
-/// The spec of `staged`'s graph: `params` are the function's parameter names (for the
-/// arguments after them, `arg2`, ...), `checkpoint` the record that replaces the first
-/// argument's leaves as initializers.
-pub(crate) fn onnx_spec(
+/// What one input of a staged function's graph is in an exported model.
+pub(crate) enum Input {
+    /// The effect token.
+    Token,
+    /// The random key.
+    Key,
+    /// A tensor of the arguments, named by parameter and path.
+    Arg(String),
+    /// A tensor baked into the model (a checkpoint's or a captured one), named.
+    Param(String, Tensor),
+}
+
+/// What one output of a staged function's graph is in an exported model.
+pub(crate) enum Output {
+    Token,
+    Key,
+    /// A tensor of the result, named by path (`output`, `output.0`).
+    Result(String),
+}
+
+/// The roles of `staged`'s graph inputs and outputs (the module documentation says which):
+/// `params` are the function's parameter names (for the arguments after them, `arg2`,
+/// ...), `checkpoint` the record that replaces the first argument's leaves as parameters.
+/// Shared by ONNX export and the `.msir` model file, so that both name and bake in the same
+/// tensors.
+pub(crate) fn roles(
     staged: &StagedFn,
     params: &[Name],
     checkpoint: Option<&Value>,
-    opset: i64,
-    doc: String,
-) -> Result<(ExportSpec, ExportSummary), String> {
+) -> Result<(Vec<Input>, Vec<Output>, ExportSummary), String> {
     let g = &staged.graph;
     // The arguments' leaves, named.
     let mut leaves: Vec<(String, TensorVal, bool)> = Vec::new();
     for (i, a) in staged.args.iter().enumerate() {
-        let pname = params
-            .get(i)
-            .map_or_else(|| format!("arg{}", i + 1), |n| n.to_string());
+        let pname = arg_name(params, i);
         let mut named = Vec::new();
         named_input_leaves(a, &pname, &mut named);
         if i == 0
@@ -107,24 +129,24 @@ pub(crate) fn onnx_spec(
     for &v in g.inputs() {
         let t = match g.ty(v) {
             Type::Token => {
-                inputs.push(InputRole::Token);
+                inputs.push(Input::Token);
                 continue;
             }
             Type::Tensor(t) => t,
         };
         tensors += 1;
         if tensors == 1 {
-            inputs.push(InputRole::Key);
+            inputs.push(Input::Key);
             continue;
         }
         if let Some((name, leaf, baked)) = leaves.next() {
             if baked {
                 summary.initializers += 1;
                 summary.parameters += leaf.t.numel();
-                inputs.push(InputRole::Initializer(name, array(&leaf.t)?));
+                inputs.push(Input::Param(name, leaf.t));
             } else {
                 summary.inputs.push(format!("{name}: {t}"));
-                inputs.push(InputRole::Input(name));
+                inputs.push(Input::Arg(name));
             }
         } else if let Some((k, c)) = captures.next() {
             let name = global_leaves
@@ -133,7 +155,7 @@ pub(crate) fn onnx_spec(
                 .unwrap_or_else(|| format!("captured.{k}"));
             summary.initializers += 1;
             summary.parameters += c.numel();
-            inputs.push(InputRole::Initializer(name, array(c)?));
+            inputs.push(Input::Param(name, c.clone()));
         } else {
             return Err("the staged graph has more inputs than its arguments and captures".into());
         }
@@ -153,16 +175,54 @@ pub(crate) fn onnx_spec(
     let mut outputs = Vec::new();
     for &v in g.outputs() {
         match g.ty(v) {
-            Type::Token => outputs.push(OutputRole::Token),
+            Type::Token => outputs.push(Output::Token),
             Type::Tensor(t) => match names.next() {
                 Some(n) => {
                     summary.outputs.push(format!("{n}: {t}"));
-                    outputs.push(OutputRole::Output(n));
+                    outputs.push(Output::Result(n));
                 }
-                None => outputs.push(OutputRole::Key),
+                None => outputs.push(Output::Key),
             },
         }
     }
+    Ok((inputs, outputs, summary))
+}
+
+/// The name of argument `i`: its parameter's, or `arg{i+1}` past the named ones.
+fn arg_name(params: &[Name], i: usize) -> String {
+    params
+        .get(i)
+        .map_or_else(|| format!("arg{}", i + 1), |n| n.to_string())
+}
+
+/// The spec of `staged`'s graph as an ONNX model (see [`roles`]).
+pub(crate) fn onnx_spec(
+    staged: &StagedFn,
+    params: &[Name],
+    checkpoint: Option<&Value>,
+    opset: i64,
+    doc: String,
+) -> Result<(ExportSpec, ExportSummary), String> {
+    let (ins, outs, summary) = roles(staged, params, checkpoint)?;
+    let inputs = ins
+        .into_iter()
+        .map(|r| {
+            Ok(match r {
+                Input::Token => InputRole::Token,
+                Input::Key => InputRole::Key,
+                Input::Arg(n) => InputRole::Input(n),
+                Input::Param(n, t) => InputRole::Initializer(n, array(&t)?),
+            })
+        })
+        .collect::<Result<Vec<_>, String>>()?;
+    let outputs = outs
+        .into_iter()
+        .map(|r| match r {
+            Output::Token => OutputRole::Token,
+            Output::Key => OutputRole::Key,
+            Output::Result(n) => OutputRole::Output(n),
+        })
+        .collect();
     Ok((
         ExportSpec {
             opset,
@@ -172,6 +232,102 @@ pub(crate) fn onnx_spec(
         },
         summary,
     ))
+}
+
+/// `staged`'s graph as a `.msir` model file (`io::msir`), with the same inputs, parameters
+/// and outputs as its ONNX model; `function` names it. The arguments after the checkpoint
+/// (all of them without one) are what a caller of the loaded model passes.
+pub(crate) fn mir_file(
+    staged: &StagedFn,
+    params: &[Name],
+    checkpoint: Option<&Value>,
+    function: &str,
+) -> Result<(Vec<u8>, ExportSummary), String> {
+    // The outputs need no roles in the file: they are the result's tensors, then the key.
+    let (ins, _, summary) = roles(staged, params, checkpoint)?;
+    let mut inputs = Vec::with_capacity(ins.len());
+    let mut tensors: Vec<(String, Tensor)> = Vec::new();
+    for r in ins {
+        inputs.push(match r {
+            Input::Token => Role::Token,
+            Input::Key => Role::Key,
+            Input::Arg(n) => Role::Input(n),
+            Input::Param(n, t) => {
+                if tensors.iter().any(|(m, _)| *m == n) {
+                    return Err(format!("two parameters of the model are both named `{n}`"));
+                }
+                tensors.push((n.clone(), t));
+                Role::Param(n)
+            }
+        });
+    }
+    let skip = usize::from(checkpoint.is_some());
+    let args = staged
+        .args
+        .iter()
+        .enumerate()
+        .skip(skip)
+        .map(|(i, a)| {
+            let name = arg_name(params, i);
+            Ok((name.clone(), tree_of(a, &name)?))
+        })
+        .collect::<Result<Vec<_>, String>>()?;
+    let result = tree_of(&staged.out, "the result")?;
+    let sig = Signature {
+        function: function.to_string(),
+        inputs,
+        args,
+        result,
+    };
+    let mut bytes = Vec::new();
+    crate::io::msir::write(&sig, &staged.graph, &tensors, &mut bytes)
+        .map_err(|e| format!("cannot write the model: {e}"))?;
+    Ok((bytes, summary))
+}
+
+/// The structure of an argument or result (`io::msir::Tree`); `at` names it in messages.
+fn tree_of(v: &Value, at: &str) -> Result<Tree, String> {
+    Ok(match v {
+        Value::Tensor(t) if is_static(t) => Tree::Static {
+            dtype: t.dtype,
+            value: static_value(&t.t)
+                .ok_or_else(|| format!("the value of the static scalar {at} cannot be read"))?,
+        },
+        Value::Tensor(t) => Tree::Tensor {
+            dtype: t.dtype,
+            weak: t.weak,
+        },
+        Value::Unit => Tree::Unit,
+        Value::Tuple(items) => Tree::Tuple(
+            items
+                .iter()
+                .enumerate()
+                .map(|(i, x)| tree_of(x, &format!("{at}.{i}")))
+                .collect::<Result<_, _>>()?,
+        ),
+        Value::Record(m) => Tree::Record(
+            m.iter()
+                .map(|(k, x)| Ok((k.to_string(), tree_of(x, &format!("{at}.{k}"))?)))
+                .collect::<Result<_, String>>()?,
+        ),
+        other => {
+            return Err(format!(
+                "{at} is {}; a model file holds functions of tensors, tuples and records of \
+                 them, and integer and bool scalars",
+                other.describe()
+            ));
+        }
+    })
+}
+
+/// The value of an integer or bool scalar.
+pub(crate) fn static_value(t: &Tensor) -> Option<i64> {
+    match t.dtype() {
+        DType::Bool => t.to_vec::<bool>()?.first().map(|&b| i64::from(b)),
+        DType::I32 => t.to_vec::<i32>()?.first().map(|&x| i64::from(x)),
+        DType::I64 => t.to_vec::<i64>()?.first().copied(),
+        _ => None,
+    }
 }
 
 /// The names of a result's tensor leaves, in the graph's output order.

@@ -155,6 +155,7 @@ pub(crate) fn fn_key(f: &Value) -> usize {
         Value::Fn(x) => Arc::as_ptr(x) as usize,
         Value::Derived(x) => Arc::as_ptr(x) as usize,
         Value::Jit(x) => Arc::as_ptr(x) as usize,
+        Value::Model(x) => Arc::as_ptr(x) as usize,
         Value::Builtin(name) => name.as_ptr() as usize,
         _ => 0,
     }
@@ -171,7 +172,7 @@ pub(crate) fn fn_name(f: &Value) -> Name {
 }
 
 /// Whether a tensor argument is static (a constant of the graph).
-fn is_static(t: &TensorVal) -> bool {
+pub(crate) fn is_static(t: &TensorVal) -> bool {
     t.rank() == 0 && (t.dtype.is_int() || t.dtype == DType::Bool)
 }
 
@@ -936,7 +937,7 @@ fn same_tensors(a: &[Tensor], b: &[Tensor]) -> bool {
 /// Whether a staged function's result holds a function.
 fn returns_function(v: &Value) -> bool {
     match v {
-        Value::Fn(_) | Value::Derived(_) | Value::Jit(_) => true,
+        Value::Fn(_) | Value::Derived(_) | Value::Jit(_) | Value::Model(_) => true,
         Value::Tuple(items) => items.iter().any(returns_function),
         Value::Record(m) => m.values().any(returns_function),
         _ => false,

@@ -34,6 +34,7 @@ pub(crate) mod exits;
 pub(crate) mod export;
 pub(crate) mod grad;
 pub(crate) mod jit;
+pub(crate) mod model;
 pub(crate) mod parallel;
 pub(crate) mod pipeline;
 
@@ -448,6 +449,7 @@ pub(crate) fn same_value(a: &Value, b: &Value) -> bool {
         (Value::Module(x), Value::Module(y)) => Arc::ptr_eq(x, y),
         (Value::Derived(x), Value::Derived(y)) => Arc::ptr_eq(x, y),
         (Value::Jit(x), Value::Jit(y)) => Arc::ptr_eq(x, y),
+        (Value::Model(x), Value::Model(y)) => Arc::ptr_eq(x, y),
         _ => false,
     }
 }

@@ -288,6 +288,15 @@ impl Attrs {
             Attr::Num(s) | Attr::Ident(s) => s.as_str(),
             _ => "",
         };
+        // A NaN with other bits than the canonical one is written by its bits.
+        if let Some(hex) = text.strip_prefix("nan_") {
+            return match u64::from_str_radix(hex, 16) {
+                Ok(bits) if hex.len() == 16 && f64::from_bits(bits).is_nan() => {
+                    Ok(f64::from_bits(bits))
+                }
+                _ => Err(p.error("expected the 16 hex digits of a NaN's bits after `nan_`")),
+            };
+        }
         let lower = text.trim_start_matches('-');
         let ok =
             lower.starts_with(|c: char| c.is_ascii_digit()) || lower == "inf" || lower == "NaN";

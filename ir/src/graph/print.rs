@@ -212,9 +212,17 @@ fn list<T: ToString>(xs: &[T]) -> String {
     format!("[{}]", items.join(", "))
 }
 
-/// A float attribute: Rust's shortest round-trip form (`0.5`, `1e-5`, `NaN`, `-inf`).
+/// A float attribute: Rust's shortest round-trip form (`0.5`, `1e-5`, `-0.0`, `-inf`),
+/// which reads back to the same bits for every value but NaNs. A NaN is `NaN` when it is
+/// the quiet NaN Rust's parser gives, and otherwise `nan_` and its 16 hex digits of bits
+/// (`nan_fff8000000000000`, the NaN an x86 `0.0 / 0.0` makes), so that a folded constant
+/// keeps its sign and payload through the text form (the `.msir` model file relies on it).
 fn float(v: f64) -> String {
-    format!("{v:?}")
+    if v.is_nan() && v.to_bits() != f64::NAN.to_bits() {
+        format!("nan_{:016x}", v.to_bits())
+    } else {
+        format!("{v:?}")
+    }
 }
 
 fn shape(s: &Shape) -> String {

@@ -228,6 +228,12 @@ pub(crate) static TABLE: &[Builtin] = &[
     b("expand_dims", X_AXIS, 2, shape::expand_dims),
     b("expm1", X, 1, math::unary),
     unit(b(
+        "export_mir",
+        &["f", "example_args", "path"],
+        3,
+        misc::export_onnx,
+    )),
+    unit(b(
         "export_onnx",
         &["f", "example_args", "path", "opset"],
         3,
@@ -268,6 +274,7 @@ pub(crate) static TABLE: &[Builtin] = &[
         misc::load_csv,
     ),
     b("load_idx", &["path", "dtype"], 1, misc::load_idx),
+    b("load_model", &["path"], 1, misc::load),
     b("load_npy", &["path"], 1, misc::load),
     b("load_text", &["path"], 1, misc::load_text),
     b("log", X, 1, math::unary),

@@ -1,5 +1,6 @@
 //! The file builtins of LANGUAGE.md §10: `load_npy`, `save_npy`, `load_idx`, and the
-//! checkpoints `save` and `load` (safetensors). The formats are parsed by `crate::io`;
+//! checkpoints `save` and `load` (safetensors), the model files `export_onnx`, `export_mir`
+//! and `load_model` (`docs/export.md`). The formats are parsed by `crate::io`;
 //! this module reads and writes the files and turns what goes wrong into diagnostics.
 //!
 //! - A file that cannot be read, parsed or written is E0912 at the call, naming the file
@@ -144,8 +145,83 @@ pub(super) fn export_onnx(ev: &mut Eval<'_>, c: &Call) -> R<Value> {
     let doc = format!("MindScript function `{}`", crate::stage::jit::fn_name(&f));
     let (spec, _) = crate::stage::export::onnx_spec(&staged, &params, None, opset, doc)
         .map_err(|m| bad(m, c.span(0)))?;
-    let bytes =
-        io::onnx::export(&staged.graph, &spec).map_err(|e| bad(e.to_string(), c.span(0)))?;
+    // A model over 2 GiB keeps its parameters in `PATH.data` beside it.
+    let file_name = std::path::Path::new(&path)
+        .file_name()
+        .map(|n| format!("{}.data", n.to_string_lossy()))
+        .unwrap_or_default();
+    let external = io::onnx::External {
+        location: file_name,
+        ..io::onnx::External::default()
+    };
+    let model = io::onnx::export_with(&staged.graph, &spec, &external)
+        .map_err(|e| bad(e.to_string(), c.span(0)))?;
+    if let Some(data) = &model.external {
+        let data_path = std::path::Path::new(&path).with_file_name(&external.location);
+        write_file(&data_path.to_string_lossy(), c.span, |w| {
+            std::io::Write::write_all(w, data)
+        })?;
+    }
+    write_file(&path, c.span, |w| {
+        std::io::Write::write_all(w, &model.model)
+    })?;
+    Ok(Value::Unit)
+}
+
+/// `load_model(path)`: the model a `.msir` file holds (`ms export --mir`), a value that is
+/// called like the function it was exported from (`stage::model`). The file is validated
+/// whole before anything is made (`io::msir::read`); what is wrong with it is E0912.
+pub(super) fn load_model(ev: &mut Eval<'_>, c: &Call) -> R<Value> {
+    let path = path_arg(c, 0)?;
+    let loaded = parse_file(
+        ev,
+        &path,
+        "a MindScript model (.msir)",
+        c.span,
+        io::msir::read,
+    )?;
+    let params = loaded
+        .params
+        .into_iter()
+        .map(|a| a.into_tensor().map_err(|e| ev.device_error(e, c.span)))
+        .collect::<R<Vec<_>>>()?;
+    Ok(Value::Model(Arc::new(crate::stage::model::Model::new(
+        path,
+        loaded.sig,
+        loaded.graph,
+        params,
+    ))))
+}
+
+/// `export_mir(f, example_args, path)`: `f` staged at its example arguments as
+/// `export_onnx` stages it, written as a `.msir` model file (`docs/export.md`), which
+/// `load_model` runs; the tensors `f` captures are its parameters.
+pub(super) fn export_mir(ev: &mut Eval<'_>, c: &Call) -> R<Value> {
+    no_staged_write(ev, c.name, c.span)?;
+    let f = c.req(0)?.clone();
+    let args: Vec<Value> = match c.req(1)? {
+        Value::Tuple(items) => items.to_vec(),
+        other => vec![other.clone()],
+    };
+    let path = path_arg(c, 2)?;
+    let params: Vec<lang::ast::Name> = match &f {
+        Value::Fn(func) => func.params.iter().map(|p| p.name.name.clone()).collect(),
+        Value::Jit(j) => match &j.f {
+            Value::Fn(func) => func.params.iter().map(|p| p.name.name.clone()).collect(),
+            _ => Vec::new(),
+        },
+        _ => Vec::new(),
+    };
+    let pos: Vec<(Value, Span)> = args.into_iter().map(|a| (a, c.span(1))).collect();
+    let staged = ev.stage_for_export(&f, &pos, c.span)?;
+    let name = crate::stage::jit::fn_name(&f);
+    let (bytes, _) =
+        crate::stage::export::mir_file(&staged, &params, None, &name).map_err(|m| {
+            Flow::error(
+                Diagnostic::error("E0909", m, c.span(0))
+                    .with_primary_label("cannot be written as a model file"),
+            )
+        })?;
     write_file(&path, c.span, |w| std::io::Write::write_all(w, &bytes))?;
     Ok(Value::Unit)
 }

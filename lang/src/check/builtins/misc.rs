@@ -216,7 +216,8 @@ pub(super) fn devices(_: &Args<'_>) -> RuleResult<Ty> {
     Ok(Ty::Iter(Box::new(Ty::Str(None))))
 }
 
-/// `load_npy(path)`, `load(path)`: checked when the data arrives.
+/// `load_npy(path)`, `load(path)`: checked when the data arrives; `load_model(path)`: a model
+/// whose signature is in the file, so its calls are checked when they run.
 pub(super) fn load(a: &Args<'_>) -> RuleResult<Ty> {
     a.string(0)?;
     Ok(Ty::Unknown)
@@ -310,15 +311,16 @@ pub(super) fn load_csv(a: &Args<'_>) -> RuleResult<Ty> {
 }
 
 /// `save(value, path)`, `save_npy(x, path)`.
-/// `export_onnx(f, example_args, path, opset: 17)`: `f` a function, its example arguments
-/// (a tuple, or one value), a path; staging `f` at them is checked when it runs.
+/// `export_onnx(f, example_args, path, opset: 17)`, `export_mir(f, example_args, path)`: `f`
+/// a function, its example arguments (a tuple, or one value), a path; staging `f` at them
+/// is checked when it runs.
 pub(super) fn export_onnx(a: &Args<'_>) -> RuleResult<Ty> {
     if let Some(f) = a.get(0)
         && !matches!(f.ty, Ty::Fn(_) | Ty::Unknown)
     {
         return Err(Diagnostic::error(
             "E0205",
-            format!("`export_onnx` needs a function for `f`, found {}", f.ty),
+            format!("`{}` needs a function for `f`, found {}", a.b.name, f.ty),
             f.span,
         )
         .with_primary_label(format!("is {}", f.ty))
