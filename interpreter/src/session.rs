@@ -1188,13 +1188,29 @@ impl Session {
     /// partitioned graph splits each primitive, the collectives it runs and its estimated
     /// cost per step on the hardware profile `profile` (`cpu`, `h100`).
     pub fn plan_text(&self, name: &str, profile: &str) -> Result<String, String> {
+        self.mesh_plan_of(name)?.render(name, profile)
+    }
+
+    /// The plan of the parallel function `name` as `ms plan --save` writes it, for the file
+    /// `file` (named in its comments).
+    pub fn plan_saved_text(&self, name: &str, file: &str) -> Result<String, String> {
+        Ok(self
+            .mesh_plan_of(name)?
+            .saved_text(name, &format!("saved as {file}")))
+    }
+
+    /// The newest partitioned graphs of the parallel function `name`.
+    fn mesh_plan_of(
+        &self,
+        name: &str,
+    ) -> Result<std::sync::Arc<crate::stage::parallel::MeshPlan>, String> {
         let f = self
             .state
             .globals
             .get(name)
             .ok_or_else(|| format!("there is no function `{name}`"))?;
         let graphs = self.state.jit.graphs(crate::stage::jit::fn_key(f));
-        let plan = graphs
+        graphs
             .iter()
             .rev()
             .find_map(|g| g.mesh_plan())
@@ -1203,25 +1219,7 @@ impl Session {
                     "`{name}` has no plan: it must be a `@jit(parallel: \"data\")` function that \
                  ran on more than one device (`devices: N`, or `--devices cpu:N`)"
                 )
-            })?;
-        plan.render(name, profile)
-    }
-
-    /// The plan of the parallel function `name` as `ms plan --save` writes it, for the file
-    /// `file` (named in its comments).
-    pub fn plan_saved_text(&self, name: &str, file: &str) -> Result<String, String> {
-        let f = self
-            .state
-            .globals
-            .get(name)
-            .ok_or_else(|| format!("there is no function `{name}`"))?;
-        let graphs = self.state.jit.graphs(crate::stage::jit::fn_key(f));
-        let plan = graphs
-            .iter()
-            .rev()
-            .find_map(|g| g.mesh_plan())
-            .ok_or_else(|| format!("`{name}` has no plan to save"))?;
-        Ok(plan.saved_text(name, &format!("saved as {file}")))
+            })
     }
 
     /// The session's pipeline on the newest raw graph of the function `name`, pass by

@@ -100,8 +100,8 @@ pub(crate) struct StagedFn {
 
 impl StagedFn {
     /// The graphs of the devices of its mesh, once a parallel call has made them.
-    pub(crate) fn mesh_plan(&self) -> Option<&super::parallel::MeshPlan> {
-        self.mesh_plan.get().map(|p| &**p)
+    pub(crate) fn mesh_plan(&self) -> Option<Arc<super::parallel::MeshPlan>> {
+        self.mesh_plan.get().cloned()
     }
 
     /// Whether this graph, general in its symbolic dims, serves the calls `other` was
