@@ -11,8 +11,11 @@
 //! staged it, as they do in ONNX) and its failures are reported at the call, since the
 //! source lines its spans pointed into are not in the file.
 //!
-//! What a model cannot do: run inside a staged function (its graph is not inlined; E0913)
-//! and be differentiated (a derivative's tape cannot see into the executor; E0909).
+//! Called inside a function being staged, a model's graph is inlined into the staged graph
+//! (its parameters captured as constants), unless it prints or asserts (those effects are
+//! reported at an eager call, which an inlined copy could not do) or has symbolic dims
+//! (its shape attributes name them); those are E0913. A model cannot be differentiated (a
+//! derivative's tape cannot see into the executor; E0909).
 
 use std::collections::HashMap;
 use std::sync::{Arc, OnceLock};
@@ -54,6 +57,30 @@ impl std::fmt::Debug for Model {
 }
 
 impl Model {
+    /// Why the graph cannot be inlined into a staged function, if it cannot: it prints or
+    /// asserts (effects a model reports at its call — it prints nothing, and its failures
+    /// are the call's — which an inlined copy could not), or its signature has symbolic
+    /// dims (its shape attributes name them, and the staged graph's sizes are not
+    /// substituted into them).
+    pub(crate) fn not_inlinable(&self) -> Option<&'static str> {
+        let g = &self.graph;
+        let effects = g.walk(g.body()).iter().any(|&n| {
+            matches!(
+                g.node(n).kind,
+                ir::graph::NodeKind::Assert { .. } | ir::graph::NodeKind::Prim(ir::Op::Print {})
+            )
+        });
+        if effects {
+            return Some("prints or asserts");
+        }
+        let symbolic = g.inputs().iter().any(|&v| {
+            g.ty(v)
+                .tensor()
+                .is_some_and(|t| t.shape.dims().iter().any(|d| d.known().is_none()))
+        });
+        symbolic.then_some("has symbolic dims")
+    }
+
     /// A model of `graph` with its signature and parameters.
     pub(crate) fn new(
         path: String,
@@ -295,11 +322,12 @@ impl Eval<'_> {
         span: Span,
     ) -> R<Value> {
         let name = m.name();
-        if self.staging() {
+        let staging = self.staging();
+        if staging && let Some(why) = m.not_inlinable() {
             return Err(super::staging_error(
                 format!(
-                    "the model `{name}` loaded from `{}` runs its own graph, which is not \
-                     inlined into a staged function; call it from eager code",
+                    "the model `{name}` loaded from `{}` {why}, so it cannot be inlined into a \
+                     staged function; call it from eager code",
                     m.path
                 ),
                 span,
@@ -346,6 +374,9 @@ impl Eval<'_> {
                 span,
             ));
         }
+        if staging {
+            return self.inline_model(m, binder, span);
+        }
         let key = Tensor::from_vec(vec![self.st.seed, self.st.offset], &[2])
             .map_err(|e| self.device_error(e, span))?;
         let inputs = binder.inputs(self, key, span)?;
@@ -367,6 +398,30 @@ impl Eval<'_> {
             self.st.offset = *offset;
         }
         rebuild(&m.sig.result, &mut rest.iter().cloned())
+            .ok_or_else(|| errors::internal("a model's outputs do not fit its result", span))
+    }
+
+    /// A call of a model inside a function being staged: the model's graph is copied into
+    /// the staged graph (`ir::graph::inline`), its parameters captured as constants and its
+    /// random key the staged graph's, so the staged function computes what the eager call
+    /// computes, node for node.
+    fn inline_model(&mut self, m: &Arc<Model>, binder: Binder<'_>, span: Span) -> R<Value> {
+        let key = self.with_stager(span, |s| Ok(s.tensor(s.rng)))?;
+        let inputs = binder.inputs(self, key, span)?;
+        let outs = self.with_stager(span, |s| {
+            let ids = inputs
+                .iter()
+                .map(|t| s.value_of(t, span))
+                .collect::<R<Vec<_>>>()?;
+            let outs = ir::graph::inline(&mut s.b, &m.graph, &ids)
+                .map_err(|e| super::build_error(&e, span))?;
+            let Some((&key, rest)) = outs.split_last() else {
+                return Err(errors::internal("a model returned nothing", span));
+            };
+            s.rng = key;
+            Ok(rest.iter().map(|&v| s.tensor(v)).collect::<Vec<_>>())
+        })?;
+        rebuild(&m.sig.result, &mut outs.into_iter())
             .ok_or_else(|| errors::internal("a model's outputs do not fit its result", span))
     }
 
