@@ -109,16 +109,35 @@ fn no_staged_write(ev: &Eval<'_>, name: &str, span: Span) -> R<()> {
     Ok(())
 }
 
-/// `export_onnx(f, example_args, path, opset: 17)`: `f` staged at its example arguments
-/// (a tuple of them, or one value; their tensors are the model's inputs, the tensors `f`
-/// captures its initializers) and written as an ONNX model (`docs/export.md`).
-pub(super) fn export_onnx(ev: &mut Eval<'_>, c: &Call) -> R<Value> {
-    no_staged_write(ev, c.name, c.span)?;
+/// What both export builtins stage: `f` (argument 0) at its example arguments (argument
+/// 1: a tuple of them, or one value), with the names of `f`'s parameters.
+fn staged_example(
+    ev: &mut Eval<'_>,
+    c: &Call,
+) -> R<(Value, crate::stage::jit::StagedFn, Vec<lang::ast::Name>)> {
     let f = c.req(0)?.clone();
     let args: Vec<Value> = match c.req(1)? {
         Value::Tuple(items) => items.to_vec(),
         other => vec![other.clone()],
     };
+    let params: Vec<lang::ast::Name> = match &f {
+        Value::Fn(func) => func.params.iter().map(|p| p.name.name.clone()).collect(),
+        Value::Jit(j) => match &j.f {
+            Value::Fn(func) => func.params.iter().map(|p| p.name.name.clone()).collect(),
+            _ => Vec::new(),
+        },
+        _ => Vec::new(),
+    };
+    let pos: Vec<(Value, Span)> = args.into_iter().map(|a| (a, c.span(1))).collect();
+    let staged = ev.stage_for_export(&f, &pos, c.span)?;
+    Ok((f, staged, params))
+}
+
+/// `export_onnx(f, example_args, path, opset: 17)`: `f` staged at its example arguments
+/// (a tuple of them, or one value; their tensors are the model's inputs, the tensors `f`
+/// captures its initializers) and written as an ONNX model (`docs/export.md`).
+pub(super) fn export_onnx(ev: &mut Eval<'_>, c: &Call) -> R<Value> {
+    no_staged_write(ev, c.name, c.span)?;
     let path = path_arg(c, 2)?;
     let opset = c.opt_int(ev, 3)?.unwrap_or(io::onnx::DEFAULT_OPSET);
     let bad = |m: String, span: Span| {
@@ -132,16 +151,7 @@ pub(super) fn export_onnx(ev: &mut Eval<'_>, c: &Call) -> R<Value> {
             c.span(3),
         ));
     }
-    let params: Vec<lang::ast::Name> = match &f {
-        Value::Fn(func) => func.params.iter().map(|p| p.name.name.clone()).collect(),
-        Value::Jit(j) => match &j.f {
-            Value::Fn(func) => func.params.iter().map(|p| p.name.name.clone()).collect(),
-            _ => Vec::new(),
-        },
-        _ => Vec::new(),
-    };
-    let pos: Vec<(Value, Span)> = args.into_iter().map(|a| (a, c.span(1))).collect();
-    let staged = ev.stage_for_export(&f, &pos, c.span)?;
+    let (f, staged, params) = staged_example(ev, c)?;
     let doc = format!("MindScript function `{}`", crate::stage::jit::fn_name(&f));
     let (spec, _) = crate::stage::export::onnx_spec(&staged, &params, None, opset, doc)
         .map_err(|m| bad(m, c.span(0)))?;
@@ -198,22 +208,8 @@ pub(super) fn load_model(ev: &mut Eval<'_>, c: &Call) -> R<Value> {
 /// `load_model` runs; the tensors `f` captures are its parameters.
 pub(super) fn export_mir(ev: &mut Eval<'_>, c: &Call) -> R<Value> {
     no_staged_write(ev, c.name, c.span)?;
-    let f = c.req(0)?.clone();
-    let args: Vec<Value> = match c.req(1)? {
-        Value::Tuple(items) => items.to_vec(),
-        other => vec![other.clone()],
-    };
     let path = path_arg(c, 2)?;
-    let params: Vec<lang::ast::Name> = match &f {
-        Value::Fn(func) => func.params.iter().map(|p| p.name.name.clone()).collect(),
-        Value::Jit(j) => match &j.f {
-            Value::Fn(func) => func.params.iter().map(|p| p.name.name.clone()).collect(),
-            _ => Vec::new(),
-        },
-        _ => Vec::new(),
-    };
-    let pos: Vec<(Value, Span)> = args.into_iter().map(|a| (a, c.span(1))).collect();
-    let staged = ev.stage_for_export(&f, &pos, c.span)?;
+    let (f, staged, params) = staged_example(ev, c)?;
     let name = crate::stage::jit::fn_name(&f);
     let (bytes, _) =
         crate::stage::export::mir_file(&staged, &params, None, &name).map_err(|m| {
