@@ -16,6 +16,10 @@ SIZES=("$@")
 [ ${#SIZES[@]} -gt 0 ] || SIZES=(256 512 1024 2048)
 THREADS="${BENCH_THREADS:-2}"
 export RAYON_NUM_THREADS=$THREADS OPENBLAS_NUM_THREADS=$THREADS OMP_NUM_THREADS=$THREADS
+# OpenBLAS picks its kernels for the CPU it runs on, as in compare.sh and
+# ../shared/baselines/run_all.sh: a host's OPENBLAS_CORETYPE (this machine sets Haswell, which
+# halves OpenBLAS's speed on an AVX-512 CPU) or OPENBLAS_L2_SIZE would handicap NumPy.
+unset OPENBLAS_CORETYPE OPENBLAS_L2_SIZE
 
 cargo build --release -q -p devices --example matmul_gflops
 OURS="${CARGO_TARGET_DIR:-$ROOT/target}/release/examples/matmul_gflops"

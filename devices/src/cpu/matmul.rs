@@ -97,7 +97,9 @@ fn f32_matmul(a: &Tensor, b: &Tensor, shape: &[usize]) -> Tensor {
     {
         let r = shape.len();
         let (m, n, k) = (shape[r - 2], shape[r - 1], a.shape()[a.rank() - 1]);
-        if let Some(isa) = super::gemm::choose(m, n, k) {
+        // Whether an operand's rows are contiguous; a vector operand counts as contiguous.
+        let rows = |t: &Tensor| t.rank() < 2 || t.layout().strides[t.rank() - 1] == 1;
+        if let Some(isa) = super::gemm::choose(m, n, k, rows(a), rows(b)) {
             return blocked_matmul(isa, a, b, shape);
         }
     }
@@ -107,8 +109,8 @@ fn f32_matmul(a: &Tensor, b: &Tensor, shape: &[usize]) -> Tensor {
 /// Batched `f32` matmul on our blocked GEMM. Every matrix that reaches it is large enough to
 /// be split over all threads on its own, so the batch runs one matrix after another.
 #[cfg(target_arch = "x86_64")]
-fn blocked_matmul(isa: super::gemm::Avx2Fma, a: &Tensor, b: &Tensor, shape: &[usize]) -> Tensor {
-    use super::gemm::{BLOCKING, MatRef, Product, sgemm};
+fn blocked_matmul(isa: super::gemm::Isa, a: &Tensor, b: &Tensor, shape: &[usize]) -> Tensor {
+    use super::gemm::{MatRef, Product, sgemm};
     let (p, av, bv) = Batched::new(a, b, shape);
     let (abuf, bbuf) = (
         av.buffer::<f32>().unwrap_or(&[]),
@@ -141,7 +143,7 @@ fn blocked_matmul(isa: super::gemm::Avx2Fma, a: &Tensor, b: &Tensor, shape: &[us
                 a,
                 b,
             };
-            sgemm(isa, BLOCKING, &prod, dst, true);
+            sgemm(isa, isa.blocking(), &prod, dst, true);
         }
     }
     Tensor::from_host_unchecked(f32::into_buffer(out), shape)

@@ -23,6 +23,14 @@ const BLOCK: usize = 4096;
 trait Fold<T>: Copy + Send + Sync {
     fn identity(self) -> T;
     fn combine(self, a: T, b: T) -> T;
+    /// Folds a contiguous run (see [`fold_run`]); `max` and `min` have a faster loop.
+    #[inline(always)]
+    fn fold_run(self, run: &[T]) -> T
+    where
+        T: Num,
+    {
+        fold_run(self, run)
+    }
 }
 
 #[derive(Clone, Copy)]
@@ -101,6 +109,10 @@ impl<T: Num + Bounded> Fold<T> for Max {
     fn combine(self, a: T, b: T) -> T {
         a.maximum(b)
     }
+    #[inline(always)]
+    fn fold_run(self, run: &[T]) -> T {
+        fold_run_extreme::<T, Self, true>(self, run)
+    }
 }
 impl<T: Num + Bounded> Fold<T> for Min {
     #[inline(always)]
@@ -110,6 +122,10 @@ impl<T: Num + Bounded> Fold<T> for Min {
     #[inline(always)]
     fn combine(self, a: T, b: T) -> T {
         a.minimum(b)
+    }
+    #[inline(always)]
+    fn fold_run(self, run: &[T]) -> T {
+        fold_run_extreme::<T, Self, false>(self, run)
     }
 }
 
@@ -274,6 +290,51 @@ fn fold_run<T: Num, F: Fold<T>>(f: F, run: &[T]) -> T {
     f.combine(acc[0], total)
 }
 
+/// [`fold_run`] for `max` (`MAX`) and `min`, with the same lanes and the same result to the
+/// bit, in a loop that compiles to one `maxps`/`minps` per vector instead of the
+/// NaN-propagating select of `combine`. Among non-NaN values `combine(a, v)` keeps `a` unless
+/// `v` is strictly greater (less), which is exactly `if v > a { v } else { a }`, the operand
+/// order of x86's `maxps(v, a)`; zeros of both signs therefore resolve as `combine` resolves
+/// them. NaNs are only noted per lane (`v != v`), and a run that holds one is folded again by
+/// [`fold_run`], so NaN results keep `combine`'s bits.
+#[inline(always)]
+fn fold_run_extreme<T: Num, F: Fold<T>, const MAX: bool>(f: F, run: &[T]) -> T {
+    const LANES: usize = 16;
+    if run.len() < LANES {
+        return fold_run(f, run);
+    }
+    let mut acc = [f.identity(); LANES];
+    let mut nan = [false; LANES];
+    let mut chunks = run.chunks_exact(LANES);
+    for c in &mut chunks {
+        for ((a, n), &v) in acc.iter_mut().zip(&mut nan).zip(c) {
+            let better = if MAX { v > *a } else { v < *a };
+            *a = if better { v } else { *a };
+            // `v != v` is true exactly for NaN, and never for integers.
+            #[allow(clippy::eq_op)]
+            let is_nan = v != v;
+            *n |= is_nan;
+        }
+    }
+    #[allow(clippy::eq_op)]
+    let remainder_nan = chunks.remainder().iter().any(|&v| v != v);
+    if nan.contains(&true) || remainder_nan {
+        return fold_run(f, run);
+    }
+    let mut total = f.identity();
+    for &v in chunks.remainder() {
+        total = f.combine(total, v);
+    }
+    let mut width = LANES;
+    while width > 1 {
+        width /= 2;
+        for i in 0..width {
+            acc[i] = f.combine(acc[i], acc[i + width]);
+        }
+    }
+    f.combine(acc[0], total)
+}
+
 /// Folds a run block by block and combines the block results pairwise.
 ///
 /// Never inlined, so that the eager kernel and the fused executor ([`fold_row`]) run one
@@ -284,7 +345,7 @@ fn fold_run<T: Num, F: Fold<T>>(f: F, run: &[T]) -> T {
 #[inline(never)]
 fn fold_blocked<T: Num, F: Fold<T>>(f: F, run: &[T]) -> T {
     if run.len() <= BLOCK {
-        return fold_run(f, run);
+        return f.fold_run(run);
     }
     let partials: Vec<T> = if run.len() >= PAR_MIN_ELEMS {
         // Blocks that start after Ctrl-C fold nothing; `CpuDevice::exec` discards the result.
@@ -293,12 +354,12 @@ fn fold_blocked<T: Num, F: Fold<T>>(f: F, run: &[T]) -> T {
                 if crate::cancel::requested() {
                     f.identity()
                 } else {
-                    fold_run(f, c)
+                    f.fold_run(c)
                 }
             })
             .collect()
     } else {
-        run.chunks(BLOCK).map(|c| fold_run(f, c)).collect()
+        run.chunks(BLOCK).map(|c| f.fold_run(c)).collect()
     };
     pairwise(f, &partials)
 }
@@ -446,4 +507,67 @@ fn arg_row<T: Elem>(op: ArgOp, row: &[T]) -> i64 {
         }
     }
     best as i64
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{Fold, Max, Min, fold_run};
+
+    /// Deterministic rows for lengths on both sides of the 16 lanes: a third with values
+    /// ≤ 0 and zeros of both signs (so that the maximum is a zero whose sign depends on which
+    /// zero is kept), a third with values ≥ 0 (the same for the minimum), and a third mixing
+    /// infinities and, when `with_nan`, NaNs of both signs.
+    fn rows(with_nan: bool) -> Vec<Vec<f32>> {
+        let mut s = 0x2545_f491_4f6c_dd1du64;
+        let mut next = move || {
+            s ^= s << 13;
+            s ^= s >> 7;
+            s ^= s << 17;
+            s
+        };
+        let mut out = Vec::new();
+        for len in [15, 16, 17, 31, 32, 33, 100, 4096] {
+            for r in 0..60 {
+                let row = (0..len)
+                    .map(|_| {
+                        let x = next();
+                        let v = ((x >> 40) as f32 / (1u64 << 20) as f32 - 8.0).round();
+                        let zero = if x % 2 == 0 { 0.0 } else { -0.0 };
+                        match (r % 3, (x >> 8) % 6) {
+                            (0, 0 | 1) | (1, 0 | 1) => zero,
+                            (0, _) => -v.abs(),
+                            (1, _) => v.abs(),
+                            (_, 0) => f32::INFINITY,
+                            (_, 1) => f32::NEG_INFINITY,
+                            (_, 2) if with_nan && x % 7 == 0 => f32::NAN,
+                            (_, 2) if with_nan && x % 7 == 1 => -f32::NAN,
+                            _ => v,
+                        }
+                    })
+                    .collect();
+                out.push(row);
+            }
+        }
+        out
+    }
+
+    /// The fast `max`/`min` loop gives `fold_run`'s bits on every row: the sign of a zero
+    /// maximum, infinities, and the canonical NaN of `combine` when a row holds any NaN.
+    #[test]
+    fn extreme_folds_match_the_generic_fold_to_the_bit() {
+        for with_nan in [false, true] {
+            for row in rows(with_nan) {
+                let (fast, slow) = (Max.fold_run(&row), fold_run(Max, &row));
+                assert_eq!(fast.to_bits(), slow.to_bits(), "max of {row:?}");
+                let (fast, slow) = (Min.fold_run(&row), fold_run(Min, &row));
+                assert_eq!(fast.to_bits(), slow.to_bits(), "min of {row:?}");
+                let wide: Vec<f64> = row.iter().map(|&v| f64::from(v)).collect();
+                let (fast, slow) = (Max.fold_run(&wide), fold_run(Max, &wide));
+                assert_eq!(fast.to_bits(), slow.to_bits(), "f64 max of {row:?}");
+                let ints: Vec<i32> = row.iter().map(|&v| v as i32).collect();
+                assert_eq!(Max.fold_run(&ints), fold_run(Max, &ints));
+                assert_eq!(Min.fold_run(&ints), fold_run(Min, &ints));
+            }
+        }
+    }
 }

@@ -12,7 +12,7 @@ use std::cell::Cell;
 
 use rayon::prelude::*;
 
-use super::kernel::{Avx2Fma, MR, NR};
+use super::MicroKernel;
 use super::pack::{MatRef, PackBuf, pack_a_panel, pack_b};
 
 /// Cache blocking, in elements: rows of A per packed block (`mc`), reduction steps per block
@@ -24,14 +24,28 @@ pub(crate) struct Blocking {
     pub(crate) nc: usize,
 }
 
-/// Sized for the 2-core AMD EPYC (Zen 3) development machine, 32 KiB L1d and 512 KiB L2 per
-/// core, 32 MiB L3: a B micro-panel (`kc × NR`, 16 KiB) takes half of L1 and leaves room for
-/// the A micro-panel streaming past it, an A block (`mc × kc`, 144 KiB) stays in L2 together
-/// with the B micro-panels passing through, and a B block (up to 4 MiB) stays in L3. Other
-/// choices tried there (mc 72–240, kc 192–384) measured the same within the machine's noise.
-pub(crate) const BLOCKING: Blocking = Blocking {
+/// For the AVX2 kernel (6 × 16 tiles), sized for the 2-core AMD EPYC (Zen 3) machine it was
+/// tuned on, 32 KiB L1d and 512 KiB L2 per core, 32 MiB L3: a B micro-panel (`kc × NR`,
+/// 16 KiB) takes half of L1 and leaves room for the A micro-panel streaming past it, an A
+/// block (`mc × kc`, 144 KiB) stays in L2 together with the B micro-panels passing through,
+/// and a B block (up to 4 MiB) stays in L3. Other choices tried there (mc 72–240, kc
+/// 192–384) measured the same within the machine's noise.
+pub(crate) const BLOCKING_AVX2: Blocking = Blocking {
     mc: 144,
     kc: 256,
+    nc: 4096,
+};
+
+/// For the AVX-512 kernel (12 × 32 tiles), measured on a 2-core Zen 5 EPYC (48 KiB L1d and
+/// 1 MiB L2 per core, 32 MiB L3). Long reductions pay most there: every reduction block reads
+/// and writes all of C once more, and with `kc` 256 those passes cost a tenth of the 2048²
+/// product, while the kernel keeps its FMA rate with B's micro-panel (`kc × NR`, 128 KiB)
+/// streaming from L2 and L3 instead of sitting in L1. One A micro-panel per block (`mc` = 12,
+/// 48 KiB, in L1) measured as fast as two or four; `kc` 512 and 768 were 2–6% slower at
+/// 1024² and 2048², and 1536 the same as 1024.
+pub(crate) const BLOCKING_AVX512: Blocking = Blocking {
+    mc: 12,
+    kc: 1024,
     nc: 4096,
 };
 
@@ -61,8 +75,8 @@ pub(crate) struct Product<'a> {
 /// written; nothing is read from it first). With `parallel`, the work is spread over rayon's
 /// threads. After Ctrl-C (`crate::cancel`) the blocks left are skipped and `c` is partly
 /// written: the caller's result is then discarded by `CpuDevice::exec`.
-pub(crate) fn sgemm(
-    isa: Avx2Fma,
+pub(crate) fn sgemm<const MR: usize, const NR: usize, K: MicroKernel<MR, NR>>(
+    kernel: K,
     blocking: Blocking,
     prod: &Product,
     c: &mut [f32],
@@ -112,18 +126,18 @@ pub(crate) fn sgemm(
             // Threads pack groups of `B_GROUP` micro-panels each.
             let pack = |(t, dst): (usize, &mut [f32])| {
                 let j = t * B_GROUP * NR;
-                pack_b(&b, pc, kcur, jc + j, (B_GROUP * NR).min(ncur - j), dst);
+                pack_b::<NR>(&b, pc, kcur, jc + j, (B_GROUP * NR).min(ncur - j), dst);
             };
             if parallel {
                 bp.par_chunks_mut(B_GROUP * kcur * NR)
                     .enumerate()
                     .for_each(pack);
             } else {
-                pack_b(&b, pc, kcur, jc, ncur, bp);
+                pack_b::<NR>(&b, pc, kcur, jc, ncur, bp);
             }
             let bp = &*bp;
-            let block = Block {
-                isa,
+            let block = Block::<MR, NR, K> {
+                kernel,
                 mc,
                 pc,
                 kcur,
@@ -147,8 +161,8 @@ pub(crate) fn sgemm(
 
 /// One (column block, reduction block) step of the driver, shared by all tasks.
 #[derive(Clone, Copy)]
-struct Block {
-    isa: Avx2Fma,
+struct Block<const MR: usize, const NR: usize, K> {
+    kernel: K,
     mc: usize,
     /// First reduction step and number of steps.
     pc: usize,
@@ -161,11 +175,11 @@ struct Block {
     accumulate: bool,
 }
 
-impl Block {
+impl<const MR: usize, const NR: usize, K: MicroKernel<MR, NR>> Block<MR, NR, K> {
     /// Updates `c`, whole rows of C starting at row `row0`, with the packed B block `bp`.
     fn rows(&self, a: &MatRef, row0: usize, bp: &[f32], c: &mut [f32]) {
         let Block {
-            isa,
+            kernel,
             mc,
             pc,
             kcur,
@@ -185,7 +199,7 @@ impl Block {
             let ap = &mut apack[..mcur.div_ceil(MR) * kcur * MR];
             for (t, panel) in ap.chunks_mut(kcur * MR).enumerate() {
                 let i = ic + t * MR;
-                pack_a_panel(a, row0 + i, MR.min(mcur - t * MR), pc, kcur, panel);
+                pack_a_panel::<MR>(a, row0 + i, MR.min(mcur - t * MR), pc, kcur, panel);
             }
             let ap = &*ap;
             for (jt, bpanel) in bp.chunks_exact(kcur * NR).enumerate() {
@@ -196,13 +210,39 @@ impl Block {
                     let rows = MR.min(ic + mcur - i);
                     let tile = &mut c[i * ldc + jc + j..];
                     if rows == MR && cols == NR {
-                        isa.tile(apanel, bpanel, tile, ldc, accumulate);
+                        kernel.tile(apanel, bpanel, tile, ldc, accumulate);
                     } else {
-                        isa.partial_tile(apanel, bpanel, tile, ldc, (rows, cols), accumulate);
+                        partial_tile(kernel, apanel, bpanel, tile, ldc, (rows, cols), accumulate);
                     }
                 }
             }
         }
         A_BUF.set(a_buf);
+    }
+}
+
+/// The tile's top-left `rows × cols` block only, for tiles that cross the matrix edge: the
+/// kernel computes the whole tile into a local buffer (the packed panels hold zeros past the
+/// edge) and the valid part is copied out.
+fn partial_tile<const MR: usize, const NR: usize, K: MicroKernel<MR, NR>>(
+    kernel: K,
+    a: &[f32],
+    b: &[f32],
+    c: &mut [f32],
+    ldc: usize,
+    (rows, cols): (usize, usize),
+    accumulate: bool,
+) {
+    let mut tmp = [[0.0f32; NR]; MR];
+    kernel.tile(a, b, tmp.as_flattened_mut(), NR, false);
+    for (i, t) in tmp.iter().take(rows).enumerate() {
+        let dst = &mut c[i * ldc..i * ldc + cols];
+        if accumulate {
+            for (d, &x) in dst.iter_mut().zip(t) {
+                *d += x;
+            }
+        } else {
+            dst.copy_from_slice(&t[..cols]);
+        }
     }
 }

@@ -13,6 +13,8 @@ use std::arch::x86_64::{
     _mm256_loadu_ps, _mm256_setzero_ps, _mm256_storeu_ps,
 };
 
+use super::MicroKernel;
+
 /// Rows of a micro-tile (elements of A broadcast per step).
 pub(crate) const MR: usize = 6;
 /// Columns of a micro-tile (two 8-lane vectors of B per step).
@@ -28,12 +30,11 @@ impl Avx2Fma {
     pub(crate) fn detect() -> Option<Avx2Fma> {
         (is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma")).then_some(Avx2Fma(()))
     }
+}
 
-    /// `C[0..MR, 0..NR] = A·B` (or `+=` when `accumulate`), where `a` and `b` are packed
-    /// micro-panels of the same number of steps (`a.len() / MR`) and `c` starts at the
-    /// tile's first element, with row stride `ldc`.
+impl MicroKernel<MR, NR> for Avx2Fma {
     #[inline(always)]
-    pub(crate) fn tile(self, a: &[f32], b: &[f32], c: &mut [f32], ldc: usize, accumulate: bool) {
+    fn tile(self, a: &[f32], b: &[f32], c: &mut [f32], ldc: usize, accumulate: bool) {
         let kc = a.len() / MR;
         // The driver slices every argument to fit; checking once per tile (hundreds of FMAs)
         // is free, and makes the kernel's pointer arithmetic sound for any caller.
@@ -45,32 +46,6 @@ impl Avx2Fma {
         // shows that the `kc` steps of A and B and the `MR` rows of `NR` elements of C (row
         // stride `ldc`) lie inside the slices, with C borrowed exclusively.
         unsafe { tile_avx2(kc, a.as_ptr(), b.as_ptr(), c.as_mut_ptr(), ldc, accumulate) }
-    }
-
-    /// The tile's top-left `rows × cols` block only (`edge = (rows, cols)`), for tiles that
-    /// cross the matrix edge: the kernel computes the whole tile into a local buffer (the
-    /// packed panels hold zeros past the edge) and the valid part is copied out.
-    pub(crate) fn partial_tile(
-        self,
-        a: &[f32],
-        b: &[f32],
-        c: &mut [f32],
-        ldc: usize,
-        (rows, cols): (usize, usize),
-        accumulate: bool,
-    ) {
-        let mut tmp = [0.0f32; MR * NR];
-        self.tile(a, b, &mut tmp, NR, false);
-        for (i, t) in tmp.chunks_exact(NR).take(rows).enumerate() {
-            let dst = &mut c[i * ldc..i * ldc + cols];
-            if accumulate {
-                for (d, &x) in dst.iter_mut().zip(t) {
-                    *d += x;
-                }
-            } else {
-                dst.copy_from_slice(&t[..cols]);
-            }
-        }
     }
 }
 

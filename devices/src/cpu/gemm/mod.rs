@@ -1,16 +1,18 @@
-//! Our own `f32` GEMM for large products on AVX2 + FMA CPUs without AVX-512.
+//! Our own `f32` GEMM for large products on x86-64 CPUs with AVX2 + FMA or AVX-512.
 //!
 //! The design is the one of Goto's and the BLIS papers: pack B into `kc × nc` blocks that
 //! live in L3 and A into `mc × kc` blocks that live in L2, both in the order the micro-kernel
-//! reads them (`pack.rs`), and run a register-blocked `6 × 16` micro-kernel over them
-//! (`kernel.rs`) inside the five cache-blocking loops (`driver.rs`). The `gemm` crate stays in
-//! charge of everything else — `f64`, small products, CPUs with AVX-512 (where its AVX-512
-//! kernels are faster) and other architectures — because on a 2-core AVX2 machine its
-//! blocking fell a third short of OpenBLAS at 2048².
+//! reads them (`pack.rs`), and run a register-blocked micro-kernel over them inside the five
+//! cache-blocking loops (`driver.rs`). There are two micro-kernels, `6 × 16` on AVX2 + FMA
+//! (`kernel.rs`) and `12 × 32` on AVX-512 (`avx512.rs`); the driver and packing are generic
+//! over the tile. The `gemm` crate stays in charge of everything else — `f64`, small
+//! products and other architectures — because its blocking fell short of OpenBLAS at 1024²
+//! and 2048² on both the AVX2 (Zen 3) and the AVX-512 (Zen 5) machines we measured.
 //!
-//! Only the micro-kernel uses `unsafe` (its loads and stores); packing and the driver are safe
-//! code over slices.
+//! Only the micro-kernels use `unsafe` (their loads and stores); packing and the driver are
+//! safe code over slices.
 
+mod avx512;
 mod driver;
 mod kernel;
 mod pack;
@@ -19,29 +21,86 @@ mod tests;
 
 use std::sync::OnceLock;
 
-pub(crate) use driver::{BLOCKING, Product, sgemm};
+pub(crate) use avx512::Avx512;
+pub(crate) use driver::{BLOCKING_AVX2, BLOCKING_AVX512, Blocking, Product};
 pub(crate) use kernel::Avx2Fma;
 pub(crate) use pack::MatRef;
 
-/// Below this many multiply-adds per matrix the `gemm` crate stays in charge: on the 2-core
-/// AVX2 machine it was level with or ahead of ours up to 512³ (its small-matrix paths pack
-/// less) and behind from about 640³ on, where its cache blocking stops fitting this CPU.
-const MIN_MACS: usize = 2 * 512 * 512 * 512;
-/// Products this thin in M or N waste most of a `6 × 16` tile; the `gemm` crate has
-/// matrix-vector paths for them.
+/// A register-blocked micro-kernel with `MR × NR` tiles: `C[0..MR, 0..NR] = A·B` (or `+=`
+/// when `accumulate`), where `a` and `b` are packed micro-panels of the same number of steps
+/// (`a.len() / MR`) and `c` starts at the tile's first element, with row stride `ldc`.
+/// Implemented by zero-sized tokens that exist only on CPUs with the kernel's instructions.
+pub(crate) trait MicroKernel<const MR: usize, const NR: usize>: Copy + Send + Sync {
+    fn tile(self, a: &[f32], b: &[f32], c: &mut [f32], ldc: usize, accumulate: bool);
+}
+
+/// Which of our micro-kernels runs a product.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum Isa {
+    Avx2Fma(Avx2Fma),
+    Avx512(Avx512),
+}
+
+impl Isa {
+    /// The fastest kernel this CPU has, if any.
+    fn detect() -> Option<Isa> {
+        Avx512::detect()
+            .map(Isa::Avx512)
+            .or_else(|| Avx2Fma::detect().map(Isa::Avx2Fma))
+    }
+
+    /// Every kernel this CPU can run (the tests check each one).
+    #[cfg(test)]
+    pub(crate) fn all() -> Vec<Isa> {
+        let avx512 = Avx512::detect().map(Isa::Avx512);
+        let avx2 = Avx2Fma::detect().map(Isa::Avx2Fma);
+        avx512.into_iter().chain(avx2).collect()
+    }
+
+    /// The cache blocking this kernel was tuned with.
+    pub(crate) fn blocking(self) -> Blocking {
+        match self {
+            Isa::Avx2Fma(_) => BLOCKING_AVX2,
+            Isa::Avx512(_) => BLOCKING_AVX512,
+        }
+    }
+
+    /// Below this many multiply-adds per matrix the `gemm` crate stays in charge, given
+    /// whether A's and B's rows are contiguous (a row-major operand, not a transposed view).
+    /// On the AVX2 machine the crate was level with or ahead of ours up to 512³. On the
+    /// AVX-512 machine (2 threads, GFLOP/s, crate / ours) it is ahead on row-major operands up
+    /// to 1024³ (470 / 451) and behind from 1536³ (439 / 454; 2048³: 410 / 457), but our
+    /// packing copes far better with transposed views: `x @ w.T` at 256 × 512 × 512 ran at
+    /// 260 / 360 and at 512 × 1024 × 1024 at 300 / 396, and `x.T @ y` at 1024 × 512 × 1024
+    /// at 372 / 450 (at 512 × 256 × 512 the crate was still ahead, 405 / 364).
+    fn min_macs(self, a_rows_contiguous: bool, b_rows_contiguous: bool) -> usize {
+        match self {
+            Isa::Avx2Fma(_) => 2 * 512 * 512 * 512,
+            Isa::Avx512(_) if !b_rows_contiguous => 256 * 256 * 256,
+            Isa::Avx512(_) if !a_rows_contiguous => 640 * 640 * 640,
+            Isa::Avx512(_) => 1280 * 1280 * 1280,
+        }
+    }
+}
+
+/// Computes `prod` into `c` (see [`driver::sgemm`]) on `isa`'s kernel.
+pub(crate) fn sgemm(isa: Isa, blocking: Blocking, prod: &Product, c: &mut [f32], parallel: bool) {
+    match isa {
+        Isa::Avx2Fma(k) => driver::sgemm(k, blocking, prod, c, parallel),
+        Isa::Avx512(k) => driver::sgemm(k, blocking, prod, c, parallel),
+    }
+}
+
+/// Products this thin in M or N waste most of a tile; the `gemm` crate has matrix-vector
+/// paths for them.
 const MIN_SIDE: usize = 32;
 
-/// The kernel token when our GEMM should compute an `m × k` by `k × n` `f32` product on this
-/// CPU, `None` when the `gemm` crate should.
-pub(crate) fn choose(m: usize, n: usize, k: usize) -> Option<Avx2Fma> {
-    static ISA: OnceLock<Option<Avx2Fma>> = OnceLock::new();
-    let isa = *ISA.get_or_init(|| {
-        if is_x86_feature_detected!("avx512f") {
-            None
-        } else {
-            Avx2Fma::detect()
-        }
-    });
+/// The kernel when our GEMM should compute an `m × k` by `k × n` `f32` product on this CPU,
+/// `None` when the `gemm` crate should. `a_rows` and `b_rows` say whether the operands'
+/// rows are contiguous (unit column stride).
+pub(crate) fn choose(m: usize, n: usize, k: usize, a_rows: bool, b_rows: bool) -> Option<Isa> {
+    static ISA: OnceLock<Option<Isa>> = OnceLock::new();
+    let isa = *ISA.get_or_init(Isa::detect);
     let macs = m.saturating_mul(n).saturating_mul(k);
-    isa.filter(|_| macs >= MIN_MACS && m.min(n) >= MIN_SIDE)
+    isa.filter(|isa| macs >= isa.min_macs(a_rows, b_rows) && m.min(n) >= MIN_SIDE)
 }

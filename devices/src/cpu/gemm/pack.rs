@@ -1,17 +1,16 @@
 //! Packing: copies of operand blocks in the order the micro-kernel reads them.
 //!
-//! The micro-kernel walks the reduction dimension one step at a time and at each step reads
-//! `MR` elements of a column of A and `NR` elements of a row of B. Packing lays a block of A
-//! out as *micro-panels* of `MR` rows (`kc` groups of `MR` consecutive elements) and a block of
-//! B as micro-panels of `NR` columns (`kc` groups of `NR`), so that the kernel's loads are
+//! The micro-kernel (whose tile is `MR × NR`, the const parameters of these functions) walks
+//! the reduction dimension one step at a time and at each step reads `MR` elements of a
+//! column of A and `NR` elements of a row of B. Packing lays a block of A out as
+//! *micro-panels* of `MR` rows (`kc` groups of `MR` consecutive elements) and a block of B as
+//! micro-panels of `NR` columns (`kc` groups of `NR`), so that the kernel's loads are
 //! unit-stride and the panels stay resident in the cache level they were sized for, whatever
 //! the operands' strides. Rows or columns past the matrix edge are packed as zeros: the kernel
 //! always computes a whole tile and the driver keeps only its valid part.
 //!
 //! All of this is safe code over slices; operands are addressed through [`MatRef`], whose
 //! strides come from a validated tensor layout.
-
-use super::kernel::{MR, NR};
 
 /// A strided, read-only matrix over a slice: element `(i, j)` is at
 /// `offset + i * rs + j * cs`. Strides may be zero (broadcast) or negative (reversed views).
@@ -42,7 +41,7 @@ impl MatRef<'_> {
 
 /// Packs rows `i0 .. i0 + rows` (`rows <= MR`) and reduction steps `p0 .. p0 + kc` of `a`
 /// into one micro-panel: `panel[p * MR + i] = a[i0 + i, p0 + p]`, zero for `i >= rows`.
-pub(crate) fn pack_a_panel(
+pub(crate) fn pack_a_panel<const MR: usize>(
     a: &MatRef,
     i0: usize,
     rows: usize,
@@ -92,7 +91,14 @@ pub(crate) fn pack_a_panel(
 /// Packs reduction steps `p0 .. p0 + kc` and columns `j0 .. j0 + cols` of `b` into
 /// `cols.div_ceil(NR)` consecutive micro-panels of `kc * NR` elements each (see
 /// [`pack_b_panel`]).
-pub(crate) fn pack_b(b: &MatRef, p0: usize, kc: usize, j0: usize, cols: usize, dst: &mut [f32]) {
+pub(crate) fn pack_b<const NR: usize>(
+    b: &MatRef,
+    p0: usize,
+    kc: usize,
+    j0: usize,
+    cols: usize,
+    dst: &mut [f32],
+) {
     let panels = dst.chunks_exact_mut(kc * NR).take(cols.div_ceil(NR));
     if b.cs == 1 {
         // A row-major B is read row by row across all the panels: one panel at a time would
@@ -116,14 +122,21 @@ pub(crate) fn pack_b(b: &MatRef, p0: usize, kc: usize, j0: usize, cols: usize, d
     } else {
         for (t, panel) in panels.enumerate() {
             let j = t * NR;
-            pack_b_panel(b, p0, kc, j0 + j, NR.min(cols - j), panel);
+            pack_b_panel::<NR>(b, p0, kc, j0 + j, NR.min(cols - j), panel);
         }
     }
 }
 
 /// Packs reduction steps `p0 .. p0 + kc` and columns `j0 .. j0 + cols` (`cols <= NR`) of `b`
 /// into one micro-panel: `panel[p * NR + j] = b[p0 + p, j0 + j]`, zero for `j >= cols`.
-fn pack_b_panel(b: &MatRef, p0: usize, kc: usize, j0: usize, cols: usize, panel: &mut [f32]) {
+fn pack_b_panel<const NR: usize>(
+    b: &MatRef,
+    p0: usize,
+    kc: usize,
+    j0: usize,
+    cols: usize,
+    panel: &mut [f32],
+) {
     let panel = &mut panel[..kc * NR];
     if b.cs == 1 {
         // Rows are contiguous (a plain row-major B): each step copies one row segment. The
