@@ -6,6 +6,8 @@
 //! packs its operands from any strides. Integer matrices (rare: index arithmetic, counting)
 //! use a plain loop.
 
+use std::mem::MaybeUninit;
+
 use rayon::prelude::*;
 
 use super::elementwise::Num;
@@ -156,14 +158,16 @@ fn float_matmul<T: Elem + Num>(a: &Tensor, b: &Tensor, shape: &[usize]) -> Tenso
         bv.buffer::<T>().unwrap_or(&[]),
     );
     let mn = p.m * p.n;
-    let mut out = crate::buffer::zeroed::<T>(shape.iter().product());
+    let total: usize = shape.iter().product();
     if mn == 0 || p.k == 0 {
+        let out = crate::buffer::zeroed::<T>(total);
         return Tensor::from_host_unchecked(T::into_buffer(out), shape);
     }
     let macs = mn * p.k;
     let one = T::from_f64(1.0);
-    // Rows `rows` of matrix `i` of the batch into `dst`, their contiguous part of C.
-    let run_rows = |i: usize, rows: std::ops::Range<usize>, dst: &mut [T], par| {
+    // Rows `rows` of matrix `i` of the batch into `dst`, their contiguous part of C. The
+    // `gemm` crate writes every element of `dst` without reading it (`read_dst` is false).
+    let run_rows = |i: usize, rows: std::ops::Range<usize>, dst: &mut [MaybeUninit<T>], par| {
         // SAFETY: the offsets and strides come from layouts validated against these buffers
         // (every element of each [m, k] / [k, n] view lies inside its buffer, so row
         // `rows.start` of A does too), `dst` is an exclusive, contiguous block of
@@ -173,7 +177,7 @@ fn float_matmul<T: Elem + Num>(a: &Tensor, b: &Tensor, shape: &[usize]) -> Tenso
                 rows.len(),
                 p.n,
                 p.k,
-                dst.as_mut_ptr(),
+                dst.as_mut_ptr().cast::<T>(),
                 1,
                 p.n as isize,
                 false,
@@ -194,8 +198,26 @@ fn float_matmul<T: Elem + Num>(a: &Tensor, b: &Tensor, shape: &[usize]) -> Tenso
             )
         }
     };
-    let run = |i: usize, dst: &mut [T], par: gemm::Parallelism| run_rows(i, 0..p.m, dst, par);
+    let run = |i: usize, dst: &mut [MaybeUninit<T>], par: gemm::Parallelism| {
+        run_rows(i, 0..p.m, dst, par)
+    };
     let batches = p.a_offsets.len();
+    if batches * macs < PAR_MIN_MACS {
+        // Small products run to the end (no Ctrl-C check), so every element is written and
+        // the result needs no clearing first: at 64³ clearing it was a tenth of the call.
+        let mut out = crate::buffer::unfilled::<T>(total);
+        for (i, dst) in out.spare_capacity_mut()[..total].chunks_mut(mn).enumerate() {
+            run(i, dst, gemm::Parallelism::None);
+        }
+        // SAFETY: the loop above wrote all `total` elements: `batches` matrices of `mn`.
+        unsafe { out.set_len(total) };
+        return Tensor::from_host_unchecked(T::into_buffer(out), shape);
+    }
+    let mut out = crate::buffer::zeroed::<T>(total);
+    let uninit = |dst: &mut [T]| -> &mut [MaybeUninit<T>] {
+        // SAFETY: `MaybeUninit<T>` has `T`'s layout, and the kernel only writes `T`s.
+        unsafe { &mut *(std::ptr::from_mut(dst) as *mut [MaybeUninit<T>]) }
+    };
     if macs >= PAR_MIN_MACS && (batches == 1 || macs >= 4 * PAR_MIN_MACS) {
         let threads = gemm::Parallelism::Rayon(rayon::current_num_threads());
         let block_rows = (CANCEL_MACS / (p.n * p.k)).max(16).min(p.m);
@@ -206,19 +228,15 @@ fn float_matmul<T: Elem + Num>(a: &Tensor, b: &Tensor, shape: &[usize]) -> Tenso
                     break 'batch;
                 }
                 let start = b * block_rows;
-                run_rows(i, start..start + rows.len() / p.n, rows, threads);
+                run_rows(i, start..start + rows.len() / p.n, uninit(rows), threads);
             }
         }
-    } else if batches * macs >= PAR_MIN_MACS {
+    } else {
         out.par_chunks_mut(mn).enumerate().for_each(|(i, dst)| {
             if !crate::cancel::requested() {
-                run(i, dst, gemm::Parallelism::None);
+                run(i, uninit(dst), gemm::Parallelism::None);
             }
         });
-    } else {
-        for (i, dst) in out.chunks_mut(mn).enumerate() {
-            run(i, dst, gemm::Parallelism::None);
-        }
     }
     Tensor::from_host_unchecked(T::into_buffer(out), shape)
 }
