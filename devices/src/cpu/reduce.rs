@@ -275,11 +275,18 @@ fn fold_run<T: Num, F: Fold<T>>(f: F, run: &[T]) -> T {
             *a = f.combine(*a, v);
         }
     }
-    let mut total = f.identity();
-    for &v in chunks.remainder() {
-        total = f.combine(total, v);
-    }
-    // Combine lanes pairwise, which keeps float sums balanced.
+    finish_lanes(f, acc, chunks.remainder())
+}
+
+/// The end of a lane-wise fold: the elements past the last whole chunk folded in order, the
+/// lanes combined pairwise (which keeps float sums balanced), then the two together.
+#[inline(always)]
+fn finish_lanes<T: Num, F: Fold<T>, const LANES: usize>(
+    f: F,
+    mut acc: [T; LANES],
+    remainder: &[T],
+) -> T {
+    let total = remainder.iter().fold(f.identity(), |t, &v| f.combine(t, v));
     let mut width = LANES;
     while width > 1 {
         width /= 2;
@@ -321,18 +328,7 @@ fn fold_run_extreme<T: Num, F: Fold<T>, const MAX: bool>(f: F, run: &[T]) -> T {
     if nan.contains(&true) || remainder_nan {
         return fold_run(f, run);
     }
-    let mut total = f.identity();
-    for &v in chunks.remainder() {
-        total = f.combine(total, v);
-    }
-    let mut width = LANES;
-    while width > 1 {
-        width /= 2;
-        for i in 0..width {
-            acc[i] = f.combine(acc[i], acc[i + width]);
-        }
-    }
-    f.combine(acc[0], total)
+    finish_lanes(f, acc, chunks.remainder())
 }
 
 /// Folds a run block by block and combines the block results pairwise.

@@ -34,18 +34,18 @@ impl Avx2Fma {
 
 impl MicroKernel<MR, NR> for Avx2Fma {
     #[inline(always)]
-    fn tile(self, a: &[f32], b: &[f32], c: &mut [f32], ldc: usize, accumulate: bool) {
-        let kc = a.len() / MR;
-        // The driver slices every argument to fit; checking once per tile (hundreds of FMAs)
-        // is free, and makes the kernel's pointer arithmetic sound for any caller.
-        assert!(
-            b.len() >= kc * NR && ldc >= NR && c.len() >= (MR - 1) * ldc + NR,
-            "gemm micro-kernel: operand slices do not cover the tile"
-        );
-        // SAFETY: `self` exists only where AVX2 and FMA were detected, and the assertion above
-        // shows that the `kc` steps of A and B and the `MR` rows of `NR` elements of C (row
-        // stride `ldc`) lie inside the slices, with C borrowed exclusively.
-        unsafe { tile_avx2(kc, a.as_ptr(), b.as_ptr(), c.as_mut_ptr(), ldc, accumulate) }
+    unsafe fn tile_raw(
+        self,
+        kc: usize,
+        a: *const f32,
+        b: *const f32,
+        c: *mut f32,
+        ldc: usize,
+        accumulate: bool,
+    ) {
+        // SAFETY: `self` exists only where AVX2 and FMA were detected; the caller
+        // guarantees the pointer ranges.
+        unsafe { tile_avx2(kc, a, b, c, ldc, accumulate) }
     }
 }
 

@@ -26,12 +26,42 @@ pub(crate) use driver::{BLOCKING_AVX2, BLOCKING_AVX512, Blocking, Product};
 pub(crate) use kernel::Avx2Fma;
 pub(crate) use pack::MatRef;
 
-/// A register-blocked micro-kernel with `MR × NR` tiles: `C[0..MR, 0..NR] = A·B` (or `+=`
-/// when `accumulate`), where `a` and `b` are packed micro-panels of the same number of steps
-/// (`a.len() / MR`) and `c` starts at the tile's first element, with row stride `ldc`.
-/// Implemented by zero-sized tokens that exist only on CPUs with the kernel's instructions.
+/// A register-blocked micro-kernel with `MR × NR` tiles, implemented by zero-sized tokens
+/// that exist only on CPUs with the kernel's instructions.
 pub(crate) trait MicroKernel<const MR: usize, const NR: usize>: Copy + Send + Sync {
-    fn tile(self, a: &[f32], b: &[f32], c: &mut [f32], ldc: usize, accumulate: bool);
+    /// The kernel's loop over `kc` steps on raw pointers.
+    ///
+    /// # Safety
+    /// `a` must be valid for `kc * MR` reads, `b` for `kc * NR` reads, and `c` for reads and
+    /// writes of `NR` elements at each of `c + i * ldc`, `i < MR`, with C borrowed
+    /// exclusively.
+    unsafe fn tile_raw(
+        self,
+        kc: usize,
+        a: *const f32,
+        b: *const f32,
+        c: *mut f32,
+        ldc: usize,
+        accumulate: bool,
+    );
+
+    /// `C[0..MR, 0..NR] = A·B` (or `+=` when `accumulate`), where `a` and `b` are packed
+    /// micro-panels of the same number of steps (`a.len() / MR`) and `c` starts at the
+    /// tile's first element, with row stride `ldc`.
+    #[inline(always)]
+    fn tile(self, a: &[f32], b: &[f32], c: &mut [f32], ldc: usize, accumulate: bool) {
+        let kc = a.len() / MR;
+        // The driver slices every argument to fit; checking once per tile (hundreds of FMAs)
+        // is free, and makes the kernel's pointer arithmetic sound for any caller.
+        assert!(
+            b.len() >= kc * NR && ldc >= NR && c.len() >= (MR - 1) * ldc + NR,
+            "gemm micro-kernel: operand slices do not cover the tile"
+        );
+        // SAFETY: the assertion above shows that the `kc` steps of A and B and the `MR` rows
+        // of `NR` elements of C (row stride `ldc`) lie inside the slices, and `c` is a
+        // unique borrow.
+        unsafe { self.tile_raw(kc, a.as_ptr(), b.as_ptr(), c.as_mut_ptr(), ldc, accumulate) }
+    }
 }
 
 /// Which of our micro-kernels runs a product.
