@@ -435,6 +435,7 @@ impl Cli {
     fn run_command(self) -> Result<Status, CliError> {
         if let Some(n) = self.threads {
             let n = usize::try_from(n).unwrap_or(usize::MAX);
+            crate::session::set_eval_threads(n);
             rayon::ThreadPoolBuilder::new()
                 .num_threads(n)
                 .build_global()

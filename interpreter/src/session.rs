@@ -9,6 +9,7 @@
 //! statements before it did (like the Python REPL).
 
 use std::io::Write;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use devices::{CpuDevice, Device};
@@ -1276,9 +1277,50 @@ impl Session {
     }
 }
 
-/// Runs `f` on a thread with a `stack_bytes` stack (an internal error when no such thread
-/// can be made). A panic in `f` is a bug; it becomes an internal error rather than taking
-/// the process down.
+/// Threads of the pools evaluation runs in (0: one per core); see [`set_eval_threads`].
+static EVAL_THREADS: AtomicUsize = AtomicUsize::new(0);
+
+/// Sets how many threads the evaluation pools have (the CLI's `--threads`). Pools already
+/// made keep their size, so this is called before the first evaluation.
+pub fn set_eval_threads(n: usize) {
+    EVAL_THREADS.store(n, Ordering::Relaxed);
+}
+
+/// The rayon pool whose workers have `stack_bytes` stacks, made on first use and kept for
+/// the life of the process (a session normally uses one stack size, so there is one pool).
+///
+/// Evaluation runs *on* a worker of this pool, not on a thread of its own that hands
+/// parallel kernels to a pool: a kernel's `par_iter` from inside a worker runs in place,
+/// its caller taking part in the work, where a call from outside the pool queues the job
+/// and puts the caller to sleep until a worker has finished it. On two cores that sleep and
+/// wake-up around every parallel primitive took about a quarter of an eager MLP training
+/// step, and the idle evaluation thread made a third thread for two cores.
+fn eval_pool(stack_bytes: usize) -> Result<&'static rayon::ThreadPool, String> {
+    static POOLS: Mutex<Vec<(usize, &'static rayon::ThreadPool)>> = Mutex::new(Vec::new());
+    let mut pools = POOLS.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some((_, pool)) = pools.iter().find(|(size, _)| *size == stack_bytes) {
+        return Ok(pool);
+    }
+    let threads = match EVAL_THREADS.load(Ordering::Relaxed) {
+        0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+        n => n,
+    };
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(threads)
+        .stack_size(stack_bytes)
+        .thread_name(|i| format!("ms-eval-{i}"))
+        .build()
+        .map_err(|e| format!("cannot start the evaluation threads: {e}"))?;
+    // Leaked on purpose: the pool lives as long as the process, and `install` needs it to
+    // outlive every evaluation that borrows it.
+    let pool: &'static rayon::ThreadPool = Box::leak(Box::new(pool));
+    pools.push((stack_bytes, pool));
+    Ok(pool)
+}
+
+/// Runs `f` on a worker of the evaluation pool, whose threads have `stack_bytes` stacks (an
+/// internal error when no such thread can be made). A panic in `f` is a bug; it becomes an
+/// internal error rather than taking the process down.
 fn run_on_big_stack<T: Send>(
     state: &mut State,
     stack_bytes: usize,
@@ -1294,20 +1336,33 @@ fn run_on_big_stack<T: Send>(
             .with_note("please report this with the program that caused it"),
         )
     };
+    let panicked = |p: Box<dyn std::any::Any + Send>| {
+        let what = p
+            .downcast_ref::<&str>()
+            .map(|s| (*s).to_string())
+            .or_else(|| p.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "a panic".to_string());
+        Err(internal(&what))
+    };
+    let pool = eval_pool(stack_bytes).map_err(|e| internal(&e))?;
+    // From a plain thread `install` sleeps until the job is done, and on one of the pool's
+    // own workers it runs the job in place. A worker of *another* pool (a caller's
+    // `par_iter` over programs, as the tests have) would instead run that pool's other jobs
+    // while it waited, each starting an evaluation of its own on the same small stack, so
+    // such a caller gets a thread of its own, which it simply joins.
+    if pool.current_thread_index().is_some() || rayon::current_thread_index().is_none() {
+        return pool.install(|| {
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(state)))
+                .unwrap_or_else(panicked)
+        });
+    }
     std::thread::scope(|scope| {
         let handle = std::thread::Builder::new()
             .name("ms-eval".to_string())
             .stack_size(stack_bytes)
             .spawn_scoped(scope, || f(state));
         match handle {
-            Ok(h) => h.join().unwrap_or_else(|p| {
-                let what = p
-                    .downcast_ref::<&str>()
-                    .map(|s| (*s).to_string())
-                    .or_else(|| p.downcast_ref::<String>().cloned())
-                    .unwrap_or_else(|| "a panic".to_string());
-                Err(internal(&what))
-            }),
+            Ok(h) => h.join().unwrap_or_else(panicked),
             Err(e) => Err(internal(&format!(
                 "cannot start the evaluation thread: {e}"
             ))),
