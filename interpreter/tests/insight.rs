@@ -265,24 +265,16 @@ fn progress_and_logdir_leave_piped_output_alone() {
     let _ = fs::remove_dir_all(&dir);
 }
 
-/// On a terminal the bar is drawn, with its count, elapsed time, ETA and rate; a `print`
-/// inside the loop gets a line of its own (the bar steps aside), and so does the first
-/// output after the loop (the finished bar stays, followed by a line break). The terminal
-/// is a pseudo-terminal made by util-linux's `script`; without it the test says so and
-/// passes.
-#[test]
-fn progress_bar_draws_on_a_terminal() {
+/// Runs `ms loop.ms` (with `script` as `src`) in a pseudo-terminal made by util-linux's
+/// `script`, and returns the terminal's lines with the escape sequences (colours, line
+/// clears) taken out; `None` where `script` is not installed.
+fn run_on_a_terminal(name: &str, script: &str) -> Option<Vec<String>> {
     if Command::new("script").arg("--version").output().is_err() {
         println!("skipped: util-linux `script` is not installed, so there is no terminal");
-        return;
+        return None;
     }
-    let dir = scratch("tty");
-    fs::write(
-        dir.join("loop.ms"),
-        "let t = 0\nfor i in progress(0..40) {\n  t = t + i\n  if i == 20 { print(\"half\") }\n}\n\
-         print(\"total\", t)\n",
-    )
-    .expect("writable");
+    let dir = scratch(name);
+    fs::write(dir.join("loop.ms"), script).expect("writable");
     let command = format!("{} loop.ms", env!("CARGO_BIN_EXE_ms"));
     let out = Command::new("script")
         .args(["-qec", &command, "/dev/null"])
@@ -293,35 +285,84 @@ fn progress_bar_draws_on_a_terminal() {
         .expect("script runs");
     assert!(out.status.success(), "{out:?}");
     let screen = String::from_utf8_lossy(&out.stdout);
-    // The terminal's lines, with the escape sequences (colours, line clears) taken out.
-    let plain: String = {
-        let mut s = String::new();
-        let mut chars = screen.chars();
-        while let Some(c) = chars.next() {
-            if c == '\u{1b}' {
-                // CSI: ESC [ parameters, then one final letter.
-                for d in chars.by_ref() {
-                    if d.is_ascii_alphabetic() {
-                        break;
-                    }
+    let mut plain = String::new();
+    let mut chars = screen.chars();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' {
+            // CSI: ESC [ parameters, then one final letter.
+            for d in chars.by_ref() {
+                if d.is_ascii_alphabetic() {
+                    break;
                 }
-            } else {
-                s.push(c);
             }
+        } else {
+            plain.push(c);
         }
-        s
+    }
+    let _ = fs::remove_dir_all(&dir);
+    Some(
+        plain
+            .split(['\r', '\n'])
+            .map(|l| l.trim_end().to_string())
+            .collect(),
+    )
+}
+
+/// On a terminal the bar is drawn, with its count, elapsed time, ETA and rate; a `print`
+/// inside the loop gets a line of its own (the bar steps aside), and so does the first
+/// output after the loop (the finished bar stays, followed by a line break). Without
+/// `script` the test says so and passes.
+#[test]
+fn progress_bar_draws_on_a_terminal() {
+    let Some(lines) = run_on_a_terminal(
+        "tty",
+        "let t = 0\nfor i in progress(0..40) {\n  t = t + i\n  if i == 20 { print(\"half\") }\n}\n\
+         print(\"total\", t)\n",
+    ) else {
+        return;
     };
-    let lines: Vec<&str> = plain.split(['\r', '\n']).map(str::trim_end).collect();
+    let plain = lines.join("\n");
     assert!(
         lines
             .iter()
             .any(|l| l.contains("40/40") && l.contains("/s]")),
         "the finished bar with its rate:\n{plain}"
     );
-    assert!(lines.contains(&"half"), "print inside the loop:\n{plain}");
     assert!(
-        lines.contains(&"total 780"),
+        lines.iter().any(|l| l == "half"),
+        "print inside the loop:\n{plain}"
+    );
+    assert!(
+        lines.iter().any(|l| l == "total 780"),
         "output after the loop:\n{plain}"
     );
-    let _ = fs::remove_dir_all(&dir);
+}
+
+/// A loop over `batches(...)` gets a bar of its own once it has run for a second, with no
+/// `progress(...)` asked for, and the bar is cleared when the loop ends; a loop that ends
+/// sooner never shows one. Each of the 30 iterations here waits 60 ms, so the bar appears
+/// about halfway through.
+#[test]
+fn long_batch_loops_get_a_bar_on_a_terminal() {
+    let Some(lines) = run_on_a_terminal(
+        "tty-auto",
+        "let x = reshape(f32(arange(60)), [30, 2])\n\
+         let quick = 0.0\nfor b in batches(x, 10) { quick = quick + sum(b) }\n\
+         print(\"quick\", quick)\n\
+         let t = 0.0\nfor b in batches(x, 1) {\n  let t0 = time()\n  while time() - t0 < 0.06 { }\n  \
+         t = t + sum(b)\n}\nprint(\"total\", t)\n",
+    ) else {
+        return;
+    };
+    let plain = lines.join("\n");
+    let bars: Vec<&String> = lines.iter().filter(|l| l.contains("/30 [")).collect();
+    assert!(!bars.is_empty(), "the long loop's bar:\n{plain}");
+    assert!(
+        lines.iter().all(|l| !l.contains("/3 [")),
+        "no bar for the quick loop of 3 batches:\n{plain}"
+    );
+    assert!(lines.iter().any(|l| l == "quick 1770.0000"), "{plain}");
+    // Cleared at the end: the last thing on the screen is the output after the loop.
+    let last = lines.iter().rev().find(|l| !l.is_empty());
+    assert_eq!(last.map(String::as_str), Some("total 1770.0000"), "{plain}");
 }
