@@ -41,7 +41,7 @@ pub(crate) const BLOCKING_AVX2: Blocking = Blocking {
 /// and writes all of C once more, and with `kc` 256 those passes cost a tenth of the 2048²
 /// product, while the kernel keeps its FMA rate with B's micro-panel (`kc × NR`, 128 KiB)
 /// streaming from L2 and L3 instead of sitting in L1. One A micro-panel per block (`mc` = 12,
-/// 48 KiB, in L1) measured as fast as two or four; `kc` 512 and 768 were 2–6% slower at
+/// 48 KiB, the size of L1) measured as fast as two or four; `kc` 512 and 768 were 2–6% slower at
 /// 1024² and 2048², and 1536 the same as 1024.
 pub(crate) const BLOCKING_AVX512: Blocking = Blocking {
     mc: 12,
@@ -49,7 +49,8 @@ pub(crate) const BLOCKING_AVX512: Blocking = Blocking {
     nc: 4096,
 };
 
-/// Micro-panels of B per packing task: 128 columns, long enough rows for the row-wise copy.
+/// Micro-panels of B per packing task: 128 columns with the AVX2 kernel and 256 with the
+/// AVX-512 one, long enough rows for the row-wise copy.
 const B_GROUP: usize = 8;
 
 thread_local! {
