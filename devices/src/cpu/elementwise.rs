@@ -186,25 +186,40 @@ num_int!(i32);
 num_int!(i64);
 
 /// Maps a contiguous slice through `f` into a new vector, in parallel when large.
+///
+/// The result is allocated unfilled (every element gets written; clearing it first would be
+/// an extra pass over memory). A chunk that starts after Ctrl-C is skipped, and the result
+/// is then zeros, which `CpuDevice::exec` discards.
 pub(crate) fn map_slice<A: Elem, O: Elem>(src: &[A], f: impl Fn(A) -> O + Sync + Send) -> Vec<O> {
-    let mut out = crate::buffer::zeroed::<O>(src.len());
-    let run = |o: &mut [O], s: &[A]| {
+    let n = src.len();
+    let mut out = crate::buffer::unfilled::<O>(n);
+    let run = |o: &mut [std::mem::MaybeUninit<O>], s: &[A]| {
         for (d, &v) in o.iter_mut().zip(s) {
-            *d = f(v);
+            d.write(f(v));
         }
     };
-    if src.len() >= PAR_MIN_ELEMS {
-        // A chunk that starts after Ctrl-C is skipped; `CpuDevice::exec` discards the result.
-        out.par_chunks_mut(PAR_MIN_ELEMS)
+    let dst = &mut out.spare_capacity_mut()[..n];
+    let complete = if n >= PAR_MIN_ELEMS {
+        dst.par_chunks_mut(PAR_MIN_ELEMS)
             .zip(src.par_chunks(PAR_MIN_ELEMS))
-            .for_each(|(o, s)| {
-                if !crate::cancel::requested() {
+            .map(|(o, s)| {
+                let go = !crate::cancel::requested();
+                if go {
                     run(o, s);
                 }
-            });
+                go
+            })
+            .reduce(|| true, |a, b| a && b)
     } else {
-        run(&mut out, src);
+        run(dst, src);
+        true
+    };
+    if !complete {
+        return crate::buffer::zeroed(n);
     }
+    // SAFETY: the capacity is at least `n`, and no chunk was skipped: the chunks of `dst`
+    // and `src` pair up exactly, and `run` wrote every element of each.
+    unsafe { out.set_len(n) };
     out
 }
 

@@ -7,6 +7,8 @@
 //! each operand's stride along it. Kernels specialise the common inner strides (1 and 0) so
 //! the inner loops vectorise.
 
+use std::mem::MaybeUninit;
+
 use rayon::prelude::*;
 
 use super::PAR_MIN_ELEMS;
@@ -95,13 +97,12 @@ pub(crate) fn map2<A: Elem, B: Elem, O: Elem>(
         [av.layout().offset, bv.layout().offset],
     );
     let n: usize = shape.iter().product();
-    let mut out = crate::buffer::zeroed::<O>(n);
     let inner = plan.inner;
     if inner == 0 || n == 0 {
-        return out;
+        return Vec::new();
     }
     let [sa, sb] = plan.inner_strides;
-    let row = |r: usize, start: usize, dst: &mut [O]| {
+    let row = |r: usize, start: usize, dst: &mut [MaybeUninit<O>]| {
         let [oa, ob] = plan.row_offsets(r);
         let len = dst.len();
         let oa = (oa as isize + start as isize * sa) as usize;
@@ -113,32 +114,31 @@ pub(crate) fn map2<A: Elem, B: Elem, O: Elem>(
                     .zip(&abuf[oa..oa + len])
                     .zip(&bbuf[ob..ob + len])
                 {
-                    *d = f(x, y);
+                    d.write(f(x, y));
                 }
             }
             (1, 0) => {
                 let y = bbuf[ob];
                 for (d, &x) in dst.iter_mut().zip(&abuf[oa..oa + len]) {
-                    *d = f(x, y);
+                    d.write(f(x, y));
                 }
             }
             (0, 1) => {
                 let x = abuf[oa];
                 for (d, &y) in dst.iter_mut().zip(&bbuf[ob..ob + len]) {
-                    *d = f(x, y);
+                    d.write(f(x, y));
                 }
             }
             _ => {
                 for (i, d) in dst.iter_mut().enumerate() {
                     let x = abuf[(oa as isize + i as isize * sa) as usize];
                     let y = bbuf[(ob as isize + i as isize * sb) as usize];
-                    *d = f(x, y);
+                    d.write(f(x, y));
                 }
             }
         }
     };
-    for_rows(&mut out, inner, &row);
-    out
+    filled(n, inner, &row)
 }
 
 /// `map2` without views or a row plan, for small contiguous operands that have the
@@ -201,13 +201,12 @@ pub(crate) fn map3<A: Elem, B: Elem, C: Elem, O: Elem>(
         [av.layout().offset, bv.layout().offset, cv.layout().offset],
     );
     let n: usize = shape.iter().product();
-    let mut out = crate::buffer::zeroed::<O>(n);
     let inner = plan.inner;
     if inner == 0 || n == 0 {
-        return out;
+        return Vec::new();
     }
     let [sa, sb, sc] = plan.inner_strides;
-    let row = |r: usize, start: usize, dst: &mut [O]| {
+    let row = |r: usize, start: usize, dst: &mut [MaybeUninit<O>]| {
         let [oa, ob, oc] = plan.row_offsets(r);
         let oa = oa as isize + start as isize * sa;
         let ob = ob as isize + start as isize * sb;
@@ -227,12 +226,11 @@ pub(crate) fn map3<A: Elem, B: Elem, C: Elem, O: Elem>(
             let y = unit_run(bbuf, ob + at * sb, sb, dst.len(), &mut tb);
             let z = unit_run(cbuf, oc + at * sc, sc, dst.len(), &mut tc);
             for (((d, &x), &y), &z) in dst.iter_mut().zip(x).zip(y).zip(z) {
-                *d = f(x, y, z);
+                d.write(f(x, y, z));
             }
         }
     };
-    for_rows(&mut out, inner, &row);
-    out
+    filled(n, inner, &row)
 }
 
 /// Elements per piece of a row in [`map3`]: small enough for the scratch copies to stay in
@@ -264,39 +262,60 @@ fn unit_run<'s, T: Elem>(
     }
 }
 
-/// Runs `row(r, start, dst)` for every row of `out` (rows of length `inner`): `dst` is the
-/// part of row `r` that begins at element `start` of the row. Large outputs run in
-/// parallel; a long row is split into pieces so that one huge row still uses every thread.
-/// Once Ctrl-C is seen (`crate::cancel`) the pieces left are skipped: the output is then
-/// discarded by `CpuDevice::exec`.
-fn for_rows<O: Elem>(out: &mut [O], inner: usize, row: &(impl Fn(usize, usize, &mut [O]) + Sync)) {
-    if out.len() < PAR_MIN_ELEMS {
-        for (r, dst) in out.chunks_mut(inner).enumerate() {
+/// A vector of `n` elements, rows of length `inner`, each written by `row(r, start, dst)`
+/// for every part `dst` of row `r` that begins at element `start` of the row. The result
+/// is allocated unfilled, since every element gets written: clearing it first would be a
+/// whole extra pass over memory (a `memset` of reused memory, or the kernel zeroing fresh
+/// pages). Large outputs run in parallel; a long row is split into pieces so that one huge
+/// row still uses every thread. Once Ctrl-C is seen (`crate::cancel`) the pieces left are
+/// skipped, and the result is then zeros, which `CpuDevice::exec` discards.
+fn filled<O: Elem>(
+    n: usize,
+    inner: usize,
+    row: &(impl Fn(usize, usize, &mut [MaybeUninit<O>]) + Sync),
+) -> Vec<O> {
+    let mut out = crate::buffer::unfilled::<O>(n);
+    let dst = &mut out.spare_capacity_mut()[..n];
+    let complete = if n < PAR_MIN_ELEMS {
+        for (r, dst) in dst.chunks_mut(inner).enumerate() {
             row(r, 0, dst);
         }
+        true
     } else if inner >= PAR_MIN_ELEMS {
-        for (r, dst) in out.chunks_mut(inner).enumerate() {
+        dst.chunks_mut(inner).enumerate().all(|(r, dst)| {
             dst.par_chunks_mut(PAR_MIN_ELEMS)
                 .enumerate()
-                .for_each(|(p, piece)| {
-                    if !crate::cancel::requested() {
+                .map(|(p, piece)| {
+                    let go = !crate::cancel::requested();
+                    if go {
                         row(r, p * PAR_MIN_ELEMS, piece);
                     }
-                });
-        }
+                    go
+                })
+                .reduce(|| true, |a, b| a && b)
+        })
     } else {
         let rows_per_task = (PAR_MIN_ELEMS / inner).max(1);
-        out.par_chunks_mut(inner * rows_per_task)
+        dst.par_chunks_mut(inner * rows_per_task)
             .enumerate()
-            .for_each(|(t, chunk)| {
-                if crate::cancel::requested() {
-                    return;
+            .map(|(t, chunk)| {
+                let go = !crate::cancel::requested();
+                if go {
+                    for (i, dst) in chunk.chunks_mut(inner).enumerate() {
+                        row(t * rows_per_task + i, 0, dst);
+                    }
                 }
-                for (i, dst) in chunk.chunks_mut(inner).enumerate() {
-                    row(t * rows_per_task + i, 0, dst);
-                }
-            });
+                go
+            })
+            .reduce(|| true, |a, b| a && b)
+    };
+    if !complete {
+        return crate::buffer::zeroed(n);
     }
+    // SAFETY: the capacity is at least `n` (`unfilled`), and no piece was skipped: the rows
+    // cover `0..n` and each call of `row` wrote every element of its `dst`.
+    unsafe { out.set_len(n) };
+    out
 }
 
 #[cfg(test)]
