@@ -19,11 +19,16 @@ pub(crate) fn iota(shape: &[usize], axis: usize, dtype: DType) -> Tensor {
 pub(crate) fn full(shape: &[usize], dtype: DType, value: f64) -> Tensor {
     let n: usize = shape.iter().product();
     with_elem!(dtype, T => {
-        let mut data = crate::buffer::zeroed::<T>(n);
         let v = T::from_f64(value);
-        if v != T::default() {
-            data.fill(v);
-        }
+        // Zeros come cleared from the allocator (fresh pages need no pass at all); any other
+        // value is written once into an unfilled vector rather than over cleared memory.
+        let data = if v == T::default() {
+            crate::buffer::zeroed::<T>(n)
+        } else {
+            let mut data = crate::buffer::unfilled::<T>(n);
+            data.resize(n, v);
+            data
+        };
         Tensor::from_host_unchecked(T::into_buffer(data), shape)
     }, else Tensor::scalar(0.0f32))
 }
