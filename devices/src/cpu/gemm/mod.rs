@@ -64,6 +64,98 @@ pub(crate) trait MicroKernel<const MR: usize, const NR: usize>: Copy + Send + Sy
     }
 }
 
+/// Implements [`MicroKernel`] for a CPU-feature token with one register-blocked loop, given
+/// the instruction set's vector intrinsics. Each kernel keeps `MR` rows of two vectors of
+/// C in registers for the whole reduction; per step it loads two vectors of B's row,
+/// broadcasts `MR` elements of A's column and issues `2 · MR` independent FMAs. Rust's
+/// `target_feature` lets LLVM allocate the accumulators to registers and schedule the FMAs;
+/// the code only fixes the data flow. `a_lines` is how many cache lines of A's panel are
+/// prefetched per four steps.
+macro_rules! micro_kernel {
+    (
+        $token:ty, feature: $feature:literal, tile: ($mr:expr, $nr:expr), lanes: $lanes:expr,
+        zero: $zero:path, load: $load:path, store: $store:path, add: $add:path,
+        fma: $fma:path, splat: $splat:path, a_lines: $a_lines:expr $(,)?
+    ) => {
+        impl super::MicroKernel<$mr, $nr> for $token {
+            #[target_feature(enable = $feature)]
+            unsafe fn tile_raw(
+                self,
+                kc: usize,
+                a: *const f32,
+                b: *const f32,
+                c: *mut f32,
+                ldc: usize,
+                accumulate: bool,
+            ) {
+                use std::arch::x86_64::{_MM_HINT_T0, _mm_prefetch};
+                const ROWS: usize = $mr;
+                const COLS: usize = $nr;
+                // C's tile is read and written once, after the loop; asking for its lines
+                // now lets the misses (C is far larger than any cache level the blocking
+                // reserves for it) overlap with the FMAs instead of stalling the stores.
+                for i in 0..ROWS {
+                    let row = c.wrapping_add(i * ldc).cast::<i8>();
+                    _mm_prefetch::<_MM_HINT_T0>(row);
+                    _mm_prefetch::<_MM_HINT_T0>(row.wrapping_add(COLS * 4 - 1));
+                }
+                let mut acc = [[$zero(); 2]; ROWS];
+                // One reduction step. (A macro rather than a closure, so that it is certainly
+                // compiled with this function's target features.)
+                macro_rules! step {
+                    ($p:expr) => {{
+                        let p: usize = $p;
+                        // SAFETY: `p < kc`, so step `p` of A's panel (`ROWS` elements) and
+                        // of B's (`COLS`) lie inside the ranges the caller guarantees.
+                        unsafe {
+                            let pb = b.add(p * COLS);
+                            let (b0, b1) = ($load(pb), $load(pb.add($lanes)));
+                            for (i, row) in acc.iter_mut().enumerate() {
+                                let x = $splat(*a.add(p * ROWS + i));
+                                row[0] = $fma(x, b0, row[0]);
+                                row[1] = $fma(x, b1, row[1]);
+                            }
+                        }
+                    }};
+                }
+                // Four steps per iteration, with a prefetch of A's panel a few lines ahead:
+                // A streams from L2 and, unlike B, is not reused from L1.
+                let mut p = 0;
+                while p + 4 <= kc {
+                    let ahead = a.wrapping_add((p + 16) * ROWS).cast::<i8>();
+                    for line in 0..$a_lines {
+                        _mm_prefetch::<_MM_HINT_T0>(ahead.wrapping_add(64 * line));
+                    }
+                    step!(p);
+                    step!(p + 1);
+                    step!(p + 2);
+                    step!(p + 3);
+                    p += 4;
+                }
+                while p < kc {
+                    step!(p);
+                    p += 1;
+                }
+                for (i, row) in acc.iter().enumerate() {
+                    // SAFETY: row `i < ROWS` of the tile is `c[i*ldc .. i*ldc + COLS]`, which
+                    // the caller guarantees is valid for reads and writes.
+                    unsafe {
+                        let p = c.add(i * ldc);
+                        let (mut v0, mut v1) = (row[0], row[1]);
+                        if accumulate {
+                            v0 = $add(v0, $load(p));
+                            v1 = $add(v1, $load(p.add($lanes)));
+                        }
+                        $store(p, v0);
+                        $store(p.add($lanes), v1);
+                    }
+                }
+            }
+        }
+    };
+}
+use micro_kernel;
+
 /// Which of our micro-kernels runs a product.
 #[derive(Clone, Copy, Debug)]
 pub(crate) enum Isa {
