@@ -16,6 +16,8 @@ use std::path::{Path, PathBuf};
 
 use interpreter::{OnnxOptions, Options, Session};
 
+mod support;
+
 /// A fresh folder for a test's files.
 fn fresh_dir(name: &str) -> PathBuf {
     let dir = std::env::temp_dir().join(format!("ms-msir-{}-{name}", std::process::id()));
@@ -210,24 +212,7 @@ fn sample_case(root: &Path, c: &Sample<'_>) {
         args,
         input,
     } = *c;
-    let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
-    let dir = root.join(case);
-    std::fs::create_dir_all(&dir).expect("a case folder");
-    let path = repo.join("samples").join(sample);
-    let text = std::fs::read_to_string(&path).expect("the sample");
-    let script_args: Vec<String> = script_args
-        .iter()
-        .map(|a| a.replace("REPO", &repo.display().to_string()))
-        .collect();
-    let mut s = Session::with_options(Options {
-        capture_output: true,
-        script_path: Some(path.clone()),
-        script_args,
-        logdir: Some(dir.join("runs")),
-        ..Options::default()
-    });
-    s.mute_summaries();
-    ok(&mut s, &text, case);
+    let (mut s, dir) = support::run_sample(root, case, sample, script_args);
     let ckpt = dir.join("params.safetensors");
     ok(
         &mut s,

@@ -18,6 +18,8 @@ use std::process::Command;
 use devices::{CpuDevice, HostBuffer, Tensor};
 use interpreter::onnx::{self, ExportError, ExportSpec, InputRole, OutputRole};
 use interpreter::{OnnxOptions, Options, Session};
+
+mod support;
 use ir::graph::Type;
 use ir::{DType, Dim, Prim};
 use onnx_proto::onnx as pb;
@@ -948,26 +950,7 @@ fn write_sample_case(
     name: &str,
     args: &str,
 ) -> pb::ModelProto {
-    let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
-    let dir = root.join(case);
-    std::fs::create_dir_all(&dir).expect("a case folder");
-    let path = repo.join("samples").join(sample);
-    let text = std::fs::read_to_string(&path).expect("the sample");
-    // The samples' data paths are relative to the repository root: they are given whole.
-    let script_args: Vec<String> = script_args
-        .iter()
-        .map(|a| a.replace("REPO", &repo.display().to_string()))
-        .collect();
-    let mut s = Session::with_options(Options {
-        capture_output: true,
-        script_path: Some(path.clone()),
-        script_args,
-        logdir: Some(dir.join("runs")),
-        ..Options::default()
-    });
-    s.mute_summaries();
-    let o = s.eval(&text);
-    assert!(!o.has_errors(), "{case}: {:?}", o.diagnostics);
+    let (mut s, dir) = support::run_sample(root, case, sample, script_args);
     let ckpt = dir.join("params.safetensors");
     let o = s.eval(
         &extra
