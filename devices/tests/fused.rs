@@ -1,6 +1,9 @@
 //! The fused executor against the nodes it replaces: each case is a graph of elementwise
 //! nodes, run once as it is (node by node) and once after the fusion pass (one `fused`
-//! node the CPU runs over tiles); every output must be the same, bit for bit. The sizes
+//! node the CPU runs over tiles); every output must be the same, bit for bit, except that
+//! a NaN may come out with another sign or payload: IEEE 754 leaves those unspecified for
+//! arithmetic, and LLVM may swap the operands of a commutative `+` or `*` (x86 keeps the
+//! first operand's NaN), which it does when one operand is a broadcast scalar. The sizes
 //! straddle the tile (1024 elements) and the parallel task (16 tiles, and the 32 Ki
 //! elements from which work goes parallel); the operands cover every way an input is read
 //! (in place, a repeating row, a scalar, a column made contiguous first) and both float
@@ -46,13 +49,19 @@ fn tensor(g: &mut Gen, dtype: &str, shape: &[usize]) -> Tensor {
     }
 }
 
-/// The elements of `t` as bit patterns, whatever its dtype.
+/// The elements of `t` as bit patterns, whatever its dtype, every NaN as one pattern.
 fn bits(t: &Tensor) -> Vec<u64> {
     if let Some(v) = t.to_vec::<f32>() {
-        return v.iter().map(|x| u64::from(x.to_bits())).collect();
+        return v
+            .iter()
+            .map(|x| u64::from(if x.is_nan() { f32::NAN } else { *x }.to_bits()))
+            .collect();
     }
     if let Some(v) = t.to_vec::<f64>() {
-        return v.iter().map(|x| x.to_bits()).collect();
+        return v
+            .iter()
+            .map(|x| if x.is_nan() { f64::NAN } else { *x }.to_bits())
+            .collect();
     }
     if let Some(v) = t.to_vec::<bool>() {
         return v.iter().map(|&x| u64::from(x)).collect();
@@ -503,4 +512,53 @@ fn a_reduction_read_inside_its_group_runs_node_by_node() {
             -3.0, -2.0, -1.0, 0.0, -3.0, -2.0, -1.0, 0.0, -3.0, -2.0, -1.0, 0.0
         ]
     );
+}
+
+/// When rows of the last axis are long (at least 512 elements), tiles are single rows and
+/// inputs that repeat along them are read in place: a value per row (a column, or a plane
+/// broadcast along two axes) as a scalar, a row vector (a bias, or a slice of a wider
+/// tensor) as a run of its buffer. Rank 3 exercises the row's offset through two leading
+/// axes; the group ends in a row sum, so rows are whole tiles either way.
+#[test]
+fn long_rows_read_repeating_inputs_in_place() {
+    let mut rng = Gen(11);
+    for dtype in ["f32", "f64"] {
+        for (a, b, c) in [
+            (2usize, 3usize, 700usize),
+            (1, 1, 512),
+            (3, 40, 513),
+            (2, 5, 2048),
+        ] {
+            let g = graph(
+                dtype,
+                &[
+                    ("x", &format!("[{a}, {b}, {c}]")),
+                    ("bias", &format!("[{c}]")),
+                    ("col", &format!("[{a}, {b}, 1]")),
+                    ("plane", &format!("[{a}, 1, 1]")),
+                    ("y", &format!("[{a}, {b}, {}]", c + 7)),
+                ],
+                &format!("{{t}}[{a}, {b}, {c}], {{t}}[{a}, {b}]"),
+                &"  %ys: {t}[A, B, C] = slice %y {dims: [(0, A, 1), (0, B, 1), (3, C, 1)]}
+  %p: {t}[A, B, C] = mul %x, %bias
+  %q: {t}[A, B, C] = add %p, %col
+  %r: {t}[A, B, C] = sub %plane, %q
+  %u: {t}[A, B, C] = mul %r, %ys
+  %v: {t}[A, B, C] = tanh %u
+  %s: {t}[A, B] = sum %v {axes: [2], keepdims: false}
+  yield %u, %s"
+                    .replace('A', &a.to_string())
+                    .replace('B', &b.to_string())
+                    .replace('C', &c.to_string()),
+            );
+            let inputs = [
+                tensor(&mut rng, dtype, &[a, b, c]),
+                tensor(&mut rng, dtype, &[c]),
+                tensor(&mut rng, dtype, &[a, b, 1]),
+                tensor(&mut rng, dtype, &[a, 1, 1]),
+                tensor(&mut rng, dtype, &[a, b, c + 7]),
+            ];
+            check(&format!("rows {dtype} {a}x{b}x{c}"), &g, &inputs);
+        }
+    }
 }

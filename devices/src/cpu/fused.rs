@@ -13,7 +13,12 @@
 //! broadcast. An input whose view at the output's shape is contiguous is read in place;
 //! any other (a bias row repeating along leading axes, a per-row value repeating along
 //! the last axis, a transposed or sliced view) is gathered per tile through its strides
-//! (`tensor::Walk`), run by run, so no broadcast is ever materialised. The remaining
+//! (`tensor::Walk`), run by run, so no broadcast is ever materialised. When the last axis
+//! is long ([`ROW_MIN`] to [`ROW_CAP`] elements) and some input repeats along its rows,
+//! tiles are single rows instead, and such an input is read in place without a gather: a
+//! value per row (a `[..., 1]` column) is the tile's scalar operand, a unit-stride row (a
+//! bias vector, a slice) the tile's slice of its buffer. Softmax's `x - max` and its
+//! gradient's `e * (g / s)` read their per-row values that way. The remaining
 //! steps get scratch buffers, reused once a register is dead (a linear scan over the
 //! program), so a long chain needs only a few tiles of scratch.
 //!
@@ -57,6 +62,11 @@ const TASK: usize = TILE * 16;
 /// declined; the schedule then runs the elementwise part fused, in parallel tasks, and the
 /// reductions with the reduce kernel, which splits a long row into parallel blocks.
 const ROW_CAP: usize = TASK;
+
+/// The shortest row that tiles of one row each may take (see the module doc): below it a
+/// tile would be too short for a step's loop to repay its dispatch, and inputs that repeat
+/// along rows are gathered per tile instead.
+const ROW_MIN: usize = 512;
 
 /// The float element types the executor runs.
 pub(crate) trait Float: Num + Bounded {
@@ -201,6 +211,12 @@ enum Reg<'a, T> {
     Strided(&'a [T], &'a Walk, usize),
     /// A bool input read through a strided walk.
     BStrided(&'a [bool], &'a Walk, usize),
+    /// A float input that is one value per row of the last axis (a `[..., 1]` column
+    /// broadcast along it), when tiles are single rows: the tile's value, read in place.
+    RowConst(&'a [T], &'a Rows),
+    /// A float input whose rows are unit-stride runs of its buffer (a row vector broadcast
+    /// along leading axes, say), when tiles are single rows: the tile's row, read in place.
+    RowSlice(&'a [T], &'a Rows),
     /// A float scalar.
     Const(T),
     /// A bool scalar.
@@ -216,6 +232,59 @@ enum Reg<'a, T> {
     /// The result of reduction `k` of the run (see [`Ctx::reductions`]): an output only,
     /// never a step's operand.
     Reduced(usize),
+}
+
+/// A held input seen at the output's shape: the view, its walk when it is not contiguous,
+/// and its rows when tiles are single rows and it repeats along them.
+type View = (Tensor, Option<Walk>, Option<Rows>);
+
+/// Where each row of the last axis of an input's view starts in its buffer, for tiles of
+/// one row each.
+#[derive(Debug)]
+struct Rows {
+    /// The view's offset.
+    offset: isize,
+    /// (size, stride) of the axes before the last, outermost first.
+    lead: Vec<(usize, isize)>,
+    /// The length of a row (the last axis).
+    len: usize,
+}
+
+impl Rows {
+    /// The rows of `view`, a view whose walk stays inside its buffer (checked by
+    /// `Walk::new`, so no offset computed here leaves it).
+    fn new(view: &Tensor) -> Option<Rows> {
+        let l = view.layout();
+        let (&len, lead) = l.shape.split_last()?;
+        Some(Rows {
+            offset: isize::try_from(l.offset).ok()?,
+            lead: lead
+                .iter()
+                .copied()
+                .zip(l.strides.iter().copied())
+                .collect(),
+            len,
+        })
+    }
+
+    /// The buffer offset of the element at flat index `start` of the view, and how many
+    /// elements of its row follow it (itself included).
+    #[inline(always)]
+    fn at(&self, start: usize) -> (usize, usize) {
+        let mut r = start / self.len;
+        let col = start - r * self.len;
+        let mut off = self.offset;
+        // The row index is below the product of the leading sizes, so the outermost axis
+        // takes what the inner ones leave without a division.
+        if let Some((&(_, outer), inner)) = self.lead.split_first() {
+            for &(d, s) in inner.iter().rev() {
+                off += (r % d) as isize * s;
+                r /= d;
+            }
+            off += r as isize * outer;
+        }
+        (off as usize, self.len - col)
+    }
 }
 
 /// An operand as a step sees it on one tile.
@@ -265,12 +334,17 @@ fn run<T: Float>(
         return None;
     }
     let n: usize = shape.iter().product();
-    let cut = Cut::new(kernel, shape)?;
+    let mut cut = Cut::new(kernel, shape)?;
+    // Tiles may be single rows of the last axis (see the module doc) when rows are long
+    // enough that a step's loop over one row costs more than its dispatch, and the group's
+    // reductions (if any) fold that axis alone.
+    let row_len = shape.last().copied().unwrap_or(0);
+    let by_rows = kernel.reduced_axes() <= 1 && (ROW_MIN..=ROW_CAP).contains(&row_len);
     // Every held input is seen at the output's shape (a broadcast view where it has fewer
     // elements; no copy), and read in place when that view is contiguous or else walked
     // tile by tile through its strides. Lent buffers are set aside, to become their
     // outputs' destinations.
-    let mut views: Vec<Option<(Tensor, Option<Walk>)>> = Vec::with_capacity(inputs.len());
+    let mut views: Vec<Option<View>> = Vec::with_capacity(inputs.len());
     let mut lent_bufs: Vec<(usize, &mut HostBuffer)> = Vec::new();
     for input in inputs {
         match input {
@@ -289,7 +363,15 @@ fn run<T: Float>(
                     };
                     Some(Walk::new(view.layout(), len)?)
                 };
-                views.push(Some((view, walk)));
+                // A float input walked by rows that are one value, or a unit-stride run,
+                // each is read in place when tiles are single rows.
+                let rows = match view.layout().strides.last() {
+                    Some(0 | 1) if by_rows && walk.is_some() && view.dtype() != DType::Bool => {
+                        Rows::new(&view)
+                    }
+                    _ => None,
+                };
+                views.push(Some((view, walk, rows)));
             }
             Input::Lent { output, buf } => {
                 views.push(None);
@@ -305,7 +387,7 @@ fn run<T: Float>(
     let mut lent: Vec<(usize, usize)> = Vec::new();
     let mut lent_outputs = lent_bufs.iter().map(|(o, _)| *o);
     for (i, view) in views.iter().enumerate() {
-        let Some((t, walk)) = view else {
+        let Some((t, walk, rows)) = view else {
             let output = lent_outputs.next()?;
             let bool_input = kernel.inputs.get(i)?.dtype == DType::Bool;
             let reg = if bool_input {
@@ -342,6 +424,14 @@ fn run<T: Float>(
             match walk {
                 _ if single => Reg::Const(*buf.get(t.layout().offset)?),
                 None => Reg::Slice(t.as_slice::<T>()?),
+                Some(_) if let Some(rows) = rows => {
+                    cut = Cut::rows(row_len);
+                    if l.strides.last() == Some(&0) {
+                        Reg::RowConst(buf, rows)
+                    } else {
+                        Reg::RowSlice(buf, rows)
+                    }
+                }
                 Some(w) => {
                     t_slots += 1;
                     gathers.push(regs.len());
@@ -601,6 +691,15 @@ struct Cut {
 }
 
 impl Cut {
+    /// Tiles of one row of `len` elements each (the rows the reductions fold, if any).
+    fn rows(len: usize) -> Cut {
+        Cut {
+            row: len,
+            tile: len,
+            task: len * (TASK / len).max(1),
+        }
+    }
+
     /// The cut of a run of `kernel` whose elementwise steps run at `shape`, or `None` when
     /// its rows are empty or longer than [`ROW_CAP`] (or `shape` lacks the reduced axes).
     fn new(kernel: &Kernel, shape: &[usize]) -> Option<Cut> {
@@ -792,7 +891,9 @@ impl<'a, T: Copy> AnyArg<'a, T> {
 }
 
 /// Register `reg` on the tile `start..start + len`; `None` for a reduction's result, which
-/// is not an elementwise value.
+/// is not an elementwise value. Inlined into the tile loop: a call per operand per step
+/// costs a quarter of a fused softmax's time (the returned operand passes through memory).
+#[inline(always)]
 fn arg<'s, T: Copy>(
     reg: Reg<'s, T>,
     scr: &'s Scratch<T>,
@@ -807,6 +908,15 @@ fn arg<'s, T: Copy>(
         Reg::Strided(_, _, s) | Reg::Slot(s) | Reg::Lent(s) => AnyArg::T(Arg::V(&scr.t[s][..len])),
         Reg::BStrided(_, _, s) | Reg::BSlot(s) | Reg::BLent(s) => {
             AnyArg::B(Arg::V(&scr.b[s][..len]))
+        }
+        Reg::RowConst(buf, rows) => AnyArg::T(Arg::S(*buf.get(rows.at(start).0)?)),
+        Reg::RowSlice(buf, rows) => {
+            let (off, left) = rows.at(start);
+            if len > left {
+                return None;
+            }
+            // The row's elements run at unit stride from `off`, plus the column.
+            AnyArg::T(Arg::V(buf.get(off + (rows.len - left)..)?.get(..len)?))
         }
         Reg::Reduced(_) => return None,
     })

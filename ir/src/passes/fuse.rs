@@ -20,6 +20,14 @@
 //! node that does not read it may still join. Reductions over other axes, or of a value
 //! computed outside the group (a graph input, say), stay plain nodes, as do arg-reductions.
 //!
+//! **Recomputing instead of writing.** A value that a group writes out only for other
+//! groups to read is recomputed by each of them when that costs less than the pass over
+//! memory it saves (see [`recompute`]): softmax's `exp(x - max)` is summed by one group,
+//! and the gradient's group computes it again from `x` and the per-row maximum instead of
+//! reading 16 MB back. The reading group copies the value's cone of members into its own
+//! region; the first group no longer yields the value, and members that then feed nothing
+//! are left out. The copies compute exactly what the originals computed.
+//!
 //! **Why that keeps the graph valid.** The fused node takes the place of the group's last
 //! member. Every operand a member reads from outside is defined before that member, so
 //! before the fused node; and since a group takes no member after an outside node has read
@@ -41,7 +49,7 @@ use crate::graph::{
     BlockId, BuildError, Graph, GraphBuilder, NodeId, NodeKind, Rewrite, Type, ValueDef, ValueId,
     rewrite,
 };
-use crate::prim::Category;
+use crate::prim::{Category, UnaryKind};
 use crate::{Op, Shape};
 
 /// `g` with its elementwise groups fused.
@@ -126,6 +134,115 @@ fn scalar_constant(g: &Graph, v: ValueId) -> Option<&Op> {
         NodeKind::Prim(op @ Op::Full { shape, .. }) if shape.rank() == 0 => Some(op),
         _ => None,
     }
+}
+
+/// The most nodes a recomputed value's cone may hold (see [`recompute`]).
+const CONE_NODES: usize = 6;
+
+/// The members of the group `set` that value `v` depends on within the group (its
+/// *cone*, every one elementwise) and the values the cone reads from outside the group
+/// (scalar constants excepted), or `None` when recomputing `v` would cost too much: more
+/// than [`CONE_NODES`] nodes, or more than one transcendental function (`exp`, `tanh`,
+/// ...), which costs as much on a CPU as writing its value and reading it back.
+fn cone(g: &Graph, v: ValueId, set: &HashSet<NodeId>) -> Option<(Vec<NodeId>, Vec<ValueId>)> {
+    let (mut nodes, mut outside) = (Vec::new(), Vec::new());
+    let mut seen = HashSet::new();
+    let mut stack = vec![v];
+    let mut transcendental = 0;
+    while let Some(x) = stack.pop() {
+        if !seen.insert(x) {
+            continue;
+        }
+        match g.value(x).def {
+            ValueDef::Result { node, .. } if set.contains(&node) => {
+                fusible(g, node)?;
+                if let NodeKind::Prim(Op::Unary { op }) = &g.node(node).kind
+                    && op.kind() == UnaryKind::Float
+                {
+                    transcendental += 1;
+                }
+                nodes.push(node);
+                stack.extend(g.node(node).operands.iter().copied());
+            }
+            _ if scalar_constant(g, x).is_some() => {}
+            _ => outside.push(x),
+        }
+    }
+    (nodes.len() <= CONE_NODES && transcendental <= 1).then_some((nodes, outside))
+}
+
+/// Which values of the finished groups `live` of block `b` the groups that read them
+/// compute again instead: per reading group, the members of other groups it copies into
+/// its region; and the values no longer written out (see the module doc).
+///
+/// A value qualifies when every node outside its group that reads it is a member of
+/// another group, and its cone reads at most one value of its own shape from outside
+/// (every other outside value is smaller: a broadcast row or column, a scalar). A reader
+/// then reads that one operand instead of the value (the same traffic) and the group
+/// that computed it no longer writes it, so a whole pass of writing and reading back is
+/// saved. A value that a recomputed cone reads from outside stays written (no chains), and
+/// a cone never reads a value that is itself recomputed.
+fn recompute(
+    g: &Graph,
+    b: BlockId,
+    groups: &[Group],
+    shape_of: &[Shape],
+    live: &[usize],
+    group_of: &HashMap<NodeId, usize>,
+    read_by: &HashMap<ValueId, Vec<NodeId>>,
+) -> (HashMap<usize, Vec<NodeId>>, HashSet<ValueId>) {
+    let yields = &g.block(b).yields;
+    let mut extra: HashMap<usize, Vec<NodeId>> = HashMap::new();
+    let mut unread: HashSet<ValueId> = HashSet::new();
+    // Values that an accepted cone reads from outside: they must stay written.
+    let mut needed: HashSet<ValueId> = HashSet::new();
+    for &i in live {
+        let set: HashSet<NodeId> = groups[i].members.iter().copied().collect();
+        for &m in &groups[i].members {
+            let Some(shape) = fusible(g, m) else {
+                continue;
+            };
+            let v = g.node(m).results[0];
+            if yields.contains(&v) || needed.contains(&v) {
+                continue;
+            }
+            let outside: Vec<NodeId> = read_by
+                .get(&v)
+                .into_iter()
+                .flatten()
+                .copied()
+                .filter(|n| !set.contains(n))
+                .collect();
+            let targets: Option<Vec<usize>> = outside
+                .iter()
+                .map(|n| {
+                    group_of
+                        .get(n)
+                        .copied()
+                        .filter(|&j| j != i && shape_of[j] == *shape)
+                })
+                .collect();
+            let Some(targets) = targets.filter(|t| !t.is_empty()) else {
+                continue;
+            };
+            let Some((nodes, reads)) = cone(g, v, &set) else {
+                continue;
+            };
+            let full = reads
+                .iter()
+                .filter(|&&x| matches!(g.ty(x), Type::Tensor(t) if t.shape == *shape))
+                .count();
+            if full > 1 || reads.iter().any(|x| unread.contains(x)) {
+                continue;
+            }
+            for j in targets {
+                extra.entry(j).or_default().extend(nodes.iter().copied());
+            }
+            needed.extend(reads);
+            unread.insert(v);
+        }
+    }
+    (extra, unread)
 }
 
 /// One group being formed.
@@ -287,26 +404,89 @@ impl Plan<'_> {
             .enumerate()
             .map(|(k, &n)| (n, k))
             .collect();
-        for group in groups {
-            if group.gone || group.members.len() < 2 {
-                continue;
+        let live: Vec<usize> = (0..groups.len())
+            .filter(|&i| !groups[i].gone && groups[i].members.len() >= 2)
+            .collect();
+        let mut group_of: HashMap<NodeId, usize> = HashMap::new();
+        for &i in &live {
+            for &m in &groups[i].members {
+                group_of.insert(m, i);
             }
-            let mut members = group.members;
-            members.sort_by_key(|n| position[n]);
-            self.add(b, members, &read_by);
+        }
+        let (recomputed, unread) = recompute(g, b, &groups, &shape_of, &live, &group_of, &read_by);
+        for &i in &live {
+            let mut own = groups[i].members.clone();
+            own.sort_by_key(|n| position[n]);
+            let mut members = own.clone();
+            if let Some(extra) = recomputed.get(&i) {
+                members.extend(extra.iter().filter(|n| !own.contains(n)));
+                members.sort_by_key(|n| position[n]);
+                members.dedup();
+            }
+            self.add(b, own, members, &read_by, &unread);
         }
     }
 
-    /// Records the fusion of `members` (two or more, in block order) of block `b`.
-    fn add(&mut self, b: BlockId, members: Vec<NodeId>, read_by: &HashMap<ValueId, Vec<NodeId>>) {
+    /// Records the fusion of a group of block `b`: `own` its members (two or more, in
+    /// block order), `members` those and the members of other groups it recomputes, in
+    /// block order. A value of the group that every outside reader recomputes (`unread`)
+    /// is not an output, and a member that then feeds no output is left out.
+    fn add(
+        &mut self,
+        b: BlockId,
+        own: Vec<NodeId>,
+        members: Vec<NodeId>,
+        read_by: &HashMap<ValueId, Vec<NodeId>>,
+        unread: &HashSet<ValueId>,
+    ) {
         let g = self.g;
         let set: HashSet<NodeId> = members.iter().copied().collect();
-        let defined: HashSet<ValueId> = members
+        // Member values read by a node of the block outside the group (or its regions), or
+        // by the block's yield.
+        let yields = &g.block(b).yields;
+        let outputs: Vec<ValueId> = own
+            .iter()
+            .flat_map(|&m| g.node(m).results.iter().copied())
+            .filter(|v| {
+                yields.contains(v)
+                    || (!unread.contains(v)
+                        && read_by
+                            .get(v)
+                            .is_some_and(|ns| ns.iter().any(|n| !set.contains(n))))
+            })
+            .collect();
+        // The members the outputs need, found backwards from them.
+        let mut needed: HashSet<ValueId> = outputs.iter().copied().collect();
+        let mut kept = Vec::with_capacity(members.len());
+        for &m in members.iter().rev() {
+            if g.node(m).results.iter().any(|r| needed.contains(r)) {
+                needed.extend(g.node(m).operands.iter().copied());
+                kept.push(m);
+            }
+        }
+        kept.reverse();
+        let Some(&last) = own.last() else {
+            return;
+        };
+        // Own members that feed no output any more are dead: their readers recompute them.
+        let own_kept: Vec<NodeId> = own.iter().copied().filter(|m| kept.contains(m)).collect();
+        self.skip
+            .extend(own.iter().copied().filter(|m| !own_kept.contains(m)));
+        if kept.len() < 2 {
+            // What is left is one node (or none): it stays a plain node.
+            return;
+        }
+        // The fused node stands where the group's last member stood, needed or not: every
+        // value it reads is defined before that, and every outside read comes after it.
+        self.skip
+            .extend(own_kept.iter().copied().filter(|&m| m != last));
+        self.skip.remove(&last);
+        let defined: HashSet<ValueId> = kept
             .iter()
             .flat_map(|&m| g.node(m).results.iter().copied())
             .collect();
         let mut inputs = Vec::new();
-        for &m in &members {
+        for &m in &kept {
             for &v in &g.node(m).operands {
                 if !defined.contains(&v) && scalar_constant(g, v).is_none() && !inputs.contains(&v)
                 {
@@ -314,27 +494,10 @@ impl Plan<'_> {
                 }
             }
         }
-        // Member values read by a node of the block outside the group (or its regions), or
-        // by the block's yield.
-        let yields = &g.block(b).yields;
-        let outputs: Vec<ValueId> = members
-            .iter()
-            .flat_map(|&m| g.node(m).results.iter().copied())
-            .filter(|v| {
-                yields.contains(v)
-                    || read_by
-                        .get(v)
-                        .is_some_and(|ns| ns.iter().any(|n| !set.contains(n)))
-            })
-            .collect();
-        let Some((&last, rest)) = members.split_last() else {
-            return;
-        };
-        self.skip.extend(rest.iter().copied());
         self.at.insert(
             last,
             Fusion {
-                members,
+                members: kept,
                 inputs,
                 outputs,
             },
