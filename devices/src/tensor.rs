@@ -225,11 +225,14 @@ fn gather_transposed<T: Copy>(buf: &[T], walk: &Walk) -> Option<Vec<T>> {
             let r1 = (r0 + TRANSPOSE_TILE).min(rows);
             for c0 in (0..cols).step_by(TRANSPOSE_TILE) {
                 let c1 = (c0 + TRANSPOSE_TILE).min(cols);
-                for c in c0..c1 {
-                    let src = base + c as isize * step;
-                    for r in r0..r1 {
-                        // In bounds: `Walk::new` checked the view's whole reach.
-                        dst[r * cols + c].write(buf[(src + r as isize) as usize]);
+                for r in r0..r1 {
+                    let src = base + r as isize;
+                    for (c, d) in (c0..c1).zip(&mut dst[r * cols + c0..r * cols + c1]) {
+                        let at = (src + c as isize * step) as usize;
+                        debug_assert!(at < buf.len());
+                        // SAFETY: `Walk::new` checked that every element of the view, this
+                        // one among them, lies inside `buf`.
+                        d.write(unsafe { *buf.get_unchecked(at) });
                     }
                 }
             }
