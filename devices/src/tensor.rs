@@ -142,19 +142,7 @@ impl Walk {
             run((base + i as isize * step) as usize, count);
             left -= count;
             i = 0;
-            // Advance the odometer over the outer dims, last fastest.
-            let mut axis = outer.len();
-            while axis > 0 {
-                axis -= 1;
-                let (d, s) = outer[axis];
-                index[axis] += 1;
-                base += s;
-                if index[axis] < d {
-                    break;
-                }
-                base -= s * d as isize;
-                index[axis] = 0;
-            }
+            advance(outer, &mut index, &mut base);
         }
     }
 
@@ -200,6 +188,24 @@ fn gather_strided<T: Copy>(buf: &[T], l: &Layout) -> Option<Vec<T>> {
     Some(out)
 }
 
+/// Advances the odometer `index` over the (size, stride) dims `outer` by one, the last
+/// fastest, keeping `base` at the buffer position it stands for.
+#[inline(always)]
+fn advance(outer: &[(usize, isize)], index: &mut [usize], base: &mut isize) {
+    let mut axis = outer.len();
+    while axis > 0 {
+        axis -= 1;
+        let (d, s) = outer[axis];
+        index[axis] += 1;
+        *base += s;
+        if index[axis] < d {
+            break;
+        }
+        *base -= s * d as isize;
+        index[axis] = 0;
+    }
+}
+
 /// [`gather_strided`] of a view whose two innermost merged dims are swapped in memory (the
 /// innermost steps by more than one element, the one outside it by exactly one: a
 /// transposed matrix, or a column block of one), or `None` for any other view. Element
@@ -237,19 +243,7 @@ fn gather_transposed<T: Copy>(buf: &[T], walk: &Walk) -> Option<Vec<T>> {
                 }
             }
         }
-        // Advance the odometer over the outer dims, last fastest.
-        let mut axis = outer.len();
-        while axis > 0 {
-            axis -= 1;
-            let (d, s) = outer[axis];
-            index[axis] += 1;
-            base += s;
-            if index[axis] < d {
-                break;
-            }
-            base -= s * d as isize;
-            index[axis] = 0;
-        }
+        advance(outer, &mut index, &mut base);
     }
     // SAFETY: the planes cover `0..numel`, and each writes every one of its elements.
     unsafe { out.set_len(walk.numel) };
