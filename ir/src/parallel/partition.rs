@@ -178,6 +178,7 @@ fn partition_ranks(
             depth: Cell::new(0),
             info: RefCell::new(HashMap::new()),
             moved: RefCell::new(HashMap::new()),
+            transposed: RefCell::new(HashMap::new()),
             steps: RefCell::new(Vec::new()),
             pending: RefCell::new(Vec::new()),
             hints: hints.iter().cloned().collect(),
@@ -220,6 +221,8 @@ struct Part<'a> {
     info: RefCell<HashMap<ValueId, (Layout, TensorType)>>,
     /// Redistributions made so far: a value in a layout, and the value that holds it.
     moved: RefCell<HashMap<(ValueId, Layout), ValueId>>,
+    /// Values of the copy that a `transpose` made: its operand and its permutation.
+    transposed: RefCell<HashMap<ValueId, (ValueId, Vec<usize>)>>,
     steps: RefCell<Vec<Step>>,
     /// Collectives emitted for the node being copied.
     pending: RefCell<Vec<(Collective, TensorType, u64)>>,
@@ -294,6 +297,9 @@ impl Part<'_> {
             return Ok(v);
         }
         if let Some(&w) = self.moved.borrow().get(&(v, want.clone())) {
+            return Ok(w);
+        }
+        if let Some(w) = self.transpose_moved(b, v, want)? {
             return Ok(w);
         }
         let mut x = v;
@@ -386,6 +392,47 @@ impl Part<'_> {
         }
         self.moved.borrow_mut().insert((v, want.clone()), x);
         Ok(x)
+    }
+
+    /// `v`, a transpose of `u`, in the layout `want` as the transpose of `u` already moved
+    /// to the matching layout, when an earlier redistribution made that: a local view
+    /// instead of collectives. A weight split by columns is gathered for the forward
+    /// product, and its transpose, which the backward product reads, is then the gathered
+    /// weight transposed rather than a second gather. `None` when no such move exists.
+    fn transpose_moved(
+        &self,
+        b: &mut GraphBuilder,
+        v: ValueId,
+        want: &Layout,
+    ) -> Result<Option<ValueId>, BuildError> {
+        let Some((u, perm)) = self.transposed.borrow().get(&v).cloned() else {
+            return Ok(None);
+        };
+        if !want.partial.is_empty() || perm.len() != want.map.len() {
+            return Ok(None);
+        }
+        // Axis i of `v` is axis perm[i] of `u`.
+        let mut want_u = Layout::replicated(perm.len());
+        for (i, &p) in perm.iter().enumerate() {
+            want_u.map[p] = want.map[i];
+        }
+        let Some(&w) = self.moved.borrow().get(&(u, want_u)) else {
+            return Ok(None);
+        };
+        let (_, global) = self.of(b, v);
+        let x = b.op(&Op::Transpose { perm }, &[w])?;
+        if b.ty(x).tensor() != Some(&want.local(&global, self.mesh, self.rank)) {
+            return Err(build_err(
+                b,
+                format!(
+                    "the transpose of a moved value is not {want} on device {}",
+                    self.rank
+                ),
+            ));
+        }
+        self.info.borrow_mut().insert(x, (want.clone(), global));
+        self.moved.borrow_mut().insert((v, want.clone()), x);
+        Ok(Some(x))
     }
 
     /// `op` with its shape attributes made those of this device's piece.
@@ -516,6 +563,10 @@ impl Rewrite for Part<'_> {
             cost: crate::cost(&lop, &local_types, &expect),
             span: b.span(),
         });
+        // The operand as the copy first had it: the key its other redistributions take.
+        if let (Op::Transpose { perm }, [u]) = (op, args) {
+            self.transposed.borrow_mut().insert(v, (*u, perm.clone()));
+        }
         self.info.borrow_mut().insert(v, (s.result, out));
         let hint = self.current.get().and_then(|n| {
             let node = self.g.node(n);
