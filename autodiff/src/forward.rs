@@ -28,12 +28,12 @@ type R<T> = Result<T, GradError>;
 /// The graph of `(f's outputs..., tangent of each output...)`, with one tangent input per
 /// requested input after `f`'s inputs. See the module doc.
 pub fn jvp(f: &Graph, wrt: &[usize]) -> R<Graph> {
-    let unfused;
-    let f = if ir::passes::has_fused(f) {
-        unfused = ir::passes::unfuse(f)?;
-        &unfused
-    } else {
+    let flat;
+    let f = if ir::passes::is_flat(f) {
         f
+    } else {
+        flat = ir::passes::flatten(f)?;
+        &flat
     };
     let tensor_inputs: Vec<ValueId> = f
         .inputs()
@@ -189,7 +189,9 @@ impl Cx<'_> {
                     )?;
                     self.bind_results(&results, &outs);
                 }
-                NodeKind::Fused { .. } => return Err(GradError::Fused { span: node.span }),
+                NodeKind::Fused { .. } | NodeKind::Call { .. } => {
+                    return Err(GradError::Fused { span: node.span });
+                }
                 NodeKind::Collective(_) => return Err(GradError::Collective { span: node.span }),
                 NodeKind::For { body } => {
                     let ops = self.tensors(&node.operands);

@@ -63,8 +63,8 @@ pub enum GradError {
         /// The loop's span.
         span: Span,
     },
-    /// A fused node reached differentiation. The entry points unfuse a graph first
-    /// (`ir::passes::unfuse`), so this is a bug if it shows.
+    /// A fused node or a call reached differentiation. The entry points flatten a graph
+    /// first (`ir::passes::flatten`), so this is a bug if it shows.
     Fused {
         /// The fused node's span.
         span: Span,
@@ -98,7 +98,7 @@ impl fmt::Display for GradError {
             ),
             GradError::Fused { span } => write!(
                 f,
-                "a fused group cannot be differentiated; unfuse the graph first (the group at {}..{})",
+                "a fused group or call cannot be differentiated; flatten the graph first (the node at {}..{})",
                 span.start, span.end
             ),
             GradError::Collective { span } => write!(
@@ -128,12 +128,12 @@ type R<T> = Result<T, GradError>;
 /// The graph of `(f's outputs..., ∂y/∂x_wrt[0], ∂y/∂x_wrt[1], ...)`, `y` being `f`'s first
 /// (non-token) output. See the module doc.
 pub fn value_and_grad(f: &Graph, wrt: &[usize]) -> R<Graph> {
-    let unfused;
-    let f = if ir::passes::has_fused(f) {
-        unfused = ir::passes::unfuse(f)?;
-        &unfused
-    } else {
+    let flat;
+    let f = if ir::passes::is_flat(f) {
         f
+    } else {
+        flat = ir::passes::flatten(f)?;
+        &flat
     };
     let inputs: Vec<ValueId> = f.inputs().to_vec();
     let tensor_inputs: Vec<ValueId> = inputs
@@ -440,7 +440,9 @@ impl Cx<'_> {
                         self.set_results(b, node, &outs);
                     }
                 }
-                NodeKind::Fused { .. } => return Err(GradError::Fused { span: node.span }),
+                NodeKind::Fused { .. } | NodeKind::Call { .. } => {
+                    return Err(GradError::Fused { span: node.span });
+                }
                 NodeKind::Collective(_) => return Err(GradError::Collective { span: node.span }),
                 NodeKind::For { body } => {
                     let all = tensors(&node.operands);
@@ -537,7 +539,9 @@ impl Cx<'_> {
                     then_block,
                     else_block,
                 } => self.reverse_if(b, node, *then_block, *else_block, &mut ct)?,
-                NodeKind::Fused { .. } => return Err(GradError::Fused { span: node.span }),
+                NodeKind::Fused { .. } | NodeKind::Call { .. } => {
+                    return Err(GradError::Fused { span: node.span });
+                }
                 NodeKind::Collective(_) => return Err(GradError::Collective { span: node.span }),
                 NodeKind::For { body } => {
                     if node.results.iter().any(|r| self.varied.contains(r)) {

@@ -21,7 +21,8 @@
 //! - **Control flow.** `If` downloads its `bool[]` condition and runs one region; `For`
 //!   reads its integer bounds and runs its body with the induction variable as a scalar of
 //!   the bounds' dtype; `While` alternates its `cond` and `body` regions. Region arguments
-//!   bind to the passed or carried values; a region's `yield` gives the node's results.
+//!   bind to the passed or carried values; a region's `yield` gives the node's results. A
+//!   `call` (left when the inlining pass did not run) runs its region the same way.
 //! - **Fused groups.** A `fused` node's region is compiled once into a [`Kernel`] and
 //!   handed to [`Device::exec_fused`], which runs it in one pass over memory; a device
 //!   without a kernel for it declines. A declined group that ends in reductions is tried
@@ -863,6 +864,11 @@ impl Run<'_, '_, '_> {
                         return self.bind_results(n, outs);
                     }
                 }
+                let args = self.operands(&node.operands, span)?;
+                let out = self.block(*body, args, span)?;
+                self.bind_results(n, out)
+            }
+            NodeKind::Call { body, .. } => {
                 let args = self.operands(&node.operands, span)?;
                 let out = self.block(*body, args, span)?;
                 self.bind_results(n, out)

@@ -1275,9 +1275,9 @@ mod tests {
             parse_passes("fold, cse,fuse").expect("three"),
             [Pass::Fold, Pass::Cse, Pass::Fuse]
         );
-        let e = parse_passes("fold,inline").expect_err("no such pass");
+        let e = parse_passes("fold,unroll").expect_err("no such pass");
         assert!(
-            e.message.contains("`inline` is not a pass"),
+            e.message.contains("`unroll` is not a pass"),
             "{}",
             e.message
         );

@@ -76,10 +76,12 @@ fn golden(name: &str, rendered: &str) {
 
 #[test]
 fn a_wrong_pass_is_named_with_the_node_it_changed() {
-    let (s, out, rendered, text) = run_case("pass_changes_a_node", 2);
+    let (s, out, rendered, text) = run_case("pass_changes_a_node", 3);
     assert_eq!(
         s.passes(),
-        ["fold", "simplify", "wrong", "cse", "dce", "fuse", "dce"],
+        [
+            "inline", "fold", "simplify", "wrong", "cse", "dce", "fuse", "dce"
+        ],
         "the wrong pass runs after fold and simplify"
     );
     let d = out
@@ -113,8 +115,8 @@ fn a_wrong_pass_is_named_with_the_node_it_changed() {
     assert!(d.notes.contains(&element), "{:?}", d.notes);
     assert!(
         d.notes.iter().any(|n| n.contains(
-            "the pipeline is `fold`, `simplify`, `wrong`, `cse`, `dce`, `fuse`, `dce`: the outputs are kept \
-             through `fold`, `simplify` and change after `wrong`"
+            "the pipeline is `inline`, `fold`, `simplify`, `wrong`, `cse`, `dce`, `fuse`, `dce`: the \
+             outputs are kept through `inline`, `fold`, `simplify` and change after `wrong`"
         )),
         "{:?}",
         d.notes
@@ -145,7 +147,7 @@ fn a_wrong_first_pass_is_named_too() {
 
 #[test]
 fn a_node_changed_inside_a_loop_is_seen_through_the_loop() {
-    let (_, out, rendered, text) = run_case("pass_changes_a_loop", 1);
+    let (_, out, rendered, text) = run_case("pass_changes_a_loop", 2);
     let d = out
         .diagnostics
         .iter()
@@ -183,16 +185,16 @@ fn agreeing_calls_are_counted() {
     assert_eq!((summary.calls, summary.graphs), (4, 3), "{summary}");
     assert_eq!(
         summary.passes,
-        ["fold", "simplify", "cse", "dce", "fuse", "dce"]
+        ["inline", "fold", "simplify", "cse", "dce", "fuse", "dce"]
     );
     assert_eq!(
         summary.to_string(),
         "check-modes: 4 staged calls of 3 graphs agreed with eager evaluation and with the \
-         graph as staged (passes: fold, simplify, cse, dce, fuse, dce)"
+         graph as staged (passes: inline, fold, simplify, cse, dce, fuse, dce)"
     );
     // Without the wrong pass the report says nothing; with it, the same calls fail.
     let mut wrong = checking();
-    wrong.insert_test_pass(4, "wrong", exp_to_log);
+    wrong.insert_test_pass(5, "wrong", exp_to_log);
     let bad = wrong.eval(&text);
     assert!(
         bad.diagnostics.iter().all(|d| d.code != "E0914"),

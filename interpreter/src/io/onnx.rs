@@ -815,7 +815,8 @@ impl<'g> Cx<'g> {
                 }
                 // ONNX has no assertion: a model checks nothing at run time.
                 NodeKind::Assert { .. } => {}
-                NodeKind::Fused { body } => {
+                // A fused group or a call is its region's nodes, in place.
+                NodeKind::Fused { body } | NodeKind::Call { body, .. } => {
                     self.bind(*body, &node.operands)?;
                     self.emit_block(*body, s)?;
                     let yields = g.block(*body).yields.clone();

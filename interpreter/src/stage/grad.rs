@@ -5,9 +5,10 @@
 //! derivative is taken the way the IR is meant to be differentiated: the function is
 //! staged on its own, at the arguments' types, into a graph of its own; `autodiff::graph::
 //! value_and_grad` differentiates that graph with the very rules of the eager tape; and the
-//! result is inlined into the enclosing graph ([`ir::graph::inline`]). Values of the
-//! enclosing graph that the function reads (captured, or passed but not differentiated)
-//! are inputs of the inner graph, bound to the enclosing values when it is inlined. Since
+//! result is called from the enclosing graph ([`ir::graph::call`]; the inlining pass splices
+//! it in). Values of the enclosing graph that the function reads (captured, or passed but
+//! not differentiated) are inputs of the inner graph, bound to the enclosing values at the
+//! call. Since
 //! the enclosing function is itself a graph being staged, `grad(grad(f))` staged and `jit`
 //! of a `grad` follow.
 
@@ -141,7 +142,7 @@ impl Eval<'_> {
                 inputs.push(s.value_of(t, span)?);
             }
             let outs =
-                ir::graph::inline(&mut s.b, &dgraph, &inputs).map_err(|e| build_error(&e, span))?;
+                ir::graph::call(&mut s.b, &dgraph, &inputs).map_err(|e| build_error(&e, span))?;
             let [y, rng, grads @ ..] = &outs[..] else {
                 return Err(errors::internal(
                     "the staged derivative lost its outputs",
@@ -232,7 +233,7 @@ impl Eval<'_> {
                 inputs.push(s.value_of(t, span)?);
             }
             let outs =
-                ir::graph::inline(&mut s.b, &jgraph, &inputs).map_err(|e| build_error(&e, span))?;
+                ir::graph::call(&mut s.b, &jgraph, &inputs).map_err(|e| build_error(&e, span))?;
             if outs.len() != 2 * (k + 1) {
                 return Err(errors::internal(
                     "the staged tangent lost its outputs",

@@ -401,8 +401,9 @@ impl Eval<'_> {
             .ok_or_else(|| errors::internal("a model's outputs do not fit its result", span))
     }
 
-    /// A call of a model inside a function being staged: the model's graph is copied into
-    /// the staged graph (`ir::graph::inline`), its parameters captured as constants and its
+    /// A call of a model inside a function being staged: the model's graph is called from
+    /// the staged graph (`ir::graph::call`, which the inlining pass splices in), its
+    /// parameters captured as constants and its
     /// random key the staged graph's, so the staged function computes what the eager call
     /// computes, node for node.
     fn inline_model(&mut self, m: &Arc<Model>, binder: Binder<'_>, span: Span) -> R<Value> {
@@ -413,7 +414,7 @@ impl Eval<'_> {
                 .iter()
                 .map(|t| s.value_of(t, span))
                 .collect::<R<Vec<_>>>()?;
-            let outs = ir::graph::inline(&mut s.b, &m.graph, &ids)
+            let outs = ir::graph::call(&mut s.b, &m.graph, &ids)
                 .map_err(|e| super::build_error(&e, span))?;
             let Some((&key, rest)) = outs.split_last() else {
                 return Err(errors::internal("a model returned nothing", span));

@@ -775,38 +775,49 @@ impl Eval<'_> {
                 spec.span,
             ));
         }
-        let input_values: Vec<ir::graph::ValueId> = g
-            .raw
+        // The planner and the partitioner read one flat graph: the calls staging left are
+        // spliced in, and the values the `shard` hints name are found again in it.
+        let hinted: Vec<ir::graph::ValueId> = g.hints.iter().map(|h| h.0).collect();
+        let (flat, hinted) = ir::graph::splice_calls(&g.raw, &hinted)
+            .map_err(|e| errors::internal(&format!("inlining `{}`: {e}", g.raw.name()), span))?;
+        let raw = &flat;
+        let staged_hints: Vec<(ir::graph::ValueId, Vec<usize>, Span)> = g
+            .hints
+            .iter()
+            .zip(hinted)
+            .map(|((_, s, at), v)| (v, s.clone(), *at))
+            .collect();
+        let input_values: Vec<ir::graph::ValueId> = raw
             .inputs()
             .iter()
             .copied()
-            .filter(|&v| !g.raw.ty(v).is_token())
+            .filter(|&v| !raw.ty(v).is_token())
             .collect();
         // The all-reduces merged into buckets are those it pays to merge on the hardware
         // profile the plans are priced on (`cpu` unless `ms plan --profile` says otherwise).
         let buckets = Profile::named(&self.st.planning.profile)
             .map(|p| BucketPolicy::for_profile(&p))
             .map_err(|e| errors::bad_value(e, spec.span))?;
-        let partition =
-            |mesh: &Mesh, layouts: &[Layout], hints: &[(ir::graph::ValueId, Layout)]| {
-                ir::parallel::partition(&g.raw, mesh, layouts, hints, &buckets).map_err(|e| {
-                    errors::internal(&format!("partitioning `{}`: {e}", g.raw.name()), span)
-                })
-            };
+        let partition = |mesh: &Mesh,
+                         layouts: &[Layout],
+                         hints: &[(ir::graph::ValueId, Layout)]| {
+            ir::parallel::partition(raw, mesh, layouts, hints, &buckets)
+                .map_err(|e| errors::internal(&format!("partitioning `{}`: {e}", raw.name()), span))
+        };
         let replicated: Vec<Layout> = input_values
             .iter()
-            .map(|&v| Layout::replicated(g.raw.ty(v).tensor().map_or(0, |t| t.shape.rank())))
+            .map(|&v| Layout::replicated(raw.ty(v).tensor().map_or(0, |t| t.shape.rank())))
             .collect();
         let saved = self
             .st
             .planning
             .plans
             .iter()
-            .find(|(f, _, _)| f == g.raw.name())
+            .find(|(f, _, _)| f == raw.name())
             .map(|(_, p, file)| (p.clone(), file.clone()));
         let (mesh, layouts, hints, parts, note) = match (saved, spec.mode) {
             (Some((plan, file)), _) => {
-                let (layouts, hints) = plan.apply(&g.raw).map_err(|e| {
+                let (layouts, hints) = plan.apply(raw).map_err(|e| {
                     errors::bad_value(format!("the plan in `{file}` does not fit: {e}"), spec.span)
                 })?;
                 if plan.mesh.size() != n {
@@ -836,7 +847,7 @@ impl Eval<'_> {
                 )
             }
             (None, Mode::SemiAuto) => {
-                let (mesh, hints) = semi_auto_mesh(n, &g.hints)?;
+                let (mesh, hints) = semi_auto_mesh(n, &staged_hints)?;
                 // A hint on an argument splits it as it enters.
                 let mut layouts = replicated;
                 let mut body = Vec::new();
@@ -847,7 +858,7 @@ impl Eval<'_> {
                     }
                 }
                 let parts = partition(&mesh, &layouts, &body)?;
-                let note = format!("semi-automatic, from {} `shard` hints", g.hints.len());
+                let note = format!("semi-automatic, from {} `shard` hints", staged_hints.len());
                 (mesh, layouts, body, parts, note)
             }
             (None, Mode::Auto) => {
@@ -883,7 +894,7 @@ impl Eval<'_> {
                 let mut over = None;
                 let mut priced = 0;
                 for mesh in meshes {
-                    match ir::parallel::search(&g.raw, &mesh, &roles, &prof, settings.cap) {
+                    match ir::parallel::search(raw, &mesh, &roles, &prof, settings.cap) {
                         Ok(c) => {
                             priced += c.priced;
                             if best
@@ -917,7 +928,7 @@ impl Eval<'_> {
                 (mesh, chosen.layouts, Vec::new(), parts, note)
             }
         };
-        let saved = SavedPlan::of(&g.raw, &mesh, &layouts, &hints);
+        let saved = SavedPlan::of(raw, &mesh, &layouts, &hints);
         let in_place = self.st.in_place;
         let mut graphs = Vec::with_capacity(parts.graphs.len());
         for local in &parts.graphs {
@@ -927,7 +938,7 @@ impl Eval<'_> {
                 .optimize(local, cfg!(debug_assertions))
                 .map_err(|e| {
                     errors::internal(
-                        &format!("optimizing `{}` for the mesh: {e}", g.raw.name()),
+                        &format!("optimizing `{}` for the mesh: {e}", raw.name()),
                         span,
                     )
                 })?;
@@ -935,11 +946,10 @@ impl Eval<'_> {
             let p = if in_place { p } else { p.without_in_place() };
             graphs.push((opt, p));
         }
-        let input_types = g
-            .raw
+        let input_types = raw
             .inputs()
             .iter()
-            .filter_map(|&v| g.raw.ty(v).tensor().cloned())
+            .filter_map(|&v| raw.ty(v).tensor().cloned())
             .collect();
         let plan = Arc::new(MeshPlan {
             mesh,

@@ -553,6 +553,57 @@ impl GraphBuilder {
         Ok(self.results(n, false, &out))
     }
 
+    /// A call of the graph `callee` on `inputs`: `body_f` fills the closed region with its
+    /// body, getting one argument per input, and returns what it yields. With `effects`
+    /// the current token is passed in (the region's own token is threaded inside and
+    /// yielded first) and the node's token result becomes the current one; a call without
+    /// effects has no token, so an effect inside it fails to build. Gives the node's
+    /// results.
+    pub fn call(
+        &mut self,
+        callee: &str,
+        inputs: &[ValueId],
+        effects: bool,
+        body_f: impl FnOnce(&mut Self, &[ValueId]) -> R<Vec<ValueId>>,
+    ) -> R<Vec<ValueId>> {
+        self.check_operands("call", inputs, 0)?;
+        let types = inputs
+            .iter()
+            .enumerate()
+            .map(|(i, &v)| self.tensor("call", i, v).map(Type::Tensor))
+            .collect::<R<Vec<_>>>()?;
+        let tok = if effects {
+            let Some(t) = self.frame().token else {
+                return Err(BuildError::NoToken {
+                    op: "call",
+                    span: self.span,
+                });
+            };
+            Some(t)
+        } else {
+            None
+        };
+        let span = self.span;
+        let mut operands: Vec<ValueId> = tok.into_iter().collect();
+        operands.extend_from_slice(inputs);
+        let placeholder = NodeKind::Call {
+            callee: callee.to_string(),
+            body: BlockId(0),
+        };
+        let n = self.push_node(placeholder, operands);
+        let bb = self.g.add_block(Some(n));
+        self.g.node_mut(n).kind = NodeKind::Call {
+            callee: callee.to_string(),
+            body: bb,
+        };
+        let (ys, bt) = self.region(bb, &[], effects, &types, |b, _, a| body_f(b, a))?;
+        self.check_yields("call", bb, &ys)?;
+        let out: Vec<Type> = ys.iter().map(|&v| self.g.ty(v).clone()).collect();
+        self.span = span;
+        self.close("call", "body", bb, bt, ys, &out)?;
+        Ok(self.results(n, effects, &out))
+    }
+
     /// Ends the graph with `outputs` (after the body's final token, if it has one).
     pub fn finish(mut self, outputs: &[ValueId]) -> R<Graph> {
         if self.stack.len() != 1 {

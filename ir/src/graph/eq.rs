@@ -63,6 +63,7 @@ impl Matcher<'_> {
                 (NodeKind::Prim(o1), NodeKind::Prim(o2)) => same_op(o1, o2),
                 (NodeKind::Assert { message: m1 }, NodeKind::Assert { message: m2 }) => m1 == m2,
                 (NodeKind::Collective(c1), NodeKind::Collective(c2)) => c1 == c2,
+                (NodeKind::Call { callee: c1, .. }, NodeKind::Call { callee: c2, .. }) => c1 == c2,
                 (NodeKind::If { .. }, NodeKind::If { .. })
                 | (NodeKind::While { .. }, NodeKind::While { .. })
                 | (NodeKind::For { .. }, NodeKind::For { .. })

@@ -1,7 +1,9 @@
 //! Inlining: a graph's body copied into the block a [`GraphBuilder`] is building.
 //!
-//! Staging uses it to put a graph made elsewhere (the derivative of a function staged on
-//! its own and differentiated on the IR) into the graph of the function that called it.
+//! Staging uses it ([`call`]) to put a graph made elsewhere (the derivative of a function
+//! staged on its own and differentiated on the IR, a model's forward) into the graph of the
+//! function that called it, as the closed region of a `call` node; the inlining pass
+//! (`crate::passes`) splices those regions into their callers ([`splice_calls`]).
 //! Every node is re-added through the builder, so its type is checked again and an effect
 //! threads the builder's current token: the inlined `print`s and draws take their place in
 //! the caller's effect order.
@@ -72,6 +74,12 @@ pub(crate) trait Rewrite {
         Ok(outs)
     }
 
+    /// Whether `call` nodes are spliced into the calling block (the inlining pass) rather
+    /// than copied as calls.
+    fn splice_calls(&self) -> bool {
+        false
+    }
+
     /// A region's copy begins (what it defines is not visible after it ends). A `closed`
     /// region (a fused node's) sees nothing of the blocks around it.
     fn enter(&self, _closed: bool) {}
@@ -88,17 +96,24 @@ impl Rewrite for Plain {}
 /// `g` copied node by node through a new builder, as `rw` says. Spans, the token and the
 /// inputs and outputs are kept.
 pub(crate) fn rewrite(g: &Graph, rw: &dyn Rewrite) -> Result<Graph, BuildError> {
-    copy_with(g, rw, &[])
+    Ok(copy_with(g, rw, &[], &[])?.0)
 }
 
 /// `g` copied unchanged, with `extra` (values of its body block) as further outputs after
 /// its own: how a checker observes intermediate values of a run. Values inside regions are
 /// not visible outside them and cannot be extra outputs (the build fails).
 pub fn with_outputs(g: &Graph, extra: &[ValueId]) -> Result<Graph, BuildError> {
-    copy_with(g, &Plain, extra)
+    Ok(copy_with(g, &Plain, extra, &[])?.0)
 }
 
-fn copy_with(g: &Graph, rw: &dyn Rewrite, extra: &[ValueId]) -> Result<Graph, BuildError> {
+/// `g` copied, and the values of the copy that stand for `keep` (tensor values of `g`'s
+/// body block).
+fn copy_with(
+    g: &Graph,
+    rw: &dyn Rewrite,
+    extra: &[ValueId],
+    keep: &[ValueId],
+) -> Result<(Graph, Vec<ValueId>), BuildError> {
     let mut b = GraphBuilder::new(g.name());
     let cx = Inliner {
         g,
@@ -119,7 +134,8 @@ fn copy_with(g: &Graph, rw: &dyn Rewrite, extra: &[ValueId]) -> Result<Graph, Bu
     cx.block(&mut b, g.body())?;
     let mut outs = rw.outputs(&mut b, cx.tensors(g.outputs()))?;
     outs.extend(extra.iter().map(|&v| cx.get(v)));
-    b.finish(&outs)
+    let kept = keep.iter().map(|&v| cx.get(v)).collect();
+    Ok((b.finish(&outs)?, kept))
 }
 
 /// Copies `g`'s body into `b`'s current block with `g`'s tensor inputs bound to `inputs`
@@ -155,6 +171,40 @@ pub fn inline(
         .filter(|&&v| !g.ty(v).is_token())
         .map(|&v| cx.get(v))
         .collect())
+}
+
+/// Adds to `b`'s current block a `call` of `g` on `inputs` (its tensor inputs, in order):
+/// one node whose closed region is a copy of `g`'s body, threading `b`'s current token
+/// when `g` performs effects. Gives the values of `g`'s tensor outputs. Staging calls a
+/// graph made elsewhere this way; the inlining pass later splices the copy in.
+///
+/// A staged graph takes the token whether or not it performs effects; a call of one that
+/// performs none is left without it, so that it is pure (DCE may drop it, nothing orders
+/// it after the caller's prints).
+pub fn call(
+    b: &mut GraphBuilder,
+    g: &Graph,
+    inputs: &[ValueId],
+) -> Result<Vec<ValueId>, BuildError> {
+    let effects = g.walk(g.body()).into_iter().any(|n| match &g.node(n).kind {
+        NodeKind::Prim(op) => super::is_effectful(op.prim()),
+        NodeKind::Assert { .. } => true,
+        _ => false,
+    });
+    b.call(g.name(), inputs, effects, |b, args| inline(b, g, args))
+}
+
+/// `g` with every `call` node replaced by a copy of its body (the inlining pass), and the
+/// values of the result that stand for `keep` (tensor values of `g`'s body block: what a
+/// caller holding ids of `g` needs to find again, such as the values `shard` hints name).
+pub fn splice_calls(g: &Graph, keep: &[ValueId]) -> Result<(Graph, Vec<ValueId>), BuildError> {
+    struct Splice;
+    impl Rewrite for Splice {
+        fn splice_calls(&self) -> bool {
+            true
+        }
+    }
+    copy_with(g, &Splice, &[], keep)
 }
 
 struct Inliner<'g> {
@@ -277,9 +327,44 @@ impl Inliner<'_> {
                     let outs = b.fused(&inputs, |b, a| self.region(b, *body, &[], a))?;
                     self.results(&node.results, &outs);
                 }
+                NodeKind::Call { callee, body } => {
+                    let inputs = self.tensors(&node.operands);
+                    let outs = if self.rw.splice_calls() {
+                        self.splice(b, *body, &inputs)?
+                    } else {
+                        let effects = node.operands.iter().any(|&v| g.ty(v).is_token());
+                        b.call(callee, &inputs, effects, |b, a| {
+                            self.region(b, *body, &[], a)
+                        })?
+                    };
+                    self.results(&node.results, &outs);
+                }
             }
         }
         Ok(())
+    }
+
+    /// Copies a call's region into the current block: its arguments bound to `args` (the
+    /// token argument to nothing, since the builder threads its own token through the
+    /// copied effects), its nodes copied, its tensor yields given.
+    fn splice(
+        &self,
+        b: &mut GraphBuilder,
+        block: BlockId,
+        args: &[ValueId],
+    ) -> Result<Vec<ValueId>, BuildError> {
+        let g = self.g;
+        let mut given = args.iter();
+        for &a in &g.block(block).args {
+            if g.ty(a).is_token() {
+                continue;
+            }
+            if let Some(&n) = given.next() {
+                self.set(a, n);
+            }
+        }
+        self.block(b, block)?;
+        Ok(self.tensors(&g.block(block).yields))
     }
 
     /// Inside a region the builder opened: binds the block's arguments (`lead` first, then
@@ -301,10 +386,12 @@ impl Inliner<'_> {
                 self.set(a, n);
             }
         }
-        let closed = g
-            .block(block)
-            .parent
-            .is_some_and(|n| matches!(g.node(n).kind, NodeKind::Fused { .. }));
+        let closed = g.block(block).parent.is_some_and(|n| {
+            matches!(
+                g.node(n).kind,
+                NodeKind::Fused { .. } | NodeKind::Call { .. }
+            )
+        });
         self.rw.enter(closed);
         let r = self.block(b, block);
         self.rw.leave();

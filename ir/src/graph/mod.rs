@@ -34,6 +34,14 @@
 //!   uses nothing but its own arguments, so a device can compile it on its own (one CPU
 //!   loop over tiles, one generated GPU kernel). The fusion pass (`passes::fuse`) makes
 //!   these; running the body node by node is always a correct way to execute one.
+//! - `Call`: operands `(token?, T...)`; the `body` block takes them and yields the token
+//!   (when it is passed) and the node's results. It is closed like a fused region, but may
+//!   hold anything a graph body may: it is the body of a graph staged on its own, which
+//!   staging calls instead of copying it in (a model's forward, a derivative differentiated
+//!   apart from its caller), so the staged IR reads as the program was written. The first
+//!   pass of the pipeline (`passes::inline`) splices every call into its caller, after
+//!   which the other passes see across the boundary; a graph run without passes runs the
+//!   call as a region.
 //!
 //! **The effect token.** `print`, random draws and assertions must happen in program order
 //! on every run, although nothing else depends on them. They take a value of type
@@ -62,7 +70,7 @@ pub use builder::{BuildError, GraphBuilder};
 use crate::parallel::Collective;
 pub use generalize::{SymSize, generalize};
 pub(crate) use inline::{Rewrite, rewrite};
-pub use inline::{inline, with_outputs};
+pub use inline::{call, inline, splice_calls, with_outputs};
 pub use parse::{ParseError, parse};
 pub(crate) use print::value_name;
 pub use print::{PrintOptions, numbering, print};
@@ -254,6 +262,16 @@ pub enum NodeKind {
         /// Takes the operands, holds pure primitives only, yields the results.
         body: BlockId,
     },
+    /// A call of a graph staged on its own (a model's forward, a derivative staged and
+    /// differentiated apart from its caller): `body` is a copy of that graph's body, a
+    /// closed region (see the module doc). The inlining pass (`passes::inline`) splices it
+    /// into the calling block; the executor runs it as a region.
+    Call {
+        /// The called graph's name, for reading the IR.
+        callee: String,
+        /// Takes the operands, yields the results.
+        body: BlockId,
+    },
     /// Communication between the devices of a mesh, in a partitioned graph that runs once
     /// per device (see [`crate::parallel`]). One operand, one result whose type the node
     /// fixes (a gather's or shard's size depends on the mesh and the device).
@@ -270,12 +288,14 @@ impl NodeKind {
                 else_block,
             } => vec![*then_block, *else_block],
             NodeKind::While { cond, body } => vec![*cond, *body],
-            NodeKind::For { body } | NodeKind::Fused { body } => vec![*body],
+            NodeKind::For { body } | NodeKind::Fused { body } | NodeKind::Call { body, .. } => {
+                vec![*body]
+            }
         }
     }
 
     /// The node's keyword in the text form (`matmul`, `assert`, `if`, `while`, `for`,
-    /// `fused`).
+    /// `fused`, `call`).
     pub fn name(&self) -> &'static str {
         match self {
             NodeKind::Prim(op) => op.name(),
@@ -284,6 +304,7 @@ impl NodeKind {
             NodeKind::While { .. } => "while",
             NodeKind::For { .. } => "for",
             NodeKind::Fused { .. } => "fused",
+            NodeKind::Call { .. } => "call",
             NodeKind::Collective(c) => c.name(),
         }
     }

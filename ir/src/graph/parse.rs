@@ -814,6 +814,18 @@ impl Parser {
             "fused" => NodeKind::Fused {
                 body: self.region("body", n)?,
             },
+            "call" => {
+                let mut a = self.attrs("call", kp)?;
+                let callee = match a.take("callee")? {
+                    (Attr::Str(s), _) => s,
+                    (_, p) => return Err(p.error("expected a string")),
+                };
+                a.done()?;
+                NodeKind::Call {
+                    callee,
+                    body: self.region("body", n)?,
+                }
+            }
             "assert" => {
                 let mut a = self.attrs("assert", kp)?;
                 let message = match a.take("message")? {

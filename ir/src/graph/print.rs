@@ -168,6 +168,10 @@ impl Printer<'_> {
                 NodeKind::For { body } | NodeKind::Fused { body } => {
                     self.region("body", *body, depth);
                 }
+                NodeKind::Call { callee, body } => {
+                    let _ = write!(self.out, " {{callee: {callee:?}}}");
+                    self.region("body", *body, depth);
+                }
             }
             if self.opts.spans && node.span != Span::default() {
                 let _ = write!(self.out, " {}", node.span);

@@ -277,8 +277,8 @@ impl Verifier<'_> {
         self.one_token(&node.results, &format!("the results of {label}"), span)?;
         self.check_types(n)?;
         // Regions are checked before the results are in scope: a region cannot see them.
-        // A fused region is closed: it sees only its own arguments.
-        let closed = matches!(node.kind, NodeKind::Fused { .. });
+        // A fused or called region is closed: it sees only its own arguments.
+        let closed = matches!(node.kind, NodeKind::Fused { .. } | NodeKind::Call { .. });
         for r in node.kind.regions() {
             let outer = if closed {
                 std::mem::take(&mut self.scopes)
@@ -369,7 +369,7 @@ impl Verifier<'_> {
                     )));
                 }
             }
-            NodeKind::While { .. } => {}
+            NodeKind::While { .. } | NodeKind::Call { .. } => {}
             NodeKind::Fused { .. } => {
                 if ops.iter().any(Type::is_token) {
                     return Err(ty_err(
@@ -448,6 +448,7 @@ impl Verifier<'_> {
                 region("body", *body, &args, carried)?;
                 self.results_are(&label, span, &res, carried)
             }
+            NodeKind::Call { body, .. } => region("body", *body, &ops, &res),
             NodeKind::Fused { body } => {
                 region("body", *body, &ops, &res)?;
                 let impure = self.g.block(*body).nodes.iter().any(|&m| {

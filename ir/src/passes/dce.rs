@@ -33,7 +33,8 @@ fn mark(g: &Graph, block: BlockId, values: &mut HashSet<ValueId>, live: &mut Has
             | NodeKind::If { .. }
             | NodeKind::While { .. }
             | NodeKind::For { .. }
-            | NodeKind::Fused { .. } => false,
+            | NodeKind::Fused { .. }
+            | NodeKind::Call { .. } => false,
         };
         if !effect && !node.results.iter().any(|r| values.contains(r)) {
             continue;

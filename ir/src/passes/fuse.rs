@@ -65,16 +65,21 @@ pub(super) fn run(g: &Graph) -> Result<Graph, BuildError> {
     rewrite(g, &plan)
 }
 
-/// `g` with every fused node replaced by the nodes of its region.
-pub fn unfuse(g: &Graph) -> Result<Graph, BuildError> {
+/// `g` with every fused node and every call replaced by the nodes of its region: the one
+/// flat graph that IR autodiff differentiates.
+pub fn flatten(g: &Graph) -> Result<Graph, BuildError> {
     rewrite(g, &Unfuse { g })
 }
 
-/// Whether `g` holds a fused node anywhere.
-pub fn has_fused(g: &Graph) -> bool {
-    g.walk(g.body())
-        .into_iter()
-        .any(|n| matches!(g.node(n).kind, NodeKind::Fused { .. }))
+/// Whether `g` holds a fused node or a call anywhere (and so needs [`flatten`] before
+/// differentiation).
+pub fn is_flat(g: &Graph) -> bool {
+    !g.walk(g.body()).into_iter().any(|n| {
+        matches!(
+            g.node(n).kind,
+            NodeKind::Fused { .. } | NodeKind::Call { .. }
+        )
+    })
 }
 
 /// The body and every region, except the regions of fused nodes.
@@ -562,6 +567,10 @@ struct Unfuse<'g> {
 }
 
 impl Rewrite for Unfuse<'_> {
+    fn splice_calls(&self) -> bool {
+        true
+    }
+
     fn node(
         &self,
         b: &mut GraphBuilder,

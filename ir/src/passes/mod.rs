@@ -20,10 +20,17 @@ mod cse;
 mod dce;
 mod fold;
 mod fuse;
+mod inline;
 pub mod memory;
 mod simplify;
 
-pub use fuse::{has_fused, unfuse};
+pub use fuse::{flatten, is_flat};
+
+/// `g` with every `call` node spliced into its caller: what IR autodiff, the partitioner
+/// and the exporters, which work on one flat graph, do first.
+pub fn inline_calls(g: &Graph) -> Result<Graph, PassError> {
+    Pass::Inline.run(g)
+}
 
 use std::fmt;
 
@@ -33,6 +40,9 @@ use crate::graph::{BuildError, Graph, GraphBuilder, NodeKind, ValueDef, ValueId,
 /// One pass.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Pass {
+    /// Inlining: every `call` node becomes a copy of its body in the calling block
+    /// (`inline.rs`).
+    Inline,
     /// Constant folding: arithmetic on constants becomes a constant (`fold.rs`).
     Fold,
     /// Algebraic simplification: `x * 1`, a transpose of a transpose, ... (`simplify.rs`).
@@ -50,11 +60,19 @@ pub enum Pass {
 
 impl Pass {
     /// Every pass.
-    pub const ALL: [Pass; 5] = [Pass::Fold, Pass::Simplify, Pass::Cse, Pass::Dce, Pass::Fuse];
+    pub const ALL: [Pass; 6] = [
+        Pass::Inline,
+        Pass::Fold,
+        Pass::Simplify,
+        Pass::Cse,
+        Pass::Dce,
+        Pass::Fuse,
+    ];
 
     /// The pass's name, as `ms ir --stage opt` and the tests write it.
     pub fn name(self) -> &'static str {
         match self {
+            Pass::Inline => "inline",
             Pass::Fold => "fold",
             Pass::Simplify => "simplify",
             Pass::Cse => "cse",
@@ -71,6 +89,7 @@ impl Pass {
     /// `g` after this pass.
     pub fn run(self, g: &Graph) -> Result<Graph, PassError> {
         let out = match self {
+            Pass::Inline => inline::run(g),
             Pass::Fold => fold::run(g),
             Pass::Simplify => simplify::run(g),
             Pass::Cse => cse::run(g),
@@ -81,11 +100,13 @@ impl Pass {
     }
 }
 
-/// The passes staged graphs go through, in order: constants folded first (so that the
-/// identities see them), then the identities, then duplicates merged, then what all of
+/// The passes staged graphs go through, in order: calls spliced in first (so that every
+/// later pass sees across them), then constants folded (so that the identities see them),
+/// then the identities, then duplicates merged, then what all of
 /// that left unread removed; last the elementwise groups fused, and the scalar constants
 /// that fusion copied into regions removed from outside.
 pub const PIPELINE: &[Pass] = &[
+    Pass::Inline,
     Pass::Fold,
     Pass::Simplify,
     Pass::Cse,
