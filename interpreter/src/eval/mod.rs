@@ -662,7 +662,7 @@ impl<'s> Eval<'s> {
 
     /// Applies an annotation to a value: weak literals take the annotated dtype
     /// (`let x: f64 = 0.1` is the `f64` 0.1). Shapes were checked before the program ran.
-    fn fit_annotation(&mut self, v: Value, te: &TypeExpr, span: Span) -> R<Value> {
+    pub(crate) fn fit_annotation(&mut self, v: Value, te: &TypeExpr, span: Span) -> R<Value> {
         match (&te.kind, v) {
             (TypeExprKind::Tensor { dtype, dims }, Value::Tensor(t)) => {
                 match DType::from_name(&dtype.name) {

@@ -288,6 +288,11 @@ pub(crate) fn mir_file(
 /// The structure of an argument or result (`io::msir::Tree`); `at` names it in messages.
 fn tree_of(v: &Value, at: &str) -> Result<Tree, String> {
     Ok(match v {
+        Value::Tensor(t) if is_static(t) && t.rank() > 0 => {
+            return Err(format!(
+                "{at} is a list of integers, which a staged function takes as a constant; an exported model takes tensors and scalars only"
+            ));
+        }
         Value::Tensor(t) if is_static(t) => Tree::Static {
             dtype: t.dtype,
             value: static_value(&t.t)

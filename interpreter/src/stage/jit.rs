@@ -171,28 +171,39 @@ pub(crate) fn fn_name(f: &Value) -> Name {
     }
 }
 
-/// Whether a tensor argument is static (a constant of the graph).
+/// The most elements a static integer list may have: shapes, permutations and axis lists
+/// are short, and a longer weak vector is more likely data than a shape.
+const STATIC_LIST_MAX: usize = 16;
+
+/// Whether a tensor argument is static (a constant of the graph, part of the signature):
+/// an integer or bool scalar, or a short list of integers written in the program (a weak
+/// integer vector, such as `[d, 3 * d]`). Such lists are shapes, permutations and axes,
+/// which the primitives need as numbers while staging, as MindSpore's graph mode takes
+/// Python lists of ints as constants; a strong integer vector (labels, indices, anything
+/// a primitive computed) stays a graph input.
 pub(crate) fn is_static(t: &TensorVal) -> bool {
-    t.rank() == 0 && (t.dtype.is_int() || t.dtype == DType::Bool)
+    let scalar = t.rank() == 0 && (t.dtype.is_int() || t.dtype == DType::Bool);
+    let list = t.rank() == 1 && t.weak && t.dtype.is_int() && t.shape()[0] <= STATIC_LIST_MAX;
+    scalar || list
 }
 
-/// The value of a static scalar, as text.
+/// The value of a static scalar or list, as text (every element: two lists differing
+/// anywhere are two signatures).
 fn static_text(t: &Tensor) -> String {
-    let first = |v: Option<String>| v.unwrap_or_else(|| "?".into());
+    let text = |v: Option<Vec<String>>| match v {
+        Some(items) if t.rank() == 0 => items.join(""),
+        Some(items) => format!("[{}]", items.join(", ")),
+        None => "?".into(),
+    };
     match t.dtype() {
-        DType::Bool => first(
-            t.to_vec::<bool>()
-                .and_then(|v| v.first().map(|x| x.to_string())),
-        ),
-        DType::I32 => first(
-            t.to_vec::<i32>()
-                .and_then(|v| v.first().map(|x| x.to_string())),
-        ),
-        _ => first(
-            t.to_vec::<i64>()
-                .and_then(|v| v.first().map(|x| x.to_string())),
-        ),
+        DType::Bool => text(t.to_vec::<bool>().map(|v| strings(&v))),
+        DType::I32 => text(t.to_vec::<i32>().map(|v| strings(&v))),
+        _ => text(t.to_vec::<i64>().map(|v| strings(&v))),
     }
+}
+
+fn strings<T: ToString>(v: &[T]) -> Vec<String> {
+    v.iter().map(ToString::to_string).collect()
 }
 
 fn arg_sig(v: &Value) -> ArgSig {
@@ -362,6 +373,7 @@ impl Eval<'_> {
         span: Span,
     ) -> R<Value> {
         let key = fn_key(f);
+        let pos = self.fit_tensor_params(f, pos)?;
         let parallel = match f {
             Value::Jit(j) => j.parallel.clone(),
             _ => None,
@@ -451,6 +463,42 @@ impl Eval<'_> {
             return self.run_parallel(&staged, spec, devices, &pos, &named, leaves, span);
         }
         self.run_staged(&staged, leaves, span)
+    }
+
+    /// The positional arguments with those whose parameter is annotated as a tensor fitted
+    /// to the annotation first: a list of ints passed for `i: i64[2]` is then the tensor the
+    /// annotation asks for (a graph input), not a static list (`is_static`).
+    fn fit_tensor_params(&mut self, f: &Value, pos: Vec<(Value, Span)>) -> R<Vec<(Value, Span)>> {
+        let params = match f {
+            Value::Fn(x) => x.params.clone(),
+            Value::Jit(j) => match &j.f {
+                Value::Fn(x) => x.params.clone(),
+                _ => return Ok(pos),
+            },
+            _ => return Ok(pos),
+        };
+        pos.into_iter()
+            .enumerate()
+            .map(
+                |(i, (v, s))| match (params.get(i).and_then(|p| p.ty.as_ref()), &v) {
+                    (Some(te), Value::Tensor(t))
+                        if t.rank() > 0
+                            && is_static(t)
+                            && matches!(te.kind, TypeExprKind::Tensor { .. }) =>
+                    {
+                        let fitted = self.fit_annotation(v, te, s)?;
+                        Ok((
+                            match fitted {
+                                Value::Tensor(t) => Value::Tensor(TensorVal { weak: false, ..t }),
+                                other => other,
+                            },
+                            s,
+                        ))
+                    }
+                    _ => Ok((v, s)),
+                },
+            )
+            .collect()
     }
 
     /// Stages `f` at the positional arguments `pos` for `export_onnx`, outside the cache.

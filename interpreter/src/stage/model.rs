@@ -133,7 +133,7 @@ impl Binder<'_> {
                 Ok(())
             }
             (Tree::Static { dtype, value }, Value::Tensor(t))
-                if crate::stage::jit::is_static(t) =>
+                if t.rank() == 0 && crate::stage::jit::is_static(t) =>
             {
                 let got = crate::stage::export::static_value(&t.t);
                 if t.dtype != *dtype || got != Some(*value) {

@@ -344,8 +344,14 @@ pub(crate) fn int_list(ev: &Eval<'_>, v: &Value, span: Span) -> R<Vec<i64>> {
         Value::Tuple(items) => items.iter().map(|x| ev.scalar_int(x, span)).collect(),
         Value::Tensor(t) if t.dtype.is_int() && t.rank() <= 1 => {
             let c = ev.cast(&t.t, DType::I64, span)?;
-            c.to_vec::<i64>()
-                .ok_or_else(|| errors::internal("an integer list could not be read", span))
+            // Only a value that staging has not computed (a graph input, or what the graph
+            // computes from one) has no elements to read here.
+            c.to_vec::<i64>().ok_or_else(|| {
+                errors::bad_value(
+                    "these integers are known only when the staged function runs, but they are needed while it is staged (a shape, axes or a permutation); pass them as a list or tuple of ints, which staging takes as constants".to_string(),
+                    span,
+                )
+            })
         }
         // `[]` is an empty float vector; as a shape it is the scalar's.
         Value::Tensor(t) if t.shape() == [0] => Ok(Vec::new()),
