@@ -177,7 +177,9 @@ pub fn all_reduce(
     const NAME: &str = "all_reduce";
     check_nonempty(NAME, parts)?;
     check_parts(NAME, parts, None)?;
-    let bin = Op::Binary { op: op.binary_op() };
+    let bin = Op::Binary {
+        op: op.binary_op(parts[0].dtype()),
+    };
     let mut acc = parts[0].clone();
     for p in &parts[1..] {
         acc = dev.exec(&bin, &[&acc, p])?;

@@ -200,6 +200,22 @@ fn max_and_min_propagate_nan_from_any_rank() {
 }
 
 #[test]
+fn bools_reduce_as_any_and_all() {
+    // A `max` over bools is `any` and a `min` is `all`: an all-reduce of the parts of such
+    // a reduction ors or ands them (there is no `maximum` of bools to call).
+    let dev = CpuDevice::new();
+    let parts = [
+        t(vec![true, false, false, true], &[4]),
+        t(vec![true, true, false, false], &[4]),
+        t(vec![true, false, false, true], &[4]),
+    ];
+    let any = all_reduce(&dev, &parts, ReduceKind::Max).expect("max of bools");
+    assert_eq!(vals::<bool>(&any), vec![true, true, false, true]);
+    let all = all_reduce(&dev, &parts, ReduceKind::Min).expect("min of bools");
+    assert_eq!(vals::<bool>(&all), vec![true, false, false, false]);
+}
+
+#[test]
 fn all_reduce_folds_in_rank_order() {
     // In f32, 1e8 + 1 rounds back to 1e8, so ((1e8 + 1) - 1e8) is 0 while any order that
     // adds the 1 last gives 1: the result tells the order apart.

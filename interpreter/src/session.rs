@@ -8,6 +8,7 @@
 //! before the Rust stack), and stops at the first runtime error, keeping what the
 //! statements before it did (like the Python REPL).
 
+pub use crate::stage::parallel::Mode as ParallelMode;
 use std::io::Write;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -60,6 +61,11 @@ pub struct Options {
     /// (`@jit(parallel: ...)`); `None` when not given (a parallel function then gets the
     /// `devices:` it asks for).
     pub mesh: Option<usize>,
+    /// `--parallel MODE`: every staged function runs in this parallel mode on the mesh
+    /// (all of `mesh`'s devices), unless its own `@jit(parallel: ...)` says otherwise, as
+    /// MindSpore's `set_auto_parallel_context(parallel_mode=...)` sets it for a whole
+    /// program; `None` runs functions without a `parallel:` on one device.
+    pub parallel: Option<ParallelMode>,
     /// How `parallel: "auto"` plans: the mesh's shape (`ms plan --mesh 2x4`; `None` tries
     /// every shape the devices allow), the most bytes a device may hold (`--mem-cap`) and
     /// the hardware profile of the estimates (`--profile`, `cpu` by default).
@@ -92,6 +98,7 @@ impl Default for Options {
             passes: None,
             in_place: true,
             mesh: None,
+            parallel: None,
             planning: (None, None, None),
             plans: Vec::new(),
             logdir: None,
@@ -456,6 +463,7 @@ impl Session {
         state.explain_restage = options.explain_restage;
         state.in_place = options.in_place;
         state.mesh = options.mesh;
+        state.parallel = options.parallel;
         let (mesh, cap, profile) = options.planning;
         state.planning = crate::stage::parallel::Planning {
             mesh,

@@ -26,6 +26,7 @@ use std::sync::Arc;
 
 use devices::CpuDevice;
 use devices::cpu::Limits;
+use interpreter::session::ParallelMode;
 use interpreter::{Options, Session};
 use ir::passes::{PIPELINE, Pass};
 use lang::diagnostics::RenderOptions;
@@ -74,15 +75,17 @@ fn run_in(path: &Path, graph: bool) -> (String, String, Vec<&'static str>) {
 
 /// [`run_in`], also giving the session the program ran in.
 fn session_run(path: &Path, graph: bool) -> (Session, String, String, Vec<&'static str>) {
-    session_run_with(path, graph, None)
+    session_run_with(path, graph, None, None)
 }
 
 /// [`session_run`] with staged graphs optimized by `passes` instead of the default
-/// pipeline, when given.
+/// pipeline, when given, and run in a parallel mode on a mesh of virtual CPU devices
+/// (`--parallel MODE --devices cpu:N`), when `mesh` says so.
 fn session_run_with(
     path: &Path,
     graph: bool,
     passes: Option<&[Pass]>,
+    mesh: Option<(ParallelMode, usize)>,
 ) -> (Session, String, String, Vec<&'static str>) {
     enter_run_dir();
     let text = fs::read_to_string(path).expect("readable program");
@@ -112,6 +115,8 @@ fn session_run_with(
         script_path: Some(path.to_path_buf()),
         graph_mode: graph,
         logdir: logdir.or_else(|| scratch.clone()),
+        parallel: mesh.map(|m| m.0),
+        mesh: mesh.map(|m| m.1),
         ..Options::default()
     });
     if let Some(passes) = passes {
@@ -227,7 +232,12 @@ fn programs_print_what_they_should() {
 
 /// Programs that use what LANGUAGE.md §13 says does not stage (recursion, a function
 /// returning a closure): in graph mode they stop with E0913 at that place.
-const NOT_STAGED: &[&str] = &["closures.ms", "err_recursion.ms", "functions.ms"];
+const NOT_STAGED: &[&str] = &[
+    "closures.ms",
+    "err_recursion.ms",
+    "functions.ms",
+    "recursion_generic.ms",
+];
 
 /// The differential principle (DESIGN.md §7): every program prints the same in graph mode
 /// as eagerly, errors included, except the few whose functions cannot be staged by design.
@@ -359,7 +369,7 @@ fn programs_print_the_same_whatever_the_passes() {
         let want_out = fs::read_to_string(p.with_extension("stdout")).unwrap_or_default();
         let want_err = fs::read_to_string(p.with_extension("stderr")).unwrap_or_default();
         for (what, passes) in &lists {
-            let (_, stdout, stderr, _) = session_run_with(p, true, Some(passes));
+            let (_, stdout, stderr, _) = session_run_with(p, true, Some(passes), None);
             if want_out != stdout || want_err != stderr {
                 failures.push(format!(
                     "--- {name} with {what}\n=== eager stdout\n{want_out}=== graph stdout\n{stdout}=== eager stderr\n{want_err}=== graph stderr\n{stderr}"
@@ -373,10 +383,10 @@ fn programs_print_the_same_whatever_the_passes() {
     for (sample, args) in &samples {
         let sample_started = std::time::Instant::now();
         let name = sample.file_name().and_then(|n| n.to_str()).unwrap_or("?");
-        let (eager_out, eager_err) = run_sample(sample, args, false, None);
+        let (eager_out, eager_err) = run_sample(sample, args, false, None, None);
         assert_eq!(eager_err, "", "{name} runs cleanly eagerly");
         for (what, passes) in &lists {
-            let (out, err) = run_sample(sample, args, true, Some(passes));
+            let (out, err) = run_sample(sample, args, true, Some(passes), None);
             if out != eager_out || !err.is_empty() {
                 failures.push(format!(
                     "--- sample {name} with {what}\n=== eager\n{eager_out}=== graph\n{out}=== graph stderr\n{err}"
@@ -506,6 +516,7 @@ fn run_sample(
     args: &[String],
     graph: bool,
     passes: Option<&[Pass]>,
+    mesh: Option<(ParallelMode, usize)>,
 ) -> (String, String) {
     enter_run_dir();
     let text = fs::read_to_string(path).expect("readable sample");
@@ -516,6 +527,8 @@ fn run_sample(
         script_path: Some(path.to_path_buf()),
         graph_mode: graph,
         logdir: Some(scratch.clone()),
+        parallel: mesh.map(|m| m.0),
+        mesh: mesh.map(|m| m.1),
         ..Options::default()
     });
     if let Some(passes) = passes {
@@ -525,6 +538,85 @@ fn run_sample(
     let err = s.render(&out, "sample", &text, RenderOptions::default());
     let _ = fs::remove_dir_all(scratch);
     (out.output, err)
+}
+
+/// Issue 9: every sample that trains (in its short mode) and every program of `tests/run/`
+/// that differentiates (in graph mode, so that its functions are staged) prints on a mesh
+/// of virtual CPU devices, in each parallel mode (`--parallel data|semi_auto|auto`), what
+/// it prints on one device. Programs that name their own `parallel:` are left out (they
+/// ask for their own mesh), and so are programs that stop with an error. In CI each
+/// program runs in each mode on one mesh size, the sizes 1, 2, 4 and 8 taking turns;
+/// `MS_PARALLEL_MESHES=all` runs every size (the documented longer run).
+#[test]
+fn training_prints_the_same_on_meshes() {
+    let all = std::env::var("MS_PARALLEL_MESHES").is_ok_and(|v| v == "all");
+    let modes = [
+        ParallelMode::Data,
+        ParallelMode::SemiAuto,
+        ParallelMode::Auto,
+    ];
+    let sizes = [1usize, 2, 4, 8];
+    let mut turn = 0usize;
+    let mut meshes = || -> Vec<(ParallelMode, usize)> {
+        let mut out = Vec::new();
+        for &m in &modes {
+            if all {
+                out.extend(sizes.iter().map(|&n| (m, n)));
+            } else {
+                out.push((m, sizes[turn % sizes.len()]));
+                turn += 1;
+            }
+        }
+        out
+    };
+    let mut failures = Vec::new();
+    let mut runs = 0usize;
+    for (sample, args) in samples() {
+        let text = fs::read_to_string(&sample).expect("readable sample");
+        let name = sample.file_name().and_then(|n| n.to_str()).unwrap_or("?");
+        if !text.contains("grad") || text.contains("parallel:") {
+            continue;
+        }
+        let (want, want_err) = run_sample(&sample, &args, false, None, None);
+        for mesh in meshes() {
+            let (got, err) = run_sample(&sample, &args, false, None, Some(mesh));
+            runs += 1;
+            if got != want || err != want_err {
+                failures.push(format!(
+                    "--- {name} on {mesh:?}\n=== one device\n{want}{want_err}=== mesh\n{got}{err}"
+                ));
+            }
+        }
+    }
+    for p in programs() {
+        let name = p.file_name().and_then(|n| n.to_str()).unwrap_or("?");
+        let text = fs::read_to_string(&p).expect("readable program");
+        let trains = ["grad", "sgd", "adam"].iter().any(|w| text.contains(w));
+        if !trains
+            || text.contains("parallel:")
+            || p.with_extension("stderr").exists()
+            || NOT_STAGED.contains(&name)
+        {
+            continue;
+        }
+        let want = fs::read_to_string(p.with_extension("stdout")).unwrap_or_default();
+        for mesh in meshes() {
+            let (_, got, err, _) = session_run_with(&p, true, None, Some(mesh));
+            runs += 1;
+            if got != want || !err.is_empty() {
+                failures.push(format!(
+                    "--- {name} on {mesh:?}\n=== one device\n{want}=== mesh\n{got}{err}"
+                ));
+            }
+        }
+    }
+    assert!(runs >= 60, "only {runs} runs");
+    assert!(
+        failures.is_empty(),
+        "{} of {runs} runs on meshes differ:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
 }
 
 #[test]

@@ -404,8 +404,9 @@ fn one_op(seed: u64, axes: usize) -> OneOp {
         i += 1;
         ((noise(seed, i) * n as f64) as usize).min(n.saturating_sub(1))
     };
-    let dims = [12usize, 24];
-    let (a, b, k) = (dims[pick(2)], dims[pick(2)], dims[pick(2)]);
+    // 3 is shorter than a mesh axis of 4: some device then holds an empty piece.
+    let dims = [3usize, 12, 24];
+    let (a, b, k) = (dims[pick(3)], dims[pick(3)], dims[pick(3)]);
     let t = |d: &[usize]| {
         format!(
             "f32[{}]",
@@ -443,7 +444,7 @@ fn one_op(seed: u64, axes: usize) -> OneOp {
             vec![2, 2],
         ),
         3 => {
-            let op = ["sum", "max"][pick(2)];
+            let op = ["sum", "max", "min"][pick(3)];
             let axis = pick(2);
             let keep = pick(2) == 0;
             let kept = match (axis, keep) {

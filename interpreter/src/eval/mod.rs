@@ -113,6 +113,9 @@ pub(crate) struct State {
     /// The mesh of `--devices cpu:N` (`Options::mesh`): how many virtual devices parallel
     /// functions may use; `None` when not given.
     pub mesh: Option<usize>,
+    /// `--parallel MODE` (`Options::parallel`): the mode of staged functions that name
+    /// none.
+    pub parallel: Option<crate::stage::parallel::Mode>,
     /// How `parallel: "auto"` plans (`ms plan --mesh --mem-cap --profile`).
     pub planning: crate::stage::parallel::Planning,
     /// The thread pools of the virtual devices of the last mesh a parallel call ran on,
@@ -163,6 +166,7 @@ impl State {
             progress_bars: false,
             bar: None,
             mesh: None,
+            parallel: None,
             device_pools: None,
             planning: crate::stage::parallel::Planning::default(),
         }

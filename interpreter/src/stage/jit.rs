@@ -377,7 +377,16 @@ impl Eval<'_> {
         let parallel = match f {
             Value::Jit(j) => j.parallel.clone(),
             _ => None,
-        };
+        }
+        .or_else(|| {
+            self.st.parallel.map(|mode| super::parallel::Spec {
+                mode,
+                devices: None,
+                batch: None,
+                span,
+                not_literal: None,
+            })
+        });
         let devices = match &parallel {
             Some(spec) => self.mesh_size(spec, span)?,
             None => 1,

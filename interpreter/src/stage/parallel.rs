@@ -59,10 +59,22 @@ use crate::value::{TensorVal, Value};
 pub enum Mode {
     /// Batch arguments split, everything else replicated, gradients all-reduced.
     Data,
-    /// `shard` hints, the rest propagated (not built yet).
+    /// `shard` hints, the rest propagated.
     SemiAuto,
-    /// The planner's search (not built yet).
+    /// The planner's search.
     Auto,
+}
+
+impl Mode {
+    /// The mode named `name` as `parallel:` and `--parallel` write it.
+    pub fn from_name(name: &str) -> Option<Mode> {
+        match name {
+            "data" => Some(Mode::Data),
+            "semi_auto" => Some(Mode::SemiAuto),
+            "auto" => Some(Mode::Auto),
+            _ => None,
+        }
+    }
 }
 
 /// What `@jit(parallel: ..., devices: ..., batch: ...)` asks for.
@@ -98,11 +110,7 @@ impl Spec {
             match (&*name.name, &v.kind) {
                 ("parallel", ExprKind::Str(s)) => {
                     parallel = true;
-                    spec.mode = match s.as_str() {
-                        "semi_auto" => Mode::SemiAuto,
-                        "auto" => Mode::Auto,
-                        _ => Mode::Data,
-                    };
+                    spec.mode = Mode::from_name(s).unwrap_or(Mode::Data);
                 }
                 ("devices", ExprKind::Int(n)) => spec.devices = Some((*n).max(0) as usize),
                 ("batch", ExprKind::Int(n)) => spec.batch = Some(vec![(*n).max(0) as usize]),

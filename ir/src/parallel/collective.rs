@@ -20,11 +20,16 @@ pub enum ReduceKind {
 }
 
 impl ReduceKind {
-    /// The binary primitive that combines two parts (NaN-propagating for max and min, as
-    /// NumPy's `maximum`; integer sums wrap, as the `add` kernel does).
-    pub fn binary_op(self) -> crate::BinaryOp {
+    /// The binary primitive that combines two parts of `dtype` (NaN-propagating for max
+    /// and min, as NumPy's `maximum`; integer sums wrap, as the `add` kernel does). Bools
+    /// order `false < true`, as a `max` or `min` reduction over them does (`any`, `all`):
+    /// their max is `logical_or`, their min `logical_and`.
+    pub fn binary_op(self, dtype: crate::DType) -> crate::BinaryOp {
+        let bool = dtype == crate::DType::Bool;
         match self {
             ReduceKind::Sum => crate::BinaryOp::Add,
+            ReduceKind::Max if bool => crate::BinaryOp::Or,
+            ReduceKind::Min if bool => crate::BinaryOp::And,
             ReduceKind::Max => crate::BinaryOp::Maximum,
             ReduceKind::Min => crate::BinaryOp::Minimum,
         }

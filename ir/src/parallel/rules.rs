@@ -62,8 +62,20 @@ pub fn strategy(op: &Op, ins: &[Dims], out: &Dims, cur: &[Layout], mesh: &[usize
             let mut result = Layout::default();
             for (i, m) in need.map.iter_mut().enumerate() {
                 if axes.contains(&i) {
+                    // An axis shorter than its mesh axis leaves some device an empty piece,
+                    // whose max or min does not exist (a sum of none is 0): such an axis
+                    // is gathered instead.
+                    let empty_piece = |mesh_axis: usize| {
+                        ins[0]
+                            .get(i)
+                            .is_some_and(|&n| n < mesh_size(mesh, mesh_axis))
+                    };
                     match (*m, kind) {
-                        (Some(mesh), Some(k)) => result.partial.push((mesh, k)),
+                        (Some(mesh_axis), Some(k))
+                            if k == ReduceKind::Sum || !empty_piece(mesh_axis) =>
+                        {
+                            result.partial.push((mesh_axis, k));
+                        }
                         _ => *m = None,
                     }
                     if *keepdims {
