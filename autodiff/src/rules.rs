@@ -171,8 +171,15 @@ fn unary_factor<E: Emit>(
     let f = match op {
         // d/dx -x = -1
         UnaryOp::Neg => Factor::MinusOne,
-        // d/dx |x| = sign(x), which is 0 at 0 (PyTorch and JAX agree)
-        UnaryOp::Abs => Factor::By(e.unary(UnaryOp::Sign, x)?),
+        // d/dx |x| = 1 where x >= 0 and -1 elsewhere, as `jax.grad` takes it: 1 at 0 (and
+        // at -0), -1 at NaN. PyTorch's sign(x) gives 0 at 0; LANGUAGE.md follows JAX.
+        UnaryOp::Abs => {
+            let zero = konst(e, x, 0.0)?;
+            let one = konst(e, x, 1.0)?;
+            let minus_one = konst(e, x, -1.0)?;
+            let up = e.compare(CmpOp::Ge, x, &zero)?;
+            Factor::By(e.select(&up, &one, &minus_one)?)
+        }
         // d/dx relu(x) = 1 if x > 0 else 0 (0 at the kink, like PyTorch)
         UnaryOp::Relu => {
             let zero = konst(e, x, 0.0)?;

@@ -78,8 +78,8 @@ pub struct Cli {
     /// Say on stderr why a staged function is staged again (which argument, which dim)
     #[arg(long, global = true)]
     pub explain_restage: bool,
-    /// The optimizer's passes for staged graphs, in order, comma-separated (fold,
-    /// simplify, cse, dce, fuse), or `none` [default: fold,simplify,cse,dce,fuse,dce]
+    /// The optimizer's passes for staged graphs, in order, comma-separated (inline, fold,
+    /// simplify, cse, dce, fuse), or `none` [default: inline,fold,simplify,cse,dce,fuse,dce]
     #[arg(long, global = true, value_name = "LIST")]
     pub passes: Option<String>,
     /// The folder for summaries (`log_scalar`, `log_histogram`, `log_text`): each run
@@ -94,6 +94,13 @@ pub struct Cli {
     /// virtual CPU devices in this process (LANGUAGE.md §9)
     #[arg(long, global = true, value_name = "MESH")]
     pub devices: Option<String>,
+    /// Run every staged function (`@jit`, and every named function under `--mode graph`)
+    /// in this parallel mode on all the devices of `--devices`, unless its own
+    /// `@jit(parallel: ...)` says otherwise, as MindSpore's
+    /// `set_auto_parallel_context(parallel_mode=...)` does for a whole program: data,
+    /// semi_auto or auto
+    #[arg(long, global = true, value_name = "MODE")]
+    pub parallel: Option<String>,
     /// Split the parallel function NAME as the plan in FILE says (written by `ms plan
     /// --save`, perhaps edited) instead of by its own `parallel:` strategy; repeatable.
     /// Under `ms plan`, `--plan FILE` alone is the plan of its `--fn`
@@ -461,6 +468,15 @@ impl Cli {
         let graph_mode = self.mode.as_deref() == Some("graph");
         let eager_mode = self.mode.as_deref() == Some("eager");
         let explain_restage = self.explain_restage;
+        let parallel = match self.parallel.as_deref() {
+            None => None,
+            Some(name) => Some(
+                crate::session::ParallelMode::from_name(name).ok_or_else(|| {
+                    CliError::usage(format!("`--parallel {name}` is not a parallel mode"))
+                        .with_help("the modes are data, semi_auto and auto (LANGUAGE.md §9)")
+                })?,
+            ),
+        };
         let passes = self.passes.as_deref().map(parse_passes).transpose()?;
         let logdir = self.logdir.clone();
         // Bars only where a person watches: a pipe or a file gets none.
@@ -484,6 +500,7 @@ impl Cli {
                 logdir: logdir.clone(),
                 progress_bars,
                 mesh,
+                parallel,
                 capture_output: o.capture_output || quiet,
                 ..o
             };

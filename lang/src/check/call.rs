@@ -806,6 +806,16 @@ impl Checker {
     /// Checks the body of function `idx` with parameter types `ptys`, reusing an earlier
     /// check of the same signature while the top-level values it read are unchanged.
     pub(crate) fn instantiate(&mut self, idx: usize, def: &FnDef, ptys: Vec<Ty>, span: Span) -> Ty {
+        // A function that calls itself with argument values the checker tracks (`f(n - 1)`,
+        // `fib(n - 1) + fib(n - 2)`) would be checked once per value without end, and a
+        // branching recursion exponentially often. Inside its own check, a call of it is
+        // checked with those values forgotten, so the level below meets that same signature
+        // and stops there (see `in_progress`).
+        let ptys = if self.in_progress.iter().any(|(i, _)| *i == idx) {
+            ptys.iter().map(forget_values).collect()
+        } else {
+            ptys
+        };
         let key = (idx, format!("{ptys:?}"));
         if let Some(entries) = self.cache.get(&key) {
             let hit = entries.iter().position(|e| {
@@ -1179,4 +1189,23 @@ fn sig_anns(def: &FnDef) -> Vec<&Ann> {
         .flatten()
         .chain(def.ret.as_ref().map(|(a, _)| a))
         .collect()
+}
+
+/// `t` without the values the checker tracks in its tensors (integer scalars, shape lists,
+/// bools, float scalars): only dtypes, shapes and weakness are left.
+fn forget_values(t: &Ty) -> Ty {
+    match t {
+        Ty::Tensor(x) => Ty::Tensor(crate::check::ty::TensorTy {
+            value: None,
+            ..x.clone()
+        }),
+        Ty::Tuple(items) => Ty::Tuple(items.iter().map(forget_values).collect()),
+        Ty::Record(fields) => Ty::Record(
+            fields
+                .iter()
+                .map(|(k, v)| (k.clone(), forget_values(v)))
+                .collect(),
+        ),
+        other => other.clone(),
+    }
 }
