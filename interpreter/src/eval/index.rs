@@ -57,7 +57,10 @@ impl Eval<'_> {
                 }
                 Item::Value(Value::Tensor(t), sp) if t.dtype.is_int() => {
                     consuming += 1;
-                    if t.rank() == 0 {
+                    // An integer that a staged function computes (`x[argmax(x)]`) is known
+                    // only when the graph runs: it indexes as a tensor of rank 0 does, by
+                    // one `gather` whose index the graph computes and checks.
+                    if t.rank() == 0 && t.t.staged_id().is_none() {
                         axes_items.push(Some(Axis::Int(
                             self.scalar_int(&Value::Tensor(t.clone()), *sp)?,
                             *sp,
