@@ -669,10 +669,15 @@ impl<'s> Eval<'s> {
     pub(crate) fn fit_annotation(&mut self, v: Value, te: &TypeExpr, span: Span) -> R<Value> {
         match (&te.kind, v) {
             (TypeExprKind::Tensor { dtype, dims }, Value::Tensor(t)) => {
+                // A weak literal takes the annotated dtype and stops being weak, even when
+                // its dtype already is that one: `b: i64[2]` given `[3000000000, 4]` is
+                // an i64 tensor, which `a + b` with an i32 `a` widens to (as staged code
+                // does), not a weak literal that would take `a`'s i32 and wrap.
+                let t = match DType::from_name(&dtype.name) {
+                    Some(d) if t.weak => TensorVal::strong_of(self.cast(&t.t, d, span)?),
+                    _ => t,
+                };
                 match DType::from_name(&dtype.name) {
-                    Some(d) if t.weak && d != t.dtype => Ok(Value::Tensor(TensorVal::strong_of(
-                        self.cast(&t.t, d, span)?,
-                    ))),
                     Some(d) => {
                         // The checker proved what it could; a value whose type it did not
                         // know (data from a file, `?` dims) is checked here, where it

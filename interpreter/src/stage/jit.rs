@@ -495,14 +495,8 @@ impl Eval<'_> {
                             && is_static(t)
                             && matches!(te.kind, TypeExprKind::Tensor { .. }) =>
                     {
-                        let fitted = self.fit_annotation(v, te, s)?;
-                        Ok((
-                            match fitted {
-                                Value::Tensor(t) => Value::Tensor(TensorVal { weak: false, ..t }),
-                                other => other,
-                            },
-                            s,
-                        ))
+                        // The fitted value is no longer weak, so no longer static.
+                        Ok((self.fit_annotation(v, te, s)?, s))
                     }
                     _ => Ok((v, s)),
                 },
