@@ -734,9 +734,17 @@ pub(crate) fn fits(ev: &Eval<'_>, dtype: DType, n: usize, span: Span) -> R<()> {
 /// session's stream, the rows ordered by key (ties by index).
 pub(crate) fn permutation(ev: &mut Eval<'_>, rows: usize, span: Span) -> R<Tensor> {
     let keys = super::creation::draw(ev, RandomOp::Uniform, &[rows], DType::F64, span)?;
-    let k = keys
-        .to_vec::<f64>()
-        .ok_or_else(|| errors::internal("random keys could not be read", span))?;
+    // Inside a staged function the draw is a node of the graph: its keys exist only when
+    // the graph runs, and the primitive set has no sort to order the rows by them there.
+    let k = keys.to_vec::<f64>().ok_or_else(|| {
+        Flow::error(
+            crate::stage::staging_diag(
+                "a random order of rows (`shuffle`, `batches(..., shuffle: true)`, `split_train_test`) is drawn when the function runs, and a staged graph cannot sort rows by it".to_string(),
+                span,
+            )
+            .with_hint("shuffle outside the staged function and pass the shuffled data in, or keep the function that shuffles eager"),
+        )
+    })?;
     let mut idx: Vec<usize> = (0..rows).collect();
     idx.sort_by(|&a, &b| {
         let (x, y) = (
