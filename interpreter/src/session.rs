@@ -13,7 +13,7 @@ use std::io::Write;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
-use devices::{CpuDevice, Device};
+use devices::{CpuDevice, Device, Tensor};
 use lang::check::{Checker, ModuleId};
 use lang::diagnostics::{RenderOptions, SourceFile, render};
 use lang::{Diagnostic, Span};
@@ -66,6 +66,10 @@ pub struct Options {
     /// MindSpore's `set_auto_parallel_context(parallel_mode=...)` sets it for a whole
     /// program; `None` runs functions without a `parallel:` on one device.
     pub parallel: Option<ParallelMode>,
+    /// Keep the tensor outputs of every staged call, in order
+    /// ([`Session::staged_outputs`]): how the tests compare a program's steps on a mesh
+    /// with its steps on one device.
+    pub record_staged: bool,
     /// How `parallel: "auto"` plans: the mesh's shape (`ms plan --mesh 2x4`; `None` tries
     /// every shape the devices allow), the most bytes a device may hold (`--mem-cap`) and
     /// the hardware profile of the estimates (`--profile`, `cpu` by default).
@@ -99,6 +103,7 @@ impl Default for Options {
             in_place: true,
             mesh: None,
             parallel: None,
+            record_staged: false,
             planning: (None, None, None),
             plans: Vec::new(),
             logdir: None,
@@ -464,6 +469,7 @@ impl Session {
         state.in_place = options.in_place;
         state.mesh = options.mesh;
         state.parallel = options.parallel;
+        state.staged_outputs = options.record_staged.then(Vec::new);
         let (mesh, cap, profile) = options.planning;
         state.planning = crate::stage::parallel::Planning {
             mesh,
@@ -731,6 +737,12 @@ impl Session {
             crate::stage::pipeline::Step::Test(Arc::from(name), Arc::new(pass)),
         );
         self.state.jit.forget();
+    }
+
+    /// The tensor outputs of every staged call so far, in call order (the random key left
+    /// out), when [`Options::record_staged`] asked for them; empty otherwise.
+    pub fn staged_outputs(&self) -> &[Vec<Tensor>] {
+        self.state.staged_outputs.as_deref().unwrap_or_default()
     }
 
     /// What `--check-modes` checked so far (every staged call agreed, or the entry that

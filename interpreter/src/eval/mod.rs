@@ -113,6 +113,9 @@ pub(crate) struct State {
     /// The mesh of `--devices cpu:N` (`Options::mesh`): how many virtual devices parallel
     /// functions may use; `None` when not given.
     pub mesh: Option<usize>,
+    /// The tensor outputs of every staged call so far, in order, when the session keeps
+    /// them (`Options::record_staged`).
+    pub staged_outputs: Option<Vec<Vec<Tensor>>>,
     /// `--parallel MODE` (`Options::parallel`): the mode of staged functions that name
     /// none.
     pub parallel: Option<crate::stage::parallel::Mode>,
@@ -166,6 +169,7 @@ impl State {
             progress_bars: false,
             bar: None,
             mesh: None,
+            staged_outputs: None,
             parallel: None,
             device_pools: None,
             planning: crate::stage::parallel::Planning::default(),

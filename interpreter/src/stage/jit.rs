@@ -771,6 +771,9 @@ impl Eval<'_> {
             self.st.seed = seed;
             self.st.offset = offset;
         }
+        if let Some(record) = &mut self.st.staged_outputs {
+            record.push(rest.to_vec());
+        }
         let mut like = Vec::new();
         tensor_leaves(&g.out, &mut like);
         let mut it = rest
