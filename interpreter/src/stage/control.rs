@@ -733,10 +733,24 @@ impl Eval<'_> {
                 .zip(&lp.template)
                 .all(|(a, b)| same_skeleton(a, b))
         {
+            // A tensor whose dtype or shape changes is the usual case (a value that grows
+            // each iteration); say which variable and how, rather than blame its kind.
+            let grown = lp.names.iter().zip(&vals).zip(&lp.template).find_map(|((n, a), b)| {
+                match (a, b) {
+                    (Value::Tensor(x), Value::Tensor(y)) if !same_skeleton(a, b) => Some(format!(
+                        "this loop changes `{n}` from {} to {}: a staged loop carries values of one dtype and shape from iteration to iteration (as `jax.lax.while_loop` does)",
+                        crate::value::tensor_type_text(y.dtype, y.shape()),
+                        crate::value::tensor_type_text(x.dtype, x.shape()),
+                    )),
+                    _ => None,
+                }
+            });
             return Err(staging_error(
-                "a loop changes a variable's value in more than its tensors (a function, a \
-                 string or a structure); staged code needs one"
-                    .into(),
+                grown.unwrap_or_else(|| {
+                    "a loop changes a variable's value in more than its tensors (a function, a \
+                     string or a structure); staged code needs one"
+                        .into()
+                }),
                 span,
             ));
         }
