@@ -225,6 +225,17 @@ impl GraphBuilder {
         }
     }
 
+    /// The types of the tensor operands of a node with a closed region (`fused`, `call`),
+    /// which become its region's arguments; each must be in scope and a tensor.
+    fn closed_operands(&self, op: &'static str, inputs: &[ValueId]) -> R<Vec<Type>> {
+        self.check_operands(op, inputs, 0)?;
+        inputs
+            .iter()
+            .enumerate()
+            .map(|(i, &v)| self.tensor(op, i, v).map(Type::Tensor))
+            .collect()
+    }
+
     fn push_node(&mut self, kind: NodeKind, operands: Vec<ValueId>) -> NodeId {
         let block = self.frame().block;
         self.g.add_node(block, kind, operands, self.span)
@@ -535,12 +546,7 @@ impl GraphBuilder {
         inputs: &[ValueId],
         body_f: impl FnOnce(&mut Self, &[ValueId]) -> R<Vec<ValueId>>,
     ) -> R<Vec<ValueId>> {
-        self.check_operands("fused", inputs, 0)?;
-        let types = inputs
-            .iter()
-            .enumerate()
-            .map(|(i, &v)| self.tensor("fused", i, v).map(Type::Tensor))
-            .collect::<R<Vec<_>>>()?;
+        let types = self.closed_operands("fused", inputs)?;
         let span = self.span;
         let n = self.push_node(NodeKind::Fused { body: BlockId(0) }, inputs.to_vec());
         let bb = self.g.add_block(Some(n));
@@ -566,12 +572,7 @@ impl GraphBuilder {
         effects: bool,
         body_f: impl FnOnce(&mut Self, &[ValueId]) -> R<Vec<ValueId>>,
     ) -> R<Vec<ValueId>> {
-        self.check_operands("call", inputs, 0)?;
-        let types = inputs
-            .iter()
-            .enumerate()
-            .map(|(i, &v)| self.tensor("call", i, v).map(Type::Tensor))
-            .collect::<R<Vec<_>>>()?;
+        let types = self.closed_operands("call", inputs)?;
         let tok = if effects {
             let Some(t) = self.frame().token else {
                 return Err(BuildError::NoToken {

@@ -274,6 +274,13 @@ impl Attrs {
         as_usize(&a, p)
     }
 
+    fn string(&mut self, key: &str) -> Result<String, ParseError> {
+        match self.take(key)? {
+            (Attr::Str(s), _) => Ok(s),
+            (_, p) => Err(p.error("expected a string")),
+        }
+    }
+
     fn bool(&mut self, key: &str) -> Result<bool, ParseError> {
         match self.take(key)? {
             (Attr::Ident(s), _) if s == "true" => Ok(true),
@@ -816,10 +823,7 @@ impl Parser {
             },
             "call" => {
                 let mut a = self.attrs("call", kp)?;
-                let callee = match a.take("callee")? {
-                    (Attr::Str(s), _) => s,
-                    (_, p) => return Err(p.error("expected a string")),
-                };
+                let callee = a.string("callee")?;
                 a.done()?;
                 NodeKind::Call {
                     callee,
@@ -828,10 +832,7 @@ impl Parser {
             }
             "assert" => {
                 let mut a = self.attrs("assert", kp)?;
-                let message = match a.take("message")? {
-                    (Attr::Str(s), _) => s,
-                    (_, p) => return Err(p.error("expected a string")),
-                };
+                let message = a.string("message")?;
                 a.done()?;
                 NodeKind::Assert { message }
             }
