@@ -896,6 +896,21 @@ impl<'s> Eval<'s> {
         })
     }
 
+    /// Whether evaluating `e` cannot print or log: every name it reads is a tensor (or a
+    /// value without a function in it) or one of the builtins that only read sizes.
+    fn cannot_print(&self, e: &Expr) -> bool {
+        const SIZES: [&str; 3] = ["len", "shape", "dtype"];
+        let mut names = HashSet::new();
+        lang::ast::free_names(e, &mut names);
+        names.iter().all(|n| match self.lookup_var(n) {
+            Some(Value::Tensor(_) | Value::Tuple(_) | Value::Record(_)) => true,
+            Some(Value::Builtin(b)) => SIZES.contains(&b),
+            // A builtin not shadowed by a variable.
+            None => SIZES.contains(&&**n),
+            _ => false,
+        })
+    }
+
     /// Whether `name` is a local variable here (not a captured or global one).
     pub(crate) fn is_local(&self, name: &str) -> bool {
         self.env
@@ -1201,8 +1216,10 @@ impl<'s> Eval<'s> {
             }
             ExprKind::While { cond, body } => {
                 // A condition that reads a staged value is staged without being evaluated
-                // here first (its `print`s would otherwise show once too often).
-                if self.staging() && self.reads_staged(cond) {
+                // here first (its `print`s would otherwise show once too often), unless it
+                // cannot print: then it is evaluated, and one about sizes only (`len(y) <
+                // 7`) is known now, so the loop runs here, unrolled, as eagerly.
+                if self.staging() && self.reads_staged(cond) && !self.cannot_print(cond) {
                     self.staged_while(cond, body, e.span, None)?;
                     return Ok(Value::Unit);
                 }
