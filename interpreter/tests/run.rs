@@ -562,12 +562,11 @@ fn run_sample_recorded(
 /// must agree within rtol 1e-5 and atol 1e-5. Issue 9 asks for atol 1e-6; that does not
 /// hold after an Adam step: its first update is `lr * g / (|g| + eps)`, so a gradient near
 /// `eps` that the mesh sums in another order (off by 1e-10) moves the parameter by 1e-6
-/// (`mnist_cnn` on 2 devices: one of 54k elements, off by 1.3e-6). A later
-/// call starts from the state the earlier calls gave, which already differs in its last
-/// bits (the mesh sums a gradient's parts in another order), and an optimizer such as Adam
-/// divides by the root of a tiny second moment and so magnifies that drift: later calls
-/// are held to rtol 1e-3 and atol 1e-4, and the printed results of the whole run must be
-/// equal.
+/// (`mnist_cnn` on 2 devices: one of 54k elements, off by 1.3e-6).
+///
+/// A later call starts from the state the earlier calls gave, which already differs in its
+/// last bits, and Adam magnifies that drift step by step: later calls are held to rtol 1e-3
+/// and atol 1e-4, and the printed results of the whole run must be equal.
 fn steps_differ(want: &[Vec<devices::Tensor>], got: &[Vec<devices::Tensor>]) -> Option<String> {
     if want.len() != got.len() {
         return Some(format!(

@@ -547,16 +547,8 @@ impl GraphBuilder {
         body_f: impl FnOnce(&mut Self, &[ValueId]) -> R<Vec<ValueId>>,
     ) -> R<Vec<ValueId>> {
         let types = self.closed_operands("fused", inputs)?;
-        let span = self.span;
-        let n = self.push_node(NodeKind::Fused { body: BlockId(0) }, inputs.to_vec());
-        let bb = self.g.add_block(Some(n));
-        self.g.node_mut(n).kind = NodeKind::Fused { body: bb };
-        let (ys, _) = self.region(bb, &[], false, &types, |b, _, a| body_f(b, a))?;
-        self.check_yields("fused", bb, &ys)?;
-        let out: Vec<Type> = ys.iter().map(|&v| self.g.ty(v).clone()).collect();
-        self.span = span;
-        self.close("fused", "body", bb, None, ys, &out)?;
-        Ok(self.results(n, false, &out))
+        let make = |body| NodeKind::Fused { body };
+        self.closed_node("fused", make, inputs.to_vec(), &types, false, body_f)
     }
 
     /// A call of the graph `callee` on `inputs`: `body_f` fills the closed region with its
@@ -573,36 +565,44 @@ impl GraphBuilder {
         body_f: impl FnOnce(&mut Self, &[ValueId]) -> R<Vec<ValueId>>,
     ) -> R<Vec<ValueId>> {
         let types = self.closed_operands("call", inputs)?;
-        let tok = if effects {
-            let Some(t) = self.frame().token else {
-                return Err(BuildError::NoToken {
-                    op: "call",
-                    span: self.span,
-                });
-            };
-            Some(t)
-        } else {
-            None
-        };
-        let span = self.span;
-        let mut operands: Vec<ValueId> = tok.into_iter().collect();
+        let mut operands = Vec::with_capacity(inputs.len() + 1);
+        if effects {
+            let token = self.frame().token.ok_or(BuildError::NoToken {
+                op: "call",
+                span: self.span,
+            })?;
+            operands.push(token);
+        }
         operands.extend_from_slice(inputs);
-        let placeholder = NodeKind::Call {
+        let make = |body| NodeKind::Call {
             callee: callee.to_string(),
-            body: BlockId(0),
+            body,
         };
-        let n = self.push_node(placeholder, operands);
+        self.closed_node("call", make, operands, &types, effects, body_f)
+    }
+
+    /// Adds a node with one closed region (`fused`, `call`): `make` gives its kind for a
+    /// body block; the region takes the token first when `token`, then one argument per
+    /// type of `types`, and its yields are the node's results (the token first).
+    fn closed_node(
+        &mut self,
+        op: &'static str,
+        make: impl Fn(BlockId) -> NodeKind,
+        operands: Vec<ValueId>,
+        types: &[Type],
+        token: bool,
+        body_f: impl FnOnce(&mut Self, &[ValueId]) -> R<Vec<ValueId>>,
+    ) -> R<Vec<ValueId>> {
+        let span = self.span;
+        let n = self.push_node(make(BlockId(0)), operands);
         let bb = self.g.add_block(Some(n));
-        self.g.node_mut(n).kind = NodeKind::Call {
-            callee: callee.to_string(),
-            body: bb,
-        };
-        let (ys, bt) = self.region(bb, &[], effects, &types, |b, _, a| body_f(b, a))?;
-        self.check_yields("call", bb, &ys)?;
+        self.g.node_mut(n).kind = make(bb);
+        let (ys, bt) = self.region(bb, &[], token, types, |b, _, a| body_f(b, a))?;
+        self.check_yields(op, bb, &ys)?;
         let out: Vec<Type> = ys.iter().map(|&v| self.g.ty(v).clone()).collect();
         self.span = span;
-        self.close("call", "body", bb, bt, ys, &out)?;
-        Ok(self.results(n, effects, &out))
+        self.close(op, "body", bb, bt, ys, &out)?;
+        Ok(self.results(n, token, &out))
     }
 
     /// Ends the graph with `outputs` (after the body's final token, if it has one).
